@@ -1,0 +1,82 @@
+/**
+ * The contract between aggregation strategies and whatever drives them (the simulator, the network
+ * server). A strategy is a pure state machine: no clocks, no I/O, no randomness of its own beyond a
+ * seeded rng given at construction. Drivers pass the current time in.
+ *
+ * Parameter arrays handed out by a strategy (`params`, `Assignment.params`) are immutable snapshots:
+ * a server step builds a new array instead of writing into the old one, so a client that downloaded
+ * version v keeps training from exactly version v.
+ */
+
+export interface ClientUpdate {
+  readonly clientId: number;
+  /** The model version the client downloaded and trained from. */
+  readonly baseVersion: number;
+  /** start params − trained params (a pseudo-gradient: the server subtracts it). */
+  readonly delta: Float32Array;
+  /** Training examples behind the update (example weight). */
+  readonly numExamples: number;
+  readonly trainLoss?: number;
+}
+
+export interface Assignment {
+  readonly version: number;
+  readonly params: Float32Array;
+  /** Sync strategies: the round this client belongs to. */
+  readonly round?: number;
+}
+
+export type RejectReason =
+  | 'stale' // staleness above the configured maximum
+  | 'wrong_round' // sync: the round it was selected for has closed
+  | 'shape' // delta length differs from the model
+  | 'non_finite' // NaN or Infinity in the delta
+  | 'unknown_version' // base version from the future or never issued
+  | 'not_assigned'; // client was never assigned (or already reported)
+
+export type UpdateOutcome =
+  | {
+      readonly kind: 'accepted';
+      readonly staleness: number;
+      /** Effective aggregation weight (example weight × staleness weight, before normalization). */
+      readonly weight: number;
+      /** True when this update completed a buffer/round and the server stepped. */
+      readonly stepped: boolean;
+      /** Model version after handling the update. */
+      readonly version: number;
+      /** Clients whose work is no longer wanted (e.g. stragglers of a closed sync round). */
+      readonly abandoned: readonly number[];
+    }
+  | {
+      readonly kind: 'rejected';
+      readonly reason: RejectReason;
+      readonly message: string;
+      readonly staleness?: number;
+    };
+
+export interface TimerOutcome {
+  readonly stepped: boolean;
+  readonly version: number;
+  readonly abandoned: readonly number[];
+}
+
+export interface Strategy {
+  readonly name: string;
+  /** Current model version; starts at 0 and increases by one per server step. */
+  readonly version: number;
+  /** Current global parameters (immutable snapshot). */
+  readonly params: Float32Array;
+  /** How many new clients the strategy wants started now, given `inFlight` clients already training
+   *  and a driver-imposed cap of `concurrency` simultaneous clients. */
+  demand(now: number, inFlight: number, concurrency: number): number;
+  /** Client `clientId` starts: returns what it trains from. */
+  assign(clientId: number, now: number): Assignment;
+  /** A trained update arrives. */
+  onUpdate(update: ClientUpdate, now: number): UpdateOutcome;
+  /** An assigned client will never report (dropout, failure, cancellation). */
+  onDropout(clientId: number, now: number): void;
+  /** Virtual time of the next deadline the strategy needs (sync round timeout), or Infinity. */
+  nextDeadline(): number;
+  /** Called by the driver at (or after) `nextDeadline()`. */
+  onTimer(now: number): TimerOutcome;
+}
