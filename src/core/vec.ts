@@ -6,7 +6,8 @@
 import { NonFiniteError, ShapeError } from './errors.ts';
 
 export function assertSameLength(a: ArrayLike<number>, b: ArrayLike<number>, what = 'vectors'): void {
-  if (a.length !== b.length) throw new ShapeError(`${what} have different lengths: ${a.length} vs ${b.length}`);
+  if (a.length !== b.length)
+    throw new ShapeError(`${what} have different lengths: ${a.length} vs ${b.length}`);
 }
 
 /** y += a * x */

@@ -30,7 +30,12 @@ export interface RunSummary {
   readonly finalAccuracy: number;
   readonly finalLoss: number;
   /** First point where accuracy ≥ target, if a target was set and reached. */
-  readonly toTarget?: { readonly time: number; readonly trips: number; readonly bytesUp: number; readonly version: number };
+  readonly toTarget?: {
+    readonly time: number;
+    readonly trips: number;
+    readonly bytesUp: number;
+    readonly version: number;
+  };
   readonly counts: {
     readonly started: number;
     readonly completed: number;
