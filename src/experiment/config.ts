@@ -348,11 +348,11 @@ export function jsonErrorOffset(text: string): number {
         fail();
       }
     }
-    if (ch === '"') return str();
-    if (ch === 't') return literal('true');
-    if (ch === 'f') return literal('false');
-    if (ch === 'n') return literal('null');
-    num();
+    if (ch === '"') str();
+    else if (ch === 't') literal('true');
+    else if (ch === 'f') literal('false');
+    else if (ch === 'n') literal('null');
+    else num();
   };
   try {
     value();
