@@ -1,0 +1,198 @@
+/**
+ * Synchronous rounds (FedAvg / FedAvgM / FedAdam, Reddi et al. 2021 for the server optimizers).
+ *
+ * A round selects ceil(cohortSize · (1 + overSelection)) clients, all training from the same
+ * version. It closes as soon as cohortSize updates arrived; clients still training are handed back
+ * as `abandoned` and their late updates are rejected as 'wrong_round'. It also closes at
+ * roundTimeout after its first assignment, or once every selected client has reported or dropped
+ * out: with at least minUpdates updates the server steps, otherwise the round is discarded and a new
+ * one (same version) starts. The server step feeds the example-weighted mean delta to the server
+ * optimizer as its gradient.
+ */
+import { ConfigError, OrchardError } from '../../core/errors.ts';
+import { accumulate } from '../aggregate.ts';
+import type { OptimizerSpec } from '../spec.ts';
+import type { Assignment, ClientUpdate, Strategy, TimerOutcome, UpdateOutcome } from '../types.ts';
+import { checkUpdate, normalize, reject, ServerStepper } from './common.ts';
+
+export interface SyncOptions {
+  readonly cohortSize: number;
+  readonly overSelection: number;
+  readonly roundTimeout: number;
+  readonly minUpdates: number;
+  readonly serverOptimizer: OptimizerSpec;
+}
+
+const NONE: readonly number[] = Object.freeze([]);
+
+/** Strategy name by server optimizer, as used in reports. */
+export function syncName(optimizer: OptimizerSpec): 'fedavg' | 'fedavgm' | 'fedadam' {
+  return optimizer.kind === 'sgd' ? 'fedavg' : optimizer.kind === 'momentum' ? 'fedavgm' : 'fedadam';
+}
+
+export class SyncRounds implements Strategy {
+  readonly name: string;
+  private versionNo = 0;
+  private roundNo = 0;
+  private readonly stepper: ServerStepper;
+  /** Clients selected per round, over-selection included. */
+  readonly selectionTarget: number;
+  /** clientId → round it was selected for; stragglers of closed rounds stay until they report or drop. */
+  private readonly assigned = new Map<number, number>();
+  /** Clients of the current round still training. */
+  private readonly outstanding = new Set<number>();
+  private selected = 0;
+  private openedAt = Number.NaN;
+  private closeDueAt = Number.POSITIVE_INFINITY;
+  private readonly buffer: Float32Array;
+  private received = 0;
+  private receivedExamples = 0;
+
+  constructor(
+    private readonly options: SyncOptions,
+    initialParams: Float32Array,
+  ) {
+    const issues = [];
+    if (!(Number.isInteger(options.cohortSize) && options.cohortSize > 0))
+      issues.push({ path: 'cohortSize', message: `must be a positive integer, got ${options.cohortSize}` });
+    if (!(options.overSelection >= 0 && Number.isFinite(options.overSelection)))
+      issues.push({ path: 'overSelection', message: `must be finite and ≥ 0, got ${options.overSelection}` });
+    if (!(options.roundTimeout > 0))
+      issues.push({ path: 'roundTimeout', message: `must be > 0, got ${options.roundTimeout}` });
+    if (
+      !(
+        Number.isInteger(options.minUpdates) &&
+        options.minUpdates > 0 &&
+        options.minUpdates <= options.cohortSize
+      )
+    )
+      issues.push({
+        path: 'minUpdates',
+        message: `must be an integer in [1, cohortSize=${options.cohortSize}], got ${options.minUpdates}`,
+      });
+    if (issues.length > 0) throw new ConfigError(issues, 'sync strategy');
+    this.name = syncName(options.serverOptimizer);
+    this.stepper = new ServerStepper(options.serverOptimizer, initialParams);
+    this.buffer = new Float32Array(initialParams.length);
+    // The small relative slack keeps 100 · 1.3 = 130.00000000000003 from becoming 131.
+    const raw = options.cohortSize * (1 + options.overSelection);
+    this.selectionTarget = Math.max(options.cohortSize, Math.ceil(raw - raw * 1e-12));
+  }
+
+  get version(): number {
+    return this.versionNo;
+  }
+  get params(): Float32Array {
+    return this.stepper.params;
+  }
+  /** The current round number (restarts count as new rounds). */
+  get round(): number {
+    return this.roundNo;
+  }
+  /** Updates received so far in the current round. */
+  get receivedThisRound(): number {
+    return this.received;
+  }
+
+  demand(_now: number, inFlight: number, concurrency: number): number {
+    return Math.max(0, Math.min(this.selectionTarget - this.selected, concurrency - inFlight));
+  }
+
+  assign(clientId: number, now: number): Assignment {
+    if (this.assigned.has(clientId))
+      throw new OrchardError('INVALID_STATE', `client ${clientId} is already training`);
+    if (this.selected === 0) this.openedAt = now;
+    this.selected++;
+    this.assigned.set(clientId, this.roundNo);
+    this.outstanding.add(clientId);
+    return { version: this.versionNo, params: this.stepper.params, round: this.roundNo };
+  }
+
+  onUpdate(update: ClientUpdate, now: number): UpdateOutcome {
+    const round = this.assigned.get(update.clientId);
+    if (round === undefined)
+      return reject(
+        'not_assigned',
+        `client ${update.clientId} is not training (never assigned or already reported)`,
+      );
+    this.assigned.delete(update.clientId);
+    if (round !== this.roundNo)
+      return reject(
+        'wrong_round',
+        `client ${update.clientId} was selected for round ${round}, now ${this.roundNo}`,
+      );
+    this.outstanding.delete(update.clientId);
+    const bad = checkUpdate(update, this.buffer.length, this.versionNo, this.versionNo);
+    if (bad) {
+      // The model must not change on a rejection, so a round this leaves without prospects is closed
+      // through the timer, right away.
+      if (this.exhausted()) this.closeDueAt = now;
+      return bad;
+    }
+    accumulate(this.buffer, update.numExamples, update.delta);
+    this.received++;
+    this.receivedExamples += update.numExamples;
+    let stepped = false;
+    let abandoned = NONE;
+    if (this.received >= this.options.cohortSize || this.exhausted()) {
+      const closed = this.closeRound();
+      stepped = closed.stepped;
+      abandoned = closed.abandoned;
+    }
+    return {
+      kind: 'accepted',
+      staleness: 0,
+      weight: update.numExamples,
+      stepped,
+      version: this.versionNo,
+      abandoned,
+    };
+  }
+
+  onDropout(clientId: number, _now: number): void {
+    const round = this.assigned.get(clientId);
+    if (round === undefined) return;
+    this.assigned.delete(clientId);
+    if (round !== this.roundNo) return;
+    this.outstanding.delete(clientId);
+    // Nobody is left to abandon, so closing here loses no information for the driver.
+    if (this.exhausted()) this.closeRound();
+  }
+
+  nextDeadline(): number {
+    const timeout = Number.isNaN(this.openedAt)
+      ? Number.POSITIVE_INFINITY
+      : this.openedAt + this.options.roundTimeout;
+    return Math.min(timeout, this.closeDueAt);
+  }
+
+  onTimer(now: number): TimerOutcome {
+    if (now < this.nextDeadline()) return { stepped: false, version: this.versionNo, abandoned: NONE };
+    const closed = this.closeRound();
+    return { stepped: closed.stepped, version: this.versionNo, abandoned: closed.abandoned };
+  }
+
+  /** Every selected client is accounted for, and the cohort was not filled. */
+  private exhausted(): boolean {
+    return this.selected >= this.selectionTarget && this.outstanding.size === 0;
+  }
+
+  private closeRound(): { stepped: boolean; abandoned: readonly number[] } {
+    const abandoned = this.outstanding.size > 0 ? Array.from(this.outstanding) : NONE;
+    this.outstanding.clear();
+    const stepped = this.received >= this.options.minUpdates;
+    if (stepped) {
+      normalize(this.buffer, this.receivedExamples);
+      this.stepper.step(this.buffer);
+      this.versionNo++;
+    }
+    this.buffer.fill(0);
+    this.received = 0;
+    this.receivedExamples = 0;
+    this.roundNo++;
+    this.selected = 0;
+    this.openedAt = Number.NaN;
+    this.closeDueAt = Number.POSITIVE_INFINITY;
+    return { stepped, abandoned };
+  }
+}
