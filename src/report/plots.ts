@@ -1,0 +1,105 @@
+/**
+ * Plots as SVG strings: Vega-Lite specs compiled to Vega and rendered headlessly (renderer 'none'
+ * needs no canvas or DOM), so the report embeds them inline and works offline.
+ */
+import * as vega from 'vega';
+import * as vl from 'vega-lite';
+import type { RunSummary } from '../sim/types.ts';
+
+/** Curves are thinned to this many points per run before plotting to keep SVGs small. */
+const MAX_POINTS_PER_RUN = 600;
+
+const WIDTH = 620;
+const HEIGHT = 300;
+
+export async function renderSvg(spec: vl.TopLevelSpec): Promise<string> {
+  const compiled = vl.compile(spec);
+  const view = new vega.View(vega.parse(compiled.spec), { renderer: 'none' });
+  try {
+    return await view.toSVG();
+  } finally {
+    view.finalize();
+  }
+}
+
+/** Every k-th point plus the last, so the curve's end (final accuracy) is always drawn. */
+function thin<T>(points: readonly T[], max: number): T[] {
+  if (points.length <= max) return [...points];
+  const step = Math.ceil(points.length / max);
+  const out: T[] = [];
+  for (let i = 0; i < points.length; i += step) out.push(points[i] as T);
+  const last = points[points.length - 1] as T;
+  if (out[out.length - 1] !== last) out.push(last);
+  return out;
+}
+
+export type CurveAxis = 'time' | 'trips' | 'bytesUp';
+
+const AXIS_TITLES: Record<CurveAxis, string> = {
+  time: 'virtual time (s)',
+  trips: 'client trips',
+  bytesUp: 'bytes uploaded',
+};
+
+/** Accuracy against one progress measure, one line per method (and per seed). */
+export function accuracySpec(
+  runs: readonly RunSummary[],
+  x: CurveAxis,
+  target: number | null,
+): vl.TopLevelSpec {
+  const values: Array<Record<string, string | number>> = [];
+  for (const run of runs) {
+    for (const p of thin(run.curve, MAX_POINTS_PER_RUN)) {
+      if (!Number.isFinite(p.accuracy)) continue;
+      values.push({ method: run.label, seed: run.seed, x: p[x], accuracy: p.accuracy });
+    }
+  }
+  const lineLayer = {
+    mark: { type: 'line', interpolate: 'step-after' },
+    encoding: {
+      x: { field: 'x', type: 'quantitative', title: AXIS_TITLES[x] },
+      y: { field: 'accuracy', type: 'quantitative', title: 'test accuracy', scale: { domain: [0, 1] } },
+      color: { field: 'method', type: 'nominal', title: 'method', sort: runs.map((r) => r.label) },
+      detail: { field: 'seed', type: 'nominal' },
+    },
+  };
+  const title = `Accuracy vs ${AXIS_TITLES[x]}`;
+  if (target === null)
+    return { width: WIDTH, height: HEIGHT, title, data: { values }, ...lineLayer } as vl.TopLevelSpec;
+  return {
+    width: WIDTH,
+    height: HEIGHT,
+    title: `${title} (dashed: target ${target})`,
+    data: { values },
+    layer: [
+      lineLayer,
+      {
+        data: { values: [{ target }] },
+        mark: { type: 'rule', strokeDash: [6, 4], color: '#888' },
+        encoding: { y: { field: 'target', type: 'quantitative' } },
+      },
+    ],
+  } as vl.TopLevelSpec;
+}
+
+/** Accepted updates by staleness for one method (seeds summed). */
+export function stalenessSpec(label: string, histograms: ReadonlyArray<readonly number[]>): vl.TopLevelSpec {
+  const totals: number[] = [];
+  for (const h of histograms) {
+    for (let s = 0; s < h.length; s++) totals[s] = (totals[s] ?? 0) + (h[s] as number);
+  }
+  const values = totals.map((count, staleness) => ({ staleness, count }));
+  return {
+    width: Math.min(WIDTH, Math.max(200, totals.length * 12)),
+    height: 160,
+    title: `Staleness of accepted updates: ${label}`,
+    data: { values },
+    transform: [{ calculate: 'datum.staleness + 1', as: 'end' }],
+    mark: { type: 'bar', stroke: 'white', strokeWidth: 0.5 },
+    encoding: {
+      x: { field: 'staleness', type: 'quantitative', title: 'staleness (server versions; last bin = tail)' },
+      x2: { field: 'end' },
+      y: { field: 'count', type: 'quantitative', title: 'accepted updates' },
+    },
+  } as vl.TopLevelSpec;
+}
