@@ -1,0 +1,297 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { OrchardError } from '../../core/errors.ts';
+import type { OptimizerSpec } from '../spec.ts';
+import type { ClientUpdate, UpdateOutcome } from '../types.ts';
+import { type SyncOptions, SyncRounds } from './sync.ts';
+
+function sync(options: Partial<SyncOptions>, init: ArrayLike<number> = [0, 0]): SyncRounds {
+  return new SyncRounds(
+    {
+      cohortSize: 3,
+      overSelection: 0,
+      roundTimeout: Number.POSITIVE_INFINITY,
+      minUpdates: 1,
+      serverOptimizer: { kind: 'sgd', lr: 1 },
+      ...options,
+    },
+    Float32Array.from(init),
+  );
+}
+
+const upd = (clientId: number, delta: number[], numExamples = 1, baseVersion = 0): ClientUpdate => ({
+  clientId,
+  baseVersion,
+  delta: Float32Array.from(delta),
+  numExamples,
+});
+
+function ok(out: UpdateOutcome): Extract<UpdateOutcome, { kind: 'accepted' }> {
+  assert.equal(out.kind, 'accepted', out.kind === 'rejected' ? out.message : '');
+  return out as Extract<UpdateOutcome, { kind: 'accepted' }>;
+}
+
+function rejected(out: UpdateOutcome, reason: string): void {
+  assert.equal(out.kind, 'rejected');
+  assert.equal(out.kind === 'rejected' && out.reason, reason);
+}
+
+function assertClose(a: ArrayLike<number>, b: ArrayLike<number>, tol: number): void {
+  assert.equal(a.length, b.length);
+  for (let i = 0; i < a.length; i++)
+    assert.ok(Math.abs((a[i] as number) - (b[i] as number)) <= tol, `[${i}]: ${a[i]} vs ${b[i]}`);
+}
+
+test('names follow the server optimizer', () => {
+  assert.equal(sync({}).name, 'fedavg');
+  assert.equal(
+    sync({ serverOptimizer: { kind: 'momentum', lr: 1, momentum: 0.9, nesterov: false } }).name,
+    'fedavgm',
+  );
+  assert.equal(
+    sync({ serverOptimizer: { kind: 'adam', lr: 1, beta1: 0.9, beta2: 0.99, eps: 1e-3 } }).name,
+    'fedadam',
+  );
+});
+
+test('FedAvg round: params − example-weighted mean delta', () => {
+  const s = sync({ cohortSize: 2 }, [1, 1]);
+  s.assign(1, 0);
+  s.assign(2, 0);
+  assert.equal(ok(s.onUpdate(upd(1, [1, 2], 1), 1)).stepped, false);
+  const out = ok(s.onUpdate(upd(2, [4, -1], 3), 2));
+  assert.equal(out.stepped, true);
+  assert.equal(out.version, 1);
+  // mean = (1·[1,2] + 3·[4,−1]) / 4 = [3.25, −0.25]
+  assertClose(s.params, [1 - 3.25, 1 + 0.25], 1e-6);
+});
+
+test('FedAvgM server steps match hand-computed heavy-ball updates', () => {
+  const s = sync(
+    { cohortSize: 1, serverOptimizer: { kind: 'momentum', lr: 0.5, momentum: 0.9, nesterov: false } },
+    [1, 2],
+  );
+  const deltas = [
+    [1, -2],
+    [0.5, 0.5],
+    [-1, 0],
+  ];
+  const p = [1, 2];
+  const v = [0, 0];
+  for (const [k, d] of deltas.entries()) {
+    s.assign(k, k);
+    ok(s.onUpdate(upd(k, d, 5, k), k));
+    for (let i = 0; i < 2; i++) {
+      v[i] = 0.9 * (v[i] as number) + (d[i] as number);
+      p[i] = (p[i] as number) - 0.5 * (v[i] as number);
+    }
+    assertClose(s.params, p, 1e-6);
+  }
+  // Spot check of round two by hand: v = 0.9·[1,−2] + [0.5,0.5] = [1.4, −1.3], p after three rounds:
+  // v3 = 0.9·[1.4,−1.3] + [−1,0] = [0.26, −1.17]; p = [1,2] − 0.5·([1,−2] + [1.4,−1.3] + [0.26,−1.17]).
+  assertClose(s.params, [1 - 0.5 * 2.66, 2 + 0.5 * 4.47], 1e-6);
+});
+
+test('FedAdam server steps match hand-computed Adam updates', () => {
+  const beta1 = 0.9;
+  const beta2 = 0.99;
+  const tau = 0.01;
+  const lr = 0.1;
+  const s = sync({ cohortSize: 1, serverOptimizer: { kind: 'adam', lr, beta1, beta2, eps: tau } }, [0, 0]);
+  // First step by hand: m̂ = g, v̂ = g², so p1 = −lr·g/(|g| + τ).
+  s.assign(0, 0);
+  ok(s.onUpdate(upd(0, [2, -0.5], 1, 0), 0));
+  assertClose(s.params, [-0.1 * (2 / 2.01), 0.1 * (0.5 / 0.51)], 1e-6);
+  // Second step: recompute the moments in float64.
+  s.assign(1, 1);
+  ok(s.onUpdate(upd(1, [1, 1], 1, 1), 1));
+  const g1 = [2, -0.5];
+  const g2 = [1, 1];
+  const expected = [0, 1].map((i) => {
+    const a = g1[i] as number;
+    const b = g2[i] as number;
+    const p1 = (-lr * a) / (Math.abs(a) + tau);
+    const m = beta1 * (1 - beta1) * a + (1 - beta1) * b;
+    const v = beta2 * (1 - beta2) * a * a + (1 - beta2) * b * b;
+    const mHat = m / (1 - beta1 ** 2);
+    const vHat = v / (1 - beta2 ** 2);
+    return p1 - (lr * mHat) / (Math.sqrt(vHat) + tau);
+  });
+  assertClose(s.params, expected, 1e-6);
+});
+
+test('over-selection: demand asks for ceil(cohort · (1 + over)) clients, capped by concurrency', () => {
+  assert.equal(sync({ cohortSize: 100, overSelection: 0.3 }).demand(0, 0, 1000), 130);
+  assert.equal(sync({ cohortSize: 10, overSelection: 0.25 }).demand(0, 0, 1000), 13);
+  const s = sync({ cohortSize: 3, overSelection: 1 });
+  assert.equal(s.demand(0, 0, 4), 4);
+  for (let i = 0; i < 4; i++) s.assign(i, 0);
+  assert.equal(s.demand(0, 4, 100), 2);
+  s.assign(4, 0);
+  s.assign(5, 0);
+  assert.equal(s.demand(0, 6, 100), 0);
+});
+
+test('round closes at cohortSize; stragglers are abandoned and their late updates rejected', () => {
+  const s = sync({ cohortSize: 3, overSelection: 1 });
+  for (let i = 0; i < 6; i++) s.assign(i, 0);
+  ok(s.onUpdate(upd(4, [1, 0]), 1));
+  ok(s.onUpdate(upd(0, [1, 0]), 2));
+  const out = ok(s.onUpdate(upd(2, [1, 0]), 3));
+  assert.equal(out.stepped, true);
+  assert.deepEqual([...out.abandoned].sort(), [1, 3, 5]);
+  assert.equal(s.version, 1);
+  assert.equal(s.round, 1);
+  const params = s.params;
+  rejected(s.onUpdate(upd(1, [9, 9]), 4), 'wrong_round');
+  rejected(s.onUpdate(upd(1, [9, 9]), 4), 'not_assigned');
+  assert.equal(s.params, params);
+  // The next round selects again.
+  assert.equal(s.demand(5, 2, 100), 6);
+});
+
+test('round timeout closes with what it has when ≥ minUpdates', () => {
+  const s = sync({ cohortSize: 4, roundTimeout: 10, minUpdates: 2 }, [0, 0]);
+  assert.equal(s.nextDeadline(), Number.POSITIVE_INFINITY);
+  for (let i = 0; i < 4; i++) s.assign(i, 5);
+  assert.equal(s.nextDeadline(), 15);
+  ok(s.onUpdate(upd(0, [2, 0], 1), 6));
+  ok(s.onUpdate(upd(1, [0, 2], 1), 7));
+  const early = s.onTimer(14);
+  assert.equal(early.stepped, false);
+  assert.equal(s.version, 0);
+  const t = s.onTimer(15);
+  assert.equal(t.stepped, true);
+  assert.equal(t.version, 1);
+  assert.deepEqual([...t.abandoned].sort(), [2, 3]);
+  assertClose(s.params, [-1, -1], 1e-7);
+  assert.equal(s.nextDeadline(), Number.POSITIVE_INFINITY);
+  rejected(s.onUpdate(upd(2, [1, 1]), 16), 'wrong_round');
+});
+
+test('round timeout below minUpdates discards the round and restarts at the same version', () => {
+  const s = sync({ cohortSize: 4, roundTimeout: 10, minUpdates: 3 }, [1, 1]);
+  for (let i = 0; i < 4; i++) s.assign(i, 0);
+  ok(s.onUpdate(upd(0, [5, 5]), 1));
+  ok(s.onUpdate(upd(1, [5, 5]), 2));
+  const before = s.params;
+  const t = s.onTimer(10);
+  assert.equal(t.stepped, false);
+  assert.equal(t.version, 0);
+  assert.deepEqual([...t.abandoned].sort(), [2, 3]);
+  assert.equal(s.params, before);
+  assert.equal(s.round, 1);
+  assert.equal(s.receivedThisRound, 0);
+  // The discarded round's updates are gone: a fresh round of 4 averages only its own deltas.
+  for (let i = 10; i < 14; i++) s.assign(i, 20);
+  assert.equal(s.nextDeadline(), 30);
+  for (let i = 10; i < 14; i++) ok(s.onUpdate(upd(i, [1, 0]), 21));
+  assertClose(s.params, [0, 1], 1e-7);
+});
+
+test('dropouts: when everyone selected is gone, close early (≥ minUpdates) or restart', () => {
+  const a = sync({ cohortSize: 3, minUpdates: 1 });
+  for (let i = 0; i < 3; i++) a.assign(i, 0);
+  ok(a.onUpdate(upd(0, [1, 1]), 1));
+  a.onDropout(1, 2);
+  assert.equal(a.version, 0);
+  a.onDropout(2, 3);
+  assert.equal(a.version, 1);
+  assertClose(a.params, [-1, -1], 1e-7);
+
+  const b = sync({ cohortSize: 3, minUpdates: 2 });
+  for (let i = 0; i < 3; i++) b.assign(i, 0);
+  ok(b.onUpdate(upd(0, [1, 1]), 1));
+  b.onDropout(1, 2);
+  b.onDropout(2, 3);
+  assert.equal(b.version, 0);
+  assert.equal(b.round, 1);
+  assert.equal(b.demand(4, 0, 10), 3);
+  // A dropout of a client nobody knows is ignored.
+  b.onDropout(77, 5);
+  assert.equal(b.round, 1);
+});
+
+test('dropouts before selection is complete do not close the round', () => {
+  const s = sync({ cohortSize: 2, overSelection: 0.5 });
+  s.assign(0, 0);
+  s.assign(1, 0);
+  s.onDropout(0, 1);
+  s.onDropout(1, 1);
+  assert.equal(s.round, 0, 'one more client is still to be selected');
+  s.assign(2, 2);
+  ok(s.onUpdate(upd(2, [1, 0]), 3));
+  assert.equal(s.version, 1);
+});
+
+test('a rejection that leaves the round without prospects closes it through the timer, not on the spot', () => {
+  const s = sync({ cohortSize: 2 }, [0, 0]);
+  s.assign(0, 0);
+  s.assign(1, 0);
+  ok(s.onUpdate(upd(0, [1, 1]), 1));
+  const before = s.params;
+  rejected(s.onUpdate(upd(1, [Number.NaN, 0]), 2), 'non_finite');
+  assert.equal(s.params, before);
+  assert.equal(s.version, 0);
+  assert.equal(s.nextDeadline(), 2);
+  const t = s.onTimer(2);
+  assert.equal(t.stepped, true);
+  assertClose(s.params, [-1, -1], 1e-7);
+});
+
+test('every sync rejection reason leaves params, version and round unchanged', () => {
+  const s = sync({ cohortSize: 5 }, [1, 2]);
+  for (let i = 0; i < 5; i++) s.assign(i, 0);
+  ok(s.onUpdate(upd(0, [1, 1]), 1));
+  const check = (u: ClientUpdate, reason: string) => {
+    const before = {
+      params: s.params,
+      copy: new Float32Array(s.params),
+      version: s.version,
+      round: s.round,
+      got: s.receivedThisRound,
+    };
+    rejected(s.onUpdate(u, 2), reason);
+    assert.equal(s.params, before.params);
+    assert.deepEqual(s.params, before.copy);
+    assert.equal(s.version, before.version);
+    assert.equal(s.round, before.round);
+    assert.equal(s.receivedThisRound, before.got);
+  };
+  check(upd(0, [1, 1]), 'not_assigned');
+  check(upd(42, [1, 1]), 'not_assigned');
+  check(upd(1, [1, 1, 1]), 'shape');
+  check(upd(2, [Number.NEGATIVE_INFINITY, 1]), 'non_finite');
+  check(upd(3, [1, 1], 1, 3), 'unknown_version');
+  check(upd(4, [1, 1], Number.NaN), 'non_finite');
+});
+
+test('assigning a client twice and invalid options are typed errors', () => {
+  const s = sync({});
+  s.assign(1, 0);
+  assert.throws(
+    () => s.assign(1, 0),
+    (e: unknown) => e instanceof OrchardError && e.code === 'INVALID_STATE',
+  );
+  assert.throws(
+    () => sync({ minUpdates: 4, cohortSize: 3 }),
+    (e: unknown) => e instanceof OrchardError && e.code === 'CONFIG_INVALID',
+  );
+  assert.throws(() => sync({ cohortSize: 0 }), OrchardError);
+  const bad: OptimizerSpec = { kind: 'sgd', lr: -1 };
+  assert.throws(() => sync({ serverOptimizer: bad }), OrchardError);
+});
+
+test('sync snapshots handed out are never modified', () => {
+  const s = sync(
+    { cohortSize: 1, serverOptimizer: { kind: 'momentum', lr: 1, momentum: 0.5, nesterov: true } },
+    [3, 4],
+  );
+  const a = s.assign(0, 0);
+  const copy = new Float32Array(a.params);
+  ok(s.onUpdate(upd(0, [1, 1]), 1));
+  s.assign(1, 2);
+  ok(s.onUpdate(upd(1, [1, 1], 1, 1), 3));
+  assert.deepEqual(a.params, copy);
+  assert.notDeepEqual(s.params, copy);
+});
