@@ -1,0 +1,176 @@
+/**
+ * Fast exact standard-normal sampling by the ziggurat method (Marsaglia & Tsang 2000, 128 layers),
+ * written here from the published construction. About 99% of draws cost one 32-bit integer, one table
+ * compare and one multiply, which is what lets the Synthetic generator draw ~2,000 normals per client in a
+ * few microseconds. Randomness comes from the caller's seeded `Rng`, so results stay reproducible.
+ */
+import type { Rng } from '../core/rng.ts';
+
+const LAYERS = 128;
+/** Start of the tail (x-coordinate of the base layer's right edge). */
+const TAIL_START = 3.442619855899;
+/** Area of each layer (rectangles plus, for the base, the tail). */
+const LAYER_AREA = 9.91256303526217e-3;
+const TWO_31 = 2147483648;
+
+/** kn: integer acceptance thresholds; wn: int → x scale per layer; fn: density at each layer edge. */
+const kn = new Int32Array(LAYERS);
+const wn = new Float64Array(LAYERS);
+const fn = new Float64Array(LAYERS);
+
+(function buildTables(): void {
+  let dn = TAIL_START;
+  let tn = dn;
+  const q = LAYER_AREA / Math.exp(-0.5 * dn * dn);
+  kn[0] = Math.floor((dn / q) * TWO_31);
+  kn[1] = 0;
+  wn[0] = q / TWO_31;
+  wn[LAYERS - 1] = dn / TWO_31;
+  fn[0] = 1;
+  fn[LAYERS - 1] = Math.exp(-0.5 * dn * dn);
+  for (let i = LAYERS - 2; i >= 1; i--) {
+    dn = Math.sqrt(-2 * Math.log(LAYER_AREA / dn + Math.exp(-0.5 * dn * dn)));
+    kn[i + 1] = Math.floor((dn / tn) * TWO_31);
+    tn = dn;
+    fn[i] = Math.exp(-0.5 * dn * dn);
+    wn[i] = dn / TWO_31;
+  }
+})();
+
+/** Slow path: the wedge between rectangles, or the tail beyond TAIL_START. */
+function zigguratFix(rng: UniformSource, hzIn: number, izIn: number): number {
+  let hz = hzIn;
+  let iz = izIn;
+  for (;;) {
+    const x = hz * (wn[iz] as number);
+    if (iz === 0) {
+      // Tail: Marsaglia's exponential rejection for x > TAIL_START.
+      let t = 0;
+      let y = 0;
+      do {
+        t = -Math.log(rng.nextOpen()) / TAIL_START;
+        y = -Math.log(rng.nextOpen());
+      } while (y + y < t * t);
+      return hz > 0 ? TAIL_START + t : -TAIL_START - t;
+    }
+    const f0 = fn[iz] as number;
+    if (f0 + rng.next() * ((fn[iz - 1] as number) - f0) < Math.exp(-0.5 * x * x)) return x;
+    hz = rng.nextU32() | 0;
+    iz = hz & (LAYERS - 1);
+    if ((hz ^ (hz >> 31)) < (kn[iz] as number)) return hz * (wn[iz] as number);
+  }
+}
+
+/**
+ * A standard-normal stream with its own sfc32 state, seeded from an `Rng`. `fill` keeps the generator
+ * state in local variables for the whole loop (V8 keeps them in registers), which is ~3x faster than
+ * calling `fastNormal` per element; the rare slow path goes through the shared object state.
+ */
+export class NormalStream {
+  private a: number;
+  private b: number;
+  private c: number;
+  private d: number;
+
+  constructor(rng: Rng) {
+    this.a = rng.nextU32() | 0;
+    this.b = rng.nextU32() | 0;
+    this.c = rng.nextU32() | 0;
+    this.d = 1;
+  }
+
+  nextU32(): number {
+    const t = (((this.a + this.b) | 0) + this.d) | 0;
+    this.d = (this.d + 1) | 0;
+    this.a = this.b ^ (this.b >>> 9);
+    this.b = (this.c + (this.c << 3)) | 0;
+    this.c = (this.c << 21) | (this.c >>> 11);
+    this.c = (this.c + t) | 0;
+    return t >>> 0;
+  }
+
+  next(): number {
+    return this.nextU32() / 4294967296;
+  }
+
+  nextOpen(): number {
+    return (this.nextU32() + 0.5) / 4294967296;
+  }
+
+  /** One N(0, 1) draw. */
+  normal(): number {
+    const hz = this.nextU32() | 0;
+    const iz = hz & (LAYERS - 1);
+    if ((hz ^ (hz >> 31)) < (kn[iz] as number)) return hz * (wn[iz] as number);
+    return zigguratFix(this, hz, iz);
+  }
+
+  /**
+   * Writes N(0, 1) draws into out[start .. end). The fast path runs with the generator state in locals;
+   * the ~1% of draws that need the wedge/tail test are queued and finished after the loop, because a
+   * call inside the hot loop made V8 keep the state in memory (measured ~3x slower).
+   */
+  fill(out: Float64Array, start = 0, end = out.length): void {
+    // `| 0` tells the optimizer the loop state is int32 (a plain field load is typed as any number,
+    // which turns every step of the generator into float64 arithmetic).
+    let a = this.a | 0;
+    let b = this.b | 0;
+    let c = this.c | 0;
+    let d = this.d | 0;
+    let pending = 0;
+    for (let i = start; i < end; i++) {
+      const t = (((a + b) | 0) + d) | 0;
+      d = (d + 1) | 0;
+      a = b ^ (b >>> 9);
+      b = (c + (c << 3)) | 0;
+      c = (c << 21) | (c >>> 11);
+      c = (c + t) | 0;
+      const iz = t & (LAYERS - 1);
+      // t ^ (t >> 31) is |t| for t >= 0 and |t| − 1 for t < 0 and stays an int32 (Math.abs leaves the
+      // int32 range at −2^31, which slows V8 down); the one extra accepted integer per layer shifts
+      // probabilities by < 2^-31.
+      if ((t ^ (t >> 31)) < (kn[iz] as number)) {
+        out[i] = t * (wn[iz] as number);
+      } else {
+        if (pending === pendingIndex.length) growPending();
+        pendingIndex[pending] = i;
+        pendingDraw[pending] = t;
+        pending++;
+      }
+    }
+    this.a = a;
+    this.b = b;
+    this.c = c;
+    this.d = d;
+    for (let p = 0; p < pending; p++) {
+      const hz = pendingDraw[p] as number;
+      out[pendingIndex[p] as number] = zigguratFix(this, hz, hz & (LAYERS - 1));
+    }
+  }
+}
+
+let pendingIndex = new Int32Array(256);
+let pendingDraw = new Int32Array(256);
+function growPending(): void {
+  const index = new Int32Array(pendingIndex.length * 2);
+  index.set(pendingIndex);
+  const draw = new Int32Array(pendingDraw.length * 2);
+  draw.set(pendingDraw);
+  pendingIndex = index;
+  pendingDraw = draw;
+}
+
+/** Anything that yields uniform 32-bit integers and uniforms in [0, 1) and (0, 1). */
+interface UniformSource {
+  nextU32(): number;
+  next(): number;
+  nextOpen(): number;
+}
+
+/** One N(0, 1) draw from `rng`. */
+export function fastNormal(rng: Rng): number {
+  const hz = rng.nextU32() | 0;
+  const iz = hz & (LAYERS - 1);
+  if ((hz ^ (hz >> 31)) < (kn[iz] as number)) return hz * (wn[iz] as number);
+  return zigguratFix(rng, hz, iz);
+}
