@@ -174,21 +174,3 @@ test('mismatched shapes and bad specs are typed errors', () => {
     OrchardError,
   );
 });
-
-test('bag minibatches gather ids, weights and labels of the permuted rows', () => {
-  const scratch = new TrainScratch();
-  const data = {
-    kind: 'bags' as const,
-    n: 3,
-    vocab: 10,
-    offsets: Int32Array.from([0, 2, 2, 5]),
-    ids: Int32Array.from([1, 2, 7, 8, 9]),
-    weights: Float32Array.from([0.1, 0.2, 0.7, 0.8, 0.9]),
-    y: Int32Array.from([0, 1, 2]),
-  };
-  const b = scratch.gatherBags(data, Int32Array.from([2, 0, 1]), 0, 3);
-  assert.deepEqual(Array.from(b.offsets), [0, 3, 5, 5]);
-  assert.deepEqual(Array.from(b.ids), [7, 8, 9, 1, 2]);
-  assertClose(b.weights ?? [], [0.7, 0.8, 0.9, 0.1, 0.2], 1e-7);
-  assert.deepEqual(Array.from(b.y), [2, 0, 1]);
-});

@@ -1,13 +1,14 @@
 /**
  * Client-side local training: plain minibatch SGD from the downloaded parameters, returning the
  * pseudo-gradient delta = start − trained. This is the simulator's hot path, so all per-step memory
- * (parameter copy, gradient, permutation, gathered minibatch) lives in a reusable TrainScratch and a
- * step allocates nothing for dense data.
+ * (parameter copy, gradient, permutation, gathered minibatch via src/nn/batch.ts) lives in a reusable
+ * TrainScratch, so a step allocates nothing once the buffers have grown.
  */
 import { invalidArgument, ShapeError } from '../core/errors.ts';
 import type { Rng } from '../core/rng.ts';
 import { axpy } from '../core/vec.ts';
-import type { BagExamples, DenseExamples, Examples } from '../data/types.ts';
+import type { Examples } from '../data/types.ts';
+import { BatchScratch, takeRows } from '../nn/batch.ts';
 import type { Model } from '../nn/model.ts';
 import type { LocalTrainSpec } from './spec.ts';
 
@@ -25,20 +26,7 @@ export class TrainScratch {
   params = new Float32Array(0);
   grad = new Float32Array(0);
   perm = new Int32Array(0);
-  // Dense minibatch buffers sized for `denseRows` rows of `denseDim` features.
-  private denseDim = -1;
-  private denseRows = 0;
-  private denseX = new Float32Array(0);
-  private denseY = new Int32Array(0);
-  private denseTargets: Float32Array | undefined;
-  private targetWidth = 0;
-  private fullBatch: DenseExamples | undefined;
-  private partialBatch: DenseExamples | undefined;
-  // Bag minibatch buffers.
-  private bagOffsets = new Int32Array(0);
-  private bagIds = new Int32Array(0);
-  private bagWeights = new Float32Array(0);
-  private bagY = new Int32Array(0);
+  readonly batch = new BatchScratch();
 
   ensureParams(numParams: number): void {
     if (this.params.length !== numParams) {
@@ -54,118 +42,6 @@ export class TrainScratch {
     // what an earlier client left in the scratch.
     for (let i = 0; i < n; i++) p[i] = i;
     return p;
-  }
-
-  /** Gathers data rows perm[start..end) into the dense minibatch buffers and returns a view of them. */
-  gatherDense(
-    data: DenseExamples,
-    perm: Int32Array,
-    start: number,
-    end: number,
-    batchSize: number,
-  ): DenseExamples {
-    const dim = data.dim;
-    const targets = data.targets;
-    const tw = targets === undefined ? 0 : targets.length / data.n;
-    if (dim !== this.denseDim || batchSize !== this.denseRows || tw !== this.targetWidth) {
-      this.denseDim = dim;
-      this.denseRows = batchSize;
-      this.targetWidth = tw;
-      this.denseX = new Float32Array(batchSize * dim);
-      this.denseY = new Int32Array(batchSize);
-      this.denseTargets = tw > 0 ? new Float32Array(batchSize * tw) : undefined;
-      this.fullBatch = undefined;
-      this.partialBatch = undefined;
-    }
-    const x = this.denseX;
-    const y = this.denseY;
-    const src = data.x;
-    const labels = data.y;
-    const rows = end - start;
-    for (let r = 0; r < rows; r++) {
-      const i = perm[start + r] as number;
-      // Element copy instead of set(subarray): a subarray view would allocate per row.
-      const from = i * dim;
-      const to = r * dim;
-      for (let j = 0; j < dim; j++) x[to + j] = src[from + j] as number;
-      y[r] = labels[i] as number;
-    }
-    const outTargets = this.denseTargets;
-    if (targets !== undefined && outTargets !== undefined) {
-      for (let r = 0; r < rows; r++) {
-        const i = perm[start + r] as number;
-        for (let j = 0; j < tw; j++) outTargets[r * tw + j] = targets[i * tw + j] as number;
-      }
-    }
-    return this.batchView(rows, dim, tw);
-  }
-
-  /** Views are cached per size: the full-size batch and the (at most one) trailing partial size. */
-  private batchView(rows: number, dim: number, tw: number): DenseExamples {
-    const cached = rows === this.denseRows ? this.fullBatch : this.partialBatch;
-    if (cached !== undefined && cached.n === rows) return cached;
-    const t = this.denseTargets;
-    const view: DenseExamples =
-      t !== undefined
-        ? {
-            kind: 'dense',
-            n: rows,
-            dim,
-            x: this.denseX.subarray(0, rows * dim),
-            y: this.denseY.subarray(0, rows),
-            targets: t.subarray(0, rows * tw),
-          }
-        : {
-            kind: 'dense',
-            n: rows,
-            dim,
-            x: this.denseX.subarray(0, rows * dim),
-            y: this.denseY.subarray(0, rows),
-          };
-    if (rows === this.denseRows) this.fullBatch = view;
-    else this.partialBatch = view;
-    return view;
-  }
-
-  /** Gathers bags perm[start..end); bag batches have a variable id count, so the view is rebuilt. */
-  gatherBags(data: BagExamples, perm: Int32Array, start: number, end: number): BagExamples {
-    const rows = end - start;
-    let total = 0;
-    for (let r = 0; r < rows; r++) {
-      const i = perm[start + r] as number;
-      total += (data.offsets[i + 1] as number) - (data.offsets[i] as number);
-    }
-    if (this.bagOffsets.length < rows + 1) this.bagOffsets = new Int32Array(rows + 1);
-    if (this.bagY.length < rows) this.bagY = new Int32Array(rows);
-    if (this.bagIds.length < total) {
-      this.bagIds = new Int32Array(total);
-      this.bagWeights = new Float32Array(total);
-    }
-    const offsets = this.bagOffsets;
-    const ids = this.bagIds;
-    const weights = this.bagWeights;
-    const srcWeights = data.weights;
-    let at = 0;
-    offsets[0] = 0;
-    for (let r = 0; r < rows; r++) {
-      const i = perm[start + r] as number;
-      const a = data.offsets[i] as number;
-      const b = data.offsets[i + 1] as number;
-      ids.set(data.ids.subarray(a, b), at);
-      if (srcWeights !== undefined) weights.set(srcWeights.subarray(a, b), at);
-      at += b - a;
-      offsets[r + 1] = at;
-      this.bagY[r] = data.y[i] as number;
-    }
-    const base = {
-      kind: 'bags' as const,
-      n: rows,
-      vocab: data.vocab,
-      offsets: offsets.subarray(0, rows + 1),
-      ids: ids.subarray(0, total),
-      y: this.bagY.subarray(0, rows),
-    };
-    return srcWeights !== undefined ? { ...base, weights: weights.subarray(0, total) } : base;
   }
 }
 
@@ -226,10 +102,7 @@ export function trainLocal(
     for (let b = 0; b < n; b += batchSize) {
       if (steps >= maxSteps) break outer;
       const end = Math.min(n, b + batchSize);
-      const batch =
-        data.kind === 'dense'
-          ? scratch.gatherDense(data, perm, b, end, batchSize)
-          : scratch.gatherBags(data, perm, b, end);
+      const batch = takeRows(data, perm, b, end, scratch.batch);
       grad.fill(0);
       const loss = model.lossAndGrad(params, batch, grad);
       axpy(params, negLr, grad);
