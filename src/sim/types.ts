@@ -43,6 +43,8 @@ export interface RunSummary {
     readonly droppedOut: number;
     readonly abandoned: number;
     readonly rejected: Readonly<Record<string, number>>;
+    /** Check-ins (constant/poisson arrivals) that left because no slot was free or no client was wanted. */
+    readonly turnedAway?: number;
   };
   /** stalenessHistogram[s] = accepted updates with staleness s (last bin collects the tail). */
   readonly stalenessHistogram: readonly number[];
