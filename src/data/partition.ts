@@ -24,7 +24,10 @@ function checkCounts(n: number, numClients: number): void {
 function fromOwners(owner: Int32Array, numClients: number, rng: Rng): Partition {
   const n = owner.length;
   const offsets = new Int32Array(numClients + 1);
-  for (let i = 0; i < n; i++) offsets[(owner[i] as number) + 1]++;
+  for (let i = 0; i < n; i++) {
+    const slot = (owner[i] as number) + 1;
+    offsets[slot] = (offsets[slot] as number) + 1;
+  }
   for (let k = 0; k < numClients; k++) offsets[k + 1] = (offsets[k + 1] as number) + (offsets[k] as number);
   const cursor = offsets.slice(0, numClients);
   const indices = new Int32Array(n);
