@@ -5,6 +5,7 @@ import { Rng } from '../core/rng.ts';
 import type { DenseExamples, Examples } from '../data/types.ts';
 import type { Model } from '../nn/model.ts';
 import { TrainScratch, trainLocal } from './client.ts';
+import { arenaOf, UpdateArena } from './wasm.ts';
 
 /** Test-only linear regression on the label value: loss = mean ½(w·x + b − y)². */
 function linearModel(dim: number): Model {
@@ -173,4 +174,20 @@ test('mismatched shapes and bad specs are typed errors', () => {
     () => trainLocal(model, new Float32Array(4), data, { ...spec, lr: Number.NaN }, new Rng(1)),
     OrchardError,
   );
+});
+
+test('with a delta arena, deltas are allocated there and equal the ordinary ones', () => {
+  const model = linearModel(3);
+  const data = makeData(9, 3, 4);
+  const start = model.init(new Rng(3));
+  const spec = { epochs: 1, batchSize: 4, lr: 0.1 };
+  const arena = new UpdateArena();
+  const scratch = new TrainScratch();
+  scratch.deltaArena = arena;
+  const inArena = trainLocal(model, start, data, spec, new Rng(8), scratch);
+  const plain = trainLocal(model, start, data, spec, new Rng(8));
+  assert.equal(arenaOf(inArena.delta), arena);
+  assert.equal(arenaOf(plain.delta), undefined);
+  assert.deepEqual(Array.from(inArena.delta), Array.from(plain.delta));
+  arena.free(inArena.delta);
 });

@@ -11,6 +11,7 @@ import type { Examples } from '../data/types.ts';
 import { BatchScratch, takeRows } from '../nn/batch.ts';
 import type { Model } from '../nn/model.ts';
 import type { LocalTrainSpec } from './spec.ts';
+import type { UpdateArena } from './wasm.ts';
 
 export interface LocalResult {
   /** start − trained parameters (fresh array: the caller may hold it while the update is in transit). */
@@ -27,6 +28,12 @@ export class TrainScratch {
   grad = new Float32Array(0);
   perm = new Int32Array(0);
   readonly batch = new BatchScratch();
+  /**
+   * Opt-in: allocate deltas in this arena so server accumulation reads them in place (the SIMD fast
+   * path). Whoever consumes the update should `arena.free(delta)` afterwards; blocks of dropped
+   * deltas are otherwise reclaimed only when the garbage collector gets to them.
+   */
+  deltaArena: UpdateArena | undefined = undefined;
 
   ensureParams(numParams: number): void {
     if (this.params.length !== numParams) {
@@ -111,7 +118,7 @@ export function trainLocal(
       steps++;
     }
   }
-  const delta = new Float32Array(start.length);
+  const delta = scratch.deltaArena?.alloc(start.length) ?? new Float32Array(start.length);
   for (let i = 0; i < delta.length; i++) delta[i] = (start[i] as number) - (params[i] as number);
   return { delta, numExamples: n, loss: lossCount > 0 ? lossSum / lossCount : 0, steps };
 }

@@ -9,7 +9,7 @@
  * sequential SGD on the client pseudo-gradients).
  */
 import { OrchardError } from '../../core/errors.ts';
-import { accumulate } from '../aggregate.ts';
+import { accumulate, allocAccumulator } from '../aggregate.ts';
 import type { OptimizerSpec, StalenessSpec } from '../spec.ts';
 import { type StalenessWeight, stalenessWeight } from '../staleness.ts';
 import type { Assignment, ClientUpdate, Strategy, TimerOutcome, UpdateOutcome } from '../types.ts';
@@ -46,7 +46,7 @@ export class FedBuff implements Strategy {
       );
     this.stepper = new ServerStepper(options.serverOptimizer, initialParams);
     this.weightOf = stalenessWeight(options.staleness);
-    this.buffer = new Float32Array(initialParams.length);
+    this.buffer = allocAccumulator(initialParams.length);
   }
 
   get version(): number {

@@ -10,7 +10,7 @@
  * optimizer as its gradient.
  */
 import { ConfigError, OrchardError } from '../../core/errors.ts';
-import { accumulate } from '../aggregate.ts';
+import { accumulate, allocAccumulator } from '../aggregate.ts';
 import type { OptimizerSpec } from '../spec.ts';
 import type { Assignment, ClientUpdate, Strategy, TimerOutcome, UpdateOutcome } from '../types.ts';
 import { checkUpdate, normalize, reject, ServerStepper } from './common.ts';
@@ -73,7 +73,7 @@ export class SyncRounds implements Strategy {
     if (issues.length > 0) throw new ConfigError(issues, 'sync strategy');
     this.name = syncName(options.serverOptimizer);
     this.stepper = new ServerStepper(options.serverOptimizer, initialParams);
-    this.buffer = new Float32Array(initialParams.length);
+    this.buffer = allocAccumulator(initialParams.length);
     // The small relative slack keeps 100 · 1.3 = 130.00000000000003 from becoming 131.
     const raw = options.cohortSize * (1 + options.overSelection);
     this.selectionTarget = Math.max(options.cohortSize, Math.ceil(raw - raw * 1e-12));
