@@ -14,7 +14,8 @@
  *  - `completed` counts updates that reached the server (accepted + rejected); CurvePoint.trips is it.
  *  - A dropped-out client fails at a uniform point of its trip; the strategy hears of it through
  *    onDropout at that moment. Abandoned trips (stragglers the strategy no longer wants) are cancelled
- *    on the spot: no onDropout call, their pending events are ignored (per-slot generation check).
+ *    on the spot and reported through onDropout (the contract's "cancellation"), but counted as
+ *    `abandoned`, not `droppedOut`; their pending events are ignored (per-slot generation check).
  *  - Check-ins that find no free slot or no demand leave and are counted in `turnedAway`.
  *  - Ties in virtual time: queued trip events first (in scheduling order), then the strategy's
  *    deadline, then a check-in.
@@ -218,6 +219,8 @@ export function simulate(opts: SimulateOptions): RunSummary {
       if (slot === undefined) continue;
       freeSlot(slot);
       abandonedCount++;
+      // The Strategy contract reports cancellations through onDropout: it releases the client.
+      strategy.onDropout(clientId, now);
     }
   };
 
