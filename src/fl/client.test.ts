@@ -2,8 +2,9 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { OrchardError } from '../core/errors.ts';
 import { Rng } from '../core/rng.ts';
-import type { DenseExamples, Examples } from '../data/types.ts';
+import type { BagExamples, DenseExamples, Examples } from '../data/types.ts';
 import type { Model } from '../nn/model.ts';
+import { embeddingBag } from '../nn/models.ts';
 import { TrainScratch, trainLocal } from './client.ts';
 import { arenaOf, UpdateArena } from './wasm.ts';
 
@@ -190,4 +191,26 @@ test('with a delta arena, deltas are allocated there and equal the ordinary ones
   assert.equal(arenaOf(plain.delta), undefined);
   assert.deepEqual(Array.from(inArena.delta), Array.from(plain.delta));
   arena.free(inArena.delta);
+});
+
+test('bag data: one full-batch step equals lr · gradient of an embedding-bag model', () => {
+  const model = embeddingBag({ vocab: 12, embeddingDim: 4, numClasses: 3 });
+  const data: BagExamples = {
+    kind: 'bags',
+    n: 3,
+    vocab: 12,
+    offsets: Int32Array.from([0, 2, 3, 6]),
+    ids: Int32Array.from([1, 5, 11, 0, 5, 7]),
+    y: Int32Array.from([2, 0, 1]),
+  };
+  const start = model.init(new Rng(4));
+  const r = trainLocal(model, start, data, { epochs: 1, batchSize: 8, lr: 0.3 }, new Rng(1));
+  const g = new Float32Array(model.numParams);
+  model.lossAndGrad(start, data, g);
+  assert.ok(g.some((v) => v !== 0));
+  assertClose(
+    r.delta,
+    Array.from(g, (v) => 0.3 * v),
+    1e-6,
+  );
 });

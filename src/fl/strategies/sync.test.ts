@@ -295,3 +295,14 @@ test('sync snapshots handed out are never modified', () => {
   assert.deepEqual(a.params, copy);
   assert.notDeepEqual(s.params, copy);
 });
+
+test('the last selected client reporting closes a short round (after an earlier dropout)', () => {
+  const s = sync({ cohortSize: 3, minUpdates: 2 }, [0, 0]);
+  for (let i = 0; i < 3; i++) s.assign(i, 0);
+  s.onDropout(1, 1);
+  assert.equal(ok(s.onUpdate(upd(0, [1, 0], 1), 2)).stepped, false);
+  const last = ok(s.onUpdate(upd(2, [0, 1], 3), 3));
+  assert.equal(last.stepped, true);
+  assert.deepEqual(last.abandoned, []);
+  assertClose(s.params, [-0.25, -0.75], 1e-7);
+});
