@@ -8,7 +8,7 @@
  *   arena staging, which still beats the JS loop by about 2× on large vectors.
  * - otherwise a plain unrolled JS loop (≈ 1 ns per element, compute-bound).
  */
-import { ShapeError } from '../core/errors.ts';
+import { OrchardError, ShapeError } from '../core/errors.ts';
 import { arenaOf, defaultArena } from './wasm.ts';
 
 /** buffer += weight · delta in float32 storage. */
@@ -35,7 +35,21 @@ export function accumulateJs(buffer: Float32Array, weight: number, delta: Float3
   for (; i < n; i++) buffer[i] = (buffer[i] as number) + weight * (delta[i] as number);
 }
 
-/** A zeroed accumulation buffer on the fast path (the default arena), for strategies. */
+let arenaUsable = true;
+/**
+ * A zeroed accumulation buffer on the fast path (the default arena), for strategies; an ordinary
+ * array when the arena is full or shared wasm memory cannot be created (e.g. a browser page without
+ * cross-origin isolation).
+ */
 export function allocAccumulator(length: number): Float32Array {
-  return defaultArena().alloc(length);
+  if (arenaUsable) {
+    try {
+      return defaultArena().alloc(length);
+    } catch (e) {
+      // An OrchardError means the arena is full: fall back this once. Anything else means shared
+      // wasm memory is unavailable here: stop trying.
+      if (!(e instanceof OrchardError)) arenaUsable = false;
+    }
+  }
+  return new Float32Array(length);
 }
