@@ -211,6 +211,16 @@ test('constant durations and bandwidths give exact trip times', () => {
   assert.equal(summary.virtualSeconds, 5 * 15);
 });
 
+test('per-example durations scale with the client size', () => {
+  // 20 examples × 0.5 s = 10 s per trip, one client at a time.
+  const { summary } = run({
+    concurrency: 1,
+    maxTrips: 3,
+    duration: { kind: 'per_example', secondsPerExample: 0.5 },
+  });
+  assert.equal(summary.virtualSeconds, 30);
+});
+
 test('constant check-ins: clients that find no free slot are turned away', () => {
   // Rate 1/s, cap 2, 5 s trips. Hand-simulated: starts at t = 1,2,6,7,11,12,16,17; completions at
   // 6,7,11,12,16,17; check-ins at 3-5, 8-10, 13-15, 18-20 are turned away.

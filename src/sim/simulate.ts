@@ -126,6 +126,7 @@ export function simulate(opts: SimulateOptions): RunSummary {
   const cap = Math.min(sim.concurrency, numClients);
   const bytesPerModel = modelBytes(model.numParams);
   const timing = new TripTiming(sim, model.numParams);
+  const perExample = sim.duration.kind === 'per_example';
   const selectRng = Rng.derive(seed, SIM_STREAM, SELECT_STREAM);
   const durationRng = Rng.derive(seed, SIM_STREAM, DURATION_STREAM);
   const dropoutRng = Rng.derive(seed, SIM_STREAM, DROPOUT_STREAM);
@@ -198,7 +199,9 @@ export function simulate(opts: SimulateOptions): RunSummary {
     inFlight++;
     started++;
     bytesDown += bytesPerModel;
-    const duration = timing.tripSeconds(durationRng, clientId, dataset.clientSize(clientId));
+    // Only per-example durations depend on the client's size; skip the lookup otherwise.
+    const examples = perExample ? dataset.clientSize(clientId) : 0;
+    const duration = timing.tripSeconds(durationRng, clientId, examples);
     const gen = slotGen[slot] as number;
     if (dropoutProbability > 0 && dropoutRng.next() < dropoutProbability)
       queue.push(now + dropoutRng.next() * duration, EV_DROPOUT, slot, gen);
