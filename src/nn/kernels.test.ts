@@ -1,7 +1,15 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Rng } from '../core/rng.ts';
-import { addScaledRows, addScaledSparseRow, gemmNT, gemmNTSparseA, zeroFraction } from './kernels.ts';
+import {
+  addScaledRows,
+  addScaledSparseRow,
+  compactRows,
+  gemmNT,
+  gemmNTCompactA,
+  gemmTNAdd,
+  zeroFraction,
+} from './kernels.ts';
 
 function randomArray(rng: Rng, n: number, zeroFrac = 0): Float32Array {
   const a = new Float32Array(n);
@@ -37,7 +45,7 @@ function assertClose(actual: ArrayLike<number>, expected: ArrayLike<number>, len
   }
 }
 
-test('gemmNT and its sparse variant match a naive triple loop for every blocking remainder', () => {
+test('gemmNT and its compacted-sparse variant match a naive triple loop for every blocking remainder', () => {
   const rng = new Rng(1);
   for (const [m, n, k] of [
     [1, 1, 1],
@@ -56,9 +64,13 @@ test('gemmNT and its sparse variant match a naive triple loop for every blocking
     const out = new Float32Array(m * n);
     gemmNT(out, a, b, bOff, b, biasOff, m, n, k);
     assertClose(out, expected, m * n);
-    const sparse = new Float32Array(m * n);
-    gemmNTSparseA(sparse, a, b, bOff, b, biasOff, m, n, k, new Int32Array(k), new Float64Array(k));
-    assertClose(sparse, expected, m * n);
+    const start = new Int32Array(m + 1);
+    const idx = new Int32Array(m * k);
+    const val = new Float64Array(m * k);
+    compactRows(a, m, k, start, idx, val);
+    const compact = new Float32Array(m * n);
+    gemmNTCompactA(compact, start, idx, val, b, bOff, b, biasOff, m, n, k);
+    assertClose(compact, expected, m * n);
     const noBias = new Float32Array(m * n);
     gemmNT(noBias, a, b, bOff, b, -1, m, n, k);
     assertClose(noBias, naiveGemmNT(a, b, bOff, null, m, n, k), m * n);
@@ -69,7 +81,7 @@ test('addScaledRows adds Σ coef·row for 1..9 rows; addScaledSparseRow scatters
   const rng = new Rng(2);
   const len = 13;
   const src = randomArray(rng, 10 * len);
-  for (let count = 0; count <= 9; count++) {
+  for (let count = 0; count <= 19; count++) {
     const out = randomArray(rng, 3 + len);
     const expected = Float64Array.from(out);
     const coef = new Float64Array(count);
@@ -85,7 +97,7 @@ test('addScaledRows adds Σ coef·row for 1..9 rows; addScaledSparseRow scatters
     assertClose(out, expected, 3 + len);
   }
   const out = new Float32Array(6);
-  addScaledSparseRow(out, 1, 2, Int32Array.from([0, 4]), Float64Array.from([1.5, -1]), 2);
+  addScaledSparseRow(out, 1, 2, Int32Array.from([9, 0, 4]), Float64Array.from([7, 1.5, -1]), 1, 2);
   assert.deepEqual([...out], [0, 3, 0, 0, 0, -2]);
 });
 
@@ -93,5 +105,30 @@ test('zeroFraction counts exact zeros', () => {
   assert.equal(zeroFraction(Float32Array.from([0, 1, 0, 2]), 4), 0.5);
   assert.equal(zeroFraction(Float32Array.from([0, 1, 0, 2]), 2), 0.5);
   assert.equal(zeroFraction(new Float32Array(0), 0), 0);
-  assert.ok(zeroFraction(new Float32Array(10000), 10000) === 1);
+  assert.equal(zeroFraction(new Float32Array(10000), 10000), 1);
+  const half = Float32Array.from({ length: 10000 }, (_, i) => (i % 2 === 0 ? 0 : 1));
+  assert.ok(Math.abs(zeroFraction(half, 10000) - 0.5) < 0.05);
+});
+
+test('gemmTNAdd adds Aᵀ·B to an offset block, matching a naive loop', () => {
+  const rng = new Rng(3);
+  for (const [n, m, k] of [
+    [1, 1, 1],
+    [3, 2, 4],
+    [5, 3, 7],
+    [10, 10, 60],
+  ] as const) {
+    const a = randomArray(rng, n * m);
+    const b = randomArray(rng, n * k);
+    const out = randomArray(rng, 2 + m * k);
+    const expected = Float64Array.from(out);
+    for (let j = 0; j < m; j++)
+      for (let t = 0; t < k; t++) {
+        let s = 0;
+        for (let e = 0; e < n; e++) s += (a[e * m + j] as number) * (b[e * k + t] as number);
+        expected[2 + j * k + t] = (expected[2 + j * k + t] as number) + s;
+      }
+    gemmTNAdd(out, 2, a, b, n, m, k);
+    assertClose(out, expected, 2 + m * k);
+  }
 });

@@ -113,13 +113,42 @@ export function gemmNT(
 }
 
 /**
- * Sparse-input variant of gemmNT for A with many exact zeros (e.g. image backgrounds): each row of A
- * is compacted to its nonzeros first, so work scales with the number of nonzeros.
- * `nzIdx`/`nzVal` are scratch of length ≥ k.
+ * Compacts each of the m rows of A (m×k) to its nonzeros: row i's entries are
+ * (idx, val)[start[i] .. start[i+1]). `idx`/`val` need m·k entries, `start` m+1.
  */
-export function gemmNTSparseA(
-  out: Float32Array,
+export function compactRows(
   a: Float32Array,
+  m: number,
+  k: number,
+  start: Int32Array,
+  idx: Int32Array,
+  val: Float64Array,
+): void {
+  let nnz = 0;
+  for (let i = 0; i < m; i++) {
+    start[i] = nnz;
+    const a0 = i * k;
+    for (let t = 0; t < k; t++) {
+      const v = a[a0 + t] as number;
+      if (v !== 0) {
+        idx[nnz] = t;
+        val[nnz] = v;
+        nnz++;
+      }
+    }
+  }
+  start[m] = nnz;
+}
+
+/**
+ * gemmNT for a sparse A given in compacted form (see compactRows): work scales with A's nonzeros.
+ * Output columns are the outer loop so the four weight rows in use stay in L1 across the batch.
+ */
+export function gemmNTCompactA(
+  out: Float32Array,
+  start: Int32Array,
+  idx: Int32Array,
+  val: Float64Array,
   b: Float32Array,
   bOff: number,
   bias: Float32Array,
@@ -127,50 +156,59 @@ export function gemmNTSparseA(
   m: number,
   n: number,
   k: number,
-  nzIdx: Int32Array,
-  nzVal: Float64Array,
 ): void {
   const hasBias = biasOff >= 0;
-  for (let i = 0; i < m; i++) {
-    const a0 = i * k;
-    let nnz = 0;
-    for (let t = 0; t < k; t++) {
-      const v = a[a0 + t] as number;
-      if (v !== 0) {
-        nzIdx[nnz] = t;
-        nzVal[nnz] = v;
-        nnz++;
-      }
-    }
-    const o0 = i * n;
-    let j = 0;
-    for (; j + 2 <= n; j += 2) {
-      const b0 = bOff + j * k;
-      const b1 = b0 + k;
-      let s0 = 0;
-      let s1 = 0;
-      for (let q = 0; q < nnz; q++) {
-        const t = nzIdx[q] as number;
-        const v = nzVal[q] as number;
+  let j = 0;
+  for (; j + 4 <= n; j += 4) {
+    const b0 = bOff + j * k;
+    const b1 = b0 + k;
+    const b2 = b1 + k;
+    const b3 = b2 + k;
+    const c0 = hasBias ? (bias[biasOff + j] as number) : 0;
+    const c1 = hasBias ? (bias[biasOff + j + 1] as number) : 0;
+    const c2 = hasBias ? (bias[biasOff + j + 2] as number) : 0;
+    const c3 = hasBias ? (bias[biasOff + j + 3] as number) : 0;
+    for (let i = 0; i < m; i++) {
+      let s0 = c0;
+      let s1 = c1;
+      let s2 = c2;
+      let s3 = c3;
+      const end = start[i + 1] as number;
+      for (let q = start[i] as number; q < end; q++) {
+        const t = idx[q] as number;
+        const v = val[q] as number;
         s0 += v * (b[b0 + t] as number);
         s1 += v * (b[b1 + t] as number);
+        s2 += v * (b[b2 + t] as number);
+        s3 += v * (b[b3 + t] as number);
       }
-      out[o0 + j] = s0 + (hasBias ? (bias[biasOff + j] as number) : 0);
-      out[o0 + j + 1] = s1 + (hasBias ? (bias[biasOff + j + 1] as number) : 0);
+      const o = i * n + j;
+      out[o] = s0;
+      out[o + 1] = s1;
+      out[o + 2] = s2;
+      out[o + 3] = s3;
     }
-    for (; j < n; j++) {
-      const b0 = bOff + j * k;
-      let s0 = 0;
-      for (let q = 0; q < nnz; q++) s0 += (nzVal[q] as number) * (b[b0 + (nzIdx[q] as number)] as number);
-      out[o0 + j] = s0 + (hasBias ? (bias[biasOff + j] as number) : 0);
+  }
+  for (; j < n; j++) {
+    const b0 = bOff + j * k;
+    const c0 = hasBias ? (bias[biasOff + j] as number) : 0;
+    for (let i = 0; i < m; i++) {
+      let s0 = c0;
+      const end = start[i + 1] as number;
+      for (let q = start[i] as number; q < end; q++)
+        s0 += (val[q] as number) * (b[b0 + (idx[q] as number)] as number);
+      out[i * n + j] = s0;
     }
   }
 }
 
-/** Fraction of exact zeros among the first `len` entries (sampled on a stride for long arrays). */
+/**
+ * Estimated fraction of exact zeros among the first `len` entries, from at most ~256 entries spread
+ * evenly over the range (an odd stride, so it does not alias with row widths such as 28 or 784).
+ */
 export function zeroFraction(a: Float32Array, len: number): number {
   if (len === 0) return 0;
-  const stride = len > 4096 ? 7 : 1;
+  const stride = len > 256 ? (len / 256) | 0 | 1 : 1;
   let zeros = 0;
   let seen = 0;
   for (let t = 0; t < len; t += stride) {
@@ -182,7 +220,7 @@ export function zeroFraction(a: Float32Array, len: number): number {
 
 /**
  * out[outOff + t] += Σ_r coef[r] · src[srcOff[r] + t] for t < len, r < count: a sum of scaled rows,
- * four rows per pass so each element of `out` is loaded and stored once per four rows.
+ * up to eight rows per pass so each element of `out` is loaded and stored once per eight rows.
  */
 export function addScaledRows(
   out: Float32Array,
@@ -194,6 +232,36 @@ export function addScaledRows(
   count: number,
 ): void {
   let r = 0;
+  for (; r + 8 <= count; r += 8) {
+    const c0 = coef[r] as number;
+    const c1 = coef[r + 1] as number;
+    const c2 = coef[r + 2] as number;
+    const c3 = coef[r + 3] as number;
+    const c4 = coef[r + 4] as number;
+    const c5 = coef[r + 5] as number;
+    const c6 = coef[r + 6] as number;
+    const c7 = coef[r + 7] as number;
+    const p0 = srcOff[r] as number;
+    const p1 = srcOff[r + 1] as number;
+    const p2 = srcOff[r + 2] as number;
+    const p3 = srcOff[r + 3] as number;
+    const p4 = srcOff[r + 4] as number;
+    const p5 = srcOff[r + 5] as number;
+    const p6 = srcOff[r + 6] as number;
+    const p7 = srcOff[r + 7] as number;
+    for (let t = 0; t < len; t++) {
+      out[outOff + t] =
+        (out[outOff + t] as number) +
+        (c0 * (src[p0 + t] as number) +
+          c1 * (src[p1 + t] as number) +
+          c2 * (src[p2 + t] as number) +
+          c3 * (src[p3 + t] as number)) +
+        (c4 * (src[p4 + t] as number) +
+          c5 * (src[p5 + t] as number) +
+          c6 * (src[p6 + t] as number) +
+          c7 * (src[p7 + t] as number));
+    }
+  }
   for (; r + 4 <= count; r += 4) {
     const c0 = coef[r] as number;
     const c1 = coef[r + 1] as number;
@@ -231,7 +299,8 @@ export function addScaledRows(
 }
 
 /**
- * Sparse-source variant: out[outOff + idx[q]] += coef · val[q] for q < nnz — one scaled sparse row.
+ * Sparse-source variant: out[outOff + idx[q]] += coef · val[q] for q in [from, from + count) — one
+ * scaled sparse row.
  */
 export function addScaledSparseRow(
   out: Float32Array,
@@ -239,10 +308,107 @@ export function addScaledSparseRow(
   coef: number,
   idx: Int32Array,
   val: Float64Array,
-  nnz: number,
+  from: number,
+  count: number,
 ): void {
-  for (let q = 0; q < nnz; q++) {
+  const end = from + count;
+  for (let q = from; q < end; q++) {
     const p = outOff + (idx[q] as number);
     out[p] = (out[p] as number) + coef * (val[q] as number);
+  }
+}
+
+/**
+ * out[outOff + j·k + t] += Σ_e a[e·m + j] · b[e·k + t] for j < m, t < k (out += Aᵀ·B with A n×m and
+ * B n×k): the weight gradient of a dense layer when its output gradient has few zeros. Blocks of
+ * 2 outputs × 4 inputs keep eight running sums in locals while walking down the batch.
+ */
+export function gemmTNAdd(
+  out: Float32Array,
+  outOff: number,
+  a: Float32Array,
+  b: Float32Array,
+  n: number,
+  m: number,
+  k: number,
+): void {
+  let j = 0;
+  for (; j + 2 <= m; j += 2) {
+    const r0 = outOff + j * k;
+    const r1 = r0 + k;
+    let t = 0;
+    for (; t + 4 <= k; t += 4) {
+      let s00 = 0;
+      let s01 = 0;
+      let s02 = 0;
+      let s03 = 0;
+      let s10 = 0;
+      let s11 = 0;
+      let s12 = 0;
+      let s13 = 0;
+      for (let e = 0; e < n; e++) {
+        const g0 = a[e * m + j] as number;
+        const g1 = a[e * m + j + 1] as number;
+        const q = e * k + t;
+        const x0 = b[q] as number;
+        const x1 = b[q + 1] as number;
+        const x2 = b[q + 2] as number;
+        const x3 = b[q + 3] as number;
+        s00 += g0 * x0;
+        s01 += g0 * x1;
+        s02 += g0 * x2;
+        s03 += g0 * x3;
+        s10 += g1 * x0;
+        s11 += g1 * x1;
+        s12 += g1 * x2;
+        s13 += g1 * x3;
+      }
+      out[r0 + t] = (out[r0 + t] as number) + s00;
+      out[r0 + t + 1] = (out[r0 + t + 1] as number) + s01;
+      out[r0 + t + 2] = (out[r0 + t + 2] as number) + s02;
+      out[r0 + t + 3] = (out[r0 + t + 3] as number) + s03;
+      out[r1 + t] = (out[r1 + t] as number) + s10;
+      out[r1 + t + 1] = (out[r1 + t + 1] as number) + s11;
+      out[r1 + t + 2] = (out[r1 + t + 2] as number) + s12;
+      out[r1 + t + 3] = (out[r1 + t + 3] as number) + s13;
+    }
+    for (; t < k; t++) {
+      let s0 = 0;
+      let s1 = 0;
+      for (let e = 0; e < n; e++) {
+        const x = b[e * k + t] as number;
+        s0 += (a[e * m + j] as number) * x;
+        s1 += (a[e * m + j + 1] as number) * x;
+      }
+      out[r0 + t] = (out[r0 + t] as number) + s0;
+      out[r1 + t] = (out[r1 + t] as number) + s1;
+    }
+  }
+  for (; j < m; j++) {
+    const r0 = outOff + j * k;
+    let t = 0;
+    for (; t + 4 <= k; t += 4) {
+      let s0 = 0;
+      let s1 = 0;
+      let s2 = 0;
+      let s3 = 0;
+      for (let e = 0; e < n; e++) {
+        const g = a[e * m + j] as number;
+        const q = e * k + t;
+        s0 += g * (b[q] as number);
+        s1 += g * (b[q + 1] as number);
+        s2 += g * (b[q + 2] as number);
+        s3 += g * (b[q + 3] as number);
+      }
+      out[r0 + t] = (out[r0 + t] as number) + s0;
+      out[r0 + t + 1] = (out[r0 + t + 1] as number) + s1;
+      out[r0 + t + 2] = (out[r0 + t + 2] as number) + s2;
+      out[r0 + t + 3] = (out[r0 + t + 3] as number) + s3;
+    }
+    for (; t < k; t++) {
+      let s = 0;
+      for (let e = 0; e < n; e++) s += (a[e * m + j] as number) * (b[e * k + t] as number);
+      out[r0 + t] = (out[r0 + t] as number) + s;
+    }
   }
 }

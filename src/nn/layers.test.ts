@@ -71,6 +71,7 @@ test('dense: sparse and dense kernels agree on the same input', () => {
   const params = new Float32Array(layer.numParams);
   layer.init(params, 0, rng);
   for (let i = 64 * 9; i < params.length; i++) params[i] = rng.normal();
+  layer.reserve(3);
   const sparseX = normalInput(rng, 3 * 64, 0.9);
   const yS = new Float32Array(27);
   layer.forward(params, 0, sparseX, 3, yS);

@@ -12,7 +12,15 @@
 import { OrchardError } from '../core/errors.ts';
 import type { Rng } from '../core/rng.ts';
 import type { BagExamples } from '../data/types.ts';
-import { addScaledRows, addScaledSparseRow, gemmNT, gemmNTSparseA, zeroFraction } from './kernels.ts';
+import {
+  addScaledRows,
+  addScaledSparseRow,
+  compactRows,
+  gemmNT,
+  gemmNTCompactA,
+  gemmTNAdd,
+  zeroFraction,
+} from './kernels.ts';
 
 export interface Layer {
   readonly name: string;
@@ -63,6 +71,8 @@ function fillInit(
 
 /** Inputs with at least this fraction of exact zeros take the sparse kernels. */
 const SPARSE_INPUT_THRESHOLD = 0.5;
+/** Output gradients with fewer zeros than this take the blocked dense weight-gradient kernel. */
+const SPARSE_GRAD_THRESHOLD = 0.25;
 
 /** y = x·Wᵀ + b with W stored [out][in] (row j holds the weights of output j), then b[out]. */
 export class Dense implements Layer {
@@ -70,8 +80,10 @@ export class Dense implements Layer {
   readonly numParams: number;
   private coef = new Float64Array(0);
   private rowOff = new Int32Array(0);
-  private readonly nzIdx: Int32Array;
-  private readonly nzVal: Float64Array;
+  /** The last forward input compacted to its nonzeros (sparse path), reused by backward. */
+  private nzStart = new Int32Array(0);
+  private nzIdx = new Int32Array(0);
+  private nzVal = new Float64Array(0);
   private sparse = false;
 
   constructor(
@@ -81,8 +93,6 @@ export class Dense implements Layer {
   ) {
     this.name = `dense(${inSize}→${outSize})`;
     this.numParams = inSize * outSize + outSize;
-    this.nzIdx = new Int32Array(inSize);
-    this.nzVal = new Float64Array(inSize);
     this.reserve(1);
   }
 
@@ -97,15 +107,23 @@ export class Dense implements Layer {
       this.coef = new Float64Array(need);
       this.rowOff = new Int32Array(need);
     }
+    // Compaction buffers only for inputs wide enough to take the sparse path.
+    if (this.inSize >= 32 && this.nzStart.length < n + 1) {
+      this.nzStart = new Int32Array(n + 1);
+      this.nzIdx = new Int32Array(n * this.inSize);
+      this.nzVal = new Float64Array(n * this.inSize);
+    }
   }
 
   forward(params: Float32Array, off: number, x: Float32Array, n: number, y: Float32Array): void {
     const k = this.inSize;
     const biasOff = off + k * this.outSize;
     this.sparse = k >= 32 && zeroFraction(x, n * k) >= SPARSE_INPUT_THRESHOLD;
-    if (this.sparse)
-      gemmNTSparseA(y, x, params, off, params, biasOff, n, this.outSize, k, this.nzIdx, this.nzVal);
-    else gemmNT(y, x, params, off, params, biasOff, n, this.outSize, k);
+    if (this.sparse) {
+      const { nzStart, nzIdx, nzVal } = this;
+      compactRows(x, n, k, nzStart, nzIdx, nzVal);
+      gemmNTCompactA(y, nzStart, nzIdx, nzVal, params, off, params, biasOff, n, this.outSize, k);
+    } else gemmNT(y, x, params, off, params, biasOff, n, this.outSize, k);
   }
 
   backward(
@@ -128,24 +146,20 @@ export class Dense implements Layer {
       grad[biasOff + j] = (grad[biasOff + j] as number) + s;
     }
     if (this.sparse) {
-      // dW[j] += dy[e][j] · x[e] with x[e] compacted to its nonzeros once per example.
-      for (let e = 0; e < n; e++) {
-        const x0 = e * k;
-        let nnz = 0;
-        for (let t = 0; t < k; t++) {
-          const v = x[x0 + t] as number;
-          if (v !== 0) {
-            nzIdx[nnz] = t;
-            nzVal[nnz] = v;
-            nnz++;
-          }
-        }
-        if (nnz === 0) continue;
-        for (let j = 0; j < m; j++) {
+      // dW[j] += dy[e][j] · x[e] over the compacted rows from forward; j outer keeps row j of dW in L1.
+      const { nzStart } = this;
+      for (let j = 0; j < m; j++) {
+        const row = off + j * k;
+        for (let e = 0; e < n; e++) {
           const g = dy[e * m + j] as number;
-          if (g !== 0) addScaledSparseRow(grad, off + j * k, g, nzIdx, nzVal, nnz);
+          if (g === 0) continue;
+          const s0 = nzStart[e] as number;
+          addScaledSparseRow(grad, row, g, nzIdx, nzVal, s0, (nzStart[e + 1] as number) - s0);
         }
       }
+    } else if (m >= 2 && zeroFraction(dy, n * m) < SPARSE_GRAD_THRESHOLD) {
+      // Few zeros in dy (output layers, tanh): blocked dense Aᵀ·B.
+      gemmTNAdd(grad, off, dy, x, n, m, k);
     } else {
       // dW[j] += Σ_e dy[e][j] · x[e], skipping the zero entries ReLU leaves in dy.
       for (let j = 0; j < m; j++) {
