@@ -53,6 +53,8 @@ test('gemmNT and its compacted-sparse variant match a naive triple loop for ever
     [5, 3, 7],
     [7, 5, 16],
     [9, 10, 33],
+    [8, 7, 5],
+    [4, 9, 2],
     [3, 1, 2],
   ] as const) {
     const a = randomArray(rng, m * k, 0.4);

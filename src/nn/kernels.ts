@@ -25,7 +25,7 @@ export function gemmNT(
 ): void {
   const hasBias = biasOff >= 0;
   let i = 0;
-  // 4 rows of A × 2 rows of B: 6 loads feed 8 multiply-adds.
+  // Blocks of 4 rows of A × 4 (then 2, then 1) rows of B, running sums in locals.
   for (; i + 4 <= m; i += 4) {
     const a0 = i * k;
     const a1 = a0 + k;
@@ -36,6 +36,75 @@ export function gemmNT(
     const o2 = o1 + n;
     const o3 = o2 + n;
     let j = 0;
+    // 4×4 block: 8 loads feed 16 multiply-adds (16 running sums still fit x64's 16 float registers).
+    for (; j + 4 <= n; j += 4) {
+      const b0 = bOff + j * k;
+      const b1 = b0 + k;
+      const b2 = b1 + k;
+      const b3 = b2 + k;
+      let s00 = 0;
+      let s01 = 0;
+      let s02 = 0;
+      let s03 = 0;
+      let s10 = 0;
+      let s11 = 0;
+      let s12 = 0;
+      let s13 = 0;
+      let s20 = 0;
+      let s21 = 0;
+      let s22 = 0;
+      let s23 = 0;
+      let s30 = 0;
+      let s31 = 0;
+      let s32 = 0;
+      let s33 = 0;
+      for (let t = 0; t < k; t++) {
+        const w0 = b[b0 + t] as number;
+        const w1 = b[b1 + t] as number;
+        const w2 = b[b2 + t] as number;
+        const w3 = b[b3 + t] as number;
+        let x = a[a0 + t] as number;
+        s00 += x * w0;
+        s01 += x * w1;
+        s02 += x * w2;
+        s03 += x * w3;
+        x = a[a1 + t] as number;
+        s10 += x * w0;
+        s11 += x * w1;
+        s12 += x * w2;
+        s13 += x * w3;
+        x = a[a2 + t] as number;
+        s20 += x * w0;
+        s21 += x * w1;
+        s22 += x * w2;
+        s23 += x * w3;
+        x = a[a3 + t] as number;
+        s30 += x * w0;
+        s31 += x * w1;
+        s32 += x * w2;
+        s33 += x * w3;
+      }
+      const c0 = hasBias ? (bias[biasOff + j] as number) : 0;
+      const c1 = hasBias ? (bias[biasOff + j + 1] as number) : 0;
+      const c2 = hasBias ? (bias[biasOff + j + 2] as number) : 0;
+      const c3 = hasBias ? (bias[biasOff + j + 3] as number) : 0;
+      out[o0 + j] = s00 + c0;
+      out[o0 + j + 1] = s01 + c1;
+      out[o0 + j + 2] = s02 + c2;
+      out[o0 + j + 3] = s03 + c3;
+      out[o1 + j] = s10 + c0;
+      out[o1 + j + 1] = s11 + c1;
+      out[o1 + j + 2] = s12 + c2;
+      out[o1 + j + 3] = s13 + c3;
+      out[o2 + j] = s20 + c0;
+      out[o2 + j + 1] = s21 + c1;
+      out[o2 + j + 2] = s22 + c2;
+      out[o2 + j + 3] = s23 + c3;
+      out[o3 + j] = s30 + c0;
+      out[o3 + j + 1] = s31 + c1;
+      out[o3 + j + 2] = s32 + c2;
+      out[o3 + j + 3] = s33 + c3;
+    }
     for (; j + 2 <= n; j += 2) {
       const b0 = bOff + j * k;
       const b1 = b0 + k;

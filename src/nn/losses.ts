@@ -32,14 +32,20 @@ export function softmaxCrossEntropy(
       if (z > max) max = z;
     }
     let sum = 0;
-    for (let j = 0; j < c; j++) sum += Math.exp((logits[o + j] as number) - max);
-    const logSum = Math.log(sum);
-    total += logSum - ((logits[o + y] as number) - max);
     if (dOut !== null) {
+      // Keep the exponentials in dOut so each is computed once.
+      for (let j = 0; j < c; j++) {
+        const e = Math.exp((logits[o + j] as number) - max);
+        dOut[o + j] = e;
+        sum += e;
+      }
       const inv = gradScale / sum;
-      for (let j = 0; j < c; j++) dOut[o + j] = Math.exp((logits[o + j] as number) - max) * inv;
+      for (let j = 0; j < c; j++) dOut[o + j] = (dOut[o + j] as number) * inv;
       dOut[o + y] = (dOut[o + y] as number) - gradScale;
+    } else {
+      for (let j = 0; j < c; j++) sum += Math.exp((logits[o + j] as number) - max);
     }
+    total += Math.log(sum) - ((logits[o + y] as number) - max);
   }
   return total;
 }
