@@ -147,6 +147,49 @@ export class NormalStream {
       out[pendingIndex[p] as number] = zigguratFix(this, hz, hz & (LAYERS - 1));
     }
   }
+  /**
+   * Gaussian rows straight into float32 storage: out[start + r·dim + j] = mean[j] + std[j]·z for
+   * count = rows·dim fresh N(0, 1) draws z, dim = mean.length. Same draw order as `fill`, without an
+   * intermediate buffer.
+   */
+  fillRows(out: Float32Array, start: number, rows: number, mean: Float64Array, std: Float64Array): void {
+    const dim = mean.length;
+    const end = start + rows * dim;
+    let a = this.a | 0;
+    let b = this.b | 0;
+    let c = this.c | 0;
+    let d = this.d | 0;
+    let pending = 0;
+    let j = 0;
+    for (let i = start; i < end; i++) {
+      const t = (((a + b) | 0) + d) | 0;
+      d = (d + 1) | 0;
+      a = b ^ (b >>> 9);
+      b = (c + (c << 3)) | 0;
+      c = (c << 21) | (c >>> 11);
+      c = (c + t) | 0;
+      const iz = t & (LAYERS - 1);
+      if ((t ^ (t >> 31)) < (kn[iz] as number)) {
+        out[i] = (mean[j] as number) + (std[j] as number) * t * (wn[iz] as number);
+      } else {
+        if (pending === pendingIndex.length) growPending();
+        pendingIndex[pending] = i;
+        pendingDraw[pending] = t;
+        pending++;
+      }
+      if (++j === dim) j = 0;
+    }
+    this.a = a;
+    this.b = b;
+    this.c = c;
+    this.d = d;
+    for (let p = 0; p < pending; p++) {
+      const hz = pendingDraw[p] as number;
+      const i = pendingIndex[p] as number;
+      const f = (i - start) % dim;
+      out[i] = (mean[f] as number) + (std[f] as number) * zigguratFix(this, hz, hz & (LAYERS - 1));
+    }
+  }
 }
 
 let pendingIndex = new Int32Array(256);

@@ -80,10 +80,8 @@ export class SyntheticGenerator {
   private readonly w: Float64Array;
   private readonly b: Float64Array;
   private readonly v: Float64Array;
-  private readonly xBlock: Float64Array;
   private readonly best = new Int32Array(BLOCK);
   private readonly bestValue = new Float64Array(BLOCK);
-  private noise: Float64Array;
 
   constructor(opts: SyntheticOptions) {
     validate(opts);
@@ -93,8 +91,6 @@ export class SyntheticGenerator {
     this.w = new Float64Array(opts.numClasses * opts.dim);
     this.b = new Float64Array(opts.numClasses);
     this.v = new Float64Array(opts.dim);
-    this.xBlock = new Float64Array(BLOCK * opts.dim);
-    this.noise = new Float64Array(opts.examplesPerClient * opts.dim);
   }
 
   private checkClient(k: number): void {
@@ -137,63 +133,72 @@ export class SyntheticGenerator {
     const b = this.b;
     const v = this.v;
     const std = this.featureStd;
-    const xBlock = this.xBlock;
-    if (this.noise.length < n * dim) this.noise = new Float64Array(n * dim);
-    const noise = this.noise;
-    new NormalStream(stream).fill(noise, 0, n * dim);
+    new NormalStream(stream).fillRows(x, row * dim, n, v, std);
     // Rows go four at a time so each weight load feeds four independent accumulators; this halves the
-    // cost of W·x, the dominant term, against a row-at-a-time dot product.
+    // cost of W·x, the dominant term, against a row-at-a-time dot product. Labels read the float32
+    // features back, so they are exactly the argmax for the data we return.
     for (let r0 = 0; r0 < n; r0 += BLOCK) {
       const rows = Math.min(BLOCK, n - r0);
-      for (let q = 0; q < rows; q++) {
-        const base = (row + r0 + q) * dim;
-        const zBase = (r0 + q) * dim;
-        const xBase = q * dim;
-        for (let j = 0; j < dim; j++) {
-          // Rounded to float32 first so the label is exactly the argmax for the features we return.
-          const xj = Math.fround((v[j] as number) + (std[j] as number) * (noise[zBase + j] as number));
-          xBlock[xBase + j] = xj;
-          x[base + j] = xj;
-        }
-      }
-      // Unused rows of a partial block hold stale values; their logits are computed and discarded.
+      const x0 = (row + r0) * dim;
+      // A partial block reuses its last row for the missing ones; their labels are discarded.
+      const x1 = x0 + Math.min(1, rows - 1) * dim;
+      const x2 = x0 + Math.min(2, rows - 1) * dim;
+      const x3 = x0 + Math.min(3, rows - 1) * dim;
       const best = this.best;
       const bestValue = this.bestValue;
       bestValue.fill(Number.NEGATIVE_INFINITY);
-      const x1 = dim;
-      const x2 = 2 * dim;
-      const x3 = 3 * dim;
-      for (let c = 0, wi = 0; c < numClasses; c++, wi += dim) {
-        const bc = b[c] as number;
-        let s0 = bc;
-        let s1 = bc;
-        let s2 = bc;
-        let s3 = bc;
+      // Two classes × four rows per pass: eight independent sums, each weight and feature load used
+      // four and two times.
+      for (let c = 0; c < numClasses; c += 2) {
+        const wa = c * dim;
+        const hasB = c + 1 < numClasses;
+        const wb = hasB ? wa + dim : wa;
+        const ba = b[c] as number;
+        const bb = hasB ? (b[c + 1] as number) : ba;
+        let a0 = ba;
+        let a1 = ba;
+        let a2 = ba;
+        let a3 = ba;
+        let b0 = bb;
+        let b1 = bb;
+        let b2 = bb;
+        let b3 = bb;
         for (let j = 0; j < dim; j++) {
-          const wj = w[wi + j] as number;
-          s0 += wj * (xBlock[j] as number);
-          s1 += wj * (xBlock[x1 + j] as number);
-          s2 += wj * (xBlock[x2 + j] as number);
-          s3 += wj * (xBlock[x3 + j] as number);
+          const wA = w[wa + j] as number;
+          const wB = w[wb + j] as number;
+          const v0 = x[x0 + j] as number;
+          const v1 = x[x1 + j] as number;
+          const v2 = x[x2 + j] as number;
+          const v3 = x[x3 + j] as number;
+          a0 += wA * v0;
+          a1 += wA * v1;
+          a2 += wA * v2;
+          a3 += wA * v3;
+          b0 += wB * v0;
+          b1 += wB * v1;
+          b2 += wB * v2;
+          b3 += wB * v3;
         }
-        if (s0 > (bestValue[0] as number)) {
-          bestValue[0] = s0;
-          best[0] = c;
-        }
-        if (s1 > (bestValue[1] as number)) {
-          bestValue[1] = s1;
-          best[1] = c;
-        }
-        if (s2 > (bestValue[2] as number)) {
-          bestValue[2] = s2;
-          best[2] = c;
-        }
-        if (s3 > (bestValue[3] as number)) {
-          bestValue[3] = s3;
-          best[3] = c;
+        this.offer(0, c, a0);
+        this.offer(1, c, a1);
+        this.offer(2, c, a2);
+        this.offer(3, c, a3);
+        if (hasB) {
+          this.offer(0, c + 1, b0);
+          this.offer(1, c + 1, b1);
+          this.offer(2, c + 1, b2);
+          this.offer(3, c + 1, b3);
         }
       }
       for (let q = 0; q < rows; q++) y[row + r0 + q] = best[q] as number;
+    }
+  }
+
+  /** Keeps the first class with the highest logit for block row q (ties go to the lower class). */
+  private offer(q: number, c: number, logit: number): void {
+    if (logit > (this.bestValue[q] as number)) {
+      this.bestValue[q] = logit;
+      this.best[q] = c;
     }
   }
 
