@@ -4,7 +4,18 @@ import { OrchardError } from '../core/errors.ts';
 import { Rng } from '../core/rng.ts';
 import type { BagExamples } from '../data/types.ts';
 import { finiteDifferenceMismatches, sampleIndices } from './gradcheck.ts';
-import { Conv2d, Dense, EmbeddingBag, Flatten, type Layer, MaxPool2, Relu, Tanh } from './layers.ts';
+import {
+  Conv2d,
+  Dense,
+  EmbeddingBag,
+  Flatten,
+  type Layer,
+  MaxPool2,
+  Relu,
+  setSimdKernels,
+  simdKernelsActive,
+  Tanh,
+} from './layers.ts';
 
 /** Parameters start at this offset inside a larger vector, to catch offset bugs. */
 const OFF = 3;
@@ -187,4 +198,40 @@ test('embedding bag: out-of-range ids are DATA_INVALID', () => {
     () => bag.check(bags, 1),
     (e: unknown) => e instanceof OrchardError && e.code === 'DATA_INVALID',
   );
+});
+
+test('dense: large odd-sized layers (Wasm SIMD path with padding) pass the same gradient checks', () => {
+  const rng = new Rng(15);
+  assert.ok(simdKernelsActive(), 'SIMD kernels should be active on Node 20');
+  checkLayer(new Dense(37, 23), 13, normalInput(rng, 13 * 37), 16);
+  checkLayer(new Dense(64, 40), 8, normalInput(rng, 8 * 64, 0.7), 17);
+});
+
+test('dense: SIMD and scalar kernels give the same outputs and gradients', () => {
+  const rng = new Rng(18);
+  const layer = new Dense(101, 33, 'glorot');
+  const params = new Float32Array(layer.numParams);
+  layer.init(params, 0, rng);
+  const n = 11;
+  const x = normalInput(rng, n * 101);
+  const dy = normalInput(rng, n * 33);
+  layer.reserve(n);
+  const run = () => {
+    const y = new Float32Array(n * 33);
+    const grad = new Float32Array(layer.numParams);
+    layer.forward(params, 0, x, n, y);
+    layer.backward(params, 0, x, y, dy, n, grad, null);
+    return [y, grad] as const;
+  };
+  const [ySimd, gSimd] = run();
+  setSimdKernels(false);
+  try {
+    const [yScalar, gScalar] = run();
+    for (let i = 0; i < ySimd.length; i++)
+      assert.ok(Math.abs((ySimd[i] as number) - (yScalar[i] as number)) < 1e-4);
+    for (let i = 0; i < gSimd.length; i++)
+      assert.ok(Math.abs((gSimd[i] as number) - (gScalar[i] as number)) < 1e-4);
+  } finally {
+    setSimdKernels(true);
+  }
 });

@@ -21,6 +21,7 @@ import {
   gemmTNAdd,
   zeroFraction,
 } from './kernels.ts';
+import { simdGemm } from './simd.ts';
 
 export interface Layer {
   readonly name: string;
@@ -71,6 +72,59 @@ function fillInit(
 
 /** Inputs with at least this fraction of exact zeros take the sparse kernels. */
 const SPARSE_INPUT_THRESHOLD = 0.5;
+/** Dense layers with at least this many multiply-adds per batch use the Wasm SIMD kernel. */
+const SIMD_MIN_MACS = 8192;
+let simdEnabled = true;
+
+/** Turns the Wasm SIMD path off (tests and benchmarks of the scalar kernels) or back on. */
+export function setSimdKernels(enabled: boolean): void {
+  simdEnabled = enabled;
+}
+
+/** Whether Wasm SIMD kernels are available and enabled. */
+export function simdKernelsActive(): boolean {
+  return simdEnabled && simdGemm !== null;
+}
+
+/** Copies rows×k values of src (from srcOff) into heap at dst with row stride kp, zeroing padding. */
+function copyPadded(
+  heap: Float32Array,
+  dst: number,
+  src: Float32Array,
+  srcOff: number,
+  rows: number,
+  k: number,
+  rowsPad: number,
+  kp: number,
+): void {
+  if (k === kp) heap.set(src.subarray(srcOff, srcOff + rows * k), dst);
+  else
+    for (let r = 0; r < rows; r++) {
+      const d = dst + r * kp;
+      const s0 = srcOff + r * k;
+      for (let t = 0; t < k; t++) heap[d + t] = src[s0 + t] as number;
+      for (let t = k; t < kp; t++) heap[d + t] = 0;
+    }
+  if (rowsPad > rows) heap.fill(0, dst + rows * kp, dst + rowsPad * kp);
+}
+
+/** heap[dst + c·kp + r] = src[r·cols + c] (a transpose), with zero padding to colsPad × kp. */
+function copyTransposed(
+  heap: Float32Array,
+  dst: number,
+  src: Float32Array,
+  rows: number,
+  cols: number,
+  colsPad: number,
+  kp: number,
+): void {
+  heap.fill(0, dst, dst + colsPad * kp);
+  for (let r = 0; r < rows; r++) {
+    const s0 = r * cols;
+    for (let c = 0; c < cols; c++) heap[dst + c * kp + r] = src[s0 + c] as number;
+  }
+}
+
 /** Output gradients with fewer zeros than this take the blocked dense weight-gradient kernel. */
 const SPARSE_GRAD_THRESHOLD = 0.25;
 
@@ -118,12 +172,70 @@ export class Dense implements Layer {
   forward(params: Float32Array, off: number, x: Float32Array, n: number, y: Float32Array): void {
     const k = this.inSize;
     const biasOff = off + k * this.outSize;
+    if (simdGemm !== null && simdEnabled && n * k * this.outSize >= SIMD_MIN_MACS) {
+      this.sparse = false;
+      this.simdForward(params, off, x, n, y);
+      return;
+    }
     this.sparse = k >= 32 && zeroFraction(x, n * k) >= SPARSE_INPUT_THRESHOLD;
     if (this.sparse) {
       const { nzStart, nzIdx, nzVal } = this;
       compactRows(x, n, k, nzStart, nzIdx, nzVal);
       gemmNTCompactA(y, nzStart, nzIdx, nzVal, params, off, params, biasOff, n, this.outSize, k);
     } else gemmNT(y, x, params, off, params, biasOff, n, this.outSize, k);
+  }
+
+  /** y = x·Wᵀ + b through the SIMD kernel: operands are copied (zero-padded) into its memory. */
+  private simdForward(params: Float32Array, off: number, x: Float32Array, n: number, y: Float32Array): void {
+    const g = simdGemm as NonNullable<typeof simdGemm>;
+    const k = this.inSize;
+    const m = this.outSize;
+    const np = n + (n & 1);
+    const mp = m + (m & 1);
+    const kp = (k + 3) & ~3;
+    const a = 0;
+    const b = np * kp;
+    const o = b + mp * kp;
+    g.reserve(o + np * mp);
+    const heap = g.heap;
+    copyPadded(heap, a, x, 0, n, k, np, kp);
+    copyPadded(heap, b, params, off, m, k, mp, kp);
+    g.gemmNT(o, a, b, np, mp, kp);
+    const biasOff = off + k * m;
+    for (let e = 0; e < n; e++) {
+      const ho = o + e * mp;
+      const yo = e * m;
+      for (let j = 0; j < m; j++) y[yo + j] = (heap[ho + j] as number) + (params[biasOff + j] as number);
+    }
+  }
+
+  /** grad(W) += dyᵀ·x through the SIMD kernel (both operands transposed so the batch is the inner sum). */
+  private simdWeightGrad(
+    off: number,
+    x: Float32Array,
+    dy: Float32Array,
+    n: number,
+    grad: Float32Array,
+  ): void {
+    const g = simdGemm as NonNullable<typeof simdGemm>;
+    const k = this.inSize;
+    const m = this.outSize;
+    const kb = (n + 3) & ~3;
+    const mp = m + (m & 1);
+    const kp = k + (k & 1);
+    const a = 0;
+    const b = mp * kb;
+    const o = b + kp * kb;
+    g.reserve(o + mp * kp);
+    const heap = g.heap;
+    copyTransposed(heap, a, dy, n, m, mp, kb);
+    copyTransposed(heap, b, x, n, k, kp, kb);
+    g.gemmNT(o, a, b, mp, kp, kb);
+    for (let j = 0; j < m; j++) {
+      const ho = o + j * kp;
+      const go = off + j * k;
+      for (let t = 0; t < k; t++) grad[go + t] = (grad[go + t] as number) + (heap[ho + t] as number);
+    }
   }
 
   backward(
@@ -145,7 +257,9 @@ export class Dense implements Layer {
       for (let e = 0; e < n; e++) s += dy[e * m + j] as number;
       grad[biasOff + j] = (grad[biasOff + j] as number) + s;
     }
-    if (this.sparse) {
+    if (simdGemm !== null && simdEnabled && n * k * m >= SIMD_MIN_MACS) {
+      this.simdWeightGrad(off, x, dy, n, grad);
+    } else if (this.sparse) {
       // dW[j] += dy[e][j] · x[e] over the compacted rows from forward; j outer keeps row j of dW in L1.
       const { nzStart } = this;
       for (let j = 0; j < m; j++) {

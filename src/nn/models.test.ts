@@ -82,6 +82,8 @@ test('mlp with tanh and relu, two hidden layers, batch of 7 (blocking remainders
   checkModel(mlp(9, [6], 3, 'relu'), denseData(rng, 7, 9, 3), 7);
   // Mostly-zero inputs (image-like) take the sparse kernels.
   checkModel(mlp(64, [10], 4, 'relu'), denseData(rng, 5, 64, 4, 0.8), 8);
+  // Big enough for the Wasm SIMD kernels (≥ 8192 multiply-adds per layer), odd sizes.
+  checkModel(mlp(51, [41], 3, 'tanh'), denseData(rng, 9, 51, 3), 18);
 });
 
 test('mlp regression on targets with mse', () => {

@@ -1,0 +1,292 @@
+/**
+ * A WebAssembly SIMD (f32x4) matrix kernel for the large dense layers, where scalar JS tops out near
+ * 2 GMAC/s. The module is assembled here from its binary encoding (no toolchain, no download) and
+ * compiled synchronously; when the runtime lacks Wasm SIMD, `simdGemm` is null and callers keep
+ * their scalar kernels.
+ *
+ * Exported function gemm_nt(out, a, b, m, n, k) — byte addresses into the module's memory — computes
+ * out[i·n + j] = Σ_t a[i·k + t] · b[j·k + t] for m, n even and k a multiple of 4 (callers pad with
+ * zeros), in blocks of 2 rows × 2 columns with four f32x4 running sums.
+ */
+
+// --- binary encoding helpers ---------------------------------------------------------------------
+function uleb(n: number): number[] {
+  const out: number[] = [];
+  let v = n >>> 0;
+  do {
+    let byte = v & 0x7f;
+    v >>>= 7;
+    if (v !== 0) byte |= 0x80;
+    out.push(byte);
+  } while (v !== 0);
+  return out;
+}
+
+function sleb(n: number): number[] {
+  const out: number[] = [];
+  let v = n | 0;
+  for (;;) {
+    const byte = v & 0x7f;
+    v >>= 7;
+    if ((v === 0 && (byte & 0x40) === 0) || (v === -1 && (byte & 0x40) !== 0)) {
+      out.push(byte);
+      return out;
+    }
+    out.push(byte | 0x80);
+  }
+}
+
+function section(id: number, body: number[]): number[] {
+  return [id, ...uleb(body.length), ...body];
+}
+
+function name(s: string): number[] {
+  return [...uleb(s.length), ...Array.from(s, (c) => c.charCodeAt(0))];
+}
+
+const I32 = 0x7f;
+const V128 = 0x7b;
+const get = (l: number) => [0x20, ...uleb(l)];
+const set = (l: number) => [0x21, ...uleb(l)];
+const i32c = (v: number) => [0x41, ...sleb(v)];
+const ADD = [0x6a];
+const MUL = [0x6c];
+const GE_S = [0x4e];
+const BLOCK = [0x02, 0x40];
+const LOOP = [0x03, 0x40];
+const END = [0x0b];
+const brIf = (d: number) => [0x0d, ...uleb(d)];
+const br = (d: number) => [0x0c, ...uleb(d)];
+const simd = (op: number) => [0xfd, ...uleb(op)];
+const v128Load = [...simd(0x00), 4, 0]; // align 2^4, offset 0
+const f32x4Add = simd(0xe4);
+const f32x4Mul = simd(0xe6);
+const lane = (l: number) => [...simd(0x1f), l];
+const F32_ADD = [0x92];
+const f32Store = [0x38, 2, 0];
+const v128Zero = [...simd(0x0c), ...new Array(16).fill(0)];
+
+function gemmBody(): number[] {
+  // Locals: params 0..5 = out, a, b, m, n, k.
+  const [OUT, A, B, M, N, K] = [0, 1, 2, 3, 4, 5];
+  const [I, J, T, KB, PA0, PA1, PB0, PB1, PO] = [6, 7, 8, 9, 10, 11, 12, 13, 14];
+  const [S00, S01, S10, S11, X0, X1, W0, W1] = [15, 16, 17, 18, 19, 20, 21, 22];
+  const hsum = (s: number) => [
+    ...get(s),
+    ...lane(0),
+    ...get(s),
+    ...lane(1),
+    ...F32_ADD,
+    ...get(s),
+    ...lane(2),
+    ...F32_ADD,
+    ...get(s),
+    ...lane(3),
+    ...F32_ADD,
+  ];
+  const storeAt = (addr: number[], s: number) => [...addr, ...hsum(s), ...f32Store];
+  const fma = (acc: number, x: number, w: number) => [
+    ...get(acc),
+    ...get(x),
+    ...get(w),
+    ...f32x4Mul,
+    ...f32x4Add,
+    ...set(acc),
+  ];
+  const code: number[] = [
+    // kb = k * 4 (row stride in bytes)
+    ...get(K),
+    ...i32c(4),
+    ...MUL,
+    ...set(KB),
+    ...i32c(0),
+    ...set(I),
+    ...BLOCK,
+    ...LOOP,
+    ...get(I),
+    ...get(M),
+    ...GE_S,
+    ...brIf(1),
+    // pa0 = a + i*kb; pa1 = pa0 + kb
+    ...get(A),
+    ...get(I),
+    ...get(KB),
+    ...MUL,
+    ...ADD,
+    ...set(PA0),
+    ...get(PA0),
+    ...get(KB),
+    ...ADD,
+    ...set(PA1),
+    ...i32c(0),
+    ...set(J),
+    ...BLOCK,
+    ...LOOP,
+    ...get(J),
+    ...get(N),
+    ...GE_S,
+    ...brIf(1),
+    ...get(B),
+    ...get(J),
+    ...get(KB),
+    ...MUL,
+    ...ADD,
+    ...set(PB0),
+    ...get(PB0),
+    ...get(KB),
+    ...ADD,
+    ...set(PB1),
+    ...v128Zero,
+    ...set(S00),
+    ...v128Zero,
+    ...set(S01),
+    ...v128Zero,
+    ...set(S10),
+    ...v128Zero,
+    ...set(S11),
+    ...i32c(0),
+    ...set(T),
+    ...BLOCK,
+    ...LOOP,
+    ...get(T),
+    ...get(KB),
+    ...GE_S,
+    ...brIf(1),
+    ...get(PA0),
+    ...get(T),
+    ...ADD,
+    ...v128Load,
+    ...set(X0),
+    ...get(PA1),
+    ...get(T),
+    ...ADD,
+    ...v128Load,
+    ...set(X1),
+    ...get(PB0),
+    ...get(T),
+    ...ADD,
+    ...v128Load,
+    ...set(W0),
+    ...get(PB1),
+    ...get(T),
+    ...ADD,
+    ...v128Load,
+    ...set(W1),
+    ...fma(S00, X0, W0),
+    ...fma(S01, X0, W1),
+    ...fma(S10, X1, W0),
+    ...fma(S11, X1, W1),
+    ...get(T),
+    ...i32c(16),
+    ...ADD,
+    ...set(T),
+    ...br(0),
+    ...END,
+    ...END,
+    // po = out + (i*n + j)*4
+    ...get(OUT),
+    ...get(I),
+    ...get(N),
+    ...MUL,
+    ...get(J),
+    ...ADD,
+    ...i32c(4),
+    ...MUL,
+    ...ADD,
+    ...set(PO),
+    ...storeAt(get(PO), S00),
+    ...storeAt([...get(PO), ...i32c(4), ...ADD], S01),
+    ...storeAt([...get(PO), ...get(N), ...i32c(4), ...MUL, ...ADD], S10),
+    ...storeAt([...get(PO), ...get(N), ...i32c(4), ...MUL, ...ADD, ...i32c(4), ...ADD], S11),
+    ...get(J),
+    ...i32c(2),
+    ...ADD,
+    ...set(J),
+    ...br(0),
+    ...END,
+    ...END,
+    ...get(I),
+    ...i32c(2),
+    ...ADD,
+    ...set(I),
+    ...br(0),
+    ...END,
+    ...END,
+    ...END,
+  ];
+  const locals = [2, ...uleb(9), I32, ...uleb(8), V128];
+  const body = [...locals, ...code];
+  return [...uleb(body.length), ...body];
+}
+
+function moduleBytes(): Uint8Array<ArrayBuffer> {
+  const type = section(1, [1, 0x60, 6, I32, I32, I32, I32, I32, I32, 0]);
+  const func = section(3, [1, 0]);
+  const memory = section(5, [1, 0x00, 1]);
+  const exports = section(7, [2, ...name('gemm_nt'), 0x00, 0, ...name('mem'), 0x02, 0]);
+  const code = section(10, [1, ...gemmBody()]);
+  return new Uint8Array([
+    0x00,
+    0x61,
+    0x73,
+    0x6d,
+    0x01,
+    0x00,
+    0x00,
+    0x00,
+    ...type,
+    ...func,
+    ...memory,
+    ...exports,
+    ...code,
+  ]);
+}
+
+export class SimdGemm {
+  private readonly memory: WebAssembly.Memory;
+  private readonly fn: (out: number, a: number, b: number, m: number, n: number, k: number) => void;
+  /** Float32 view of the whole module memory (refreshed after growth). */
+  heap: Float32Array;
+
+  constructor(instance: WebAssembly.Instance) {
+    this.memory = instance.exports.mem as WebAssembly.Memory;
+    this.fn = instance.exports.gemm_nt as SimdGemm['fn'];
+    this.heap = new Float32Array(this.memory.buffer);
+  }
+
+  /** Ensures the memory holds at least `floats` float32 values. */
+  reserve(floats: number): void {
+    const bytes = floats * 4;
+    if (this.memory.buffer.byteLength < bytes) {
+      this.memory.grow(Math.ceil((bytes - this.memory.buffer.byteLength) / 65536));
+      this.heap = new Float32Array(this.memory.buffer);
+    }
+  }
+
+  /** heap[out ..] = heap[a ..](m×k) · heap[b ..](n×k)ᵀ; float indices; m, n even, k % 4 = 0. */
+  gemmNT(out: number, a: number, b: number, m: number, n: number, k: number): void {
+    this.fn(out * 4, a * 4, b * 4, m, n, k);
+  }
+}
+
+function build(): SimdGemm | null {
+  try {
+    const instance = new WebAssembly.Instance(new WebAssembly.Module(moduleBytes()), {});
+    return new SimdGemm(instance);
+  } catch {
+    return null; // no Wasm SIMD in this runtime: scalar kernels only
+  }
+}
+
+/** The shared SIMD kernel, or null when Wasm SIMD is unavailable. */
+export const simdGemm: SimdGemm | null = build();
+
+/** For tests: the failure, if any, of assembling the module. */
+export function simdBuildError(): string | null {
+  try {
+    new WebAssembly.Module(moduleBytes());
+    return null;
+  } catch (e) {
+    return String(e);
+  }
+}
