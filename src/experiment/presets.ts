@@ -1,0 +1,190 @@
+/**
+ * Built-in experiments that need no files. Each is a raw config run through the same validation as a
+ * user's --config, so a preset can never bypass the schema.
+ *
+ * Choices shared by the MNIST presets:
+ * - Label-skewed clients (Dirichlet α = 0.5 over classes): the realistic cross-device case and the one
+ *   where staleness and client drift matter; IID MNIST makes every method look alike.
+ * - Half-normal on-device training times (the FedBuff paper's model), concurrency-capped saturation.
+ * - Sync baseline (FedAvgM: server momentum 0.9) selects 30% extra clients and closes a round at
+ *   cohortSize reports, so its concurrency (cohort × 1.3) matches the asynchronous methods'.
+ * - FedBuff (K = 10) and FedAsync both weight stale updates by 1/√(1 + staleness).
+ */
+import { ConfigError } from '../core/errors.ts';
+import { type ExperimentConfig, parseExperimentConfig } from './config.ts';
+
+interface Preset {
+  readonly description: string;
+  readonly raw: () => Record<string, unknown>;
+}
+
+/** FedBuff vs FedAvgM vs FedAsync at one concurrency; the sync cohort is sized to match it. */
+function threeMethods(concurrency: number, bufferSize: number): Array<Record<string, unknown>> {
+  const cohortSize = Math.floor(concurrency / 1.3);
+  return [
+    {
+      label: `FedBuff (K=${bufferSize})`,
+      strategy: {
+        kind: 'fedbuff',
+        bufferSize,
+        staleness: { kind: 'polynomial', exponent: 0.5 },
+        serverOptimizer: { kind: 'sgd', lr: 1 },
+      },
+    },
+    {
+      label: `FedAvgM (cohort ${cohortSize})`,
+      strategy: {
+        kind: 'sync',
+        cohortSize,
+        overSelection: 0.3,
+        serverOptimizer: { kind: 'momentum', lr: 1, momentum: 0.9 },
+      },
+    },
+    {
+      label: 'FedAsync',
+      strategy: { kind: 'fedasync', alpha: 0.6, staleness: { kind: 'polynomial', exponent: 0.5 } },
+    },
+  ];
+}
+
+const PRESETS: Record<string, Preset> = {
+  default: {
+    description:
+      'FedBuff vs FedAvgM vs FedAsync on label-skewed MNIST (3000 clients, softmax), concurrency 100; a few minutes',
+    raw: () => ({
+      name: 'default',
+      description:
+        'FedBuff (K=10) vs FedAvgM vs FedAsync on MNIST split over 3000 clients by Dirichlet(0.5) label skew; ' +
+        'softmax regression; 100 clients training at once with half-normal training times (σ = 1 virtual s). ' +
+        'Each run stops at the target accuracy or after 30,000 client trips.',
+      seed: 1,
+      target: 0.85,
+      dataset: { kind: 'mnist', numClients: 3000, partition: { kind: 'dirichlet', alpha: 0.5 } },
+      model: { kind: 'softmax' },
+      local: { epochs: 1, batchSize: 10, lr: 0.05 },
+      sim: {
+        concurrency: 100,
+        duration: { kind: 'half_normal', sigma: 1 },
+        maxTrips: 30000,
+        evalEvery: 5,
+        evalSubset: 2000,
+      },
+      runs: threeMethods(100, 10),
+    }),
+  },
+  'headline-100': {
+    description:
+      'FedBuff-paper comparison at concurrency 100: time and trips to target, every method lr-tuned on one grid and budget',
+    raw: () => headline(100, 3000, 10),
+  },
+  'headline-1000': {
+    description:
+      'FedBuff-paper comparison at concurrency 1000: time and trips to target, every method lr-tuned on one grid and budget',
+    raw: () => headline(1000, 10000, 10),
+  },
+  quick: {
+    description: 'tiny Synthetic(1,1) run of all three methods; finishes in seconds (used by tests)',
+    raw: () => ({
+      name: 'quick',
+      description: 'Smoke test: 60 Synthetic(1,1) clients, softmax, concurrency 10, 300 trips per method.',
+      seed: 7,
+      target: 0.4,
+      dataset: {
+        kind: 'synthetic',
+        numClients: 60,
+        dim: 20,
+        numClasses: 5,
+        examplesPerClient: 20,
+        testSize: 400,
+      },
+      model: { kind: 'softmax' },
+      local: { epochs: 1, batchSize: 10, lr: 0.1 },
+      sim: {
+        concurrency: 10,
+        duration: { kind: 'half_normal', sigma: 1 },
+        maxTrips: 300,
+        evalEvery: 2,
+      },
+      stopAtTarget: false,
+      runs: [
+        {
+          label: 'FedBuff (K=5)',
+          strategy: { kind: 'fedbuff', bufferSize: 5, serverOptimizer: { kind: 'sgd', lr: 1 } },
+        },
+        {
+          label: 'FedAvgM (cohort 8)',
+          strategy: {
+            kind: 'sync',
+            cohortSize: 8,
+            overSelection: 0.25,
+            serverOptimizer: { kind: 'momentum', lr: 1, momentum: 0.9 },
+          },
+        },
+        { label: 'FedAsync', strategy: { kind: 'fedasync', alpha: 0.6 } },
+      ],
+    }),
+  },
+};
+
+/**
+ * The headline comparison. Tuning: every method tries the same client-lr × server-lr grid for the same
+ * budget of client trips (server lr is FedAsync's mixing rate α, hence a grid capped at 1), ranked by
+ * accuracy at the end of the budget; the winner then runs until the target or the trip cap.
+ */
+function headline(concurrency: number, numClients: number, bufferSize: number): Record<string, unknown> {
+  const maxTrips = concurrency === 100 ? 40000 : 100000;
+  const budgetTrips = concurrency === 100 ? 5000 : 20000;
+  return {
+    name: `headline-${concurrency}`,
+    description:
+      `FedBuff (K=${bufferSize}) vs FedAvgM vs FedAsync at concurrency ${concurrency} on MNIST split over ` +
+      `${numClients} clients by Dirichlet(0.5) label skew; softmax regression; half-normal training times ` +
+      `(σ = 1 virtual s). Each method's client and server learning rates are picked from the same grid by ` +
+      `accuracy after ${budgetTrips} client trips; full runs stop at the target or after ${maxTrips} trips.`,
+    seed: 1,
+    target: 0.85,
+    dataset: { kind: 'mnist', numClients, partition: { kind: 'dirichlet', alpha: 0.5 } },
+    model: { kind: 'softmax' },
+    local: { epochs: 1, batchSize: 10, lr: 0.05 },
+    sim: {
+      concurrency,
+      duration: { kind: 'half_normal', sigma: 1 },
+      maxTrips,
+      evalEvery: 5,
+      evalSubset: 2000,
+    },
+    tuning: {
+      clientLr: [0.02, 0.05, 0.1],
+      serverLr: [0.3, 1],
+      budget: { maxTrips: budgetTrips },
+      metric: 'final_accuracy',
+    },
+    runs: threeMethods(concurrency, bufferSize),
+  };
+}
+
+export function presetNames(): string[] {
+  return Object.keys(PRESETS);
+}
+
+/** Name and one-line description of every preset. */
+export function listPresets(): Array<{ name: string; description: string }> {
+  return Object.entries(PRESETS).map(([name, p]) => ({ name, description: p.description }));
+}
+
+/** The validated config of a preset; unknown names are a ConfigError listing the known ones. */
+export function presetConfig(name: string): ExperimentConfig {
+  const preset = PRESETS[name];
+  if (preset === undefined) {
+    throw new ConfigError(
+      [{ path: 'preset', message: `unknown preset '${name}'; known: ${presetNames().join(', ')}` }],
+      'preset',
+    );
+  }
+  return parseExperimentConfig(preset.raw());
+}
+
+/** The raw (unvalidated, defaults not filled) config of a preset, e.g. to start a config file from. */
+export function presetRaw(name: string): Record<string, unknown> | undefined {
+  return PRESETS[name]?.raw();
+}
