@@ -108,23 +108,6 @@ function copyPadded(
   if (rowsPad > rows) heap.fill(0, dst + rows * kp, dst + rowsPad * kp);
 }
 
-/** heap[dst + c·kp + r] = src[r·cols + c] (a transpose), with zero padding to colsPad × kp. */
-function copyTransposed(
-  heap: Float32Array,
-  dst: number,
-  src: Float32Array,
-  rows: number,
-  cols: number,
-  colsPad: number,
-  kp: number,
-): void {
-  heap.fill(0, dst, dst + colsPad * kp);
-  for (let r = 0; r < rows; r++) {
-    const s0 = r * cols;
-    for (let c = 0; c < cols; c++) heap[dst + c * kp + r] = src[s0 + c] as number;
-  }
-}
-
 /** Output gradients with fewer zeros than this take the blocked dense weight-gradient kernel. */
 const SPARSE_GRAD_THRESHOLD = 0.25;
 
@@ -209,7 +192,10 @@ export class Dense implements Layer {
     }
   }
 
-  /** grad(W) += dyᵀ·x through the SIMD kernel (both operands transposed so the batch is the inner sum). */
+  /**
+   * grad(W) += dyᵀ·x through the SIMD kernel: the gradient rows are copied in, accumulated in place
+   * and copied back, with x's rows padded to a multiple of 16 columns.
+   */
   private simdWeightGrad(
     off: number,
     x: Float32Array,
@@ -220,22 +206,23 @@ export class Dense implements Layer {
     const g = simdGemm as NonNullable<typeof simdGemm>;
     const k = this.inSize;
     const m = this.outSize;
-    const kb = (n + 3) & ~3;
-    const mp = m + (m & 1);
-    const kp = k + (k & 1);
+    const kp = (k + 15) & ~15;
     const a = 0;
-    const b = mp * kb;
-    const o = b + kp * kb;
-    g.reserve(o + mp * kp);
+    const b = n * m;
+    const o = b + n * kp;
+    g.reserve(o + m * kp);
     const heap = g.heap;
-    copyTransposed(heap, a, dy, n, m, mp, kb);
-    copyTransposed(heap, b, x, n, k, kp, kb);
-    g.gemmNT(o, a, b, mp, kp, kb);
-    for (let j = 0; j < m; j++) {
-      const ho = o + j * kp;
-      const go = off + j * k;
-      for (let t = 0; t < k; t++) grad[go + t] = (grad[go + t] as number) + (heap[ho + t] as number);
-    }
+    heap.set(dy.subarray(0, n * m), a);
+    copyPadded(heap, b, x, 0, n, k, n, kp);
+    copyPadded(heap, o, grad, off, m, k, m, kp);
+    g.gemmTNAcc(o, a, b, n, m, kp);
+    if (k === kp) grad.set(heap.subarray(o, o + m * k), off);
+    else
+      for (let j = 0; j < m; j++) {
+        const ho = o + j * kp;
+        const go = off + j * k;
+        for (let t = 0; t < k; t++) grad[go + t] = heap[ho + t] as number;
+      }
   }
 
   backward(

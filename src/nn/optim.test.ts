@@ -82,3 +82,13 @@ test('invalid hyperparameters throw ConfigError', () => {
   bad(() => createOptimizer({ kind: 'adam', lr: 1, beta1: 0.9, beta2: 0.99, eps: 0 }, 3));
   bad(() => createOptimizer({ kind: 'sgd', lr: 1 }, 1.5));
 });
+
+test('sgd on a long vector (SIMD path) matches the scalar rule', () => {
+  const n = 10007;
+  const opt = createOptimizer({ kind: 'sgd', lr: 0.3 }, n);
+  const p = Float32Array.from({ length: n }, (_, i) => Math.sin(i));
+  const g = Float32Array.from({ length: n }, (_, i) => Math.cos(i));
+  const expected = Array.from(p, (v, i) => v - 0.3 * (g[i] as number));
+  opt.step(p, g);
+  close(p, expected, 1e-6);
+});

@@ -7,6 +7,10 @@
  */
 import { ConfigError, type Issue, ShapeError } from '../core/errors.ts';
 import type { OptimizerSpec } from '../fl/spec.ts';
+import { simdGemm } from './simd.ts';
+
+/** Vectors at least this long take the Wasm SIMD update in SGD. */
+const SIMD_MIN_LENGTH = 4096;
 
 export interface Optimizer {
   readonly kind: OptimizerSpec['kind'];
@@ -36,7 +40,8 @@ class Sgd implements Optimizer {
     checkLengths(this.numParams, params, grad);
     const lr = this.lr;
     const n = params.length;
-    for (let i = 0; i < n; i++) params[i] = (params[i] as number) - lr * (grad[i] as number);
+    if (simdGemm !== null && n >= SIMD_MIN_LENGTH) simdGemm.axpyArrays(params, -lr, grad);
+    else for (let i = 0; i < n; i++) params[i] = (params[i] as number) - lr * (grad[i] as number);
     this.steps++;
   }
   reset(): void {

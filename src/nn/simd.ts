@@ -59,6 +59,10 @@ const brIf = (d: number) => [0x0d, ...uleb(d)];
 const br = (d: number) => [0x0c, ...uleb(d)];
 const simd = (op: number) => [0xfd, ...uleb(op)];
 const v128Load = [...simd(0x00), 4, 0]; // align 2^4, offset 0
+const v128LoadAt = (offset: number) => [...simd(0x00), 4, ...uleb(offset)];
+const v128StoreAt = (offset: number) => [...simd(0x0b), 4, ...uleb(offset)];
+const f32Load = [0x2a, 2, 0];
+const f32x4Splat = simd(0x13);
 const f32x4Add = simd(0xe4);
 const f32x4Mul = simd(0xe6);
 const lane = (l: number) => [...simd(0x1f), l];
@@ -219,12 +223,206 @@ function gemmBody(): number[] {
   return [...uleb(body.length), ...body];
 }
 
+function gemmTnAccBody(): number[] {
+  // gemm_tn_acc(out, a, b, n, m, k): out[j·k + t] += Σ_e a[e·m + j] · b[e·k + t]; k % 16 = 0.
+  const [OUT, A, B, N, M, K] = [0, 1, 2, 3, 4, 5];
+  const [J, T, E, PA, PB, PO, KB, MB] = [6, 7, 8, 9, 10, 11, 12, 13];
+  const [C0, C1, C2, C3, G] = [14, 15, 16, 17, 18];
+  const acc = (c: number, offset: number) => [
+    ...get(c),
+    ...get(G),
+    ...get(PB),
+    ...v128LoadAt(offset),
+    ...f32x4Mul,
+    ...f32x4Add,
+    ...set(c),
+  ];
+  const code: number[] = [
+    ...get(K),
+    ...i32c(4),
+    ...MUL,
+    ...set(KB),
+    ...get(M),
+    ...i32c(4),
+    ...MUL,
+    ...set(MB),
+    ...i32c(0),
+    ...set(J),
+    ...BLOCK,
+    ...LOOP,
+    ...get(J),
+    ...get(M),
+    ...GE_S,
+    ...brIf(1),
+    ...i32c(0),
+    ...set(T),
+    ...BLOCK,
+    ...LOOP,
+    ...get(T),
+    ...get(KB),
+    ...GE_S,
+    ...brIf(1),
+    // po = out + j*kb + t
+    ...get(OUT),
+    ...get(J),
+    ...get(KB),
+    ...MUL,
+    ...ADD,
+    ...get(T),
+    ...ADD,
+    ...set(PO),
+    ...get(PO),
+    ...v128LoadAt(0),
+    ...set(C0),
+    ...get(PO),
+    ...v128LoadAt(16),
+    ...set(C1),
+    ...get(PO),
+    ...v128LoadAt(32),
+    ...set(C2),
+    ...get(PO),
+    ...v128LoadAt(48),
+    ...set(C3),
+    ...get(A),
+    ...get(J),
+    ...i32c(4),
+    ...MUL,
+    ...ADD,
+    ...set(PA),
+    ...get(B),
+    ...get(T),
+    ...ADD,
+    ...set(PB),
+    ...i32c(0),
+    ...set(E),
+    ...BLOCK,
+    ...LOOP,
+    ...get(E),
+    ...get(N),
+    ...GE_S,
+    ...brIf(1),
+    ...get(PA),
+    ...f32Load,
+    ...f32x4Splat,
+    ...set(G),
+    ...acc(C0, 0),
+    ...acc(C1, 16),
+    ...acc(C2, 32),
+    ...acc(C3, 48),
+    ...get(PA),
+    ...get(MB),
+    ...ADD,
+    ...set(PA),
+    ...get(PB),
+    ...get(KB),
+    ...ADD,
+    ...set(PB),
+    ...get(E),
+    ...i32c(1),
+    ...ADD,
+    ...set(E),
+    ...br(0),
+    ...END,
+    ...END,
+    ...get(PO),
+    ...get(C0),
+    ...v128StoreAt(0),
+    ...get(PO),
+    ...get(C1),
+    ...v128StoreAt(16),
+    ...get(PO),
+    ...get(C2),
+    ...v128StoreAt(32),
+    ...get(PO),
+    ...get(C3),
+    ...v128StoreAt(48),
+    ...get(T),
+    ...i32c(64),
+    ...ADD,
+    ...set(T),
+    ...br(0),
+    ...END,
+    ...END,
+    ...get(J),
+    ...i32c(1),
+    ...ADD,
+    ...set(J),
+    ...br(0),
+    ...END,
+    ...END,
+    ...END,
+  ];
+  const body = [2, ...uleb(8), I32, ...uleb(5), V128, ...code];
+  return [...uleb(body.length), ...body];
+}
+
+function axpyBody(): number[] {
+  // axpy(y, x, alpha, n): y[i] += alpha · x[i] for i < n; n % 4 = 0.
+  const [Y, X, ALPHA, N] = [0, 1, 2, 3];
+  const [STOP, AV] = [4, 5];
+  const code: number[] = [
+    ...get(ALPHA),
+    ...f32x4Splat,
+    ...set(AV),
+    ...get(Y),
+    ...get(N),
+    ...i32c(4),
+    ...MUL,
+    ...ADD,
+    ...set(STOP),
+    ...BLOCK,
+    ...LOOP,
+    ...get(Y),
+    ...get(STOP),
+    ...GE_S,
+    ...brIf(1),
+    ...get(Y),
+    ...get(Y),
+    ...v128LoadAt(0),
+    ...get(X),
+    ...v128LoadAt(0),
+    ...get(AV),
+    ...f32x4Mul,
+    ...f32x4Add,
+    ...v128StoreAt(0),
+    ...get(Y),
+    ...i32c(16),
+    ...ADD,
+    ...set(Y),
+    ...get(X),
+    ...i32c(16),
+    ...ADD,
+    ...set(X),
+    ...br(0),
+    ...END,
+    ...END,
+    ...END,
+  ];
+  const body = [2, 1, I32, 1, V128, ...code];
+  return [...uleb(body.length), ...body];
+}
+
 function moduleBytes(): Uint8Array<ArrayBuffer> {
-  const type = section(1, [1, 0x60, 6, I32, I32, I32, I32, I32, I32, 0]);
-  const func = section(3, [1, 0]);
+  const F32 = 0x7d;
+  const type = section(1, [2, 0x60, 6, I32, I32, I32, I32, I32, I32, 0, 0x60, 4, I32, I32, F32, I32, 0]);
+  const func = section(3, [3, 0, 0, 1]);
   const memory = section(5, [1, 0x00, 1]);
-  const exports = section(7, [2, ...name('gemm_nt'), 0x00, 0, ...name('mem'), 0x02, 0]);
-  const code = section(10, [1, ...gemmBody()]);
+  const exports = section(7, [
+    4,
+    ...name('axpy'),
+    0x00,
+    2,
+    ...name('gemm_nt'),
+    0x00,
+    0,
+    ...name('gemm_tn_acc'),
+    0x00,
+    1,
+    ...name('mem'),
+    0x02,
+    0,
+  ]);
+  const code = section(10, [3, ...gemmBody(), ...gemmTnAccBody(), ...axpyBody()]);
   return new Uint8Array([
     0x00,
     0x61,
@@ -245,12 +443,16 @@ function moduleBytes(): Uint8Array<ArrayBuffer> {
 export class SimdGemm {
   private readonly memory: WebAssembly.Memory;
   private readonly fn: (out: number, a: number, b: number, m: number, n: number, k: number) => void;
+  private readonly fnTn: (out: number, a: number, b: number, n: number, m: number, k: number) => void;
+  private readonly fnAxpy: (y: number, x: number, alpha: number, n: number) => void;
   /** Float32 view of the whole module memory (refreshed after growth). */
   heap: Float32Array;
 
   constructor(instance: WebAssembly.Instance) {
     this.memory = instance.exports.mem as WebAssembly.Memory;
     this.fn = instance.exports.gemm_nt as SimdGemm['fn'];
+    this.fnTn = instance.exports.gemm_tn_acc as SimdGemm['fnTn'];
+    this.fnAxpy = instance.exports.axpy as SimdGemm['fnAxpy'];
     this.heap = new Float32Array(this.memory.buffer);
   }
 
@@ -266,6 +468,33 @@ export class SimdGemm {
   /** heap[out ..] = heap[a ..](m×k) · heap[b ..](n×k)ᵀ; float indices; m, n even, k % 4 = 0. */
   gemmNT(out: number, a: number, b: number, m: number, n: number, k: number): void {
     this.fn(out * 4, a * 4, b * 4, m, n, k);
+  }
+
+  /** heap[out + j·k + t] += Σ_e heap[a + e·m + j] · heap[b + e·k + t] (out += Aᵀ·B, A n×m, B n×k); k % 16 = 0. */
+  gemmTNAcc(out: number, a: number, b: number, n: number, m: number, k: number): void {
+    this.fnTn(out * 4, a * 4, b * 4, n, m, k);
+  }
+
+  /** heap[y + i] += alpha · heap[x + i] for i < n; n % 4 = 0 (alpha is rounded to float32). */
+  axpy(y: number, x: number, alpha: number, n: number): void {
+    this.fnAxpy(y * 4, x * 4, alpha, n);
+  }
+
+  /**
+   * y += alpha · x for JS arrays of any length, via the module memory (three memcpys and one SIMD
+   * pass beat a scalar loop for long vectors).
+   */
+  axpyArrays(y: Float32Array, alpha: number, x: Float32Array): void {
+    const n = y.length;
+    const n4 = (n + 3) & ~3;
+    this.reserve(2 * n4);
+    const heap = this.heap;
+    heap.set(y, 0);
+    heap.set(x, n4);
+    heap.fill(0, n, n4);
+    heap.fill(0, n4 + n, 2 * n4);
+    this.axpy(0, n4, alpha, n4);
+    y.set(heap.subarray(0, n));
   }
 }
 
