@@ -72,8 +72,11 @@ function fillInit(
 
 /** Inputs with at least this fraction of exact zeros take the sparse kernels. */
 const SPARSE_INPUT_THRESHOLD = 0.5;
-/** Dense layers with at least this many multiply-adds per batch use the Wasm SIMD kernel. */
-const SIMD_MIN_MACS = 8192;
+/**
+ * Dense layers with at least this many multiply-adds per batch and at least two outputs use the Wasm
+ * SIMD kernels (below that, or for a single output column, copying operands costs more than it saves).
+ */
+const SIMD_MIN_MACS = 2048;
 let simdEnabled = true;
 
 /** Turns the Wasm SIMD path off (tests and benchmarks of the scalar kernels) or back on. */
@@ -84,6 +87,10 @@ export function setSimdKernels(enabled: boolean): void {
 /** Whether Wasm SIMD kernels are available and enabled. */
 export function simdKernelsActive(): boolean {
   return simdEnabled && simdGemm !== null;
+}
+
+function useSimd(n: number, k: number, m: number): boolean {
+  return simdEnabled && simdGemm !== null && m >= 2 && n * k * m >= SIMD_MIN_MACS;
 }
 
 /** Copies rows×k values of src (from srcOff) into heap at dst with row stride kp, zeroing padding. */
@@ -155,7 +162,7 @@ export class Dense implements Layer {
   forward(params: Float32Array, off: number, x: Float32Array, n: number, y: Float32Array): void {
     const k = this.inSize;
     const biasOff = off + k * this.outSize;
-    if (simdGemm !== null && simdEnabled && n * k * this.outSize >= SIMD_MIN_MACS) {
+    if (useSimd(n, k, this.outSize)) {
       this.sparse = false;
       this.simdForward(params, off, x, n, y);
       return;
@@ -244,7 +251,7 @@ export class Dense implements Layer {
       for (let e = 0; e < n; e++) s += dy[e * m + j] as number;
       grad[biasOff + j] = (grad[biasOff + j] as number) + s;
     }
-    if (simdGemm !== null && simdEnabled && n * k * m >= SIMD_MIN_MACS) {
+    if (useSimd(n, k, m)) {
       this.simdWeightGrad(off, x, dy, n, grad);
     } else if (this.sparse) {
       // dW[j] += dy[e][j] · x[e] over the compacted rows from forward; j outer keeps row j of dW in L1.
