@@ -180,7 +180,7 @@ export class Dense implements Layer {
     const g = simdGemm as NonNullable<typeof simdGemm>;
     const k = this.inSize;
     const m = this.outSize;
-    const np = n + (n & 1);
+    const np = (n + 3) & ~3; // rows padded to the kernel's row block (4)
     const mp = m + (m & 1);
     const kp = (k + 3) & ~3;
     const a = 0;

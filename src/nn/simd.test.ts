@@ -13,8 +13,8 @@ test('SIMD gemm_nt matches a float64 triple loop', () => {
   if (g === null) return;
   const rng = new Rng(5);
   for (const [m, n, k] of [
-    [2, 2, 4],
-    [6, 4, 12],
+    [4, 2, 4],
+    [8, 4, 12],
     [32, 10, 100],
     [4, 8, 784],
   ] as const) {

@@ -5,8 +5,8 @@
  * their scalar kernels.
  *
  * Exported function gemm_nt(out, a, b, m, n, k) — byte addresses into the module's memory — computes
- * out[i·n + j] = Σ_t a[i·k + t] · b[j·k + t] for m, n even and k a multiple of 4 (callers pad with
- * zeros), in blocks of 2 rows × 2 columns with four f32x4 running sums.
+ * out[i·n + j] = Σ_t a[i·k + t] · b[j·k + t] for m a multiple of 4, n even and k a multiple of 4
+ * (callers pad with zeros), in blocks of 4 rows × 2 columns with eight f32x4 running sums.
  */
 
 // --- binary encoding helpers ---------------------------------------------------------------------
@@ -67,161 +67,63 @@ const f32x4Add = simd(0xe4);
 const f32x4Mul = simd(0xe6);
 const lane = (l: number) => [...simd(0x1f), l];
 const F32_ADD = [0x92];
-const f32Store = [0x38, 2, 0];
 const v128Zero = [...simd(0x0c), ...new Array(16).fill(0)];
 
-function gemmBody(): number[] {
-  // Locals: params 0..5 = out, a, b, m, n, k.
+/**
+ * gemm_nt body for blocks of R rows of A × C rows of B: R·C f32x4 running sums, R + C vector loads
+ * per 4·R·C multiply-adds. Requires m % R = 0, n % C = 0, k % 4 = 0.
+ */
+function gemmBody(R: number, C: number): number[] {
   const [OUT, A, B, M, N, K] = [0, 1, 2, 3, 4, 5];
-  const [I, J, T, KB, PA0, PA1, PB0, PB1, PO] = [6, 7, 8, 9, 10, 11, 12, 13, 14];
-  const [S00, S01, S10, S11, X0, X1, W0, W1] = [15, 16, 17, 18, 19, 20, 21, 22];
-  const hsum = (s: number) => [
-    ...get(s),
-    ...lane(0),
-    ...get(s),
-    ...lane(1),
-    ...F32_ADD,
-    ...get(s),
-    ...lane(2),
-    ...F32_ADD,
-    ...get(s),
-    ...lane(3),
-    ...F32_ADD,
-  ];
-  const storeAt = (addr: number[], s: number) => [...addr, ...hsum(s), ...f32Store];
-  const fma = (acc: number, x: number, w: number) => [
-    ...get(acc),
-    ...get(x),
-    ...get(w),
-    ...f32x4Mul,
-    ...f32x4Add,
-    ...set(acc),
-  ];
-  const code: number[] = [
-    // kb = k * 4 (row stride in bytes)
-    ...get(K),
-    ...i32c(4),
-    ...MUL,
-    ...set(KB),
-    ...i32c(0),
-    ...set(I),
-    ...BLOCK,
-    ...LOOP,
-    ...get(I),
-    ...get(M),
-    ...GE_S,
-    ...brIf(1),
-    // pa0 = a + i*kb; pa1 = pa0 + kb
-    ...get(A),
-    ...get(I),
-    ...get(KB),
-    ...MUL,
-    ...ADD,
-    ...set(PA0),
-    ...get(PA0),
-    ...get(KB),
-    ...ADD,
-    ...set(PA1),
-    ...i32c(0),
-    ...set(J),
-    ...BLOCK,
-    ...LOOP,
-    ...get(J),
-    ...get(N),
-    ...GE_S,
-    ...brIf(1),
-    ...get(B),
-    ...get(J),
-    ...get(KB),
-    ...MUL,
-    ...ADD,
-    ...set(PB0),
-    ...get(PB0),
-    ...get(KB),
-    ...ADD,
-    ...set(PB1),
-    ...v128Zero,
-    ...set(S00),
-    ...v128Zero,
-    ...set(S01),
-    ...v128Zero,
-    ...set(S10),
-    ...v128Zero,
-    ...set(S11),
-    ...i32c(0),
-    ...set(T),
-    ...BLOCK,
-    ...LOOP,
-    ...get(T),
-    ...get(KB),
-    ...GE_S,
-    ...brIf(1),
-    ...get(PA0),
-    ...get(T),
-    ...ADD,
-    ...v128Load,
-    ...set(X0),
-    ...get(PA1),
-    ...get(T),
-    ...ADD,
-    ...v128Load,
-    ...set(X1),
-    ...get(PB0),
-    ...get(T),
-    ...ADD,
-    ...v128Load,
-    ...set(W0),
-    ...get(PB1),
-    ...get(T),
-    ...ADD,
-    ...v128Load,
-    ...set(W1),
-    ...fma(S00, X0, W0),
-    ...fma(S01, X0, W1),
-    ...fma(S10, X1, W0),
-    ...fma(S11, X1, W1),
-    ...get(T),
-    ...i32c(16),
-    ...ADD,
-    ...set(T),
-    ...br(0),
-    ...END,
-    ...END,
-    // po = out + (i*n + j)*4
-    ...get(OUT),
-    ...get(I),
-    ...get(N),
-    ...MUL,
-    ...get(J),
-    ...ADD,
-    ...i32c(4),
-    ...MUL,
-    ...ADD,
-    ...set(PO),
-    ...storeAt(get(PO), S00),
-    ...storeAt([...get(PO), ...i32c(4), ...ADD], S01),
-    ...storeAt([...get(PO), ...get(N), ...i32c(4), ...MUL, ...ADD], S10),
-    ...storeAt([...get(PO), ...get(N), ...i32c(4), ...MUL, ...ADD, ...i32c(4), ...ADD], S11),
-    ...get(J),
-    ...i32c(2),
-    ...ADD,
-    ...set(J),
-    ...br(0),
-    ...END,
-    ...END,
-    ...get(I),
-    ...i32c(2),
-    ...ADD,
-    ...set(I),
-    ...br(0),
-    ...END,
-    ...END,
-    ...END,
-  ];
-  const locals = [2, ...uleb(9), I32, ...uleb(8), V128];
-  const body = [...locals, ...code];
+  const [I, J, T, KB, PO] = [6, 7, 8, 9, 10];
+  const pa = (r: number) => 11 + r;
+  const pb = (c: number) => 11 + R + c;
+  const i32Locals = 5 + R + C;
+  const v0 = 6 + i32Locals;
+  const acc = (r: number, c: number) => v0 + r * C + c;
+  const xv = (r: number) => v0 + R * C + r;
+  const wv = (c: number) => v0 + R * C + R + c;
+  const v128Locals = R * C + R + C;
+  const code: number[] = [];
+  const emit = (...parts: number[][]) => {
+    for (const part of parts) code.push(...part);
+  };
+  emit(get(K), i32c(4), MUL, set(KB), i32c(0), set(I));
+  emit(BLOCK, LOOP, get(I), get(M), GE_S, brIf(1));
+  // pa_r = a + (i + r)·kb
+  emit(get(A), get(I), get(KB), MUL, ADD, set(pa(0)));
+  for (let r = 1; r < R; r++) emit(get(pa(r - 1)), get(KB), ADD, set(pa(r)));
+  emit(i32c(0), set(J));
+  emit(BLOCK, LOOP, get(J), get(N), GE_S, brIf(1));
+  emit(get(B), get(J), get(KB), MUL, ADD, set(pb(0)));
+  for (let c = 1; c < C; c++) emit(get(pb(c - 1)), get(KB), ADD, set(pb(c)));
+  for (let r = 0; r < R; r++) for (let c = 0; c < C; c++) emit(v128Zero, set(acc(r, c)));
+  emit(i32c(0), set(T));
+  emit(BLOCK, LOOP, get(T), get(KB), GE_S, brIf(1));
+  for (let r = 0; r < R; r++) emit(get(pa(r)), get(T), ADD, v128Load, set(xv(r)));
+  for (let c = 0; c < C; c++) emit(get(pb(c)), get(T), ADD, v128Load, set(wv(c)));
+  for (let r = 0; r < R; r++)
+    for (let c = 0; c < C; c++)
+      emit(get(acc(r, c)), get(xv(r)), get(wv(c)), f32x4Mul, f32x4Add, set(acc(r, c)));
+  emit(get(T), i32c(16), ADD, set(T), br(0), END, END);
+  // po = out + (i·n + j)·4; out[(i + r)·n + j + c] = horizontal sum of acc(r, c)
+  emit(get(OUT), get(I), get(N), MUL, get(J), ADD, i32c(4), MUL, ADD, set(PO));
+  for (let r = 0; r < R; r++)
+    for (let c = 0; c < C; c++) {
+      const s = acc(r, c);
+      emit(get(PO), get(N), i32c(4 * r), MUL, ADD);
+      emit(get(s), lane(0), get(s), lane(1), F32_ADD, get(s), lane(2), F32_ADD, get(s), lane(3), F32_ADD);
+      emit([0x38, 2, ...uleb(4 * c)]); // f32.store offset 4c
+    }
+  emit(get(J), i32c(C), ADD, set(J), br(0), END, END);
+  emit(get(I), i32c(R), ADD, set(I), br(0), END, END, END);
+  const body = [2, ...uleb(i32Locals), I32, ...uleb(v128Locals), V128, ...code];
   return [...uleb(body.length), ...body];
 }
+
+/** Rows of A per gemm_nt block (callers pad m to a multiple) and rows of B (pad n). */
+export const GEMM_ROW_BLOCK = 4;
+export const GEMM_COL_BLOCK = 2;
 
 function gemmTnAccBody(): number[] {
   // gemm_tn_acc(out, a, b, n, m, k): out[j·k + t] += Σ_e a[e·m + j] · b[e·k + t]; k % 16 = 0.
@@ -422,7 +324,12 @@ function moduleBytes(): Uint8Array<ArrayBuffer> {
     0x02,
     0,
   ]);
-  const code = section(10, [3, ...gemmBody(), ...gemmTnAccBody(), ...axpyBody()]);
+  const code = section(10, [
+    3,
+    ...gemmBody(GEMM_ROW_BLOCK, GEMM_COL_BLOCK),
+    ...gemmTnAccBody(),
+    ...axpyBody(),
+  ]);
   return new Uint8Array([
     0x00,
     0x61,
@@ -465,7 +372,7 @@ export class SimdGemm {
     }
   }
 
-  /** heap[out ..] = heap[a ..](m×k) · heap[b ..](n×k)ᵀ; float indices; m, n even, k % 4 = 0. */
+  /** heap[out ..] = heap[a ..](m×k) · heap[b ..](n×k)ᵀ; float indices; m % 4 = 0, n % 2 = 0, k % 4 = 0. */
   gemmNT(out: number, a: number, b: number, m: number, n: number, k: number): void {
     this.fn(out * 4, a * 4, b * 4, m, n, k);
   }
