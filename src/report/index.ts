@@ -181,8 +181,12 @@ export function summaryText(result: ExperimentResult): string {
   const widths = header.map((h, i) => Math.max(h.length, ...body.map((row) => (row[i] ?? '').length)));
   const line = (cells: string[]): string => cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ');
   const out = [line(header), line(widths.map((w) => '-'.repeat(w))), ...body.map(line)];
-  const target = result.target === null ? 'no target set' : `target accuracy ${result.target}`;
-  out.push('', `${target}; ratios = method ÷ ${result.runs[0]?.label ?? 'baseline'} (>1: baseline faster)`);
+  out.push(
+    '',
+    result.target === null
+      ? 'no target accuracy set'
+      : `target accuracy ${result.target}; ratios = method ÷ ${result.runs[0]?.label ?? 'baseline'} (>1: baseline faster)`,
+  );
   for (const run of result.runs) {
     if (run.stopReason === 'diverged')
       out.push(`${run.label} (seed ${run.seed}) diverged: ${run.stopMessage ?? ''}`);

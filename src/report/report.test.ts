@@ -7,36 +7,8 @@ import { compareRuns } from '../experiment/compare.ts';
 import { parseExperimentConfig } from '../experiment/config.ts';
 import { point, summary } from '../experiment/fixtures.ts';
 import type { ExperimentResult } from '../experiment/types.ts';
+import { parseCsv } from './csv-reader.ts';
 import { CSV_COLUMNS, curvesCsv, escapeHtml, summaryText, writeReport } from './index.ts';
-
-/** Minimal RFC 4180 reader (quoted fields, doubled quotes), written independently of the writer. */
-export function parseCsv(text: string): string[][] {
-  const rows: string[][] = [];
-  let row: string[] = [];
-  let field = '';
-  let quoted = false;
-  for (let i = 0; i < text.length; i++) {
-    const ch = text[i];
-    if (quoted) {
-      if (ch === '"' && text[i + 1] === '"') {
-        field += '"';
-        i++;
-      } else if (ch === '"') quoted = false;
-      else field += ch;
-    } else if (ch === '"') quoted = true;
-    else if (ch === ',') {
-      row.push(field);
-      field = '';
-    } else if (ch === '\n') {
-      row.push(field);
-      rows.push(row);
-      row = [];
-      field = '';
-    } else field += ch;
-  }
-  if (field !== '' || row.length > 0) rows.push([...row, field]);
-  return rows;
-}
 
 const TRICKY = 'Fed<b>Async</b> "a,b" & co';
 
