@@ -214,15 +214,16 @@ export class Dense implements Layer {
     const k = this.inSize;
     const m = this.outSize;
     const kp = (k + 15) & ~15;
+    const mp = m + (m & 1); // the kernel takes output rows in pairs
     const a = 0;
-    const b = n * m;
+    const b = n * mp;
     const o = b + n * kp;
-    g.reserve(o + m * kp);
+    g.reserve(o + mp * kp);
     const heap = g.heap;
-    heap.set(dy.subarray(0, n * m), a);
+    copyPadded(heap, a, dy, 0, n, m, n, mp);
     copyPadded(heap, b, x, 0, n, k, n, kp);
-    copyPadded(heap, o, grad, off, m, k, m, kp);
-    g.gemmTNAcc(o, a, b, n, m, kp);
+    copyPadded(heap, o, grad, off, m, k, mp, kp);
+    g.gemmTNAcc(o, a, b, n, mp, kp);
     if (k === kp) grad.set(heap.subarray(o, o + m * k), off);
     else
       for (let j = 0; j < m; j++) {

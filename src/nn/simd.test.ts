@@ -43,8 +43,8 @@ test('SIMD gemm_tn_acc adds Aᵀ·B to out, matching a float64 loop', () => {
   if (g === null) return;
   const rng = new Rng(6);
   for (const [n, m, k] of [
-    [1, 1, 16],
-    [3, 5, 32],
+    [1, 2, 16],
+    [3, 6, 32],
     [32, 10, 112],
   ] as const) {
     const a = 1;

@@ -125,138 +125,53 @@ function gemmBody(R: number, C: number): number[] {
 export const GEMM_ROW_BLOCK = 4;
 export const GEMM_COL_BLOCK = 2;
 
-function gemmTnAccBody(): number[] {
-  // gemm_tn_acc(out, a, b, n, m, k): out[j·k + t] += Σ_e a[e·m + j] · b[e·k + t]; k % 16 = 0.
+/**
+ * gemm_tn_acc body: out[j·k + t] += Σ_e a[e·m + j] · b[e·k + t], JB rows of out × 16 columns per
+ * pass (4·JB f32x4 running sums; each loaded vector of b feeds JB multiply-adds). Requires
+ * m % JB = 0 and k % 16 = 0.
+ */
+function gemmTnAccBody(JB: number): number[] {
   const [OUT, A, B, N, M, K] = [0, 1, 2, 3, 4, 5];
-  const [J, T, E, PA, PB, PO, KB, MB] = [6, 7, 8, 9, 10, 11, 12, 13];
-  const [C0, C1, C2, C3, G] = [14, 15, 16, 17, 18];
-  const acc = (c: number, offset: number) => [
-    ...get(c),
-    ...get(G),
-    ...get(PB),
-    ...v128LoadAt(offset),
-    ...f32x4Mul,
-    ...f32x4Add,
-    ...set(c),
-  ];
-  const code: number[] = [
-    ...get(K),
-    ...i32c(4),
-    ...MUL,
-    ...set(KB),
-    ...get(M),
-    ...i32c(4),
-    ...MUL,
-    ...set(MB),
-    ...i32c(0),
-    ...set(J),
-    ...BLOCK,
-    ...LOOP,
-    ...get(J),
-    ...get(M),
-    ...GE_S,
-    ...brIf(1),
-    ...i32c(0),
-    ...set(T),
-    ...BLOCK,
-    ...LOOP,
-    ...get(T),
-    ...get(KB),
-    ...GE_S,
-    ...brIf(1),
-    // po = out + j*kb + t
-    ...get(OUT),
-    ...get(J),
-    ...get(KB),
-    ...MUL,
-    ...ADD,
-    ...get(T),
-    ...ADD,
-    ...set(PO),
-    ...get(PO),
-    ...v128LoadAt(0),
-    ...set(C0),
-    ...get(PO),
-    ...v128LoadAt(16),
-    ...set(C1),
-    ...get(PO),
-    ...v128LoadAt(32),
-    ...set(C2),
-    ...get(PO),
-    ...v128LoadAt(48),
-    ...set(C3),
-    ...get(A),
-    ...get(J),
-    ...i32c(4),
-    ...MUL,
-    ...ADD,
-    ...set(PA),
-    ...get(B),
-    ...get(T),
-    ...ADD,
-    ...set(PB),
-    ...i32c(0),
-    ...set(E),
-    ...BLOCK,
-    ...LOOP,
-    ...get(E),
-    ...get(N),
-    ...GE_S,
-    ...brIf(1),
-    ...get(PA),
-    ...f32Load,
-    ...f32x4Splat,
-    ...set(G),
-    ...acc(C0, 0),
-    ...acc(C1, 16),
-    ...acc(C2, 32),
-    ...acc(C3, 48),
-    ...get(PA),
-    ...get(MB),
-    ...ADD,
-    ...set(PA),
-    ...get(PB),
-    ...get(KB),
-    ...ADD,
-    ...set(PB),
-    ...get(E),
-    ...i32c(1),
-    ...ADD,
-    ...set(E),
-    ...br(0),
-    ...END,
-    ...END,
-    ...get(PO),
-    ...get(C0),
-    ...v128StoreAt(0),
-    ...get(PO),
-    ...get(C1),
-    ...v128StoreAt(16),
-    ...get(PO),
-    ...get(C2),
-    ...v128StoreAt(32),
-    ...get(PO),
-    ...get(C3),
-    ...v128StoreAt(48),
-    ...get(T),
-    ...i32c(64),
-    ...ADD,
-    ...set(T),
-    ...br(0),
-    ...END,
-    ...END,
-    ...get(J),
-    ...i32c(1),
-    ...ADD,
-    ...set(J),
-    ...br(0),
-    ...END,
-    ...END,
-    ...END,
-  ];
-  const body = [2, ...uleb(8), I32, ...uleb(5), V128, ...code];
+  const [J, T, E, PA, PB, KB, MB] = [6, 7, 8, 9, 10, 11, 12];
+  const po = (r: number) => 13 + r;
+  const i32Locals = 7 + JB;
+  const v0 = 6 + i32Locals;
+  const acc = (r: number, q: number) => v0 + r * 4 + q;
+  const gv = (r: number) => v0 + JB * 4 + r;
+  const bv = (q: number) => v0 + JB * 5 + q;
+  const v128Locals = JB * 5 + 4;
+  const code: number[] = [];
+  const emit = (...parts: number[][]) => {
+    for (const part of parts) code.push(...part);
+  };
+  emit(get(K), i32c(4), MUL, set(KB), get(M), i32c(4), MUL, set(MB), i32c(0), set(J));
+  emit(BLOCK, LOOP, get(J), get(M), GE_S, brIf(1));
+  emit(i32c(0), set(T));
+  emit(BLOCK, LOOP, get(T), get(KB), GE_S, brIf(1));
+  // po_r = out + (j + r)·kb + t; load the running sums from out
+  emit(get(OUT), get(J), get(KB), MUL, ADD, get(T), ADD, set(po(0)));
+  for (let r = 1; r < JB; r++) emit(get(po(r - 1)), get(KB), ADD, set(po(r)));
+  for (let r = 0; r < JB; r++)
+    for (let q = 0; q < 4; q++) emit(get(po(r)), v128LoadAt(16 * q), set(acc(r, q)));
+  emit(get(A), get(J), i32c(4), MUL, ADD, set(PA), get(B), get(T), ADD, set(PB), i32c(0), set(E));
+  emit(BLOCK, LOOP, get(E), get(N), GE_S, brIf(1));
+  for (let r = 0; r < JB; r++) emit(get(PA), [0x2a, 2, ...uleb(4 * r)], f32x4Splat, set(gv(r)));
+  for (let q = 0; q < 4; q++) emit(get(PB), v128LoadAt(16 * q), set(bv(q)));
+  for (let r = 0; r < JB; r++)
+    for (let q = 0; q < 4; q++)
+      emit(get(acc(r, q)), get(gv(r)), get(bv(q)), f32x4Mul, f32x4Add, set(acc(r, q)));
+  emit(get(PA), get(MB), ADD, set(PA), get(PB), get(KB), ADD, set(PB), get(E), i32c(1), ADD, set(E));
+  emit(br(0), END, END);
+  for (let r = 0; r < JB; r++)
+    for (let q = 0; q < 4; q++) emit(get(po(r)), get(acc(r, q)), v128StoreAt(16 * q));
+  emit(get(T), i32c(64), ADD, set(T), br(0), END, END);
+  emit(get(J), i32c(JB), ADD, set(J), br(0), END, END, END);
+  const body = [2, ...uleb(i32Locals), I32, ...uleb(v128Locals), V128, ...code];
   return [...uleb(body.length), ...body];
 }
+
+/** Rows of out per gemm_tn_acc pass (callers pad m to a multiple). */
+export const TN_ROW_BLOCK = 2;
 
 function axpyBody(): number[] {
   // axpy(y, x, alpha, n): y[i] += alpha · x[i] for i < n; n % 4 = 0.
@@ -327,7 +242,7 @@ function moduleBytes(): Uint8Array<ArrayBuffer> {
   const code = section(10, [
     3,
     ...gemmBody(GEMM_ROW_BLOCK, GEMM_COL_BLOCK),
-    ...gemmTnAccBody(),
+    ...gemmTnAccBody(TN_ROW_BLOCK),
     ...axpyBody(),
   ]);
   return new Uint8Array([
@@ -377,7 +292,7 @@ export class SimdGemm {
     this.fn(out * 4, a * 4, b * 4, m, n, k);
   }
 
-  /** heap[out + j·k + t] += Σ_e heap[a + e·m + j] · heap[b + e·k + t] (out += Aᵀ·B, A n×m, B n×k); k % 16 = 0. */
+  /** heap[out + j·k + t] += Σ_e heap[a + e·m + j] · heap[b + e·k + t] (out += Aᵀ·B, A n×m, B n×k); m even, k % 16 = 0. */
   gemmTNAcc(out: number, a: number, b: number, n: number, m: number, k: number): void {
     this.fnTn(out * 4, a * 4, b * 4, n, m, k);
   }
