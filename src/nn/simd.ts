@@ -61,7 +61,8 @@ const simd = (op: number) => [0xfd, ...uleb(op)];
 const v128Load = [...simd(0x00), 4, 0]; // align 2^4, offset 0
 const v128LoadAt = (offset: number) => [...simd(0x00), 4, ...uleb(offset)];
 const v128StoreAt = (offset: number) => [...simd(0x0b), 4, ...uleb(offset)];
-const f32Load = [0x2a, 2, 0];
+const f32LoadAt = (offset: number) => [0x2a, 2, ...uleb(offset)];
+const f32StoreAt = (offset: number) => [0x38, 2, ...uleb(offset)];
 const f32x4Splat = simd(0x13);
 const f32x4Add = simd(0xe4);
 const f32x4Mul = simd(0xe6);
@@ -113,7 +114,7 @@ function gemmBody(R: number, C: number): number[] {
       const s = acc(r, c);
       emit(get(PO), get(N), i32c(4 * r), MUL, ADD);
       emit(get(s), lane(0), get(s), lane(1), F32_ADD, get(s), lane(2), F32_ADD, get(s), lane(3), F32_ADD);
-      emit([0x38, 2, ...uleb(4 * c)]); // f32.store offset 4c
+      emit(f32StoreAt(4 * c));
     }
   emit(get(J), i32c(C), ADD, set(J), br(0), END, END);
   emit(get(I), i32c(R), ADD, set(I), br(0), END, END, END);
@@ -155,7 +156,7 @@ function gemmTnAccBody(JB: number): number[] {
     for (let q = 0; q < 4; q++) emit(get(po(r)), v128LoadAt(16 * q), set(acc(r, q)));
   emit(get(A), get(J), i32c(4), MUL, ADD, set(PA), get(B), get(T), ADD, set(PB), i32c(0), set(E));
   emit(BLOCK, LOOP, get(E), get(N), GE_S, brIf(1));
-  for (let r = 0; r < JB; r++) emit(get(PA), [0x2a, 2, ...uleb(4 * r)], f32x4Splat, set(gv(r)));
+  for (let r = 0; r < JB; r++) emit(get(PA), f32LoadAt(4 * r), f32x4Splat, set(gv(r)));
   for (let q = 0; q < 4; q++) emit(get(PB), v128LoadAt(16 * q), set(bv(q)));
   for (let r = 0; r < JB; r++)
     for (let q = 0; q < 4; q++)
