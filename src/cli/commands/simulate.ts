@@ -7,7 +7,7 @@ import {
   loadExperimentConfig,
   parseExperimentConfig,
 } from '../../experiment/config.ts';
-import { presetConfig, presetRaw } from '../../experiment/presets.ts';
+import { presetConfig } from '../../experiment/presets.ts';
 import { runExperiment } from '../../experiment/run.ts';
 import type { RunInfo, RunOptions } from '../../experiment/types.ts';
 import { summaryText, writeReport } from '../../report/index.ts';
@@ -26,14 +26,10 @@ export function resolveConfig(flags: SimulateFlags): ExperimentConfig {
   if (flags.config !== undefined && flags.preset !== undefined) {
     throw new ConfigError([{ path: '', message: 'give either --config or --preset, not both' }], 'arguments');
   }
-  let config =
+  const config =
     flags.config !== undefined ? loadExperimentConfig(flags.config) : presetConfig(flags.preset ?? 'default');
-  if (flags.seed !== undefined) {
-    // Re-validate so the override goes through the same checks as everything else.
-    const raw = flags.config !== undefined ? { ...config } : (presetRaw(flags.preset ?? 'default') ?? {});
-    config = parseExperimentConfig({ ...raw, seed: flags.seed });
-  }
-  return config;
+  // The seed is already a validated integer; everything else stays as validated.
+  return flags.seed === undefined ? config : { ...config, seed: flags.seed };
 }
 
 const BAR_TOTAL = 1000;
@@ -43,7 +39,7 @@ function progressReporter(quiet: boolean): { options: RunOptions; stop: () => vo
   const bar = new cliProgress.SingleBar(
     {
       stream: process.stderr,
-      format: '{step} {name} |{bar}| {percent}% | trips {trips} | t {time}s | acc {acc}',
+      format: '{step} {name} |{bar}| {percentage}% | trips {trips} | t {time}s | acc {acc}',
       hideCursor: true,
       clearOnComplete: false,
       etaBuffer: 50,
