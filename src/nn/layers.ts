@@ -73,8 +73,8 @@ function fillInit(
 /** Inputs with at least this fraction of exact zeros take the sparse kernels. */
 const SPARSE_INPUT_THRESHOLD = 0.5;
 /**
- * Dense layers with at least this many multiply-adds per batch and at least two outputs use the Wasm
- * SIMD kernels (below that, or for a single output column, copying operands costs more than it saves).
+ * Dense layers with at least this many multiply-adds per batch use the Wasm SIMD kernels (below that,
+ * copying operands costs more than it saves).
  */
 const SIMD_MIN_MACS = 2048;
 let simdEnabled = true;
@@ -89,7 +89,13 @@ export function simdKernelsActive(): boolean {
   return simdEnabled && simdGemm !== null;
 }
 
-function useSimd(n: number, k: number, m: number): boolean {
+/** Forward: any layer with enough work (a single output column is padded to two). */
+function useSimdForward(n: number, k: number, m: number): boolean {
+  return simdEnabled && simdGemm !== null && n * k * m >= SIMD_MIN_MACS;
+}
+
+/** Weight gradient: a single output row would pay for padding every input row, so m ≥ 2 only. */
+function useSimdBackward(n: number, k: number, m: number): boolean {
   return simdEnabled && simdGemm !== null && m >= 2 && n * k * m >= SIMD_MIN_MACS;
 }
 
@@ -162,7 +168,7 @@ export class Dense implements Layer {
   forward(params: Float32Array, off: number, x: Float32Array, n: number, y: Float32Array): void {
     const k = this.inSize;
     const biasOff = off + k * this.outSize;
-    if (useSimd(n, k, this.outSize)) {
+    if (useSimdForward(n, k, this.outSize)) {
       this.sparse = false;
       this.simdForward(params, off, x, n, y);
       return;
@@ -252,7 +258,7 @@ export class Dense implements Layer {
       for (let e = 0; e < n; e++) s += dy[e * m + j] as number;
       grad[biasOff + j] = (grad[biasOff + j] as number) + s;
     }
-    if (useSimd(n, k, m)) {
+    if (useSimdBackward(n, k, m)) {
       this.simdWeightGrad(off, x, dy, n, grad);
     } else if (this.sparse) {
       // dW[j] += dy[e][j] · x[e] over the compacted rows from forward; j outer keeps row j of dW in L1.
