@@ -2,11 +2,7 @@
 import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
 import { ConfigError } from '../../core/errors.ts';
-import {
-  type ExperimentConfig,
-  loadExperimentConfig,
-  parseExperimentConfig,
-} from '../../experiment/config.ts';
+import { type ExperimentConfig, loadExperimentConfig } from '../../experiment/config.ts';
 import { presetConfig } from '../../experiment/presets.ts';
 import { runExperiment } from '../../experiment/run.ts';
 import type { RunInfo, RunOptions } from '../../experiment/types.ts';
