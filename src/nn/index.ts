@@ -8,8 +8,19 @@ import { cnn, embeddingBag, mlp, softmaxRegression } from './models.ts';
 import type { ModelSpec } from './spec.ts';
 
 export { BatchScratch, sliceRows, takeRows } from './batch.ts';
+export { finiteDifferenceMismatches, sampleIndices } from './gradcheck.ts';
 export type { Layer, Padding, WeightInit } from './layers.ts';
-export { Conv2d, Dense, EmbeddingBag, Flatten, MaxPool2, Relu, Tanh } from './layers.ts';
+export {
+  Conv2d,
+  Dense,
+  EmbeddingBag,
+  Flatten,
+  MaxPool2,
+  Relu,
+  setSimdKernels,
+  simdKernelsActive,
+  Tanh,
+} from './layers.ts';
 export { binaryLogistic, meanSquaredError, softmaxCrossEntropy } from './losses.ts';
 export type { Evaluation, Model } from './model.ts';
 export type { CnnOptions, LossKind } from './models.ts';

@@ -8,6 +8,10 @@
  *
  * Image layout: an image with C channels and side S is stored channel-major, [C][S][S] (the NCHW
  * convention per example), so flattening is the identity on memory.
+ *
+ * Dense layers run their matrix products through the Wasm SIMD kernels of simd.ts when the runtime
+ * has them and the layer is big enough; otherwise (and for conv, pooling, embeddings) scalar JS
+ * kernels from kernels.ts, which skip exact zeros in sparse inputs and ReLU gradients.
  */
 import { OrchardError } from '../core/errors.ts';
 import type { Rng } from '../core/rng.ts';
