@@ -211,7 +211,7 @@ export class Dense implements Layer {
 
   /**
    * grad(W) += dyᵀ·x through the SIMD kernel: the gradient rows are copied in, accumulated in place
-   * and copied back, with x's rows padded to a multiple of 16 columns.
+   * and copied back, with x's rows padded to a multiple of 4 columns.
    */
   private simdWeightGrad(
     off: number,
@@ -223,7 +223,7 @@ export class Dense implements Layer {
     const g = simdGemm as NonNullable<typeof simdGemm>;
     const k = this.inSize;
     const m = this.outSize;
-    const kp = (k + 15) & ~15;
+    const kp = (k + 3) & ~3;
     const mp = m + (m & 1); // the kernel takes output rows in pairs
     const a = 0;
     const b = n * mp;

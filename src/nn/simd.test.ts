@@ -44,8 +44,9 @@ test('SIMD gemm_tn_acc adds Aᵀ·B to out, matching a float64 loop', () => {
   const rng = new Rng(6);
   for (const [n, m, k] of [
     [1, 2, 16],
-    [3, 6, 32],
-    [32, 10, 112],
+    [3, 6, 36],
+    [5, 4, 4],
+    [32, 10, 100],
   ] as const) {
     const a = 1;
     const b = a + n * m;

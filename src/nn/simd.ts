@@ -52,6 +52,7 @@ const i32c = (v: number) => [0x41, ...sleb(v)];
 const ADD = [0x6a];
 const MUL = [0x6c];
 const GE_S = [0x4e];
+const GT_S = [0x4a];
 const BLOCK = [0x02, 0x40];
 const LOOP = [0x03, 0x40];
 const END = [0x0b];
@@ -128,8 +129,8 @@ export const GEMM_COL_BLOCK = 2;
 
 /**
  * gemm_tn_acc body: out[j·k + t] += Σ_e a[e·m + j] · b[e·k + t], JB rows of out × 16 columns per
- * pass (4·JB f32x4 running sums; each loaded vector of b feeds JB multiply-adds). Requires
- * m % JB = 0 and k % 16 = 0.
+ * pass (4·JB f32x4 running sums; each loaded vector of b feeds JB multiply-adds), then 4 columns
+ * at a time for the rest. Requires m % JB = 0 and k % 4 = 0.
  */
 function gemmTnAccBody(JB: number): number[] {
   const [OUT, A, B, N, M, K] = [0, 1, 2, 3, 4, 5];
@@ -148,7 +149,8 @@ function gemmTnAccBody(JB: number): number[] {
   emit(get(K), i32c(4), MUL, set(KB), get(M), i32c(4), MUL, set(MB), i32c(0), set(J));
   emit(BLOCK, LOOP, get(J), get(M), GE_S, brIf(1));
   emit(i32c(0), set(T));
-  emit(BLOCK, LOOP, get(T), get(KB), GE_S, brIf(1));
+  // Main pass: 16 columns (64 bytes) at a time while they fit.
+  emit(BLOCK, LOOP, get(T), i32c(64), ADD, get(KB), GT_S, brIf(1));
   // po_r = out + (j + r)·kb + t; load the running sums from out
   emit(get(OUT), get(J), get(KB), MUL, ADD, get(T), ADD, set(po(0)));
   for (let r = 1; r < JB; r++) emit(get(po(r - 1)), get(KB), ADD, set(po(r)));
@@ -166,6 +168,29 @@ function gemmTnAccBody(JB: number): number[] {
   for (let r = 0; r < JB; r++)
     for (let q = 0; q < 4; q++) emit(get(po(r)), get(acc(r, q)), v128StoreAt(16 * q));
   emit(get(T), i32c(64), ADD, set(T), br(0), END, END);
+  // Tail: the remaining k % 16 columns, 4 at a time.
+  emit(BLOCK, LOOP, get(T), get(KB), GE_S, brIf(1));
+  emit(get(OUT), get(J), get(KB), MUL, ADD, get(T), ADD, set(po(0)));
+  for (let r = 1; r < JB; r++) emit(get(po(r - 1)), get(KB), ADD, set(po(r)));
+  for (let r = 0; r < JB; r++) emit(get(po(r)), v128LoadAt(0), set(acc(r, 0)));
+  emit(get(A), get(J), i32c(4), MUL, ADD, set(PA), get(B), get(T), ADD, set(PB), i32c(0), set(E));
+  emit(BLOCK, LOOP, get(E), get(N), GE_S, brIf(1));
+  emit(get(PB), v128LoadAt(0), set(bv(0)));
+  for (let r = 0; r < JB; r++)
+    emit(
+      get(acc(r, 0)),
+      get(PA),
+      f32LoadAt(4 * r),
+      f32x4Splat,
+      get(bv(0)),
+      f32x4Mul,
+      f32x4Add,
+      set(acc(r, 0)),
+    );
+  emit(get(PA), get(MB), ADD, set(PA), get(PB), get(KB), ADD, set(PB), get(E), i32c(1), ADD, set(E));
+  emit(br(0), END, END);
+  for (let r = 0; r < JB; r++) emit(get(po(r)), get(acc(r, 0)), v128StoreAt(0));
+  emit(get(T), i32c(16), ADD, set(T), br(0), END, END);
   emit(get(J), i32c(JB), ADD, set(J), br(0), END, END, END);
   const body = [2, ...uleb(i32Locals), I32, ...uleb(v128Locals), V128, ...code];
   return [...uleb(body.length), ...body];
@@ -293,7 +318,7 @@ export class SimdGemm {
     this.fn(out * 4, a * 4, b * 4, m, n, k);
   }
 
-  /** heap[out + j·k + t] += Σ_e heap[a + e·m + j] · heap[b + e·k + t] (out += Aᵀ·B, A n×m, B n×k); m even, k % 16 = 0. */
+  /** heap[out + j·k + t] += Σ_e heap[a + e·m + j] · heap[b + e·k + t] (out += Aᵀ·B, A n×m, B n×k); m even, k % 4 = 0. */
   gemmTNAcc(out: number, a: number, b: number, n: number, m: number, k: number): void {
     this.fnTn(out * 4, a * 4, b * 4, n, m, k);
   }
