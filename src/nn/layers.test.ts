@@ -235,3 +235,39 @@ test('dense: SIMD and scalar kernels give the same outputs and gradients', () =>
     setSimdKernels(true);
   }
 });
+
+test('conv2d: SIMD (im2col) path passes gradient checks and agrees with the scalar path', () => {
+  const rng = new Rng(34);
+  // kk·outC·pixels ≥ 2048, odd channel counts and pixel counts not divisible by 4.
+  const same = new Conv2d(3, 7, 5, 3, 'same');
+  const valid = new Conv2d(2, 9, 6, 4, 'valid');
+  checkLayer(same, 2, normalInput(rng, 2 * same.inSize), 35);
+  checkLayer(valid, 2, normalInput(rng, 2 * valid.inSize), 36);
+  for (const layer of [same, valid]) {
+    const params = Float32Array.from({ length: layer.numParams }, () => rng.normal());
+    const n = 3;
+    const x = normalInput(rng, n * layer.inSize);
+    const dy = normalInput(rng, n * layer.outSize);
+    const run = () => {
+      const y = new Float32Array(n * layer.outSize);
+      const grad = new Float32Array(layer.numParams);
+      const dx = new Float32Array(n * layer.inSize);
+      layer.forward(params, 0, x, n, y);
+      layer.backward(params, 0, x, y, dy, n, grad, dx);
+      return [y, grad, dx] as const;
+    };
+    const fast = run();
+    setSimdKernels(false);
+    try {
+      const slow = run();
+      for (let a = 0; a < 3; a++) {
+        const u = fast[a] as Float32Array;
+        const v = slow[a] as Float32Array;
+        for (let i = 0; i < u.length; i++)
+          assert.ok(Math.abs((u[i] as number) - (v[i] as number)) <= 1e-4 * (1 + Math.abs(v[i] as number)));
+      }
+    } finally {
+      setSimdKernels(true);
+    }
+  }
+});

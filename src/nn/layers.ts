@@ -449,6 +449,176 @@ export class Conv2d implements Layer {
   reserve(): void {}
 
   forward(params: Float32Array, off: number, x: Float32Array, n: number, y: Float32Array): void {
+    if (this.simdWorthIt()) this.forwardSimd(params, off, x, n, y);
+    else this.forwardScalar(params, off, x, n, y);
+  }
+
+  backward(
+    params: Float32Array,
+    off: number,
+    x: Float32Array,
+    y: Float32Array,
+    dy: Float32Array,
+    n: number,
+    grad: Float32Array,
+    dx: Float32Array | null,
+  ): void {
+    if (this.simdWorthIt()) this.backwardSimd(params, off, x, dy, n, grad, dx);
+    else this.backwardScalar(params, off, x, y, dy, n, grad, dx);
+  }
+
+  private simdWorthIt(): boolean {
+    const kk = this.inChannels * this.kernel * this.kernel;
+    return (
+      simdEnabled && simdGemm !== null && kk * this.outChannels * this.outSide * this.outSide >= SIMD_MIN_MACS
+    );
+  }
+
+  /**
+   * im2col: writes the patch matrix Pᵀ of example xb into heap at dst, one row per (ic, ky, kx) and
+   * one column per output pixel (row stride pixP), zeros where the kernel hangs over the border.
+   */
+  private im2col(heap: Float32Array, dst: number, x: Float32Array, xb: number, pixP: number): void {
+    const { inChannels: inC, kernel: k, side: s, outSide: os, pad } = this;
+    let row = dst;
+    for (let ic = 0; ic < inC; ic++) {
+      const ib = xb + ic * s * s;
+      for (let ky = 0; ky < k; ky++) {
+        for (let kx = 0; kx < k; kx++) {
+          heap.fill(0, row, row + pixP);
+          const oyLo = Math.max(0, pad - ky);
+          const oyHi = Math.min(os, s + pad - ky);
+          const oxLo = Math.max(0, pad - kx);
+          const oxHi = Math.min(os, s + pad - kx);
+          for (let oy = oyLo; oy < oyHi; oy++) {
+            const ri = ib + (oy + ky - pad) * s + kx - pad;
+            const ro = row + oy * os;
+            for (let ox = oxLo; ox < oxHi; ox++) heap[ro + ox] = x[ri + ox] as number;
+          }
+          row += pixP;
+        }
+      }
+    }
+  }
+
+  /** Per example: out[oc, pix] = bias[oc] + Σ_K W[oc, K] · Pᵀ[K, pix] with gemm_tn_acc (a = Wᵀ). */
+  private forwardSimd(params: Float32Array, off: number, x: Float32Array, n: number, y: Float32Array): void {
+    const g = simdGemm as NonNullable<typeof simdGemm>;
+    const { inChannels: inC, outChannels: outC, kernel: k } = this;
+    const kk = inC * k * k;
+    const pix = this.outSide * this.outSide;
+    const pixP = (pix + 3) & ~3;
+    const outCp = outC + (outC & 1);
+    const wt = 0;
+    const p = wt + kk * outCp;
+    const o = p + kk * pixP;
+    g.reserve(o + outCp * pixP);
+    const heap = g.heap;
+    heap.fill(0, wt, p);
+    for (let oc = 0; oc < outC; oc++) {
+      const wb = off + oc * kk;
+      for (let t = 0; t < kk; t++) heap[wt + t * outCp + oc] = params[wb + t] as number;
+    }
+    const biasOff = off + outC * kk;
+    for (let e = 0; e < n; e++) {
+      this.im2col(heap, p, x, e * this.inSize, pixP);
+      for (let oc = 0; oc < outCp; oc++)
+        heap.fill(oc < outC ? (params[biasOff + oc] as number) : 0, o + oc * pixP, o + (oc + 1) * pixP);
+      g.gemmTNAcc(o, wt, p, kk, outCp, pixP);
+      const yb = e * this.outSize;
+      if (pix === pixP) y.set(heap.subarray(o, o + outC * pix), yb);
+      else
+        for (let oc = 0; oc < outC; oc++)
+          y.set(heap.subarray(o + oc * pixP, o + oc * pixP + pix), yb + oc * pix);
+    }
+  }
+
+  /**
+   * Per example: dW[oc, K] += Σ_pix dOut[oc, pix] · Pᵀ[K, pix] (gemm_nt), and when dx is wanted
+   * dPᵀ[K, pix] = Σ_oc W[oc, K] · dOut[oc, pix] (gemm_tn_acc) scattered back onto the image (col2im).
+   */
+  private backwardSimd(
+    params: Float32Array,
+    off: number,
+    x: Float32Array,
+    dy: Float32Array,
+    n: number,
+    grad: Float32Array,
+    dx: Float32Array | null,
+  ): void {
+    const g = simdGemm as NonNullable<typeof simdGemm>;
+    const { inChannels: inC, outChannels: outC, kernel: k, side: s, outSide: os, pad } = this;
+    const kk = inC * k * k;
+    const kkP = kk + (kk & 1);
+    const pix = os * os;
+    const pixP = (pix + 3) & ~3;
+    const outC4 = (outC + 3) & ~3;
+    const w = 0; // W as [outC][kkP] for the input gradient
+    const d = w + outC * kkP; // dOut as [outC4][pixP]
+    const p = d + outC4 * pixP; // Pᵀ as [kkP][pixP]
+    const gw = p + kkP * pixP; // dW block [outC4][kkP]
+    const dp = gw + outC4 * kkP; // dPᵀ [kkP][pixP]
+    g.reserve(dp + kkP * pixP);
+    const heap = g.heap;
+    heap.fill(0, w, d);
+    for (let oc = 0; oc < outC; oc++)
+      for (let t = 0; t < kk; t++) heap[w + oc * kkP + t] = params[off + oc * kk + t] as number;
+    const biasOff = off + outC * kk;
+    if (dx !== null) dx.fill(0, 0, n * this.inSize);
+    for (let e = 0; e < n; e++) {
+      const yb = e * this.outSize;
+      heap.fill(0, d, p);
+      for (let oc = 0; oc < outC; oc++) {
+        let bs = 0;
+        for (let q = 0; q < pix; q++) {
+          const v = dy[yb + oc * pix + q] as number;
+          heap[d + oc * pixP + q] = v;
+          bs += v;
+        }
+        grad[biasOff + oc] = (grad[biasOff + oc] as number) + bs;
+      }
+      this.im2col(heap, p, x, e * this.inSize, pixP);
+      if (kkP > kk) heap.fill(0, p + kk * pixP, p + kkP * pixP);
+      g.gemmNT(gw, d, p, outC4, kkP, pixP);
+      for (let oc = 0; oc < outC; oc++) {
+        const go = off + oc * kk;
+        const ho = gw + oc * kkP;
+        for (let t = 0; t < kk; t++) grad[go + t] = (grad[go + t] as number) + (heap[ho + t] as number);
+      }
+      if (dx === null) continue;
+      heap.fill(0, dp, dp + kkP * pixP);
+      g.gemmTNAcc(dp, w, d, outC, kkP, pixP);
+      // col2im: every patch entry flows back to the pixel it was copied from.
+      const xb = e * this.inSize;
+      let row = dp;
+      for (let ic = 0; ic < inC; ic++) {
+        const ib = xb + ic * s * s;
+        for (let ky = 0; ky < k; ky++) {
+          for (let kx = 0; kx < k; kx++) {
+            const oyLo = Math.max(0, pad - ky);
+            const oyHi = Math.min(os, s + pad - ky);
+            const oxLo = Math.max(0, pad - kx);
+            const oxHi = Math.min(os, s + pad - kx);
+            for (let oy = oyLo; oy < oyHi; oy++) {
+              const ri = ib + (oy + ky - pad) * s + kx - pad;
+              const ro = row + oy * os;
+              for (let ox = oxLo; ox < oxHi; ox++)
+                dx[ri + ox] = (dx[ri + ox] as number) + (heap[ro + ox] as number);
+            }
+            row += pixP;
+          }
+        }
+      }
+    }
+  }
+
+  private forwardScalar(
+    params: Float32Array,
+    off: number,
+    x: Float32Array,
+    n: number,
+    y: Float32Array,
+  ): void {
     const { inChannels: inC, outChannels: outC, kernel: k, side: s, outSide: os, pad } = this;
     const plane = os * os;
     const biasOff = off + outC * inC * k * k;
@@ -482,7 +652,7 @@ export class Conv2d implements Layer {
     }
   }
 
-  backward(
+  private backwardScalar(
     params: Float32Array,
     off: number,
     x: Float32Array,
