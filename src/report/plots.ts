@@ -59,7 +59,13 @@ export function accuracySpec(
     encoding: {
       x: { field: 'x', type: 'quantitative', title: AXIS_TITLES[x] },
       y: { field: 'accuracy', type: 'quantitative', title: 'test accuracy', scale: { domain: [0, 1] } },
-      color: { field: 'method', type: 'nominal', title: 'method', sort: runs.map((r) => r.label) },
+      color: {
+        field: 'method',
+        type: 'nominal',
+        title: 'method',
+        sort: runs.map((r) => r.label),
+        legend: { labelLimit: 400 },
+      },
       detail: { field: 'seed', type: 'nominal' },
     },
   };
@@ -88,13 +94,19 @@ export function stalenessSpec(label: string, histograms: ReadonlyArray<readonly 
   for (const h of histograms) {
     for (let s = 0; s < h.length; s++) totals[s] = (totals[s] ?? 0) + (h[s] as number);
   }
-  const values = totals.map((count, staleness) => ({ staleness, count }));
+  // Long tails (FedAsync at high concurrency sees staleness in the hundreds) are grouped into ~60 bars.
+  const width = Math.max(1, Math.ceil(totals.length / 60));
+  const values: Array<{ staleness: number; end: number; count: number }> = [];
+  for (let s = 0; s < totals.length; s += width) {
+    let count = 0;
+    for (let k = s; k < Math.min(s + width, totals.length); k++) count += totals[k] ?? 0;
+    values.push({ staleness: s, end: Math.min(s + width, totals.length), count });
+  }
   return {
-    width: Math.min(WIDTH, Math.max(200, totals.length * 12)),
+    width: Math.min(WIDTH, Math.max(200, values.length * 12)),
     height: 160,
     title: `Staleness of accepted updates: ${label}`,
     data: { values },
-    transform: [{ calculate: 'datum.staleness + 1', as: 'end' }],
     mark: { type: 'bar', stroke: 'white', strokeWidth: 0.5 },
     encoding: {
       x: { field: 'staleness', type: 'quantitative', title: 'staleness (server versions; last bin = tail)' },

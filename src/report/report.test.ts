@@ -9,6 +9,7 @@ import { point, summary } from '../experiment/fixtures.ts';
 import type { ExperimentResult } from '../experiment/types.ts';
 import { parseCsv } from './csv-reader.ts';
 import { CSV_COLUMNS, curvesCsv, escapeHtml, summaryText, writeReport } from './index.ts';
+import { stalenessSpec } from './plots.ts';
 
 const TRICKY = 'Fed<b>Async</b> "a,b" & co';
 
@@ -130,4 +131,19 @@ test('terminal summary lists methods, ratios and divergence', () => {
   assert.match(text, /FedBuff/);
   assert.match(text, /2\.00×/);
   assert.match(text, /Broken \(seed 0\) diverged: loss became NaN/);
+});
+
+test('long staleness tails are grouped into at most 60 bars without losing updates', () => {
+  const hist = Array.from({ length: 1000 }, (_, s) => (s < 10 ? 100 : 1)); // 10·100 + 990·1 = 1990
+  const spec = stalenessSpec('x', [hist, [5]]) as {
+    data: { values: Array<{ staleness: number; end: number; count: number }> };
+  };
+  const bars = spec.data.values;
+  assert.ok(bars.length <= 60);
+  assert.equal(
+    bars.reduce((s, b) => s + b.count, 0),
+    1995,
+  );
+  // Bin width ceil(1000/60) = 17: the first bar holds staleness 0..16 = 10·100 + 7·1 + the extra 5.
+  assert.deepEqual(bars[0], { staleness: 0, end: 17, count: 1012 });
 });
