@@ -243,6 +243,33 @@ export class Dense implements Layer {
       }
   }
 
+  /** dx = dy·W through gemm_tn_acc with the roles swapped: a = dyᵀ (m×n), b = W (m×k), out = dx. */
+  private simdInputGrad(
+    params: Float32Array,
+    off: number,
+    dy: Float32Array,
+    n: number,
+    dx: Float32Array,
+  ): void {
+    const g = simdGemm as NonNullable<typeof simdGemm>;
+    const k = this.inSize;
+    const m = this.outSize;
+    const kp = (k + 3) & ~3;
+    const np = n + (n & 1); // the kernel takes output rows (examples here) in pairs
+    const a = 0;
+    const b = m * np;
+    const o = b + m * kp;
+    g.reserve(o + np * kp);
+    const heap = g.heap;
+    heap.fill(0, a, b);
+    for (let e = 0; e < n; e++) for (let j = 0; j < m; j++) heap[a + j * np + e] = dy[e * m + j] as number;
+    copyPadded(heap, b, params, off, m, k, m, kp);
+    heap.fill(0, o, o + np * kp);
+    g.gemmTNAcc(o, a, b, m, np, kp);
+    if (k === kp) dx.set(heap.subarray(o, o + n * k));
+    else for (let e = 0; e < n; e++) dx.set(heap.subarray(o + e * kp, o + e * kp + k), e * k);
+  }
+
   backward(
     params: Float32Array,
     off: number,
@@ -294,7 +321,8 @@ export class Dense implements Layer {
         if (count > 0) addScaledRows(grad, off + j * k, k, coef, x, rowOff, count);
       }
     }
-    if (dx !== null) {
+    if (dx !== null && useSimdBackward(n, k, m)) this.simdInputGrad(params, off, dy, n, dx);
+    else if (dx !== null) {
       // dx[e] = Σ_j dy[e][j] · W[j]
       dx.fill(0, 0, n * k);
       for (let e = 0; e < n; e++) {
