@@ -73,8 +73,8 @@ const PRESETS: Record<string, Preset> = {
         evalSubset: 2000,
       },
       tuning: {
-        clientLr: [0.03, 0.1, 0.3],
-        serverLr: [0.3, 1],
+        clientLr: [0.1, 0.3, 1],
+        serverLr: [0.1, 0.3, 1],
         budget: { maxTrips: 2000 },
         metric: 'final_accuracy',
       },
@@ -163,8 +163,8 @@ function headline(concurrency: number, numClients: number, bufferSize: number): 
       evalSubset: 2000,
     },
     tuning: {
-      clientLr: [0.03, 0.1, 0.3],
-      serverLr: [0.3, 1],
+      clientLr: [0.1, 0.3, 1],
+      serverLr: [0.1, 0.3, 1],
       budget: { maxTrips: budgetTrips },
       metric: 'final_accuracy',
     },
