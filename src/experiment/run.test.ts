@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { parseCsv } from '../report/csv-reader.ts';
+import { parseCsv } from '../data/loaders.ts';
 import { writeReport } from '../report/index.ts';
 import { parseExperimentConfig } from './config.ts';
 import { presetConfig } from './presets.ts';
@@ -36,7 +36,7 @@ test('quick preset end to end: results.json, curves.csv and report.html agree', 
     config: { name: string };
   };
   assert.equal(json.config.name, 'quick');
-  const rows = parseCsv(readFileSync(paths.curves, 'utf8'));
+  const rows = parseCsv(readFileSync(paths.curves, 'utf8'), paths.curves).map((r) => r.fields);
   const header = rows[0] as string[];
   const points = json.runs.flatMap((r) => r.curve.map((p) => ({ label: r.label, seed: r.seed, p })));
   assert.equal(rows.length - 1, points.length);

@@ -3,11 +3,11 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { parseCsv } from '../data/loaders.ts';
 import { compareRuns } from '../experiment/compare.ts';
 import { parseExperimentConfig } from '../experiment/config.ts';
 import { point, summary } from '../experiment/fixtures.ts';
 import type { ExperimentResult } from '../experiment/types.ts';
-import { parseCsv } from './csv-reader.ts';
 import { CSV_COLUMNS, curvesCsv, escapeHtml, summaryText, writeReport } from './index.ts';
 import { stalenessSpec } from './plots.ts';
 
@@ -74,7 +74,7 @@ test('curves.csv has one row per curve point and its numbers match results.json 
   const json = JSON.parse(readFileSync(paths.results, 'utf8')) as {
     runs: Array<{ label: string; seed: number; curve: Array<Record<string, number>> }>;
   };
-  const rows = parseCsv(readFileSync(paths.curves, 'utf8'));
+  const rows = parseCsv(readFileSync(paths.curves, 'utf8'), paths.curves).map((r) => r.fields);
   assert.deepEqual(rows[0], [...CSV_COLUMNS]);
   const expected = json.runs.flatMap((r) => r.curve.map((p) => ({ label: r.label, seed: r.seed, p })));
   assert.equal(rows.length - 1, expected.length);
