@@ -1,7 +1,10 @@
 /** Pieces every strategy shares: update validation and the immutable-snapshot server step. */
+
+import { OrchardError } from '../../core/errors.ts';
 import { allFinite } from '../../core/vec.ts';
 import { createOptimizer, type Optimizer } from '../../nn/optim.ts';
-import type { OptimizerSpec } from '../spec.ts';
+import type { OptimizerSpec, StalenessSpec } from '../spec.ts';
+import { type StalenessWeight, stalenessWeight } from '../staleness.ts';
 import type { ClientUpdate, RejectReason, UpdateOutcome } from '../types.ts';
 
 export type Rejection = Extract<UpdateOutcome, { kind: 'rejected' }>;
@@ -67,4 +70,55 @@ export function normalize(sum: Float32Array, total: number): void {
   }
   const inv = 1 / total;
   for (let i = 0; i < sum.length; i++) sum[i] = (sum[i] as number) * inv;
+}
+
+/**
+ * Assignment bookkeeping and admission of arriving updates, shared by the asynchronous strategies:
+ * a client trains from the version it was given, reports once, and its update is weighted by
+ * staleness (rejected past maxStaleness or at zero weight).
+ */
+export class AsyncAdmission {
+  /** clientId → version it downloaded; cleared on report or dropout. */
+  private readonly assigned = new Map<number, number>();
+  private readonly weightOf: StalenessWeight;
+
+  constructor(
+    staleness: StalenessSpec,
+    private readonly maxStaleness: number,
+  ) {
+    this.weightOf = stalenessWeight(staleness);
+  }
+
+  assign(clientId: number, version: number): void {
+    if (this.assigned.has(clientId))
+      throw new OrchardError('INVALID_STATE', `client ${clientId} is already training`);
+    this.assigned.set(clientId, version);
+  }
+
+  drop(clientId: number): void {
+    this.assigned.delete(clientId);
+  }
+
+  /** Validates an update against the current version; the client's trip ends whatever the verdict. */
+  admit(
+    update: ClientUpdate,
+    numParams: number,
+    version: number,
+  ): { readonly staleness: number; readonly weight: number } | Rejection {
+    const base = this.assigned.get(update.clientId);
+    if (base === undefined)
+      return reject(
+        'not_assigned',
+        `client ${update.clientId} is not training (never assigned or already reported)`,
+      );
+    this.assigned.delete(update.clientId);
+    const bad = checkUpdate(update, numParams, version, base);
+    if (bad) return bad;
+    const s = version - update.baseVersion;
+    if (s > this.maxStaleness)
+      return reject('stale', `staleness ${s} exceeds maxStaleness ${this.maxStaleness}`, s);
+    const weight = this.weightOf(s);
+    if (weight <= 0) return reject('stale', `staleness ${s} has zero weight`, s);
+    return { staleness: s, weight };
+  }
 }

@@ -4,12 +4,11 @@
  * implemented as x ← x − α_s·delta on the current model (the usual FedAsync-with-deltas form; it
  * equals the paper's rule when the client's base is the current model). One version per update.
  */
-import { ConfigError, OrchardError } from '../../core/errors.ts';
+import { ConfigError } from '../../core/errors.ts';
 import { axpy } from '../../core/vec.ts';
 import type { StalenessSpec } from '../spec.ts';
-import { type StalenessWeight, stalenessWeight } from '../staleness.ts';
 import type { Assignment, ClientUpdate, Strategy, TimerOutcome, UpdateOutcome } from '../types.ts';
-import { checkUpdate, reject } from './common.ts';
+import { AsyncAdmission } from './common.ts';
 
 export interface FedAsyncOptions {
   readonly alpha: number;
@@ -23,8 +22,7 @@ export class FedAsync implements Strategy {
   readonly name = 'fedasync';
   private versionNo = 0;
   private current: Float32Array;
-  private readonly weightOf: StalenessWeight;
-  private readonly assigned = new Map<number, number>();
+  private readonly admission: AsyncAdmission;
 
   constructor(
     private readonly options: FedAsyncOptions,
@@ -35,7 +33,7 @@ export class FedAsync implements Strategy {
         [{ path: 'alpha', message: `must be in (0, 1], got ${options.alpha}` }],
         'fedasync',
       );
-    this.weightOf = stalenessWeight(options.staleness);
+    this.admission = new AsyncAdmission(options.staleness, options.maxStaleness);
     this.current = new Float32Array(initialParams);
   }
 
@@ -51,27 +49,14 @@ export class FedAsync implements Strategy {
   }
 
   assign(clientId: number, _now: number): Assignment {
-    if (this.assigned.has(clientId))
-      throw new OrchardError('INVALID_STATE', `client ${clientId} is already training`);
-    this.assigned.set(clientId, this.versionNo);
+    this.admission.assign(clientId, this.versionNo);
     return { version: this.versionNo, params: this.current };
   }
 
   onUpdate(update: ClientUpdate, _now: number): UpdateOutcome {
-    const base = this.assigned.get(update.clientId);
-    if (base === undefined)
-      return reject(
-        'not_assigned',
-        `client ${update.clientId} is not training (never assigned or already reported)`,
-      );
-    this.assigned.delete(update.clientId);
-    const bad = checkUpdate(update, this.current.length, this.versionNo, base);
-    if (bad) return bad;
-    const s = this.versionNo - update.baseVersion;
-    if (s > this.options.maxStaleness)
-      return reject('stale', `staleness ${s} exceeds maxStaleness ${this.options.maxStaleness}`, s);
-    const alphaS = this.options.alpha * this.weightOf(s);
-    if (alphaS <= 0) return reject('stale', `staleness ${s} has zero weight`, s);
+    const admitted = this.admission.admit(update, this.current.length, this.versionNo);
+    if ('kind' in admitted) return admitted;
+    const alphaS = this.options.alpha * admitted.weight;
     // New array: the old snapshot may still be in clients' hands.
     const next = new Float32Array(this.current);
     axpy(next, -alphaS, update.delta);
@@ -79,7 +64,7 @@ export class FedAsync implements Strategy {
     this.versionNo++;
     return {
       kind: 'accepted',
-      staleness: s,
+      staleness: admitted.staleness,
       weight: alphaS,
       stepped: true,
       version: this.versionNo,
@@ -88,7 +73,7 @@ export class FedAsync implements Strategy {
   }
 
   onDropout(clientId: number, _now: number): void {
-    this.assigned.delete(clientId);
+    this.admission.drop(clientId);
   }
 
   nextDeadline(): number {

@@ -11,9 +11,8 @@
 import { OrchardError } from '../../core/errors.ts';
 import { accumulate, allocAccumulator } from '../aggregate.ts';
 import type { OptimizerSpec, StalenessSpec } from '../spec.ts';
-import { type StalenessWeight, stalenessWeight } from '../staleness.ts';
 import type { Assignment, ClientUpdate, Strategy, TimerOutcome, UpdateOutcome } from '../types.ts';
-import { checkUpdate, normalize, reject, ServerStepper } from './common.ts';
+import { AsyncAdmission, normalize, ServerStepper } from './common.ts';
 
 export interface FedBuffOptions {
   readonly bufferSize: number;
@@ -28,9 +27,7 @@ export class FedBuff implements Strategy {
   readonly name = 'fedbuff';
   private versionNo = 0;
   private readonly stepper: ServerStepper;
-  private readonly weightOf: StalenessWeight;
-  /** clientId → version it downloaded; cleared on report or dropout. */
-  private readonly assigned = new Map<number, number>();
+  private readonly admission: AsyncAdmission;
   private readonly buffer: Float32Array;
   private buffered = 0;
   private bufferedExamples = 0;
@@ -45,7 +42,7 @@ export class FedBuff implements Strategy {
         `bufferSize must be a positive integer, got ${options.bufferSize}`,
       );
     this.stepper = new ServerStepper(options.serverOptimizer, initialParams);
-    this.weightOf = stalenessWeight(options.staleness);
+    this.admission = new AsyncAdmission(options.staleness, options.maxStaleness);
     this.buffer = allocAccumulator(initialParams.length);
   }
 
@@ -65,29 +62,14 @@ export class FedBuff implements Strategy {
   }
 
   assign(clientId: number, _now: number): Assignment {
-    if (this.assigned.has(clientId))
-      throw new OrchardError('INVALID_STATE', `client ${clientId} is already training`);
-    this.assigned.set(clientId, this.versionNo);
+    this.admission.assign(clientId, this.versionNo);
     return { version: this.versionNo, params: this.stepper.params };
   }
 
   onUpdate(update: ClientUpdate, _now: number): UpdateOutcome {
-    const base = this.assigned.get(update.clientId);
-    if (base === undefined)
-      return reject(
-        'not_assigned',
-        `client ${update.clientId} is not training (never assigned or already reported)`,
-      );
-    // The trip is over whatever the verdict: a client reports once per assignment.
-    this.assigned.delete(update.clientId);
-    const bad = checkUpdate(update, this.buffer.length, this.versionNo, base);
-    if (bad) return bad;
-    const s = this.versionNo - update.baseVersion;
-    if (s > this.options.maxStaleness)
-      return reject('stale', `staleness ${s} exceeds maxStaleness ${this.options.maxStaleness}`, s);
-    const w = this.weightOf(s);
-    if (w <= 0) return reject('stale', `staleness ${s} has zero weight`, s);
-    const weight = update.numExamples * w;
+    const admitted = this.admission.admit(update, this.buffer.length, this.versionNo);
+    if ('kind' in admitted) return admitted;
+    const weight = update.numExamples * admitted.weight;
     accumulate(this.buffer, weight, update.delta);
     this.buffered++;
     this.bufferedExamples += update.numExamples;
@@ -101,11 +83,18 @@ export class FedBuff implements Strategy {
       this.bufferedExamples = 0;
       stepped = true;
     }
-    return { kind: 'accepted', staleness: s, weight, stepped, version: this.versionNo, abandoned: NONE };
+    return {
+      kind: 'accepted',
+      staleness: admitted.staleness,
+      weight,
+      stepped,
+      version: this.versionNo,
+      abandoned: NONE,
+    };
   }
 
   onDropout(clientId: number, _now: number): void {
-    this.assigned.delete(clientId);
+    this.admission.drop(clientId);
   }
 
   nextDeadline(): number {
