@@ -1,0 +1,105 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { ConfigError } from '../../core/errors.ts';
+import {
+  computeRdp,
+  DEFAULT_RDP_ORDERS,
+  rdpEpsilon,
+  rdpSubsampledGaussianStep,
+  rdpToEpsilon,
+} from './rdp.ts';
+
+function relErr(a: number, b: number): number {
+  return Math.abs(a - b) / Math.abs(b);
+}
+
+test('Opacus reference: σ=1.5, q=0.04, 2250 steps, δ=1e-5 gives ε = 7.32911117143', () => {
+  // opacus/tests/privacy_analysis_test.py (RDP accountant, default orders, get_privacy_spent).
+  const { epsilon } = rdpEpsilon({ noiseMultiplier: 1.5, samplingRate: 0.04, steps: 2250, delta: 1e-5 });
+  assert.ok(Math.abs(epsilon - 7.32911117143) < 1e-9, `ε = ${epsilon}`);
+});
+
+test('q=0.01, σ=2.5, 50 steps: RDP at orders 1.5, 2.5, 5, 50, 100', () => {
+  // Integer orders: the values given in the issue (TF Privacy's rdp_accountant_test), to 8 digits.
+  // Fractional orders: the issue lists 6.70579741e-4 and 1.08548710e-3, but TF Privacy's own test
+  // asserts 6.5007e-4 and 1.0854e-3 (tolerance 1e-5), and direct numerical integration of
+  // A_α = ∫ μ₀ (μ/μ₀)^α with mpmath at 40 digits gives 6.50070897187e-4 and 1.08541805692e-3; we
+  // test against the integration (the issue's 1.5 value differs from both by 3%).
+  const rdp = computeRdp({
+    noiseMultiplier: 2.5,
+    samplingRate: 0.01,
+    steps: 50,
+    orders: [1.5, 2.5, 5, 50, 100],
+  });
+  const want = [6.50070897187e-4, 1.08541805692e-3, 2.18075656e-3, 2.38460375e-2, 1.67416308e2];
+  for (let i = 0; i < want.length; i++) {
+    assert.ok(relErr(rdp[i] as number, want[i] as number) < 1e-8, `order #${i}: ${rdp[i]} vs ${want[i]}`);
+  }
+  // The 4-digit figures of TF Privacy's test, within its own tolerance.
+  assert.ok(Math.abs((rdp[0] as number) - 6.5007e-4) < 1e-5);
+  assert.ok(Math.abs((rdp[1] as number) - 1.0854e-3) < 1e-5);
+});
+
+test('one step at other parameters matches numerical integration (mpmath, 40 digits)', () => {
+  // q=0.2, σ=0.8: fractional orders exercise both series far from the small-q regime.
+  const cases: ReadonlyArray<readonly [number, number]> = [
+    [1.7, 0.103311567940757],
+    [4.5, 1.47189006694838],
+    [10.3, 6.26438141316311],
+    [7, 3.59146972780184],
+  ];
+  for (const [order, want] of cases) {
+    const got = rdpSubsampledGaussianStep(0.2, 0.8, order);
+    assert.ok(relErr(got, want) < 1e-10, `order ${order}: ${got} vs ${want}`);
+  }
+});
+
+test('fractional and integer methods agree next to an integer order', () => {
+  for (const [q, s] of [
+    [0.01, 2.5],
+    [0.3, 1.1],
+  ] as const) {
+    for (const a of [2, 3, 6]) {
+      const exact = rdpSubsampledGaussianStep(q, s, a);
+      const near = rdpSubsampledGaussianStep(q, s, a + 1e-9);
+      assert.ok(relErr(near, exact) < 1e-6, `q=${q} σ=${s} α=${a}: ${near} vs ${exact}`);
+    }
+  }
+});
+
+test('q = 1 is the Gaussian mechanism: RDP α/(2σ²), and ε from the conversion formula', () => {
+  assert.equal(rdpSubsampledGaussianStep(1, 2, 3), 3 / 8);
+  // Hand-evaluated conversion at a single order: ε = α/(2σ²)·T + log((α−1)/α) − (log δ + log α)/(α−1).
+  const { epsilon, order } = rdpToEpsilon([4], [4 / 8], 1e-5);
+  assert.equal(order, 4);
+  assert.ok(Math.abs(epsilon - (0.5 + Math.log(3 / 4) - (Math.log(1e-5) + Math.log(4)) / 3)) < 1e-12);
+});
+
+test('RDP grows with q and steps and shrinks with σ', () => {
+  const base = rdpEpsilon({ noiseMultiplier: 1, samplingRate: 0.01, steps: 1000, delta: 1e-5 }).epsilon;
+  assert.ok(rdpEpsilon({ noiseMultiplier: 1, samplingRate: 0.02, steps: 1000, delta: 1e-5 }).epsilon > base);
+  assert.ok(rdpEpsilon({ noiseMultiplier: 1, samplingRate: 0.01, steps: 2000, delta: 1e-5 }).epsilon > base);
+  assert.ok(
+    rdpEpsilon({ noiseMultiplier: 1.5, samplingRate: 0.01, steps: 1000, delta: 1e-5 }).epsilon < base,
+  );
+});
+
+test('default orders are Opacus’s grid', () => {
+  assert.equal(DEFAULT_RDP_ORDERS.length, 152);
+  assert.ok(Math.abs((DEFAULT_RDP_ORDERS[0] as number) - 1.1) < 1e-15);
+  assert.ok(Math.abs((DEFAULT_RDP_ORDERS[99] as number) - 11) < 1e-15);
+  assert.equal(DEFAULT_RDP_ORDERS[100], 12);
+  assert.equal(DEFAULT_RDP_ORDERS[151], 63);
+});
+
+test('invalid parameters are ConfigErrors naming every bad field', () => {
+  assert.throws(
+    () => rdpEpsilon({ noiseMultiplier: 0, samplingRate: 1.5, steps: 2.5, delta: 1 }),
+    (e: unknown) =>
+      e instanceof ConfigError &&
+      ['noiseMultiplier', 'samplingRate', 'steps', 'delta'].every((p) => e.issues.some((i) => i.path === p)),
+  );
+  assert.throws(() => rdpSubsampledGaussianStep(0.1, 1, 1), ConfigError);
+  assert.throws(() => computeRdp({ noiseMultiplier: Number.NaN, samplingRate: 0.1, steps: 1 }), ConfigError);
+  assert.throws(() => rdpToEpsilon([2, 3], [1], 1e-5), ConfigError);
+});
