@@ -28,5 +28,5 @@ if (only.length === 0) {
   step('lint', 'npx', ['biome', 'ci', '.']);
   step('typecheck', 'npx', ['tsc', '--noEmit', '-p', '.']);
 }
-const files = only.length > 0 ? only : findTests('src').sort();
+const files = only.length > 0 ? only : [...findTests('src'), ...findTests('examples')].sort();
 step('tests', process.execPath, ['--import', 'tsx', '--test', '--test-reporter=spec', ...files]);
