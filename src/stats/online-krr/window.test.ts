@@ -1,0 +1,266 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { inverse, Matrix, solve } from 'ml-matrix';
+import { OrchardError } from '../../core/errors.ts';
+import { Rng } from '../../core/rng.ts';
+import { type KernelType, makeKernel } from './kernels.ts';
+import { looGradient, looResiduals } from './loo.ts';
+import { ComputeMeter } from './meter.ts';
+import { KrrWindow } from './window.ts';
+
+/** Direct kernel value from the textbook formulas (independent of the stat/transform split). */
+function directKernel(type: KernelType, a: Float64Array, b: Float64Array, gamma: number): number {
+  let sq = 0;
+  let l1 = 0;
+  let dot = 0;
+  for (let i = 0; i < a.length; i++) {
+    const d = (a[i] as number) - (b[i] as number);
+    sq += d * d;
+    l1 += Math.abs(d);
+    dot += (a[i] as number) * (b[i] as number);
+  }
+  if (type === 'rbf') return Math.exp(-gamma * sq);
+  if (type === 'laplacian') return Math.exp(-gamma * l1);
+  if (type === 'linear') return gamma * dot;
+  return (gamma * dot + 1) ** 2;
+}
+
+function directA(type: KernelType, xs: Float64Array[], lambda: number, gamma: number): Matrix {
+  const n = xs.length;
+  const a = new Matrix(n, n);
+  for (let i = 0; i < n; i++) {
+    for (let j = 0; j < n; j++) {
+      a.set(
+        i,
+        j,
+        directKernel(type, xs[i] as Float64Array, xs[j] as Float64Array, gamma) + (i === j ? lambda : 0),
+      );
+    }
+  }
+  return a;
+}
+
+function maxAbsDiffToInverse(w: KrrWindow, type: KernelType, xs: Float64Array[]): number {
+  const ref = inverse(directA(type, xs, w.lambda, w.gamma));
+  let worst = 0;
+  for (let i = 0; i < xs.length; i++) {
+    for (let j = 0; j < xs.length; j++) worst = Math.max(worst, Math.abs(w.inverseAt(i, j) - ref.get(i, j)));
+  }
+  return worst;
+}
+
+function randomPoint(rng: Rng, d: number): Float64Array {
+  return Float64Array.from({ length: d }, () => rng.normal());
+}
+
+/** Naive LOO MSE: refit without point i by a direct solve, predict it. */
+function naiveLoo(type: KernelType, xs: Float64Array[], ys: number[], lambda: number, gamma: number): number {
+  let sum = 0;
+  for (let i = 0; i < xs.length; i++) {
+    const keepX = xs.filter((_, j) => j !== i);
+    const keepY = ys.filter((_, j) => j !== i);
+    const alpha = solve(directA(type, keepX, lambda, gamma), Matrix.columnVector(keepY));
+    let pred = 0;
+    for (let j = 0; j < keepX.length; j++) {
+      pred += directKernel(type, keepX[j] as Float64Array, xs[i] as Float64Array, gamma) * alpha.get(j, 0);
+    }
+    sum += ((ys[i] as number) - pred) ** 2;
+  }
+  return sum / xs.length;
+}
+
+describe('KrrWindow incremental inverse', () => {
+  for (const type of ['rbf', 'laplacian', 'polynomial'] as const) {
+    it(`matches a direct inverse after 400 insert/delete cycles (${type}, no refreshes)`, () => {
+      const rng = new Rng(11);
+      const d = 3;
+      const meter = new ComputeMeter();
+      const w = new KrrWindow(makeKernel({ type }), 25, d, 0.05, 0.4, meter, {
+        driftTolerance: Number.POSITIVE_INFINITY,
+      });
+      const xs: Float64Array[] = [];
+      for (let t = 0; t < 425; t++) {
+        if (w.full) {
+          w.removeOldest();
+          xs.shift();
+        }
+        const x = randomPoint(rng, d);
+        xs.push(x);
+        w.add(x, rng.normal());
+      }
+      assert.equal(meter.refreshes, 0, 'pure updates, never refactorized');
+      const diff = maxAbsDiffToInverse(w, type, xs);
+      assert.ok(diff < 1e-7, `max |M − A⁻¹| = ${diff}`);
+    });
+  }
+
+  it('linear kernel (rank-deficient K) with a small λ stays accurate with drift refreshes', () => {
+    const rng = new Rng(5);
+    const w = new KrrWindow(makeKernel({ type: 'linear' }), 30, 2, 1e-3, 1, new ComputeMeter());
+    const xs: Float64Array[] = [];
+    for (let t = 0; t < 300; t++) {
+      if (w.full) {
+        w.removeOldest();
+        xs.shift();
+      }
+      const x = randomPoint(rng, 2);
+      xs.push(x);
+      w.add(x, rng.normal());
+    }
+    // ‖M‖ ~ 1/λ = 1000 here, so compare relative to that scale.
+    assert.ok(maxAbsDiffToInverse(w, 'linear', xs) < 1e-6 * 1000);
+  });
+
+  it('removing a middle point matches the direct inverse of the reduced matrix', () => {
+    const rng = new Rng(3);
+    const w = new KrrWindow(makeKernel({ type: 'rbf' }), 10, 2, 0.1, 0.7);
+    const xs: Float64Array[] = [];
+    for (let t = 0; t < 10; t++) {
+      const x = randomPoint(rng, 2);
+      xs.push(x);
+      w.add(x, t);
+    }
+    w.remove(4);
+    xs.splice(4, 1);
+    assert.ok(maxAbsDiffToInverse(w, 'rbf', xs) < 1e-10);
+    assert.deepEqual(Array.from(w.targets()), [0, 1, 2, 3, 5, 6, 7, 8, 9]);
+  });
+
+  it('a drift tolerance of 0 forces a refresh at every check, and the drift measure is small', () => {
+    const rng = new Rng(9);
+    const meter = new ComputeMeter();
+    const w = new KrrWindow(makeKernel({ type: 'rbf' }), 8, 2, 0.1, 1, meter, {
+      driftTolerance: 0,
+      driftCheckEvery: 4,
+    });
+    for (let t = 0; t < 16; t++) {
+      if (w.full) w.removeOldest();
+      w.add(randomPoint(rng, 2), 0);
+    }
+    // 16 adds + 8 removes = 24 updates → 6 checks, each refreshing.
+    assert.equal(w.stabilityRefreshes, 6);
+    assert.equal(meter.refreshes, 6);
+    assert.ok(w.maxDrift < 1e-10);
+  });
+
+  it('setHyper rebuilds K and M for new λ, γ', () => {
+    const rng = new Rng(2);
+    const w = new KrrWindow(makeKernel({ type: 'laplacian' }), 12, 3, 0.1, 0.5);
+    const xs: Float64Array[] = [];
+    for (let t = 0; t < 12; t++) {
+      const x = randomPoint(rng, 3);
+      xs.push(x);
+      w.add(x, 1);
+    }
+    w.setHyper(0.02, 1.7);
+    assert.ok(maxAbsDiffToInverse(w, 'laplacian', xs) < 1e-9);
+  });
+
+  it('rejects bad input and leaves the window unchanged', () => {
+    const w = new KrrWindow(makeKernel({ type: 'rbf' }), 3, 2, 0.1, 1);
+    w.add([0, 1], 1);
+    const code = (e: unknown) => (e as OrchardError).code;
+    assert.throws(
+      () => w.add([0, 1, 2], 1),
+      (e) => e instanceof OrchardError && code(e) === 'SHAPE_MISMATCH',
+    );
+    assert.throws(
+      () => w.add([Number.NaN, 1], 1),
+      (e) => code(e) === 'NON_FINITE',
+    );
+    assert.throws(
+      () => w.add([0, 1], Number.POSITIVE_INFINITY),
+      (e) => code(e) === 'NON_FINITE',
+    );
+    assert.throws(
+      () => w.setHyper(-1, 1),
+      (e) => code(e) === 'INVALID_ARGUMENT',
+    );
+    assert.throws(
+      () => w.setHyper(0.1, 0),
+      (e) => code(e) === 'INVALID_ARGUMENT',
+    );
+    assert.throws(
+      () => w.remove(5),
+      (e) => code(e) === 'INVALID_ARGUMENT',
+    );
+    assert.throws(() => new KrrWindow(makeKernel({ type: 'rbf' }), 1, 2, 0.1, 1), /window/);
+    assert.throws(() => makeKernel({ type: 'sigmoid' as KernelType }), /unknown kernel/);
+    assert.equal(w.size, 1);
+    assert.equal(w.lambda, 0.1);
+    assert.equal(w.gamma, 1);
+    w.add([1, 1], 2);
+    w.add([2, 1], 3);
+    assert.throws(
+      () => w.add([3, 1], 4),
+      (e) => code(e) === 'INVALID_STATE',
+    );
+  });
+});
+
+describe('closed-form leave-one-out and its gradient', () => {
+  function filled(type: KernelType, lambda: number, gamma: number, seed: number) {
+    const rng = new Rng(seed);
+    const w = new KrrWindow(makeKernel({ type }), 14, 2, lambda, gamma);
+    const xs: Float64Array[] = [];
+    const ys: number[] = [];
+    for (let t = 0; t < 14; t++) {
+      const x = randomPoint(rng, 2);
+      const y = Math.sin(2 * (x[0] as number)) + 0.3 * (x[1] as number) + 0.1 * rng.normal();
+      xs.push(x);
+      ys.push(y);
+      w.add(x, y);
+    }
+    return { w, xs, ys };
+  }
+
+  it('equals the naive refit-without-each-point LOO error', () => {
+    const { w, xs, ys } = filled('rbf', 0.05, 0.8, 1);
+    const closed = looResiduals(w).mse;
+    const naive = naiveLoo('rbf', xs, ys, 0.05, 0.8);
+    assert.ok(Math.abs(closed - naive) < 1e-9 * naive, `${closed} vs ${naive}`);
+  });
+
+  for (const type of ['rbf', 'laplacian', 'linear', 'polynomial'] as const) {
+    it(`gradient of log LOO matches central finite differences (${type})`, () => {
+      const lambda = 0.07;
+      const gamma = type === 'polynomial' ? 0.3 : 0.6;
+      const { w, xs, ys } = filled(type, lambda, gamma, 4);
+      const g = looGradient(w);
+      const h = 1e-4;
+      const f = (ll: number, lg: number) => Math.log(naiveLoo(type, xs, ys, Math.exp(ll), Math.exp(lg)));
+      const fdLambda =
+        (f(Math.log(lambda) + h, Math.log(gamma)) - f(Math.log(lambda) - h, Math.log(gamma))) / (2 * h);
+      const fdGamma =
+        (f(Math.log(lambda), Math.log(gamma) + h) - f(Math.log(lambda), Math.log(gamma) - h)) / (2 * h);
+      assert.ok(
+        Math.abs(g.dLogLambda - fdLambda) < 1e-5 * (1 + Math.abs(fdLambda)),
+        `${g.dLogLambda} vs ${fdLambda}`,
+      );
+      assert.ok(
+        Math.abs(g.dLogGamma - fdGamma) < 1e-5 * (1 + Math.abs(fdGamma)),
+        `${g.dLogGamma} vs ${fdGamma}`,
+      );
+    });
+  }
+
+  it('the row-subset γ estimate with every row equals the full gradient, and is unbiased over a partition', () => {
+    const { w } = filled('rbf', 0.1, 0.5, 8);
+    const full = looGradient(w);
+    const all = looGradient(
+      w,
+      Array.from({ length: 14 }, (_, i) => i),
+    );
+    assert.ok(Math.abs(all.dLogGamma - full.dLogGamma) < 1e-12);
+    // Averaging the estimates over a partition of the rows into equal parts recovers the exact value.
+    const parts = [0, 1].map(
+      (p) =>
+        looGradient(
+          w,
+          Array.from({ length: 7 }, (_, i) => 2 * i + p),
+        ).dLogGamma,
+    );
+    const mean = ((parts[0] as number) + (parts[1] as number)) / 2;
+    assert.ok(Math.abs(mean - full.dLogGamma) < 1e-9 * (1 + Math.abs(full.dLogGamma)));
+  });
+});

@@ -1,0 +1,403 @@
+/**
+ * Sliding-window kernel ridge regression with an incrementally maintained inverse M = (K + λI)⁻¹.
+ *
+ * Insertion (bordering): with b = k(X, x), c = k(x, x) + λ, u = M b and Schur complement s = c − bᵀu,
+ *   M' = [[M + u uᵀ/s, −u/s], [−uᵀ/s, 1/s]]                                (≈ 4n² flops)
+ * Deletion of point j (Schur downdate): with f = M_jj and e = M_{−j,j},
+ *   (A without row/col j)⁻¹ = M_{−j,−j} − e eᵀ / f                          (≈ 2n² flops)
+ *
+ * Stability: rounding errors accumulate over many insert/delete cycles. Every `driftCheckEvery` updates
+ * we measure drift = ‖(K + λI) M v − v‖ / ‖v‖ for a fixed probe v (4n² flops), and refresh M by a direct
+ * Cholesky factorization (≈ n³ flops) when drift exceeds `driftTolerance`. A non-positive Schur
+ * complement or pivot (the update lost positive definiteness numerically) also forces a refresh.
+ */
+import { invalidArgument, NonFiniteError, OrchardError, ShapeError } from '../../core/errors.ts';
+import {
+  type Kernel,
+  kernelFromStat,
+  kernelLogGammaDerivative,
+  pairStat,
+  pairStatFlops,
+  TRANSFORM_FLOPS,
+} from './kernels.ts';
+import { ComputeMeter, choleskyFlops, choleskyInPlace, inverseFromCholesky } from './meter.ts';
+
+export interface WindowOptions {
+  /** Refresh threshold on the probe residual; default 1e-8. */
+  readonly driftTolerance?: number;
+  /** Updates between drift checks; default 32. */
+  readonly driftCheckEvery?: number;
+}
+
+export function assertHyper(lambda: number, gamma: number): void {
+  if (!Number.isFinite(lambda) || lambda <= 0)
+    throw invalidArgument(`lambda must be finite and > 0, got ${lambda}`);
+  if (!Number.isFinite(gamma) || gamma <= 0)
+    throw invalidArgument(`gamma must be finite and > 0, got ${gamma}`);
+}
+
+export class KrrWindow {
+  readonly kernel: Kernel;
+  readonly capacity: number;
+  readonly dim: number;
+  readonly meter: ComputeMeter;
+  private lambdaValue: number;
+  private gammaValue: number;
+  private readonly driftTolerance: number;
+  private readonly driftCheckEvery: number;
+  private count = 0;
+  private readonly xs: Float64Array[] = [];
+  private readonly ys: number[] = [];
+  /** Row-major, row stride = capacity: pair statistics, kernel values, inverse. */
+  private readonly stat: Float64Array;
+  private readonly kmat: Float64Array;
+  private readonly minv: Float64Array;
+  private readonly scratch: Float64Array;
+  private readonly work: Float64Array;
+  private updatesSinceCheck = 0;
+  /** Largest drift seen at a check, and how many refreshes drift or lost definiteness forced. */
+  maxDrift = 0;
+  lastDrift = 0;
+  stabilityRefreshes = 0;
+
+  constructor(
+    kernel: Kernel,
+    capacity: number,
+    dim: number,
+    lambda: number,
+    gamma: number,
+    meter = new ComputeMeter(),
+    options: WindowOptions = {},
+  ) {
+    if (!Number.isInteger(capacity) || capacity < 2) throw invalidArgument(`window must be an integer >= 2`);
+    if (!Number.isInteger(dim) || dim < 1) throw invalidArgument(`feature dimension must be an integer >= 1`);
+    assertHyper(lambda, gamma);
+    this.kernel = kernel;
+    this.capacity = capacity;
+    this.dim = dim;
+    this.meter = meter;
+    this.lambdaValue = lambda;
+    this.gammaValue = gamma;
+    this.driftTolerance = options.driftTolerance ?? 1e-8;
+    this.driftCheckEvery = options.driftCheckEvery ?? 32;
+    const cells = capacity * capacity;
+    this.stat = new Float64Array(cells);
+    this.kmat = new Float64Array(cells);
+    this.minv = new Float64Array(cells);
+    this.scratch = new Float64Array(cells);
+    this.work = new Float64Array(capacity);
+  }
+
+  get size(): number {
+    return this.count;
+  }
+  get lambda(): number {
+    return this.lambdaValue;
+  }
+  get gamma(): number {
+    return this.gammaValue;
+  }
+  get full(): boolean {
+    return this.count === this.capacity;
+  }
+
+  /** Targets in window order (oldest first). */
+  targets(): Float64Array {
+    return Float64Array.from(this.ys);
+  }
+  point(i: number): Float64Array {
+    const x = this.xs[i];
+    if (x === undefined) throw invalidArgument(`no point ${i} in a window of ${this.count}`);
+    return x;
+  }
+  /** Entry (i, j) of the maintained inverse. */
+  inverseAt(i: number, j: number): number {
+    return this.minv[i * this.capacity + j] as number;
+  }
+  kernelAt(i: number, j: number): number {
+    return this.kmat[i * this.capacity + j] as number;
+  }
+  statAt(i: number, j: number): number {
+    return this.stat[i * this.capacity + j] as number;
+  }
+
+  private checkPoint(x: ArrayLike<number>, y?: number): void {
+    if (x.length !== this.dim)
+      throw new ShapeError(`feature vector has ${x.length} entries, expected ${this.dim}`);
+    for (let i = 0; i < x.length; i++) {
+      if (!Number.isFinite(x[i] as number)) throw new NonFiniteError(`feature ${i} is not finite`);
+    }
+    if (y !== undefined && !Number.isFinite(y)) throw new NonFiniteError(`target is not finite`);
+  }
+
+  /** Appends (x, y) by bordering. The window must not be full (remove the oldest first). */
+  add(x: ArrayLike<number>, y: number): void {
+    this.checkPoint(x, y);
+    if (this.count >= this.capacity)
+      throw new OrchardError('INVALID_STATE', 'window is full: removeOldest() first');
+    const n = this.count;
+    const c = this.capacity;
+    const xv = Float64Array.from(x);
+    const meter = this.meter;
+    const b = this.work;
+    for (let i = 0; i < n; i++) {
+      const s = pairStat(this.kernel, this.xs[i] as Float64Array, xv);
+      this.stat[i * c + n] = s;
+      this.stat[n * c + i] = s;
+      const k = kernelFromStat(this.kernel, s, this.gammaValue);
+      this.kmat[i * c + n] = k;
+      this.kmat[n * c + i] = k;
+      b[i] = k;
+    }
+    const selfStat = pairStat(this.kernel, xv, xv);
+    this.stat[n * c + n] = selfStat;
+    const kxx = kernelFromStat(this.kernel, selfStat, this.gammaValue);
+    this.kmat[n * c + n] = kxx;
+    meter.kernelEvals += n + 1;
+    meter.kernelTransforms += n + 1;
+    meter.add((n + 1) * (pairStatFlops(this.kernel, this.dim) + TRANSFORM_FLOPS));
+    this.xs.push(xv);
+    this.ys.push(y);
+    this.count = n + 1;
+
+    // u = M b, s = c − bᵀu
+    const u = this.scratch; // first n entries of the scratch buffer
+    let schur = kxx + this.lambdaValue;
+    for (let i = 0; i < n; i++) {
+      let s = 0;
+      for (let j = 0; j < n; j++) s += (this.minv[i * c + j] as number) * (b[j] as number);
+      u[i] = s;
+      schur -= (b[i] as number) * s;
+    }
+    meter.add(2 * n * n + 2 * n);
+    if (!(schur > 1e-12 * (kxx + this.lambdaValue))) {
+      // Numerically singular border: the update would amplify rounding errors; factorize instead.
+      this.stabilityRefreshes++;
+      this.refresh();
+      return;
+    }
+    const inv = 1 / schur;
+    for (let i = 0; i < n; i++) {
+      const ui = (u[i] as number) * inv;
+      for (let j = 0; j < n; j++)
+        this.minv[i * c + j] = (this.minv[i * c + j] as number) + ui * (u[j] as number);
+      this.minv[i * c + n] = -ui;
+      this.minv[n * c + i] = -ui;
+    }
+    this.minv[n * c + n] = inv;
+    meter.add(2 * n * n + n);
+    this.afterUpdate();
+  }
+
+  /** Removes the oldest point by a Schur-complement downdate. */
+  removeOldest(): void {
+    this.remove(0);
+  }
+
+  /** Removes point j by a Schur-complement downdate and compacts the storage. */
+  remove(j: number): void {
+    if (!Number.isInteger(j) || j < 0 || j >= this.count) {
+      throw invalidArgument(`cannot remove point ${j} from a window of ${this.count}`);
+    }
+    const n = this.count;
+    const c = this.capacity;
+    const f = this.minv[j * c + j] as number;
+    const e = this.work;
+    for (let i = 0; i < n; i++) e[i] = this.minv[i * c + j] as number;
+    const ok = f > 0 && Number.isFinite(f);
+    if (ok) {
+      const invF = 1 / f;
+      for (let i = 0; i < n; i++) {
+        const ei = (e[i] as number) * invF;
+        for (let k = 0; k < n; k++)
+          this.minv[i * c + k] = (this.minv[i * c + k] as number) - ei * (e[k] as number);
+      }
+      this.meter.add(2 * n * n);
+    }
+    // Compact: drop row and column j of stat, K and M (data movement, no flops).
+    for (const mat of [this.stat, this.kmat, this.minv]) {
+      for (let r = 0, dst = 0; r < n; r++) {
+        if (r === j) continue;
+        for (let s = 0, col = 0; s < n; s++) {
+          if (s === j) continue;
+          mat[dst * c + col] = mat[r * c + s] as number;
+          col++;
+        }
+        dst++;
+      }
+    }
+    this.xs.splice(j, 1);
+    this.ys.splice(j, 1);
+    this.count = n - 1;
+    if (!ok) {
+      this.stabilityRefreshes++;
+      this.refresh();
+      return;
+    }
+    this.afterUpdate();
+  }
+
+  private afterUpdate(): void {
+    this.updatesSinceCheck++;
+    if (this.updatesSinceCheck >= this.driftCheckEvery) {
+      this.updatesSinceCheck = 0;
+      const drift = this.drift();
+      if (drift > this.driftTolerance) {
+        this.stabilityRefreshes++;
+        this.refresh();
+      }
+    }
+  }
+
+  /**
+   * ‖(K + λI) M v − v‖ / ‖v‖ for a fixed sign-pattern probe v (no randomness needed: it only has to
+   * excite every direction). 4n² flops.
+   */
+  drift(): number {
+    const n = this.count;
+    if (n === 0) return 0;
+    const c = this.capacity;
+    const v = new Float64Array(n);
+    for (let i = 0; i < n; i++) v[i] = ((i * 7919) % 5) - 2 + (i % 2 === 0 ? 0.5 : -0.25);
+    const mv = new Float64Array(n);
+    for (let i = 0; i < n; i++) {
+      let s = 0;
+      for (let j = 0; j < n; j++) s += (this.minv[i * c + j] as number) * (v[j] as number);
+      mv[i] = s;
+    }
+    let num = 0;
+    let den = 0;
+    for (let i = 0; i < n; i++) {
+      let s = this.lambdaValue * (mv[i] as number);
+      for (let j = 0; j < n; j++) s += (this.kmat[i * c + j] as number) * (mv[j] as number);
+      const r = s - (v[i] as number);
+      num += r * r;
+      den += (v[i] as number) ** 2;
+    }
+    this.meter.add(4 * n * n + 4 * n);
+    const drift = Math.sqrt(num / den);
+    this.lastDrift = drift;
+    if (drift > this.maxDrift || Number.isNaN(drift)) this.maxDrift = drift;
+    return Number.isNaN(drift) ? Number.POSITIVE_INFINITY : drift;
+  }
+
+  /** Recomputes M = (K + λI)⁻¹ directly by Cholesky (≈ n³ flops). */
+  refresh(): void {
+    const n = this.count;
+    const c = this.capacity;
+    this.updatesSinceCheck = 0;
+    if (n === 0) return;
+    const a = this.scratch;
+    let jitter = 0;
+    for (let attempt = 0; attempt < 6; attempt++) {
+      for (let i = 0; i < n; i++) {
+        for (let j = 0; j < n; j++) a[i * c + j] = this.kmat[i * c + j] as number;
+        a[i * c + i] = (a[i * c + i] as number) + this.lambdaValue + jitter;
+      }
+      this.meter.add(choleskyFlops(n));
+      if (choleskyInPlace(a, this.minv, n, c)) {
+        // minv holds L in its lower triangle; invert through the scratch buffer.
+        for (let i = 0; i < n; i++)
+          for (let j = 0; j <= i; j++) a[i * c + j] = this.minv[i * c + j] as number;
+        inverseFromCholesky(a, n, c, this.minv);
+        this.meter.add((2 * n * n * n) / 3);
+        this.meter.refreshes++;
+        return;
+      }
+      // Only reachable when λ is tiny relative to rounding in K: add the smallest jitter that works.
+      jitter = jitter === 0 ? 1e-12 * (1 + this.lambdaValue) : jitter * 100;
+    }
+    throw new NonFiniteError(`K + λI is not numerically positive definite (λ = ${this.lambdaValue})`);
+  }
+
+  /** Changes λ and γ: rebuilds K from the stored statistics (n² transforms) and refreshes M. */
+  setHyper(lambda: number, gamma: number): void {
+    assertHyper(lambda, gamma);
+    const gammaChanged = gamma !== this.gammaValue;
+    this.lambdaValue = lambda;
+    this.gammaValue = gamma;
+    const n = this.count;
+    const c = this.capacity;
+    if (gammaChanged) {
+      for (let i = 0; i < n; i++) {
+        for (let j = 0; j <= i; j++) {
+          const k = kernelFromStat(this.kernel, this.stat[i * c + j] as number, gamma);
+          this.kmat[i * c + j] = k;
+          this.kmat[j * c + i] = k;
+        }
+      }
+      const transforms = (n * (n + 1)) / 2;
+      this.meter.kernelTransforms += transforms;
+      this.meter.add(transforms * TRANSFORM_FLOPS);
+    }
+    this.refresh();
+  }
+
+  /** Copies of K and M, so a rejected hyperparameter trial can be undone without refactorizing. */
+  saveState(): { lambda: number; gamma: number; kmat: Float64Array; minv: Float64Array } {
+    const n = this.count;
+    return {
+      lambda: this.lambdaValue,
+      gamma: this.gammaValue,
+      kmat: this.kmat.slice(0, n * this.capacity),
+      minv: this.minv.slice(0, n * this.capacity),
+    };
+  }
+  restoreState(state: { lambda: number; gamma: number; kmat: Float64Array; minv: Float64Array }): void {
+    if (state.kmat.length !== this.count * this.capacity) {
+      throw new OrchardError('INVALID_STATE', 'saved state belongs to a window of another size');
+    }
+    this.lambdaValue = state.lambda;
+    this.gammaValue = state.gamma;
+    this.kmat.set(state.kmat);
+    this.minv.set(state.minv);
+  }
+
+  /** α = M y (2n² flops). */
+  alpha(): Float64Array {
+    const n = this.count;
+    const c = this.capacity;
+    const out = new Float64Array(n);
+    for (let i = 0; i < n; i++) {
+      let s = 0;
+      for (let j = 0; j < n; j++) s += (this.minv[i * c + j] as number) * (this.ys[j] as number);
+      out[i] = s;
+    }
+    this.meter.add(2 * n * n);
+    return out;
+  }
+
+  /** k(X, x)ᵀ α for a new feature vector x. */
+  predict(x: ArrayLike<number>, alpha: Float64Array): number {
+    this.checkPoint(x);
+    const n = this.count;
+    if (alpha.length !== n) throw new ShapeError(`alpha has ${alpha.length} entries, window has ${n}`);
+    let s = 0;
+    for (let i = 0; i < n; i++) {
+      const st = pairStat(this.kernel, this.xs[i] as Float64Array, x);
+      s += kernelFromStat(this.kernel, st, this.gammaValue) * (alpha[i] as number);
+    }
+    this.meter.kernelEvals += n;
+    this.meter.kernelTransforms += n;
+    this.meter.add(n * (pairStatFlops(this.kernel, this.dim) + TRANSFORM_FLOPS + 2));
+    return s;
+  }
+
+  /** γ·∂K/∂γ for the window (n² derivative transforms). */
+  logGammaDerivative(): Float64Array {
+    const n = this.count;
+    const c = this.capacity;
+    const d = new Float64Array(n * n);
+    for (let i = 0; i < n; i++) {
+      for (let j = 0; j <= i; j++) {
+        const v = kernelLogGammaDerivative(this.kernel, this.stat[i * c + j] as number, this.gammaValue);
+        d[i * n + j] = v;
+        d[j * n + i] = v;
+      }
+    }
+    const transforms = (n * (n + 1)) / 2;
+    this.meter.kernelTransforms += transforms;
+    this.meter.add(transforms * TRANSFORM_FLOPS);
+    return d;
+  }
+}
