@@ -103,3 +103,10 @@ test('invalid parameters are ConfigErrors naming every bad field', () => {
   assert.throws(() => computeRdp({ noiseMultiplier: Number.NaN, samplingRate: 0.1, steps: 1 }), ConfigError);
   assert.throws(() => rdpToEpsilon([2, 3], [1], 1e-5), ConfigError);
 });
+
+test('dp_accounting reference: q = 1, σ = 4.530877117, δ = 1e-6 gives ε = 1 by RDP', () => {
+  // google/differential-privacy python/dp_accounting rdp tests: a Gaussian mechanism with this σ is
+  // (1, 1e-6)-DP by the RDP accountant. (The exact Gaussian ε is 0.9274; see pld.test.ts.)
+  const { epsilon } = rdpEpsilon({ noiseMultiplier: 4.530877117, samplingRate: 1, steps: 1, delta: 1e-6 });
+  assert.ok(Math.abs(epsilon - 1) < 1e-6, `ε = ${epsilon}`);
+});
