@@ -4,7 +4,7 @@ import { OrchardError } from '../core/errors.ts';
 import { Rng } from '../core/rng.ts';
 import type { BagExamples, DenseExamples, Examples } from '../data/types.ts';
 import type { Model } from '../nn/model.ts';
-import { embeddingBag } from '../nn/models.ts';
+import { embeddingBag, softmaxRegression } from '../nn/models.ts';
 import { TrainScratch, trainLocal } from './client.ts';
 import { arenaOf, UpdateArena } from './wasm.ts';
 
@@ -213,4 +213,25 @@ test('bag data: one full-batch step equals lr · gradient of an embedding-bag mo
     Array.from(g, (v) => 0.3 * v),
     1e-6,
   );
+});
+
+test('softmax regression (fused SGD path) matches the independently coded SGD loop', () => {
+  const model = softmaxRegression(6, 4);
+  const rng = new Rng(12);
+  const x = Float32Array.from({ length: 17 * 6 }, () => rng.normal());
+  const y = Int32Array.from({ length: 17 }, () => rng.int(4));
+  const data: DenseExamples = { kind: 'dense', n: 17, dim: 6, x, y };
+  const start = Float32Array.from({ length: model.numParams }, () => rng.normal() * 0.2);
+  assert.ok(model.softmaxSgd() !== null, 'softmax regression should take the fused path');
+  for (const maxSteps of [undefined, 6]) {
+    const spec = { epochs: 3, batchSize: 4, lr: 0.1, ...(maxSteps === undefined ? {} : { maxSteps }) };
+    const r = trainLocal(model, start, data, spec, new Rng(21));
+    const ref = referenceSgd(model, start, data, 3, 4, 0.1, 21, maxSteps);
+    assert.equal(r.steps, ref.steps);
+    assertClose(
+      Array.from(start, (s, i) => s - (r.delta[i] as number)),
+      ref.params,
+      1e-5,
+    );
+  }
 });

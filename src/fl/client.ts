@@ -10,6 +10,7 @@ import { axpy } from '../core/vec.ts';
 import type { Examples } from '../data/types.ts';
 import { BatchScratch, takeRows } from '../nn/batch.ts';
 import type { Model } from '../nn/model.ts';
+import { SequentialModel } from '../nn/models.ts';
 import type { LocalTrainSpec } from './spec.ts';
 import type { UpdateArena } from './wasm.ts';
 
@@ -97,6 +98,9 @@ export function trainLocal(
   let steps = 0;
   let lossSum = 0;
   let lossCount = 0;
+  // Softmax regression takes the fused path (src/nn/fused.ts): same SGD, no per-batch gathers.
+  const fused = model instanceof SequentialModel && data.kind === 'dense' ? model.softmaxSgd() : null;
+  if (fused !== null && data.kind === 'dense' && n > 0) fused.begin(start, data, batchSize);
   outer: for (let epoch = 0; epoch < spec.epochs && n > 0; epoch++) {
     const perm = scratch.ensurePerm(n);
     // Fisher–Yates over the first n entries (the buffer may be longer than n).
@@ -106,9 +110,16 @@ export function trainLocal(
       perm[i] = perm[j] as number;
       perm[j] = t;
     }
+    if (fused !== null) fused.arrange(perm);
     for (let b = 0; b < n; b += batchSize) {
       if (steps >= maxSteps) break outer;
       const end = Math.min(n, b + batchSize);
+      if (fused !== null) {
+        lossSum += fused.step(b, end, spec.lr) * (end - b);
+        lossCount += end - b;
+        steps++;
+        continue;
+      }
       const batch = takeRows(data, perm, b, end, scratch.batch);
       grad.fill(0);
       const loss = model.lossAndGrad(params, batch, grad);
@@ -119,6 +130,7 @@ export function trainLocal(
     }
   }
   const delta = scratch.deltaArena?.alloc(start.length) ?? new Float32Array(start.length);
-  for (let i = 0; i < delta.length; i++) delta[i] = (start[i] as number) - (params[i] as number);
+  if (fused !== null && n > 0) fused.finishDelta(start, delta);
+  else for (let i = 0; i < delta.length; i++) delta[i] = (start[i] as number) - (params[i] as number);
   return { delta, numExamples: n, loss: lossCount > 0 ? lossSum / lossCount : 0, steps };
 }

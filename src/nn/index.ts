@@ -8,6 +8,7 @@ import { cnn, embeddingBag, mlp, softmaxRegression } from './models.ts';
 import type { ModelSpec } from './spec.ts';
 
 export { BatchScratch, sliceRows, takeRows } from './batch.ts';
+export { SoftmaxSgd } from './fused.ts';
 export { finiteDifferenceMismatches, sampleIndices } from './gradcheck.ts';
 export type { Layer, Padding, WeightInit } from './layers.ts';
 export {

@@ -9,6 +9,7 @@
 import { ConfigError, OrchardError, ShapeError } from '../core/errors.ts';
 import type { Rng } from '../core/rng.ts';
 import type { BagExamples, DenseExamples, Examples } from '../data/types.ts';
+import { SoftmaxSgd } from './fused.ts';
 import {
   Conv2d,
   Dense,
@@ -39,6 +40,7 @@ export class SequentialModel implements Model {
   private dActs: Float32Array[] = [];
   private bagOut = new Float32Array(0);
   private dBagOut = new Float32Array(0);
+  private fusedSgd: SoftmaxSgd | null | undefined = undefined;
 
   constructor(
     readonly name: string,
@@ -69,6 +71,21 @@ export class SequentialModel implements Model {
     if (loss === 'logistic' && expected !== 1)
       throw new OrchardError('CONFIG_INVALID', `logistic loss needs 1 output, the model has ${expected}`);
     this.reserve(1);
+  }
+
+  /**
+   * The fused SGD path (see fused.ts) when this model is softmax regression — one dense layer with
+   * softmax cross-entropy on dense inputs — else null. Local trainers use it instead of lossAndGrad.
+   */
+  softmaxSgd(): SoftmaxSgd | null {
+    if (this.fusedSgd === undefined) {
+      const only = this.layers[0];
+      this.fusedSgd =
+        this.layers.length === 1 && only instanceof Dense && this.loss === 'ce' && this.inputKind === 'dense'
+          ? new SoftmaxSgd(only.inSize, only.outSize)
+          : null;
+    }
+    return this.fusedSgd;
   }
 
   init(rng: Rng): Float32Array {

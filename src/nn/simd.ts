@@ -346,13 +346,24 @@ export class SimdGemm {
   }
 }
 
-function build(): SimdGemm | null {
+let compiled: WebAssembly.Module | null | undefined;
+
+/**
+ * A new kernel instance with its own memory, or null without Wasm SIMD. For callers that keep state
+ * in kernel memory across calls (fused.ts), where the shared instance would be overwritten by others.
+ */
+export function createSimdGemm(): SimdGemm | null {
   try {
-    const instance = new WebAssembly.Instance(new WebAssembly.Module(moduleBytes()), {});
-    return new SimdGemm(instance);
+    compiled ??= new WebAssembly.Module(moduleBytes());
+    return new SimdGemm(new WebAssembly.Instance(compiled, {}));
   } catch {
+    compiled = null;
     return null; // no Wasm SIMD in this runtime: scalar kernels only
   }
+}
+
+function build(): SimdGemm | null {
+  return createSimdGemm();
 }
 
 /** The shared SIMD kernel, or null when Wasm SIMD is unavailable. */
