@@ -39,6 +39,7 @@ export {
 } from './train.ts';
 export {
   buildDomains,
+  checkLotteryConfig,
   type DomainOptions,
   type DomainPair,
   INIT_STRATEGIES,

@@ -193,7 +193,7 @@ export class Mask {
   /** Fraction pruned among the given roles (default: weights and embeddings, the prunable kinds). */
   sparsity(roles: readonly SegmentRole[] = ['weight', 'embedding']): number {
     const total = this.total(roles);
-    return total === 0 ? 0 : 1 - this.kept(roles) / total;
+    return total === 0 ? 0 : (total - this.kept(roles)) / total;
   }
 
   /** Per-segment view of the bits (aliases this mask: read only). */
@@ -211,7 +211,7 @@ export class Mask {
         role: s.role,
         total: s.length,
         kept,
-        sparsity: s.length === 0 ? 0 : 1 - kept / s.length,
+        sparsity: s.length === 0 ? 0 : (s.length - kept) / s.length,
       };
     });
   }
