@@ -6,7 +6,7 @@
 import { CholeskyDecomposition, Matrix } from 'ml-matrix';
 import { OrchardError } from '../../core/errors.ts';
 import { Rng } from '../../core/rng.ts';
-import { type CompiledPanel, type Panel, compilePanel } from './data.ts';
+import { type CompiledPanel, compilePanel, type Panel } from './data.ts';
 import { haltonNormalDraws } from './halton.ts';
 import { individualNll } from './model.ts';
 
@@ -18,7 +18,13 @@ function asCompiled(panel: Panel | CompiledPanel): CompiledPanel {
  * Adds, for individual i at coefficients beta, the NLL gradient into g and the Hessian
  * Σ_s (Σ_r p_r x_r x_rᵀ − x̄ x̄ᵀ) into H (d × d row-major); returns the NLL.
  */
-function accumulateNewton(panel: CompiledPanel, i: number, beta: Float64Array, g: Float64Array, H: Float64Array): number {
+function accumulateNewton(
+  panel: CompiledPanel,
+  i: number,
+  beta: Float64Array,
+  g: Float64Array,
+  H: Float64Array,
+): number {
   const d = panel.d;
   const x = panel.x[i] as Float64Array;
   const altStart = panel.altStart[i] as Int32Array;
@@ -52,7 +58,8 @@ function accumulateNewton(panel: CompiledPanel, i: number, beta: Float64Array, g
       }
     }
     for (let k = 0; k < d; k++) {
-      for (let l = 0; l < d; l++) H[k * d + l] = (H[k * d + l] as number) - (mean[k] as number) * (mean[l] as number);
+      for (let l = 0; l < d; l++)
+        H[k * d + l] = (H[k * d + l] as number) - (mean[k] as number) * (mean[l] as number);
     }
   }
   return nll;
@@ -70,7 +77,8 @@ export function fitRidgeLogit(
   init?: ArrayLike<number>,
 ): { beta: Float64Array; objective: number; iterations: number } {
   const d = panel.d;
-  if (!(ridge > 0) || !Number.isFinite(ridge)) throw new OrchardError('INVALID_ARGUMENT', `ridge must be positive and finite, got ${ridge}`);
+  if (!(ridge > 0) || !Number.isFinite(ridge))
+    throw new OrchardError('INVALID_ARGUMENT', `ridge must be positive and finite, got ${ridge}`);
   const beta = init === undefined ? new Float64Array(d) : Float64Array.from(init);
   const value = (b: Float64Array): number => {
     let f = 0;
@@ -95,7 +103,8 @@ export function fitRidgeLogit(
     const step = new CholeskyDecomposition(new Matrix(rows)).solve(Matrix.columnVector(Array.from(g)));
     let decrement = 0;
     for (let k = 0; k < d; k++) decrement += (g[k] as number) * step.get(k, 0);
-    if (decrement / 2 < 1e-12 * Math.max(1, Math.abs(f))) break;
+    // Quadratic convergence makes a tight stop cheap: one more step takes the gradient to rounding level.
+    if (decrement / 2 < 1e-18 * Math.max(1, Math.abs(f))) break;
     let t = 1;
     const trial = new Float64Array(d);
     for (let back = 0; back < 50; back++) {
@@ -126,7 +135,10 @@ export interface PooledFit extends BaselineFit {
 }
 
 /** One β for all individuals (U = 0), with a tiny ridge so separable data still has a finite answer. */
-export function fitPooledLogit(panel: Panel | CompiledPanel, options: { ridge?: number; init?: ArrayLike<number> } = {}): PooledFit {
+export function fitPooledLogit(
+  panel: Panel | CompiledPanel,
+  options: { ridge?: number; init?: ArrayLike<number> } = {},
+): PooledFit {
   const started = performance.now();
   const p = asCompiled(panel);
   const members = Array.from({ length: p.n }, (_, i) => i);
@@ -145,7 +157,8 @@ export function fitPerIndividualLogit(
   const p = asCompiled(panel);
   const B = new Float64Array(p.n * p.d);
   for (let i = 0; i < p.n; i++) {
-    const init = options.init === undefined ? undefined : Array.from(options.init).slice(i * p.d, (i + 1) * p.d);
+    const init =
+      options.init === undefined ? undefined : Array.from(options.init).slice(i * p.d, (i + 1) * p.d);
     B.set(fitRidgeLogit(p, [i], options.ridge ?? 1, init).beta, i * p.d);
   }
   return { method: 'per-individual', B, seconds: (performance.now() - started) / 1000 };
@@ -206,7 +219,8 @@ function mixedObjective(
   for (let i = 0; i < panel.n; i++) {
     for (let r = 0; r < R; r++) {
       for (let k = 0; k < d; k++) {
-        beta[r * d + k] = (theta[k] as number) + Math.exp(theta[d + k] as number) * (z[(i * R + r) * d + k] as number);
+        beta[r * d + k] =
+          (theta[k] as number) + Math.exp(theta[d + k] as number) * (z[(i * R + r) * d + k] as number);
       }
     }
     if (grad !== undefined) gBeta.fill(0);
@@ -227,7 +241,8 @@ function mixedObjective(
       for (let k = 0; k < d; k++) {
         const g = omega * (gBeta[r * d + k] as number);
         grad[k] = (grad[k] as number) + g;
-        grad[d + k] = (grad[d + k] as number) + g * Math.exp(theta[d + k] as number) * (z[(i * R + r) * d + k] as number);
+        grad[d + k] =
+          (grad[d + k] as number) + g * Math.exp(theta[d + k] as number) * (z[(i * R + r) * d + k] as number);
       }
     }
   }
@@ -237,7 +252,12 @@ function mixedObjective(
 }
 
 /** Exposed for gradient checks: the simulated objective and gradient at θ = (μ, log σ). */
-export function mixedLogitObjective(panel: CompiledPanel, draws: number, theta: Float64Array, grad?: Float64Array): number {
+export function mixedLogitObjective(
+  panel: CompiledPanel,
+  draws: number,
+  theta: Float64Array,
+  grad?: Float64Array,
+): number {
   return mixedObjective(panel, haltonNormalDraws(panel.n, draws, panel.d), draws, theta, grad);
 }
 
@@ -339,8 +359,10 @@ export function fitMixedLogit(panel: Panel | CompiledPanel, options: MixedLogitO
   const d = p.d;
   const R = options.draws ?? 100;
   const restarts = options.restarts ?? 3;
-  if (!Number.isInteger(R) || R < 1) throw new OrchardError('INVALID_ARGUMENT', `draws must be a positive integer, got ${R}`);
-  if (!Number.isInteger(restarts) || restarts < 1) throw new OrchardError('INVALID_ARGUMENT', `restarts must be a positive integer, got ${restarts}`);
+  if (!Number.isInteger(R) || R < 1)
+    throw new OrchardError('INVALID_ARGUMENT', `draws must be a positive integer, got ${R}`);
+  if (!Number.isInteger(restarts) || restarts < 1)
+    throw new OrchardError('INVALID_ARGUMENT', `restarts must be a positive integer, got ${restarts}`);
   const z = haltonNormalDraws(p.n, R, d);
   const rng = new Rng(options.seed ?? 0, 0x6d1);
   const starts: MixedLogitStart[] = [];
@@ -351,7 +373,12 @@ export function fitMixedLogit(panel: Panel | CompiledPanel, options: MixedLogitO
       theta0[k] = rng.normal();
       theta0[d + k] = Math.log(rng.uniform(0.1, 2));
     }
-    const run = bfgs((theta, grad) => mixedObjective(p, z, R, theta, grad), theta0, options.maxIter ?? 200, options.gradTol ?? 1e-6);
+    const run = bfgs(
+      (theta, grad) => mixedObjective(p, z, R, theta, grad),
+      theta0,
+      options.maxIter ?? 200,
+      options.gradTol ?? 1e-6,
+    );
     starts.push({
       mean: run.theta.slice(0, d),
       sd: run.theta.slice(d).map(Math.exp),
@@ -368,7 +395,9 @@ export function fitMixedLogit(panel: Panel | CompiledPanel, options: MixedLogitO
     for (let r = 0; r < R; r++) {
       const omega = weights[i * R + r] as number;
       for (let k = 0; k < d; k++) {
-        const beta = (best.theta[k] as number) + Math.exp(best.theta[d + k] as number) * (z[(i * R + r) * d + k] as number);
+        const beta =
+          (best.theta[k] as number) +
+          Math.exp(best.theta[d + k] as number) * (z[(i * R + r) * d + k] as number);
         B[i * d + k] = (B[i * d + k] as number) + omega * beta;
       }
     }
@@ -395,7 +424,10 @@ export function mixedLogitHeldOutLogLik(fit: MixedLogitFit, test: CompiledPanel)
   const d = test.d;
   const R = fit.draws;
   if (test.d !== fit.mean.length || fit.weights.length !== test.n * R) {
-    throw new OrchardError('SHAPE_MISMATCH', 'test panel does not match the fitted mixed logit (individuals or features)');
+    throw new OrchardError(
+      'SHAPE_MISMATCH',
+      'test panel does not match the fitted mixed logit (individuals or features)',
+    );
   }
   const beta = new Float64Array(d);
   let total = 0;
@@ -406,7 +438,8 @@ export function mixedLogitHeldOutLogLik(fit: MixedLogitFit, test: CompiledPanel)
     for (let r = 0; r < R; r++) {
       const omega = fit.weights[i * R + r] as number;
       if (omega < 1e-300) continue;
-      for (let k = 0; k < d; k++) beta[k] = (fit.mean[k] as number) + (fit.sd[k] as number) * (fit.z[(i * R + r) * d + k] as number);
+      for (let k = 0; k < d; k++)
+        beta[k] = (fit.mean[k] as number) + (fit.sd[k] as number) * (fit.z[(i * R + r) * d + k] as number);
       for (let s = 0; s < chosen.length; s++) {
         const one = situations[s] as CompiledPanel;
         perSituation[s] = (perSituation[s] as number) + omega * Math.exp(-individualNll(one, 0, beta, 0));
@@ -425,5 +458,13 @@ function sliceSituation(panel: CompiledPanel, i: number, s: number): CompiledPan
   const b = altStart[s + 1] as number;
   const x = (panel.x[i] as Float64Array).subarray(a * d, b * d);
   const chosen = Int32Array.of(((panel.chosen[i] as Int32Array)[s] as number) - a);
-  return { d, n: 1, ids: [panel.ids[i] ?? ''], x: [x], altStart: [Int32Array.of(0, b - a)], chosen: [chosen], situations: 1 };
+  return {
+    d,
+    n: 1,
+    ids: [panel.ids[i] ?? ''],
+    x: [x],
+    altStart: [Int32Array.of(0, b - a)],
+    chosen: [chosen],
+    situations: 1,
+  };
 }

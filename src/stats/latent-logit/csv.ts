@@ -58,11 +58,17 @@ export function parseChoiceCsv(text: string): ChoicePanel {
     index.set(name, k);
   }
   for (const key of KEY_COLUMNS) {
-    if (!index.has(key)) throw invalid(headerIndex + 1, key, `missing required column (need ${KEY_COLUMNS.join(', ')})`);
+    if (!index.has(key))
+      throw invalid(headerIndex + 1, key, `missing required column (need ${KEY_COLUMNS.join(', ')})`);
   }
   const keySet = new Set<string>(KEY_COLUMNS);
   const attributeColumns = header.map((name, k) => ({ name, k })).filter((c) => !keySet.has(c.name));
-  if (attributeColumns.length === 0) throw invalid(headerIndex + 1, '', 'no attribute columns besides individual, situation, alternative, chosen');
+  if (attributeColumns.length === 0)
+    throw invalid(
+      headerIndex + 1,
+      '',
+      'no attribute columns besides individual, situation, alternative, chosen',
+    );
   const d = attributeColumns.length;
   const col = (name: string): number => index.get(name) as number;
   const people = new Map<string, Map<string, PendingSituation>>();
@@ -72,7 +78,8 @@ export function parseChoiceCsv(text: string): ChoicePanel {
     if (raw.trim() === '') continue;
     const line = li + 1;
     const fields = splitLine(raw, line);
-    if (fields.length !== header.length) throw invalid(line, '', `expected ${header.length} fields, found ${fields.length}`);
+    if (fields.length !== header.length)
+      throw invalid(line, '', `expected ${header.length} fields, found ${fields.length}`);
     const person = fields[col('individual')] as string;
     const situation = fields[col('situation')] as string;
     const alternative = fields[col('alternative')] as string;
@@ -80,7 +87,8 @@ export function parseChoiceCsv(text: string): ChoicePanel {
       if (fields[col(key)] === '') throw invalid(line, key, 'empty value');
     }
     const chosenText = fields[col('chosen')] as string;
-    if (chosenText !== '0' && chosenText !== '1') throw invalid(line, 'chosen', `expected 0 or 1, got '${chosenText}'`);
+    if (chosenText !== '0' && chosenText !== '1')
+      throw invalid(line, 'chosen', `expected 0 or 1, got '${chosenText}'`);
     const attrs = new Float64Array(d);
     for (const [j, c] of attributeColumns.entries()) {
       const text = fields[c.k] as string;
@@ -100,7 +108,11 @@ export function parseChoiceCsv(text: string): ChoicePanel {
     }
     const previous = pending.alternatives.get(alternative);
     if (previous !== undefined) {
-      throw invalid(line, 'alternative', `alternative '${alternative}' repeats in situation '${situation}' of '${person}' (first on line ${previous.line})`);
+      throw invalid(
+        line,
+        'alternative',
+        `alternative '${alternative}' repeats in situation '${situation}' of '${person}' (first on line ${previous.line})`,
+      );
     }
     pending.alternatives.set(alternative, { line, chosen: Number(chosenText), attrs });
     rows++;
@@ -115,7 +127,11 @@ export function parseChoiceCsv(text: string): ChoicePanel {
       if (alts.length < 2) throw invalid(pending.line, 'alternative', `${where} has only one alternative`);
       const chosen = alts.flatMap((a, j) => (a.chosen === 1 ? [j] : []));
       if (chosen.length !== 1) {
-        throw invalid(pending.line, 'chosen', `${where} has ${chosen.length} chosen alternatives; exactly one must be chosen`);
+        throw invalid(
+          pending.line,
+          'chosen',
+          `${where} has ${chosen.length} chosen alternatives; exactly one must be chosen`,
+        );
       }
       const x = new Float64Array(alts.length * d);
       for (const [j, a] of alts.entries()) x.set(a.attrs, j * d);
@@ -132,7 +148,10 @@ export function loadChoiceCsv(path: string): ChoicePanel {
   try {
     text = readFileSync(path, 'utf8');
   } catch (e) {
-    throw new OrchardError('DATA_INVALID', `cannot read choice CSV '${path}': ${e instanceof Error ? e.message : String(e)}`);
+    throw new OrchardError(
+      'DATA_INVALID',
+      `cannot read choice CSV '${path}': ${e instanceof Error ? e.message : String(e)}`,
+    );
   }
   return parseChoiceCsv(text);
 }

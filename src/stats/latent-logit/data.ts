@@ -65,7 +65,8 @@ function dataInvalid(message: string, path = ''): OrchardError {
 
 function checkFinite(values: Float64Array, what: string): void {
   for (let k = 0; k < values.length; k++) {
-    if (!Number.isFinite(values[k] as number)) throw new NonFiniteError(`${what}: entry ${k} is ${values[k]}`);
+    if (!Number.isFinite(values[k] as number))
+      throw new NonFiniteError(`${what}: entry ${k} is ${values[k]}`);
   }
 }
 
@@ -86,21 +87,22 @@ export function compilePanel(panel: Panel): CompiledPanel {
     if (seen.has(ind.id)) throw dataInvalid(`duplicate individual id '${ind.id}'`, `individuals[${i}].id`);
     seen.add(ind.id);
     if (panel.kind === 'binary') {
-      const t = ind.y.length;
+      const bin = ind as BinaryIndividual;
+      const t = bin.y.length;
       if (t === 0) throw dataInvalid(`${where} has no observations`, `individuals[${i}]`);
-      if (ind.x.length !== t * d) {
-        throw new ShapeError(`${where}: x has ${ind.x.length} entries, expected ${t} × ${d} = ${t * d}`);
+      if (bin.x.length !== t * d) {
+        throw new ShapeError(`${where}: x has ${bin.x.length} entries, expected ${t} × ${d} = ${t * d}`);
       }
-      checkFinite(ind.x, `${where}.x`);
+      checkFinite(bin.x, `${where}.x`);
       const x = new Float64Array(2 * t * d);
       const altStart = new Int32Array(t + 1);
       const chosen = new Int32Array(t);
       for (let s = 0; s < t; s++) {
-        const label = ind.y[s] as number;
+        const label = bin.y[s] as number;
         if (label !== 0 && label !== 1) throw dataInvalid(`${where}: y[${s}] = ${label}, expected 0 or 1`);
         positives += label;
         // Row 2s carries the features (utility x·β), row 2s+1 is the zero-utility reference.
-        x.set(ind.x.subarray(s * d, (s + 1) * d), 2 * s * d);
+        x.set(bin.x.subarray(s * d, (s + 1) * d), 2 * s * d);
         altStart[s + 1] = 2 * (s + 1);
         chosen[s] = label === 1 ? 2 * s : 2 * s + 1;
       }
@@ -109,17 +111,22 @@ export function compilePanel(panel: Panel): CompiledPanel {
       chosens.push(chosen);
       situations += t;
     } else {
-      const t = ind.situations.length;
+      const choice = ind as ChoiceIndividual;
+      const t = choice.situations.length;
       if (t === 0) throw dataInvalid(`${where} has no choice situations`, `individuals[${i}]`);
       let rows = 0;
-      for (const [s, sit] of ind.situations.entries()) {
+      for (const [s, sit] of choice.situations.entries()) {
         const j = sit.x.length / d;
         if (!Number.isInteger(j)) {
-          throw new ShapeError(`${where}.situations[${s}]: x has ${sit.x.length} entries, not a multiple of d = ${d}`);
+          throw new ShapeError(
+            `${where}.situations[${s}]: x has ${sit.x.length} entries, not a multiple of d = ${d}`,
+          );
         }
         if (j < 2) throw dataInvalid(`${where}.situations[${s}] has ${j} alternative(s); need at least 2`);
         if (!Number.isInteger(sit.chosen) || sit.chosen < 0 || sit.chosen >= j) {
-          throw dataInvalid(`${where}.situations[${s}]: chosen = ${sit.chosen}, expected an index in 0..${j - 1}`);
+          throw dataInvalid(
+            `${where}.situations[${s}]: chosen = ${sit.chosen}, expected an index in 0..${j - 1}`,
+          );
         }
         checkFinite(sit.x, `${where}.situations[${s}].x`);
         rows += j;
@@ -128,7 +135,7 @@ export function compilePanel(panel: Panel): CompiledPanel {
       const altStart = new Int32Array(t + 1);
       const chosen = new Int32Array(t);
       let row = 0;
-      for (const [s, sit] of ind.situations.entries()) {
+      for (const [s, sit] of choice.situations.entries()) {
         x.set(sit.x, row * d);
         chosen[s] = row + sit.chosen;
         row += sit.x.length / d;
@@ -156,7 +163,10 @@ export function situationCount(panel: CompiledPanel, i: number): number {
 }
 
 /** A sub-panel keeping, for each individual, the situations for which `keep(i, s)` is true. */
-export function selectSituations(panel: CompiledPanel, keep: (i: number, s: number) => boolean): CompiledPanel {
+export function selectSituations(
+  panel: CompiledPanel,
+  keep: (i: number, s: number) => boolean,
+): CompiledPanel {
   const d = panel.d;
   const xs: Float64Array[] = [];
   const starts: Int32Array[] = [];
@@ -174,7 +184,8 @@ export function selectSituations(panel: CompiledPanel, keep: (i: number, s: numb
         rows += (altStart[s + 1] as number) - (altStart[s] as number);
       }
     }
-    if (kept.length === 0) throw dataInvalid(`selection leaves individual '${panel.ids[i]}' with no situations`);
+    if (kept.length === 0)
+      throw dataInvalid(`selection leaves individual '${panel.ids[i]}' with no situations`);
     const nx = new Float64Array(rows * d);
     const ns = new Int32Array(kept.length + 1);
     const nc = new Int32Array(kept.length);
@@ -204,11 +215,13 @@ export function splitHoldout(
   fraction: number,
   seed: number,
 ): { train: CompiledPanel; holdout: CompiledPanel } {
-  if (!(fraction > 0 && fraction < 1)) throw new OrchardError('INVALID_ARGUMENT', `holdout fraction must be in (0, 1), got ${fraction}`);
+  if (!(fraction > 0 && fraction < 1))
+    throw new OrchardError('INVALID_ARGUMENT', `holdout fraction must be in (0, 1), got ${fraction}`);
   const held: Uint8Array[] = [];
   for (let i = 0; i < panel.n; i++) {
     const t = situationCount(panel, i);
-    if (t < 2) throw dataInvalid(`individual '${panel.ids[i]}' has ${t} situation; a holdout needs at least 2 each`);
+    if (t < 2)
+      throw dataInvalid(`individual '${panel.ids[i]}' has ${t} situation; a holdout needs at least 2 each`);
     const k = Math.min(t - 1, Math.max(1, Math.round(fraction * t)));
     const perm = Rng.derive(seed, i).permutation(t);
     const mask = new Uint8Array(t);

@@ -15,8 +15,10 @@ export function firstPrimes(count: number): number[] {
 
 /** Radical inverse of `index` (≥ 0) in `base`: the digits of index mirrored about the radix point. */
 export function radicalInverse(index: number, base: number): number {
-  if (!Number.isInteger(index) || index < 0) throw new OrchardError('INVALID_ARGUMENT', `index must be an integer ≥ 0, got ${index}`);
-  if (!Number.isInteger(base) || base < 2) throw new OrchardError('INVALID_ARGUMENT', `base must be an integer ≥ 2, got ${base}`);
+  if (!Number.isInteger(index) || index < 0)
+    throw new OrchardError('INVALID_ARGUMENT', `index must be an integer ≥ 0, got ${index}`);
+  if (!Number.isInteger(base) || base < 2)
+    throw new OrchardError('INVALID_ARGUMENT', `base must be an integer ≥ 2, got ${base}`);
   let result = 0;
   let f = 1 / base;
   let i = index;
@@ -40,10 +42,19 @@ export function haltonSequence(base: number, count: number, start = 1): Float64A
  * (relative error below 1.2e-9), ample for simulation draws.
  */
 export function inverseNormalCdf(p: number): number {
-  if (!(p > 0 && p < 1)) throw new OrchardError('INVALID_ARGUMENT', `inverseNormalCdf needs p in (0, 1), got ${p}`);
-  const a = [-39.69683028665376, 220.9460984245205, -275.9285104469687, 138.357751867269, -30.66479806614716, 2.506628277459239];
-  const b = [-54.47609879822406, 161.5858368580409, -155.6989798598866, 66.80131188771972, -13.28068155288572];
-  const c = [-0.007784894002430293, -0.3223964580411365, -2.400758277161838, -2.549732539343734, 4.374664141464968, 2.938163982698783];
+  if (!(p > 0 && p < 1))
+    throw new OrchardError('INVALID_ARGUMENT', `inverseNormalCdf needs p in (0, 1), got ${p}`);
+  const a = [
+    -39.69683028665376, 220.9460984245205, -275.9285104469687, 138.357751867269, -30.66479806614716,
+    2.506628277459239,
+  ];
+  const b = [
+    -54.47609879822406, 161.5858368580409, -155.6989798598866, 66.80131188771972, -13.28068155288572,
+  ];
+  const c = [
+    -0.007784894002430293, -0.3223964580411365, -2.400758277161838, -2.549732539343734, 4.374664141464968,
+    2.938163982698783,
+  ];
   const d = [0.007784695709041462, 0.3224671290700398, 2.445134137142996, 3.754408661907416];
   const [a0, a1, a2, a3, a4, a5] = a as [number, number, number, number, number, number];
   const [b0, b1, b2, b3, b4] = b as [number, number, number, number, number];
@@ -53,14 +64,20 @@ export function inverseNormalCdf(p: number): number {
   let x: number;
   if (p < low) {
     const q = Math.sqrt(-2 * Math.log(p));
-    x = (((((c0 * q + c1) * q + c2) * q + c3) * q + c4) * q + c5) / ((((d0 * q + d1) * q + d2) * q + d3) * q + 1);
+    x =
+      (((((c0 * q + c1) * q + c2) * q + c3) * q + c4) * q + c5) /
+      ((((d0 * q + d1) * q + d2) * q + d3) * q + 1);
   } else if (p <= 1 - low) {
     const q = p - 0.5;
     const r = q * q;
-    x = ((((((a0 * r + a1) * r + a2) * r + a3) * r + a4) * r + a5) * q) / (((((b0 * r + b1) * r + b2) * r + b3) * r + b4) * r + 1);
+    x =
+      ((((((a0 * r + a1) * r + a2) * r + a3) * r + a4) * r + a5) * q) /
+      (((((b0 * r + b1) * r + b2) * r + b3) * r + b4) * r + 1);
   } else {
     const q = Math.sqrt(-2 * Math.log(1 - p));
-    x = -(((((c0 * q + c1) * q + c2) * q + c3) * q + c4) * q + c5) / ((((d0 * q + d1) * q + d2) * q + d3) * q + 1);
+    x =
+      -(((((c0 * q + c1) * q + c2) * q + c3) * q + c4) * q + c5) /
+      ((((d0 * q + d1) * q + d2) * q + d3) * q + 1);
   }
   return x;
 }

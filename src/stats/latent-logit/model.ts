@@ -52,7 +52,8 @@ export function individualNll(
         const p = Math.exp(u - max) / sum;
         const coef = gradScale * (r === c ? p - 1 : p);
         if (coef === 0) continue;
-        for (let k = 0; k < d; k++) grad[gradOffset + k] = (grad[gradOffset + k] as number) + coef * (x[r * d + k] as number);
+        for (let k = 0; k < d; k++)
+          grad[gradOffset + k] = (grad[gradOffset + k] as number) + coef * (x[r * d + k] as number);
       }
     }
   }
@@ -67,7 +68,8 @@ export function meanNll(panel: CompiledPanel, B: ArrayLike<number>, gradB?: Floa
   const scale = 1 / panel.situations;
   if (gradB !== undefined) gradB.fill(0);
   let total = 0;
-  for (let i = 0; i < panel.n; i++) total += individualNll(panel, i, B, i * panel.d, gradB, i * panel.d, scale);
+  for (let i = 0; i < panel.n; i++)
+    total += individualNll(panel, i, B, i * panel.d, gradB, i * panel.d, scale);
   return total * scale;
 }
 
@@ -80,7 +82,8 @@ export function meanLogLik(panel: CompiledPanel, B: ArrayLike<number>): number {
 export function composeCoefficients(w: Float64Array, U: Float64Array, n: number): Float64Array {
   const d = w.length;
   const B = new Float64Array(n * d);
-  for (let i = 0; i < n; i++) for (let k = 0; k < d; k++) B[i * d + k] = (w[k] as number) + (U[i * d + k] as number);
+  for (let i = 0; i < n; i++)
+    for (let k = 0; k < d; k++) B[i * d + k] = (w[k] as number) + (U[i * d + k] as number);
   return B;
 }
 

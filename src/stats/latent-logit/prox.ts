@@ -29,7 +29,12 @@ function toMatrix(v: ArrayLike<number>, rows: number, cols: number): Matrix {
 }
 
 /** argmin_Z ½‖Z − V‖_F² + t‖Z‖_* for V (rows × cols, row-major). */
-export function singularValueThreshold(v: ArrayLike<number>, rows: number, cols: number, t: number): SvtResult {
+export function singularValueThreshold(
+  v: ArrayLike<number>,
+  rows: number,
+  cols: number,
+  t: number,
+): SvtResult {
   const svd = new SVD(toMatrix(v, rows, cols), { autoTranspose: true });
   const sigma = svd.diagonal;
   const left = svd.leftSingularVectors;
@@ -43,7 +48,8 @@ export function singularValueThreshold(v: ArrayLike<number>, rows: number, cols:
     for (let i = 0; i < rows; i++) {
       const li = left.get(i, q) * shrunk;
       if (li === 0) continue;
-      for (let j = 0; j < cols; j++) value[i * cols + j] = (value[i * cols + j] as number) + li * right.get(j, q);
+      for (let j = 0; j < cols; j++)
+        value[i * cols + j] = (value[i * cols + j] as number) + li * right.get(j, q);
     }
   }
   kept.sort((a, b) => b - a);

@@ -40,7 +40,8 @@ export interface SimulatedPanel {
 }
 
 function positiveInt(name: string, v: number, min = 1): void {
-  if (!Number.isInteger(v) || v < min) throw new OrchardError('INVALID_ARGUMENT', `${name} must be an integer ≥ ${min}, got ${v}`);
+  if (!Number.isInteger(v) || v < min)
+    throw new OrchardError('INVALID_ARGUMENT', `${name} must be an integer ≥ ${min}, got ${v}`);
 }
 
 /** Draws the truth (w, U) for a configuration; the features depend on `stream` so test sets can share it. */
@@ -84,9 +85,11 @@ export function simulatePanel(config: SimulationConfig, featureStream = 0): Simu
   positiveInt('T', T);
   positiveInt('d', d);
   positiveInt('r', r, 0);
-  if (r > Math.min(n, d)) throw new OrchardError('INVALID_ARGUMENT', `rank r = ${r} exceeds min(n, d) = ${Math.min(n, d)}`);
+  if (r > Math.min(n, d))
+    throw new OrchardError('INVALID_ARGUMENT', `rank r = ${r} exceeds min(n, d) = ${Math.min(n, d)}`);
   const s = config.sparsity ?? Math.ceil(d / 3);
-  if (!Number.isInteger(s) || s < 0 || s > d) throw new OrchardError('INVALID_ARGUMENT', `sparsity must be in 0..${d}, got ${s}`);
+  if (!Number.isInteger(s) || s < 0 || s > d)
+    throw new OrchardError('INVALID_ARGUMENT', `sparsity must be in 0..${d}, got ${s}`);
   const J = config.alternatives ?? 3;
   if (config.kind === 'choice') positiveInt('alternatives', J, 2);
   const { w, U } = drawTruth(config);

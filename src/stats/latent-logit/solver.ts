@@ -9,7 +9,7 @@
  * the majorization valid.
  */
 import { OrchardError } from '../../core/errors.ts';
-import { type CompiledPanel, type Panel, compilePanel, situationCount, splitHoldout } from './data.ts';
+import { type CompiledPanel, compilePanel, type Panel, situationCount, splitHoldout } from './data.ts';
 import { composeCoefficients, meanNll } from './model.ts';
 import { nuclearNorm, singularValueThreshold, softThreshold, spectralNorm } from './prox.ts';
 
@@ -83,11 +83,17 @@ function checkLambda(name: string, value: number): void {
 }
 
 /** Gradient of the mean NLL at (w, U): returns f, fills gw (d) and gU (n × d). */
-function objectiveGradient(panel: CompiledPanel, B: Float64Array, gw: Float64Array, gU: Float64Array): number {
+function objectiveGradient(
+  panel: CompiledPanel,
+  B: Float64Array,
+  gw: Float64Array,
+  gU: Float64Array,
+): number {
   const f = meanNll(panel, B, gU);
   gw.fill(0);
   const d = panel.d;
-  for (let i = 0; i < panel.n; i++) for (let k = 0; k < d; k++) gw[k] = (gw[k] as number) + (gU[i * d + k] as number);
+  for (let i = 0; i < panel.n; i++)
+    for (let k = 0; k < d; k++) gw[k] = (gw[k] as number) + (gU[i * d + k] as number);
   return f;
 }
 
@@ -133,11 +139,13 @@ export function fitLatentLogit(panel: Panel | CompiledPanel, options: LatentLogi
   const maxIter = options.maxIter ?? 5000;
   const tol = options.tol ?? 1e-9;
   const optTol = options.optTol ?? 1e-5;
-  if (!(Number.isInteger(maxIter) && maxIter >= 1)) throw new OrchardError('INVALID_ARGUMENT', `maxIter must be a positive integer, got ${maxIter}`);
-  if (!(tol > 0) || !(optTol > 0)) throw new OrchardError('INVALID_ARGUMENT', 'tol and optTol must be positive');
+  if (!(Number.isInteger(maxIter) && maxIter >= 1))
+    throw new OrchardError('INVALID_ARGUMENT', `maxIter must be a positive integer, got ${maxIter}`);
+  if (!(tol > 0) || !(optTol > 0))
+    throw new OrchardError('INVALID_ARGUMENT', 'tol and optTol must be positive');
 
-  let xw = new Float64Array(d);
-  let xU = new Float64Array(n * d);
+  let xw: Float64Array = new Float64Array(d);
+  let xU: Float64Array = new Float64Array(n * d);
   if (options.init !== undefined) {
     if (options.init.w.length !== d || options.init.U.length !== n * d) {
       throw new OrchardError(
@@ -172,7 +180,11 @@ export function fitLatentLogit(panel: Panel | CompiledPanel, options: LatentLogi
   let iterations = 0;
   let relativeChange = Number.POSITIVE_INFINITY;
   let momentum = false;
-  let residual = { w: Number.POSITIVE_INFINITY, U: Number.POSITIVE_INFINITY, relative: Number.POSITIVE_INFINITY };
+  let residual = {
+    w: Number.POSITIVE_INFINITY,
+    U: Number.POSITIVE_INFINITY,
+    relative: Number.POSITIVE_INFINITY,
+  };
   let converged = false;
 
   const proxStep = (
@@ -187,7 +199,12 @@ export function fitLatentLogit(panel: Panel | CompiledPanel, options: LatentLogi
     const vU = new Float64Array(n * d);
     for (let k = 0; k < n * d; k++) vU[k] = (pU[k] as number) - (sU[k] as number) / step;
     const svt = singularValueThreshold(vU, n, d, lambda2 / step);
-    return { w: softThreshold(vw, lambda1 / (rho * step)), U: svt.value, sv: svt.singularValues, rank: svt.rank };
+    return {
+      w: softThreshold(vw, lambda1 / (rho * step)),
+      U: svt.value,
+      sv: svt.singularValues,
+      rank: svt.rank,
+    };
   };
 
   const mappingResidual = (): typeof residual => {
@@ -230,7 +247,8 @@ export function fitLatentLogit(panel: Panel | CompiledPanel, options: LatentLogi
       L *= 2;
       z = proxStep(yw, yU, gw, gU, L);
     }
-    if (!Number.isFinite(fz)) throw new OrchardError('DIVERGED', `latent logit objective became ${fz} at iteration ${iterations}`);
+    if (!Number.isFinite(fz))
+      throw new OrchardError('DIVERGED', `latent logit objective became ${fz} at iteration ${iterations}`);
     const nuclear = z.sv.reduce((a, b) => a + b, 0);
     const Fz = fz + lambda1 * l1Norm(z.w) + lambda2 * nuclear;
     if (Fz > Fx && momentum) {
@@ -248,7 +266,8 @@ export function fitLatentLogit(panel: Panel | CompiledPanel, options: LatentLogi
     const nw = new Float64Array(d);
     for (let k = 0; k < d; k++) nw[k] = (z.w[k] as number) + beta * ((z.w[k] as number) - (xw[k] as number));
     const nU = new Float64Array(n * d);
-    for (let k = 0; k < n * d; k++) nU[k] = (z.U[k] as number) + beta * ((z.U[k] as number) - (xU[k] as number));
+    for (let k = 0; k < n * d; k++)
+      nU[k] = (z.U[k] as number) + beta * ((z.U[k] as number) - (xU[k] as number));
     yw = nw;
     yU = nU;
     momentum = beta > 0;
@@ -306,7 +325,10 @@ export function fitLatentLogit(panel: Panel | CompiledPanel, options: LatentLogi
 /** `count` ratios from 1 down to `minRatio`, evenly spaced in log scale. */
 export function geometricGrid(count: number, minRatio: number): number[] {
   if (!(Number.isInteger(count) && count >= 1) || !(minRatio > 0 && minRatio <= 1)) {
-    throw new OrchardError('INVALID_ARGUMENT', `grid needs count ≥ 1 and minRatio in (0, 1], got ${count}, ${minRatio}`);
+    throw new OrchardError(
+      'INVALID_ARGUMENT',
+      `grid needs count ≥ 1 and minRatio in (0, 1], got ${count}, ${minRatio}`,
+    );
   }
   if (count === 1) return [1];
   return Array.from({ length: count }, (_, k) => minRatio ** (k / (count - 1)));
@@ -360,7 +382,8 @@ export function fitLatentLogitPath(panel: Panel | CompiledPanel, options: PathOp
   const p = asCompiled(panel);
   const r1 = options.lambda1Ratios ?? geometricGrid(6, 0.01);
   const r2 = options.lambda2Ratios ?? geometricGrid(6, 0.01);
-  if (r1.length === 0 || r2.length === 0) throw new OrchardError('INVALID_ARGUMENT', 'λ ratio grids must not be empty');
+  if (r1.length === 0 || r2.length === 0)
+    throw new OrchardError('INVALID_ARGUMENT', 'λ ratio grids must not be empty');
   for (const r of [...r1, ...r2]) checkLambda('λ ratio', r);
   const { train, holdout } = splitHoldout(p, options.holdoutFraction ?? 0.25, options.seed ?? 0);
   const lmax = lambdaMax(train);
