@@ -34,13 +34,37 @@ const SPKI_X25519_PREFIX = Buffer.from('302a300506032b656e032100', 'hex');
 const ZERO_COUNTER = Buffer.alloc(16);
 const CHUNK_WORDS = 65536;
 
+// Importing a DER key costs far more than the X25519 multiplication itself, and protocol code passes
+// the same byte arrays again and again: cache the KeyObject per array. The arrays must not be mutated
+// after first use, which the protocol never does.
+const privateKeys = new WeakMap<Uint8Array, KeyObject>();
+const publicKeys = new WeakMap<Uint8Array, KeyObject>();
+
 function privateKeyObject(raw: Uint8Array): KeyObject {
   checkLength(raw, X25519_BYTES, 'X25519 private key');
-  return createPrivateKey({ key: Buffer.concat([PKCS8_X25519_PREFIX, raw]), format: 'der', type: 'pkcs8' });
+  let key = privateKeys.get(raw);
+  if (key === undefined) {
+    key = importPrivate(raw);
+    privateKeys.set(raw, key);
+  }
+  return key;
 }
 
 function publicKeyObject(raw: Uint8Array): KeyObject {
   checkLength(raw, X25519_BYTES, 'X25519 public key');
+  let key = publicKeys.get(raw);
+  if (key === undefined) {
+    key = importPublic(raw);
+    publicKeys.set(raw, key);
+  }
+  return key;
+}
+
+function importPrivate(raw: Uint8Array): KeyObject {
+  return createPrivateKey({ key: Buffer.concat([PKCS8_X25519_PREFIX, raw]), format: 'der', type: 'pkcs8' });
+}
+
+function importPublic(raw: Uint8Array): KeyObject {
   return createPublicKey({ key: Buffer.concat([SPKI_X25519_PREFIX, raw]), format: 'der', type: 'spki' });
 }
 
@@ -58,10 +82,13 @@ export class NodeCryptoProvider implements CryptoProvider {
 
   async generateX25519(): Promise<X25519KeyPair> {
     const { publicKey, privateKey } = generateKeyPairSync('x25519');
-    return {
+    const pair = {
       publicKey: lastBytes(publicKey.export({ format: 'der', type: 'spki' }), X25519_BYTES),
       privateKey: lastBytes(privateKey.export({ format: 'der', type: 'pkcs8' }), X25519_BYTES),
     };
+    privateKeys.set(pair.privateKey, privateKey);
+    publicKeys.set(pair.publicKey, publicKey);
+    return pair;
   }
 
   async x25519(privateKey: Uint8Array, peerPublicKey: Uint8Array): Promise<Uint8Array> {
