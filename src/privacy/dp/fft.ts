@@ -7,15 +7,21 @@ import { invalidArgument } from '../../core/errors.ts';
 
 const twiddleCache = new Map<number, { cos: Float64Array; sin: Float64Array }>();
 
+/**
+ * Twiddles laid out per stage: for a stage combining blocks of size 2h, entries [h, 2h) hold
+ * cos/sin(2πk/(2h)) for k < h, so the butterfly loop reads them contiguously (a single table
+ * indexed with stride n/2h thrashes the cache at the large sizes PLD composition uses).
+ */
 function twiddles(n: number): { cos: Float64Array; sin: Float64Array } {
   let t = twiddleCache.get(n);
   if (t === undefined) {
-    const half = n >> 1;
-    const cos = new Float64Array(half);
-    const sin = new Float64Array(half);
-    for (let k = 0; k < half; k++) {
-      cos[k] = Math.cos((2 * Math.PI * k) / n);
-      sin[k] = Math.sin((2 * Math.PI * k) / n);
+    const cos = new Float64Array(Math.max(1, n));
+    const sin = new Float64Array(Math.max(1, n));
+    for (let h = 1; h < n; h <<= 1) {
+      for (let k = 0; k < h; k++) {
+        cos[h + k] = Math.cos((Math.PI * k) / h);
+        sin[h + k] = Math.sin((Math.PI * k) / h);
+      }
     }
     t = { cos, sin };
     // Only a handful of sizes are ever used; keep the few most recent.
@@ -55,11 +61,10 @@ export function fft(re: Float64Array, im: Float64Array, inverse = false): void {
   const sign = inverse ? 1 : -1;
   for (let len = 2; len <= n; len <<= 1) {
     const half = len >> 1;
-    const stride = n / len;
     for (let start = 0; start < n; start += len) {
       for (let k = 0; k < half; k++) {
-        const wr = cos[k * stride] as number;
-        const wi = sign * (sin[k * stride] as number);
+        const wr = cos[half + k] as number;
+        const wi = sign * (sin[half + k] as number);
         const a = start + k;
         const b = a + half;
         const br = re[b] as number;

@@ -99,3 +99,15 @@ test('invalid PLD inputs are ConfigErrors', () => {
     ConfigError,
   );
 });
+
+test('epsilonForDelta inverts deltaForEpsilon', () => {
+  const pld = subsampledGaussianPld(0.1, 1.2, 'remove').selfCompose(20);
+  for (const delta of [1e-3, 1e-5, 1e-7]) {
+    const eps = pld.epsilonForDelta(delta);
+    assert.ok(eps > 0);
+    assert.ok(Math.abs(pld.deltaForEpsilon(eps) - delta) < 1e-9 * delta + 1e-15, `δ(ε(${delta}))`);
+    // Slightly smaller ε must cost more than δ (ε is the smallest).
+    assert.ok(pld.deltaForEpsilon(eps - 1e-6) > delta);
+  }
+  assert.equal(pld.epsilonForDelta(0.999), 0);
+});

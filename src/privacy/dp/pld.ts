@@ -88,19 +88,31 @@ export class PrivacyLossDistribution {
     return Math.min(1, delta + this.infinityMass);
   }
 
-  /** Smallest ε ≥ 0 with δ(ε) ≤ δ, by bisection (δ(ε) is continuous and non-increasing). */
+  /**
+   * Smallest ε ≥ 0 with δ(ε) ≤ δ, exactly: between consecutive grid losses l_(k−1) ≤ ε < l_k,
+   * δ(ε) = P(∞) + A_k − e^ε·B_k with suffix sums A_k = Σ_(i≥k) p_i and B_k = Σ_(i≥k) p_i e^(−l_i),
+   * so one pass from the top finds the segment where δ(ε) falls to the target and solves for ε.
+   */
   epsilonForDelta(delta: number): number {
     if (this.infinityMass > delta) return Number.POSITIVE_INFINITY;
-    if (this.deltaForEpsilon(0) <= delta) return 0;
-    let lo = 0;
-    let hi = Math.max(this.step, this.lossAt(this.probs.length - 1));
-    // δ(max loss) = P(L = ∞) ≤ δ, so hi is feasible; 60 halvings reach float resolution.
-    for (let it = 0; it < 60 && hi - lo > 1e-13 * Math.max(1, hi); it++) {
-      const mid = 0.5 * (lo + hi);
-      if (this.deltaForEpsilon(mid) <= delta) hi = mid;
-      else lo = mid;
+    let sumP = 0;
+    let sumPExp = 0;
+    for (let k = this.probs.length - 1; k >= 0; k--) {
+      const p = this.probs[k] as number;
+      const loss = this.lossAt(k);
+      sumP += p;
+      sumPExp += p * Math.exp(-loss);
+      const below = k > 0 ? this.lossAt(k - 1) : Number.NEGATIVE_INFINITY;
+      const segmentStart = Math.max(0, below);
+      if (loss <= 0) break; // ε ≥ 0 only; reached the segments with ε < 0
+      // δ at the segment's left end; δ is decreasing in ε, so the crossing lies in this segment.
+      const deltaAtStart = this.infinityMass + sumP - Math.exp(segmentStart) * sumPExp;
+      if (deltaAtStart >= delta) {
+        const eps = Math.log((this.infinityMass + sumP - delta) / sumPExp);
+        return Math.min(loss, Math.max(segmentStart, eps));
+      }
     }
-    return hi;
+    return 0;
   }
 }
 
@@ -125,6 +137,48 @@ function truncated(
   return new PrivacyLossDistribution(step, offset + lo, probs, infinityMass + upperTail, tailMass);
 }
 
+/** Y's law: a mixture of Gaussians N(mean, σ²) with a common σ. */
+interface GaussianMixture {
+  readonly sigma: number;
+  readonly components: ReadonlyArray<{ readonly weight: number; readonly mean: number }>;
+}
+
+/**
+ * Per component, the standardized point z and the SMALLER tail there (Φ(z) for z < 0, 1 − Φ(z)
+ * otherwise): one erfc per grid boundary, and interval masses keep relative accuracy in the tails.
+ */
+type Tails = Float64Array; // [z₀, tail₀, z₁, tail₁, …]
+
+function tailsAt(law: GaussianMixture, y: number): Tails {
+  const out = new Float64Array(2 * law.components.length);
+  law.components.forEach((c, i) => {
+    const z = (y - c.mean) / law.sigma;
+    out[2 * i] = z;
+    out[2 * i + 1] = z >= 0 ? normalSf(z) : normalCdf(z);
+  });
+  return out;
+}
+
+/** P(a < Y ≤ b) from the tails at a and b (a ≤ b). */
+function massBetween(law: GaussianMixture, ta: Tails, tb: Tails): number {
+  let total = 0;
+  law.components.forEach((c, i) => {
+    const za = ta[2 * i] as number;
+    const zb = tb[2 * i] as number;
+    const fa = ta[2 * i + 1] as number;
+    const fb = tb[2 * i + 1] as number;
+    let m: number;
+    if (!(zb > za)) m = 0;
+    else if (za >= 0)
+      m = fa - fb; // both in the upper tail
+    else if (zb < 0)
+      m = fb - fa; // both in the lower tail
+    else m = 1 - fa - fb; // straddles the mean
+    total += c.weight * Math.max(0, m);
+  });
+  return total;
+}
+
 /**
  * Discretizes the law of an increasing privacy loss ℓ(y) of a random variable Y:
  * bins k cover losses ((k−1)Δ, kΔ]; Y is truncated to [yLo, yHi]. Mass below yLo joins the lowest
@@ -136,39 +190,33 @@ function discretizeIncreasingLoss(args: {
   tailMass: number;
   loss: (y: number) => number;
   yOfLoss: (l: number) => number;
-  /** P(a < Y ≤ b), accurate in the tails. */
-  mass: (a: number, b: number) => number;
+  law: GaussianMixture;
   yLo: number;
   yHi: number;
   supLoss: number;
 }): PrivacyLossDistribution {
-  const { step, loss, yOfLoss, mass, yLo, yHi, supLoss } = args;
+  const { step, loss, yOfLoss, law, yLo, yHi, supLoss } = args;
   const kLo = Math.ceil(loss(yLo) / step);
   const kTop = Math.ceil(loss(yHi) / step);
   const kHi = Number.isFinite(supLoss) ? Math.max(kTop, Math.ceil(supLoss / step)) : kTop;
   const probs = new Float64Array(kHi - kLo + 1);
+  const atLo = tailsAt(law, yLo);
+  const atHi = tailsAt(law, yHi);
   let prevY = yLo;
+  let prevTails = atLo;
   for (let k = kLo; k <= kTop; k++) {
     const y = k === kTop ? yHi : Math.min(yHi, Math.max(yLo, yOfLoss(k * step)));
-    probs[k - kLo] = mass(prevY, y);
+    const tails = y === prevY ? prevTails : y === yHi ? atHi : tailsAt(law, y);
+    probs[k - kLo] = massBetween(law, prevTails, tails);
     prevY = y;
+    prevTails = tails;
   }
-  probs[0] = (probs[0] as number) + mass(Number.NEGATIVE_INFINITY, yLo);
-  const upper = mass(yHi, Number.POSITIVE_INFINITY);
+  probs[0] = (probs[0] as number) + massBetween(law, tailsAt(law, Number.NEGATIVE_INFINITY), atLo);
+  const upper = massBetween(law, atHi, tailsAt(law, Number.POSITIVE_INFINITY));
   let infinityMass = 0;
   if (Number.isFinite(supLoss)) probs[kHi - kLo] = (probs[kHi - kLo] as number) + upper;
   else infinityMass = upper;
   return new PrivacyLossDistribution(step, kLo, probs, infinityMass, args.tailMass);
-}
-
-/** P(a < σZ + mean ≤ b) for standard normal Z, from the tail that keeps precision. */
-function gaussianMass(mean: number, sigma: number, a: number, b: number): number {
-  if (!(b > a)) return 0;
-  const za = (a - mean) / sigma;
-  const zb = (b - mean) / sigma;
-  if (za >= 0) return normalSf(za) - normalSf(zb);
-  if (zb <= 0) return normalCdf(zb) - normalCdf(za);
-  return 1 - normalCdf(za) - normalSf(zb);
 }
 
 /** Half-width, in standard deviations, outside which a Gaussian has at most `mass` per side. */
@@ -216,7 +264,16 @@ export function subsampledGaussianPld(
       tailMass,
       loss: (y) => logMix((2 * y - 1) / (2 * s2)),
       yOfLoss: (l) => s2 * uOfLogMix(l) + 0.5,
-      mass: (a, b) => (q < 1 ? (1 - q) * gaussianMass(0, sigma, a, b) : 0) + q * gaussianMass(1, sigma, a, b),
+      law: {
+        sigma,
+        components:
+          q < 1
+            ? [
+                { weight: 1 - q, mean: 0 },
+                { weight: q, mean: 1 },
+              ]
+            : [{ weight: 1, mean: 1 }],
+      },
       yLo: -t * sigma,
       yHi: 1 + t * sigma,
       supLoss: Number.POSITIVE_INFINITY,
@@ -232,7 +289,7 @@ export function subsampledGaussianPld(
       const u = uOfLogMix(-l);
       return u === Number.NEGATIVE_INFINITY ? Number.POSITIVE_INFINITY : -(s2 * u) - 0.5;
     },
-    mass: (a, b) => gaussianMass(0, sigma, a, b),
+    law: { sigma, components: [{ weight: 1, mean: 0 }] },
     yLo: -t * sigma,
     yHi: t * sigma,
     supLoss: -log1mQ,

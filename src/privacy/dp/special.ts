@@ -13,6 +13,9 @@ const SQRT2 = Math.SQRT2;
 /** Below this |x| the Maclaurin series of erf converges fast and 1 − erf(x) loses no digits. */
 const SERIES_LIMIT = 0.5;
 
+/** erfc(x) underflows to 0 beyond this (e^(−27.3²) ≈ 1e-324). */
+const UNDERFLOW_LIMIT = 27.3;
+
 /** erf(x) for |x| < SERIES_LIMIT by its Maclaurin series (alternating, terms shrink by ≥ 4×). */
 function erfSeries(x: number): number {
   const x2 = x * x;
@@ -65,6 +68,9 @@ export function erfc(x: number): number {
   if (x === Number.NEGATIVE_INFINITY) return 2;
   if (Math.abs(x) < SERIES_LIMIT) return 1 - erfSeries(x);
   if (x < 0) return 2 - erfc(-x);
+  // Past this, erfc(x) < e^(−x²) is below the smallest subnormal; the split in expMinusSquare
+  // would also overflow its correction factor (0 · ∞) for very large x.
+  if (x > UNDERFLOW_LIMIT) return 0;
   return expMinusSquare(x) * erfcxContinuedFraction(x);
 }
 
