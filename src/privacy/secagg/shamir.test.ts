@@ -95,7 +95,7 @@ test('a single share of a t = 2 secret is uniform: its low byte passes a chi-squ
   const trials = 3200;
   for (let i = 0; i < trials; i++) {
     const [s] = splitSecret(secret, [1, 2], 2, rnd) as [Share];
-    counts[Number(s.y & 15n)]++;
+    counts[Number(s.y & 15n)] = (counts[Number(s.y & 15n)] as number) + 1;
   }
   const expected = trials / 16;
   const chi2 = counts.reduce((acc, c) => acc + (c - expected) ** 2 / expected, 0);
