@@ -45,7 +45,9 @@ export async function lotteryReproCommand(flags: LotteryReproFlags): Promise<voi
   const result = runLottery(config, log);
   const paths = await writeLotteryReport(result, flags.out);
   process.stdout.write(`\n${result.description}\n${result.modelName}\n\n${lotteryTableText(result)}\n\n`);
-  process.stdout.write(`wrote ${paths.results}\n      ${paths.report}\n`);
+  process.stdout.write(
+    `experiment time ${result.seconds.toFixed(1)} s\nwrote ${paths.results}\n      ${paths.report}\n`,
+  );
 }
 
 export function registerLottery(program: Command): void {

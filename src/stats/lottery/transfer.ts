@@ -289,6 +289,14 @@ export function runLottery(config: LotteryConfig, log: LotteryProgress = () => {
   const points: TransferPoint[] = [];
   for (const round of imp.rounds) {
     for (const strategy of config.strategies) {
+      if (strategy === 'random-mask' && round.round === 0) {
+        // At round 0 the "random" mask is the dense mask and the start is θ0: the same run as original-init.
+        const same = points.find((p) => p.round === 0 && p.strategy === 'original-init');
+        if (same !== undefined) {
+          points.push({ ...same, strategy });
+          continue;
+        }
+      }
       let mask: Mask = round.mask;
       let start: Float32Array;
       if (strategy === 'original-init') start = imp.init;
@@ -345,14 +353,14 @@ export function lotteryPreset(task: LotteryTask, quick: boolean, seed = 1): Lott
       task,
       seed,
       model: { kind: 'embedding_bag', embeddingDim: 16 },
-      domains: quick ? { spamBuckets: 1 << 12, maxTrain: 1500 } : { spamBuckets: 1 << 14 },
-      rounds: quick ? 5 : 8,
-      pruneRate: quick ? 0.55 : 0.4,
+      domains: quick ? { spamBuckets: 1 << 12, maxTrain: 1200 } : { spamBuckets: 1 << 14 },
+      rounds: quick ? 4 : 8,
+      pruneRate: quick ? 0.63 : 0.4,
       scope: 'global',
       includeBiases: false,
       rewindStep: quick ? 20 : 50,
-      sourceTrain: { steps: quick ? 300 : 1000, batchSize: 32, lr: 0.5, momentum: 0.9 },
-      targetTrain: { steps: quick ? 300 : 1000, batchSize: 32, lr: 0.5, momentum: 0.9 },
+      sourceTrain: { steps: quick ? 150 : 1000, batchSize: 32, lr: 0.5, momentum: 0.9 },
+      targetTrain: { steps: quick ? 150 : 1000, batchSize: 32, lr: 0.5, momentum: 0.9 },
       strategies,
     };
   }
@@ -361,13 +369,13 @@ export function lotteryPreset(task: LotteryTask, quick: boolean, seed = 1): Lott
     seed,
     model: { kind: 'mlp', hidden: quick ? [100] : [300, 100] },
     domains: quick ? { maxTrain: 3000, maxTest: 1000 } : {},
-    rounds: quick ? 5 : 8,
-    pruneRate: quick ? 0.55 : 0.4,
+    rounds: quick ? 4 : 8,
+    pruneRate: quick ? 0.63 : 0.4,
     scope: 'global',
     includeBiases: false,
     rewindStep: quick ? 20 : 50,
-    sourceTrain: { steps: quick ? 300 : 1000, batchSize: 64, lr: 0.05, momentum: 0.9 },
-    targetTrain: { steps: quick ? 300 : 1000, batchSize: 64, lr: 0.05, momentum: 0.9 },
+    sourceTrain: { steps: quick ? 200 : 600, batchSize: 64, lr: 0.05, momentum: 0.9 },
+    targetTrain: { steps: quick ? 200 : 600, batchSize: 64, lr: 0.05, momentum: 0.9 },
     strategies,
   };
 }
