@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { ConfigError } from '../core/errors.ts';
+import { registerLogit } from './commands/logit.ts';
 import { registerLottery } from './commands/lottery.ts';
 import { registerPresets } from './commands/presets.ts';
 import { registerSimulate } from './commands/simulate.ts';
@@ -29,6 +30,7 @@ export function buildProgram(): Command {
     .showHelpAfterError()
     .exitOverride();
   registerSimulate(program);
+  registerLogit(program);
   registerPresets(program);
   registerLottery(program);
   return program;

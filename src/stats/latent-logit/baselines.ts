@@ -182,6 +182,8 @@ export interface MixedLogitStart {
   /** Mean simulated NLL per situation at the end of this start. */
   readonly nll: number;
   readonly iterations: number;
+  /** The gradient tolerance was met (not stopped by the iteration cap or a failed line search). */
+  readonly converged: boolean;
 }
 
 export interface MixedLogitFit extends BaselineFit {
@@ -267,7 +269,7 @@ function bfgs(
   theta0: Float64Array,
   maxIter: number,
   gradTol: number,
-): { theta: Float64Array; value: number; iterations: number } {
+): { theta: Float64Array; value: number; iterations: number; gradMax: number } {
   const m = theta0.length;
   let theta = Float64Array.from(theta0);
   let g = new Float64Array(m);
@@ -345,7 +347,9 @@ function bfgs(
     }
     if (change <= 1e-13 * Math.max(1, Math.abs(value))) break;
   }
-  return { theta, value, iterations };
+  let gradMax = 0;
+  for (const v of g) gradMax = Math.max(gradMax, Math.abs(v));
+  return { theta, value, iterations, gradMax };
 }
 
 /**
@@ -384,6 +388,7 @@ export function fitMixedLogit(panel: Panel | CompiledPanel, options: MixedLogitO
       sd: run.theta.slice(d).map(Math.exp),
       nll: run.value,
       iterations: run.iterations,
+      converged: run.gradMax < (options.gradTol ?? 1e-6),
     });
     if (best === undefined || run.value < best.value) best = { theta: run.theta, value: run.value };
   }

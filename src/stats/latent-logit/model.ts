@@ -6,10 +6,13 @@
  */
 import type { CompiledPanel } from './data.ts';
 
+/** Utilities of the rows being evaluated; reused across calls (single-threaded, never re-entered). */
+let scratch = new Float64Array(64);
+
 /**
  * Sum over individual i's situations of −log P(chosen | β), with β at `beta[offset..offset+d)`.
  * If `grad` is given, adds Σ_s X_s^T (p_s − e_chosen) into grad[gradOffset..gradOffset+d), scaled by
- * `gradScale`. `util` is scratch space of at least the largest situation size.
+ * `gradScale`.
  */
 export function individualNll(
   panel: CompiledPanel,
@@ -24,37 +27,33 @@ export function individualNll(
   const x = panel.x[i] as Float64Array;
   const altStart = panel.altStart[i] as Int32Array;
   const chosen = panel.chosen[i] as Int32Array;
+  const rows = altStart[chosen.length] as number;
+  if (scratch.length < rows) scratch = new Float64Array(Math.max(rows, 2 * scratch.length));
+  const util = scratch;
+  for (let r = 0; r < rows; r++) {
+    let u = 0;
+    const base = r * d;
+    for (let k = 0; k < d; k++) u += (x[base + k] as number) * (beta[offset + k] as number);
+    util[r] = u;
+  }
   let total = 0;
   for (let s = 0; s < chosen.length; s++) {
     const a = altStart[s] as number;
     const b = altStart[s + 1] as number;
     let max = -Infinity;
-    // Utilities are recomputed in the gradient pass below instead of stored: situations are small.
-    for (let r = a; r < b; r++) {
-      let u = 0;
-      for (let k = 0; k < d; k++) u += (x[r * d + k] as number) * (beta[offset + k] as number);
-      if (u > max) max = u;
-    }
+    for (let r = a; r < b; r++) if ((util[r] as number) > max) max = util[r] as number;
     let sum = 0;
-    for (let r = a; r < b; r++) {
-      let u = 0;
-      for (let k = 0; k < d; k++) u += (x[r * d + k] as number) * (beta[offset + k] as number);
-      sum += Math.exp(u - max);
-    }
+    for (let r = a; r < b; r++) sum += Math.exp((util[r] as number) - max);
     const c = chosen[s] as number;
-    let uc = 0;
-    for (let k = 0; k < d; k++) uc += (x[c * d + k] as number) * (beta[offset + k] as number);
-    total += max + Math.log(sum) - uc;
-    if (grad !== undefined) {
-      for (let r = a; r < b; r++) {
-        let u = 0;
-        for (let k = 0; k < d; k++) u += (x[r * d + k] as number) * (beta[offset + k] as number);
-        const p = Math.exp(u - max) / sum;
-        const coef = gradScale * (r === c ? p - 1 : p);
-        if (coef === 0) continue;
-        for (let k = 0; k < d; k++)
-          grad[gradOffset + k] = (grad[gradOffset + k] as number) + coef * (x[r * d + k] as number);
-      }
+    total += max + Math.log(sum) - (util[c] as number);
+    if (grad === undefined) continue;
+    for (let r = a; r < b; r++) {
+      const p = Math.exp((util[r] as number) - max) / sum;
+      const coef = gradScale * (r === c ? p - 1 : p);
+      if (coef === 0) continue;
+      const base = r * d;
+      for (let k = 0; k < d; k++)
+        grad[gradOffset + k] = (grad[gradOffset + k] as number) + coef * (x[base + k] as number);
     }
   }
   return total;
