@@ -1,0 +1,124 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { ConfigError, NonFiniteError, OrchardError } from '../../core/errors.ts';
+import { Rng } from '../../core/rng.ts';
+import {
+  addGaussianNoise,
+  fillStandardNormal,
+  MAX_STANDARD_NORMAL,
+  type RandomSource,
+  snapGranularity,
+} from './noise.ts';
+
+/** A replayable byte source for tests that need the same noise twice (NOT for real noise). */
+function replaySource(seed: number): RandomSource {
+  const rng = new Rng(seed);
+  return {
+    fill(bytes: Uint8Array): void {
+      for (let i = 0; i < bytes.length; i++) bytes[i] = Math.floor(rng.next() * 256);
+    },
+  };
+}
+
+test('cryptographic standard normals: mean, variance, 4th moment and P(|z|<1) within statistical bounds', () => {
+  const n = 200_000;
+  const z = fillStandardNormal(new Float64Array(n));
+  let s1 = 0;
+  let s2 = 0;
+  let s4 = 0;
+  let inside = 0;
+  for (const v of z) {
+    s1 += v;
+    s2 += v * v;
+    s4 += v ** 4;
+    if (Math.abs(v) < 1) inside++;
+  }
+  const mean = s1 / n;
+  const variance = s2 / n - mean * mean;
+  // Five standard errors: a correct sampler fails with probability ~1e-6 per check.
+  assert.ok(Math.abs(mean) < 5 / Math.sqrt(n), `mean ${mean}`);
+  assert.ok(Math.abs(variance - 1) < 5 * Math.sqrt(2 / n), `variance ${variance}`);
+  assert.ok(Math.abs(s4 / n - 3) < 5 * Math.sqrt(96 / n), `4th moment ${s4 / n}`);
+  const p = 0.6826894921370859; // Φ(1) − Φ(−1)
+  assert.ok(Math.abs(inside / n - p) < 5 * Math.sqrt((p * (1 - p)) / n), `P(|z|<1) = ${inside / n}`);
+  assert.ok(z.every((v) => Math.abs(v) <= MAX_STANDARD_NORMAL));
+});
+
+test('two draws from the crypto source differ (it is not a fixed seed)', () => {
+  const a = fillStandardNormal(new Float64Array(8));
+  const b = fillStandardNormal(new Float64Array(8));
+  assert.notDeepEqual([...a], [...b]);
+});
+
+test('uniforms use all 53 bits: extreme byte patterns give the extreme normals', () => {
+  const zeros: RandomSource = { fill: (bytes) => bytes.fill(0) };
+  const ones: RandomSource = { fill: (bytes) => bytes.fill(0xff) };
+  // k = 0 ⇒ u = 2^-53 ⇒ r = √(2·53·ln 2), angle 2π·2^-53 ≈ 0.
+  const lo = fillStandardNormal(new Float64Array(3), zeros);
+  assert.ok(Math.abs((lo[0] as number) - Math.sqrt(2 * 53 * Math.LN2)) < 1e-12);
+  assert.ok(Math.abs(lo[1] as number) < 1e-13);
+  // k = 2^53 − 1 ⇒ u = 1 ⇒ r = 0.
+  assert.deepEqual([...fillStandardNormal(new Float64Array(2), ones)].map(Math.abs), [0, 0]);
+});
+
+test('addGaussianNoise: noise has the requested σ, outputs lie on the snapping grid, input untouched', () => {
+  const n = 100_000;
+  const x = new Float32Array(n);
+  for (let i = 0; i < n; i++) x[i] = Math.sin(i) * 0.5;
+  const before = x.slice();
+  const stddev = 0.8;
+  const y = addGaussianNoise(x, { stddev, bound: 1 });
+  assert.ok(y instanceof Float32Array);
+  assert.deepEqual(x, before);
+  const g = snapGranularity(stddev, 1, 'float32');
+  let s1 = 0;
+  let s2 = 0;
+  let offGrid = 0;
+  for (let i = 0; i < n; i++) {
+    const v = y[i] as number;
+    if (!Number.isInteger(v / g)) offGrid++;
+    const e = v - (x[i] as number);
+    s1 += e;
+    s2 += e * e;
+  }
+  assert.equal(offGrid, 0, `outputs off the grid ${g}`);
+  const mean = s1 / n;
+  const sd = Math.sqrt(s2 / n - mean * mean);
+  assert.ok(Math.abs(mean) < (5 * stddev) / Math.sqrt(n), `noise mean ${mean}`);
+  assert.ok(Math.abs(sd / stddev - 1) < 5 * Math.sqrt(0.5 / n), `noise sd ${sd}`);
+});
+
+test('snapping: inputs differing only in low-order bits give identical outputs for the same randomness', () => {
+  // Float64 output: the grid is g = 2^-49 here; inputs within g/2 of the same grid point must be
+  // indistinguishable however their low bits differ (the floating-point attack reads those bits).
+  const g = snapGranularity(1, 1, 'float64');
+  const x = Float64Array.of(0.3, -0.7, 0.123456789).map((v) => Math.round(v / g) * g);
+  const nudged = x.map((v, i) => v + (i % 2 === 0 ? g / 4 : -g / 3));
+  assert.ok(x.some((v, i) => v !== nudged[i]));
+  const a = addGaussianNoise(x, { stddev: 1, bound: 1, source: replaySource(5) });
+  const b = addGaussianNoise(nudged, { stddev: 1, bound: 1, source: replaySource(5) });
+  assert.deepEqual([...a], [...b]);
+  for (const v of a) assert.ok(Number.isInteger(v / g));
+  // Float32 output: a one-ulp change of a float32 input (2^-25 at 0.3) is far below g = 2^-20.
+  const g32 = snapGranularity(1, 1, 'float32');
+  const x32 = Float32Array.of(Math.round(0.3 / g32) * g32);
+  const y32 = Float32Array.of((x32[0] as number) + 2 ** -25);
+  assert.notEqual(x32[0], y32[0]);
+  assert.deepEqual(
+    [...addGaussianNoise(x32, { stddev: 1, bound: 1, source: replaySource(6) })],
+    [...addGaussianNoise(y32, { stddev: 1, bound: 1, source: replaySource(6) })],
+  );
+});
+
+test('addGaussianNoise fails closed on bad input', () => {
+  assert.throws(
+    () => addGaussianNoise(Float32Array.of(1, Number.NaN), { stddev: 1, bound: 2 }),
+    NonFiniteError,
+  );
+  assert.throws(
+    () => addGaussianNoise(Float32Array.of(3), { stddev: 1, bound: 2 }),
+    (e: unknown) => e instanceof OrchardError && /exceeds the public bound/.test(e.message),
+  );
+  assert.throws(() => addGaussianNoise(Float32Array.of(1), { stddev: 0, bound: 2 }), ConfigError);
+  assert.throws(() => addGaussianNoise(Float32Array.of(1), { stddev: 1, bound: Number.NaN }), ConfigError);
+});
