@@ -49,28 +49,54 @@ export class WebCryptoProvider implements CryptoProvider {
   async generateX25519(): Promise<X25519KeyPair> {
     const pair = (await this.subtle.generateKey({ name: 'X25519' }, true, ['deriveBits'])) as CryptoKeyPair;
     const pkcs8 = new Uint8Array(await this.subtle.exportKey('pkcs8', pair.privateKey));
-    return {
+    const out = {
       publicKey: new Uint8Array(await this.subtle.exportKey('raw', pair.publicKey)),
       privateKey: pkcs8.slice(pkcs8.length - X25519_BYTES),
     };
+    this.privateKeys.set(out.privateKey, pair.privateKey);
+    this.publicKeys.set(out.publicKey, pair.publicKey);
+    return out;
   }
 
   async x25519(privateKey: Uint8Array, peerPublicKey: Uint8Array): Promise<Uint8Array> {
     checkLength(privateKey, X25519_BYTES, 'X25519 private key');
     checkLength(peerPublicKey, X25519_BYTES, 'X25519 public key');
-    const pkcs8 = new Uint8Array(PKCS8_X25519_PREFIX.length + X25519_BYTES);
-    pkcs8.set(PKCS8_X25519_PREFIX);
-    pkcs8.set(privateKey, PKCS8_X25519_PREFIX.length);
     let shared: Uint8Array;
     try {
-      const priv = await this.subtle.importKey('pkcs8', pkcs8, { name: 'X25519' }, false, ['deriveBits']);
-      const pub = await this.subtle.importKey('raw', own(peerPublicKey), { name: 'X25519' }, false, []);
+      const priv = await this.importPrivate(privateKey);
+      const pub = await this.importPublic(peerPublicKey);
       shared = new Uint8Array(await this.subtle.deriveBits({ name: 'X25519', public: pub }, priv, 256));
     } catch (e) {
       throw secaggError('INVALID_MESSAGE', `X25519 rejected the key: ${(e as Error).message}`);
     }
     if (isAllZero(shared)) throw secaggError('INVALID_MESSAGE', 'X25519 public key has low order');
     return shared;
+  }
+
+  // Key imports dominate small X25519 operations, and the protocol passes the same byte arrays many
+  // times: cache the CryptoKey per array (which the protocol never mutates).
+  private readonly privateKeys = new WeakMap<Uint8Array, CryptoKey>();
+  private readonly publicKeys = new WeakMap<Uint8Array, CryptoKey>();
+
+  private async importPrivate(raw: Uint8Array): Promise<CryptoKey> {
+    let key = this.privateKeys.get(raw);
+    if (key === undefined) {
+      const pkcs8 = new Uint8Array(PKCS8_X25519_PREFIX.length + X25519_BYTES);
+      pkcs8.set(PKCS8_X25519_PREFIX);
+      pkcs8.set(raw, PKCS8_X25519_PREFIX.length);
+      key = await this.subtle.importKey('pkcs8', pkcs8, { name: 'X25519' }, false, ['deriveBits']);
+      this.privateKeys.set(raw, key);
+    }
+    return key;
+  }
+
+  private async importPublic(raw: Uint8Array): Promise<CryptoKey> {
+    let key = this.publicKeys.get(raw);
+    if (key === undefined) {
+      key = await this.subtle.importKey('raw', own(raw), { name: 'X25519' }, false, []);
+      this.publicKeys.set(raw, key);
+    }
+    return key;
   }
 
   async hkdfSha256(ikm: Uint8Array, salt: Uint8Array, info: Uint8Array, length: number): Promise<Uint8Array> {
