@@ -58,6 +58,47 @@ function barSpec(title: string, data: Row[], axisTitle: string, log: boolean): v
   } as vl.TopLevelSpec;
 }
 
+/** Held-out NLL over the (λ1, λ2) grid of one setting's path; the selected point is outlined. */
+function pathSpec(s: SettingResult): vl.TopLevelSpec {
+  const best = Math.min(...s.convexPath.map((p) => p.heldOutNll));
+  const values = s.convexPath.map((p) => ({
+    l1: p.lambda1Ratio.toPrecision(2),
+    l2: p.lambda2Ratio.toPrecision(2),
+    nll: p.heldOutNll,
+    rank: p.rank,
+    selected: p.heldOutNll === best,
+  }));
+  const sortDesc = (field: 'l1' | 'l2'): string[] =>
+    [...new Set(values.map((v) => v[field]))].sort((a, b) => Number(b) - Number(a));
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
+    title: `λ path, ${settingLabel(s)}: held-out NLL (label: rank of U)`,
+    width: 300,
+    height: 220,
+    data: { values },
+    encoding: {
+      x: { field: 'l1', type: 'ordinal', sort: sortDesc('l1'), title: 'λ1 / λ1_max' },
+      y: { field: 'l2', type: 'ordinal', sort: sortDesc('l2'), title: 'λ2 / λ2_max' },
+    },
+    layer: [
+      {
+        mark: 'rect',
+        encoding: {
+          color: {
+            field: 'nll',
+            type: 'quantitative',
+            title: 'held-out NLL',
+            scale: { scheme: 'viridis', reverse: true },
+          },
+          stroke: { condition: { test: 'datum.selected', value: 'red' }, value: null },
+          strokeWidth: { value: 3 },
+        },
+      },
+      { mark: { type: 'text', fontSize: 10 }, encoding: { text: { field: 'rank', type: 'quantitative' } } },
+    ],
+  } as vl.TopLevelSpec;
+}
+
 function fmt(v: number, digits = 3): string {
   if (!Number.isFinite(v)) return String(v);
   if (v !== 0 && Math.abs(v) < 10 ** -digits) return v.toExponential(1);
@@ -126,6 +167,7 @@ export async function logitReportHtml(result: LogitReproResult): Promise<string>
       ),
     ),
   ]);
+  const pathPlots = await Promise.all(result.settings.map((s) => renderSvg(pathSpec(s))));
   const tableRows = result.settings
     .flatMap((s) =>
       s.methods.map(
@@ -156,6 +198,9 @@ Times include tuning: the λ path for the convex model, the ridge grid for per-i
 Instability refits each method from ${result.restarts} random starting points (at the selected λ for the convex model).</p>
 <p>${result.quick ? '<strong>Quick run</strong> (small settings). ' : ''}Seed ${result.seed}; total ${result.seconds.toFixed(1)} s.</p>
 ${plots.map((svg) => `<figure>${svg}</figure>`).join('\n')}
+<h2>λ paths of the convex model</h2>
+<p>Warm-started from λ_max (zero solution) downwards on a per-individual training split; the red cell is the selected λ.</p>
+<div style="display:flex;flex-wrap:wrap;gap:1em">${pathPlots.map((svg) => `<figure>${svg}</figure>`).join('\n')}</div>
 <h2>All results</h2>
 <table><thead><tr><th>setting</th><th>method</th><th>recovery error</th><th>held-out LL</th><th>oracle LL</th><th>seconds</th><th>instability</th><th>details</th></tr></thead>
 <tbody>
