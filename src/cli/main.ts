@@ -8,6 +8,7 @@ import { ConfigError } from '../core/errors.ts';
 import { registerLogit } from './commands/logit.ts';
 import { registerLottery } from './commands/lottery.ts';
 import { registerPresets } from './commands/presets.ts';
+import { registerPrivacy } from './commands/privacy.ts';
 import { registerSimulate } from './commands/simulate.ts';
 
 export const EXIT_OK = 0;
@@ -32,6 +33,7 @@ export function buildProgram(): Command {
   registerSimulate(program);
   registerLogit(program);
   registerPresets(program);
+  registerPrivacy(program);
   registerLottery(program);
   return program;
 }
