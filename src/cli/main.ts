@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { ConfigError } from '../core/errors.ts';
+import { registerKrr } from './commands/krr.ts';
 import { registerLogit } from './commands/logit.ts';
 import { registerLottery } from './commands/lottery.ts';
 import { registerPresets } from './commands/presets.ts';
@@ -35,6 +36,7 @@ export function buildProgram(): Command {
   registerPresets(program);
   registerPrivacy(program);
   registerLottery(program);
+  registerKrr(program);
   return program;
 }
 

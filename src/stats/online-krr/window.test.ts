@@ -53,20 +53,37 @@ function randomPoint(rng: Rng, d: number): Float64Array {
   return Float64Array.from({ length: d }, () => rng.normal());
 }
 
-/** Naive LOO MSE: refit without point i by a direct solve, predict it. */
-function naiveLoo(type: KernelType, xs: Float64Array[], ys: number[], lambda: number, gamma: number): number {
+/**
+ * Naive leave-block-out MSE: for each contiguous block (size b, remainder joins the last block), refit
+ * without it by a direct solve and predict its points. b = 1 is plain LOO.
+ */
+function naiveLoo(
+  type: KernelType,
+  xs: Float64Array[],
+  ys: number[],
+  lambda: number,
+  gamma: number,
+  b = 1,
+): number {
   let sum = 0;
-  for (let i = 0; i < xs.length; i++) {
-    const keepX = xs.filter((_, j) => j !== i);
-    const keepY = ys.filter((_, j) => j !== i);
+  const n = xs.length;
+  const count = Math.floor(n / b);
+  for (let k = 0; k < count; k++) {
+    const start = k * b;
+    const end = k === count - 1 ? n : start + b;
+    const out = (j: number) => j >= start && j < end;
+    const keepX = xs.filter((_, j) => !out(j));
+    const keepY = ys.filter((_, j) => !out(j));
     const alpha = solve(directA(type, keepX, lambda, gamma), Matrix.columnVector(keepY));
-    let pred = 0;
-    for (let j = 0; j < keepX.length; j++) {
-      pred += directKernel(type, keepX[j] as Float64Array, xs[i] as Float64Array, gamma) * alpha.get(j, 0);
+    for (let i = start; i < end; i++) {
+      let pred = 0;
+      for (let j = 0; j < keepX.length; j++) {
+        pred += directKernel(type, keepX[j] as Float64Array, xs[i] as Float64Array, gamma) * alpha.get(j, 0);
+      }
+      sum += ((ys[i] as number) - pred) ** 2;
     }
-    sum += ((ys[i] as number) - pred) ** 2;
   }
-  return sum / xs.length;
+  return sum / n;
 }
 
 describe('KrrWindow incremental inverse', () => {
@@ -214,21 +231,30 @@ describe('closed-form leave-one-out and its gradient', () => {
     return { w, xs, ys };
   }
 
-  it('equals the naive refit-without-each-point LOO error', () => {
-    const { w, xs, ys } = filled('rbf', 0.05, 0.8, 1);
-    const closed = looResiduals(w).mse;
-    const naive = naiveLoo('rbf', xs, ys, 0.05, 0.8);
-    assert.ok(Math.abs(closed - naive) < 1e-9 * naive, `${closed} vs ${naive}`);
-  });
+  for (const b of [1, 3, 4]) {
+    it(`equals the naive refit-without-each-block error (block size ${b})`, () => {
+      const { w, xs, ys } = filled('rbf', 0.05, 0.8, 1);
+      const closed = looResiduals(w, b).mse;
+      const naive = naiveLoo('rbf', xs, ys, 0.05, 0.8, b);
+      assert.ok(Math.abs(closed - naive) < 1e-9 * naive, `${closed} vs ${naive}`);
+    });
+  }
 
-  for (const type of ['rbf', 'laplacian', 'linear', 'polynomial'] as const) {
-    it(`gradient of log LOO matches central finite differences (${type})`, () => {
+  for (const [type, b] of [
+    ['rbf', 1],
+    ['laplacian', 1],
+    ['linear', 1],
+    ['polynomial', 1],
+    ['rbf', 3],
+    ['laplacian', 4],
+  ] as const) {
+    it(`gradient of log leave-${b}-out matches central finite differences (${type})`, () => {
       const lambda = 0.07;
       const gamma = type === 'polynomial' ? 0.3 : 0.6;
       const { w, xs, ys } = filled(type, lambda, gamma, 4);
-      const g = looGradient(w);
+      const g = looGradient(w, { blockSize: b });
       const h = 1e-4;
-      const f = (ll: number, lg: number) => Math.log(naiveLoo(type, xs, ys, Math.exp(ll), Math.exp(lg)));
+      const f = (ll: number, lg: number) => Math.log(naiveLoo(type, xs, ys, Math.exp(ll), Math.exp(lg), b));
       const fdLambda =
         (f(Math.log(lambda) + h, Math.log(gamma)) - f(Math.log(lambda) - h, Math.log(gamma))) / (2 * h);
       const fdGamma =
@@ -244,23 +270,21 @@ describe('closed-form leave-one-out and its gradient', () => {
     });
   }
 
-  it('the row-subset γ estimate with every row equals the full gradient, and is unbiased over a partition', () => {
+  it('the block-subset γ estimate with every block equals the full gradient, and is unbiased over a partition', () => {
     const { w } = filled('rbf', 0.1, 0.5, 8);
-    const full = looGradient(w);
-    const all = looGradient(
-      w,
-      Array.from({ length: 14 }, (_, i) => i),
-    );
+    const full = looGradient(w, { blockSize: 2 });
+    const all = looGradient(w, { blockSize: 2, blocks: [0, 1, 2, 3, 4, 5, 6] });
     assert.ok(Math.abs(all.dLogGamma - full.dLogGamma) < 1e-12);
-    // Averaging the estimates over a partition of the rows into equal parts recovers the exact value.
-    const parts = [0, 1].map(
-      (p) =>
-        looGradient(
-          w,
-          Array.from({ length: 7 }, (_, i) => 2 * i + p),
-        ).dLogGamma,
-    );
+    const one = looGradient(w, { blockSize: 2, blocks: [0] });
+    assert.ok(Math.abs(one.dLogGamma - full.dLogGamma) > 1e-9, 'a single block is only an estimate');
+    // Averaging the estimates over a partition of the blocks into equal parts recovers the exact value.
+    const half = (p: number) => Array.from({ length: 7 }, (_, i) => 2 * i + p);
+    const parts = [0, 1].map((p) => looGradient(w, { blockSize: 1, blocks: half(p) }).dLogGamma);
     const mean = ((parts[0] as number) + (parts[1] as number)) / 2;
-    assert.ok(Math.abs(mean - full.dLogGamma) < 1e-9 * (1 + Math.abs(full.dLogGamma)));
+    const exact = looGradient(w).dLogGamma;
+    assert.ok(Math.abs(mean - exact) < 1e-9 * (1 + Math.abs(exact)));
+    assert.throws(() => looGradient(w, { blockSize: 2, blocks: [] }), /empty block subset/);
+    assert.throws(() => looGradient(w, { blockSize: 2, blocks: [9] }), /no block 9/);
+    assert.throws(() => looResiduals(w, 8), /needs at least 16 points/);
   });
 });

@@ -1,0 +1,188 @@
+/**
+ * `orchard krr`: online hyperparameter learning for kernel ridge regression.
+ *   orchard krr run --data file.csv | --synthetic [--method online|fixed|grid|random|all] [--json]
+ *   orchard krr repro [--out dir] [--quick]
+ */
+import type { Command } from 'commander';
+import { ConfigError, OrchardError } from '../../core/errors.ts';
+import { METHODS, type Method, resolveKrrConfig } from '../../stats/online-krr/config.ts';
+import {
+  loadPemsCsv,
+  type MissingPolicy,
+  type PemsColumn,
+  type Series,
+  trafficSeries,
+} from '../../stats/online-krr/data.ts';
+import { type KrrRunResult, runKrr } from '../../stats/online-krr/forecaster.ts';
+import type { KernelType } from '../../stats/online-krr/kernels.ts';
+import { reproduceKrr, reproTable, writeKrrReport } from '../../stats/online-krr/report.ts';
+import { parseIntegerOption } from '../options.ts';
+
+export interface KrrRunFlags {
+  readonly data?: string;
+  readonly synthetic?: boolean;
+  readonly days?: number;
+  readonly seed?: number;
+  readonly column?: string;
+  readonly station?: string;
+  readonly missing?: string;
+  readonly method: string;
+  readonly kernel: string;
+  readonly window?: number;
+  readonly horizon?: number;
+  readonly lags?: number;
+  readonly lambda?: number;
+  readonly gamma?: number;
+  readonly json?: boolean;
+}
+
+function parseNumberOption(flag: string, value: string): number {
+  const v = Number(value);
+  if (value.trim() === '' || !Number.isFinite(v)) {
+    throw new ConfigError([{ path: flag, message: `expected a number, got '${value}'` }], 'arguments');
+  }
+  return v;
+}
+
+function usage(path: string, message: string): ConfigError {
+  return new ConfigError([{ path, message }], 'arguments');
+}
+
+/** Loads the series named by the flags; unreadable or invalid data is a usage error (nothing run). */
+export function resolveSeries(flags: KrrRunFlags): Series {
+  if ((flags.data === undefined) === (flags.synthetic !== true)) {
+    throw usage('', 'give exactly one of --data <file.csv> or --synthetic');
+  }
+  if (flags.synthetic === true) return trafficSeries({ days: flags.days ?? 14, seed: flags.seed ?? 1 });
+  const column = (flags.column ?? 'flow') as PemsColumn;
+  if (!['flow', 'speed', 'occupancy'].includes(column))
+    throw usage('--column', 'must be flow, speed or occupancy');
+  const missing = (flags.missing ?? 'interpolate') as MissingPolicy;
+  if (!['error', 'interpolate', 'drop'].includes(missing))
+    throw usage('--missing', 'must be error, interpolate or drop');
+  try {
+    return loadPemsCsv(flags.data as string, {
+      column,
+      missing,
+      ...(flags.station === undefined ? {} : { station: flags.station }),
+    });
+  } catch (e) {
+    if (e instanceof OrchardError && !(e instanceof ConfigError))
+      throw usage('--data', `${flags.data}: ${e.message}`);
+    throw e;
+  }
+}
+
+function runSummary(r: KrrRunResult): Record<string, unknown> {
+  const last = r.trajectory[r.trajectory.length - 1];
+  return {
+    method: r.method,
+    series: r.series,
+    horizon: r.horizon,
+    evaluated: r.evaluated,
+    rmse: r.rmse,
+    mae: r.mae,
+    persistenceRmse: r.persistenceRmse,
+    persistenceMae: r.persistenceMae,
+    compute: r.compute,
+    maxDrift: r.maxDrift,
+    wallMs: r.wallMs,
+    finalLambda: last?.lambda,
+    finalGamma: last?.gamma,
+  };
+}
+
+export function krrRunCommand(flags: KrrRunFlags): void {
+  const methods: Method[] = flags.method === 'all' ? [...METHODS] : [flags.method as Method];
+  if (!methods.every((m) => METHODS.includes(m)))
+    throw usage('--method', `must be ${METHODS.join(', ')} or all`);
+  const input = {
+    kernel: { type: flags.kernel as KernelType },
+    ...(flags.window === undefined ? {} : { window: flags.window }),
+    ...(flags.horizon === undefined ? {} : { horizon: flags.horizon }),
+    ...(flags.lags === undefined ? {} : { lags: flags.lags }),
+    ...(flags.lambda === undefined ? {} : { lambda: flags.lambda }),
+    ...(flags.gamma === undefined ? {} : { gamma: flags.gamma }),
+  };
+  resolveKrrConfig(input); // config errors before any data is read
+  const series = resolveSeries(flags);
+  const results: KrrRunResult[] = [];
+  for (const method of methods) {
+    try {
+      results.push(runKrr(series, method, input));
+    } catch (e) {
+      // A series too short for the window is a usage problem: nothing was run.
+      if (e instanceof OrchardError && e.code === 'DATA_INVALID') throw usage('--window', e.message);
+      throw e;
+    }
+  }
+  if (flags.json === true) {
+    process.stdout.write(`${JSON.stringify(results.map(runSummary), null, 2)}\n`);
+    return;
+  }
+  const first = results[0] as KrrRunResult;
+  process.stdout.write(
+    `${first.series}: ${first.evaluated} forecasts, horizon ${first.horizon}; persistence RMSE ${first.persistenceRmse.toFixed(4)}\n`,
+  );
+  for (const r of results) {
+    const last = r.trajectory[r.trajectory.length - 1];
+    process.stdout.write(
+      `${r.method.padEnd(7)} RMSE ${r.rmse.toFixed(4)}  MAE ${r.mae.toFixed(4)}  ${(r.compute.flops / 1e6).toFixed(1)} MFLOP (tuning ${(r.compute.tuningFlops / 1e6).toFixed(1)})  ${r.wallMs.toFixed(0)} ms  λ ${last?.lambda.toPrecision(3)} γ ${last?.gamma.toPrecision(3)}\n`,
+    );
+  }
+}
+
+export async function krrReproCommand(flags: {
+  out: string;
+  quick?: boolean;
+  quiet?: boolean;
+}): Promise<void> {
+  const result = reproduceKrr({
+    quick: flags.quick === true,
+    onProgress: (m) => {
+      if (flags.quiet !== true) process.stderr.write(`krr repro: ${m}\n`);
+    },
+  });
+  const paths = await writeKrrReport(result, flags.out);
+  process.stdout.write(`${reproTable(result)}\nwrote ${paths.results}\n      ${paths.report}\n`);
+}
+
+export function registerKrr(program: Command): void {
+  const krr = program
+    .command('krr')
+    .description('online hyperparameter learning for kernel ridge regression');
+  krr
+    .command('run')
+    .description('forecast a series with sliding-window KRR and report error and counted compute')
+    .option('-d, --data <file>', 'PeMS-style CSV (timestamp, station, flow/speed/occupancy)')
+    .option('--synthetic', 'use the synthetic traffic generator')
+    .option('--days <n>', 'synthetic: days of 5-minute data (default 14)', (v: string) =>
+      parseIntegerOption('--days', v),
+    )
+    .option('-s, --seed <n>', 'synthetic: seed', (v: string) => parseIntegerOption('--seed', v))
+    .option('--column <name>', 'CSV column: flow, speed or occupancy', 'flow')
+    .option('--station <id>', 'CSV station to use (required when the file has several)')
+    .option('--missing <policy>', 'missing CSV values: error, interpolate or drop', 'interpolate')
+    .option('-m, --method <name>', `${METHODS.join(', ')} or all`, 'online')
+    .option('-k, --kernel <type>', 'rbf, laplacian, linear or polynomial', 'rbf')
+    .option('-w, --window <n>', 'sliding window size', (v: string) => parseIntegerOption('--window', v))
+    .option('--horizon <n>', 'forecast horizon in steps', (v: string) => parseIntegerOption('--horizon', v))
+    .option('--lags <n>', 'lagged values per feature vector', (v: string) => parseIntegerOption('--lags', v))
+    .option('--lambda <x>', 'initial λ', (v: string) => parseNumberOption('--lambda', v))
+    .option('--gamma <x>', 'initial γ', (v: string) => parseNumberOption('--gamma', v))
+    .option('--json', 'machine-readable output')
+    .action((flags: KrrRunFlags) => {
+      krrRunCommand(flags);
+    });
+  krr
+    .command('repro')
+    .description(
+      'reproduce the online-vs-periodic-tuning comparison; writes krr-results.json and krr-report.html',
+    )
+    .option('-o, --out <dir>', 'output directory', './orchard-out/krr')
+    .option('--quick', 'small series (well under a minute)')
+    .option('-q, --quiet', 'no progress on stderr')
+    .action(async (flags: { out: string; quick?: boolean; quiet?: boolean }) => {
+      await krrReproCommand(flags);
+    });
+}

@@ -1,0 +1,159 @@
+/** Configuration of an online-KRR forecasting run, with defaults and field-by-field validation. */
+import { ConfigError, type Issue } from '../../core/errors.ts';
+import type { KernelSpec, KernelType } from './kernels.ts';
+
+export type Method = 'online' | 'fixed' | 'grid' | 'random';
+export const METHODS: readonly Method[] = ['online', 'fixed', 'grid', 'random'];
+
+export interface KrrConfig {
+  readonly kernel: KernelSpec;
+  /** Sliding-window size W (training pairs kept). */
+  readonly window: number;
+  /** Lagged values per feature vector. */
+  readonly lags: number;
+  /** Forecast horizon h in steps. */
+  readonly horizon: number;
+  /**
+   * 'levels': x_t = (z_t, …, z_{t−L+1}); 'differences': the last L first differences, scaled to unit
+   * variance (stationary under level drift, pairs naturally with the 'delta' target).
+   */
+  readonly features: 'levels' | 'differences';
+  /** Add time-of-day (sin, cos) and weekend features when the series has calendar timestamps. */
+  readonly calendar: boolean;
+  /** 'delta' regresses y_{t+h} − y_t (falls back to persistence), 'level' regresses y_{t+h}. */
+  readonly target: 'delta' | 'level';
+  /** Initial (and, for 'fixed', permanent) hyperparameters; gamma default 1 / feature dimension. */
+  readonly lambda: number;
+  readonly gamma: number | null;
+  readonly lambdaBounds: readonly [number, number];
+  readonly gammaBounds: readonly [number, number];
+  /** Online learning: one LOO-gradient step every `every` new points. */
+  readonly online: {
+    readonly every: number;
+    readonly stepSize: number;
+    /** Largest change of log λ or log γ per step. */
+    readonly maxStep: number;
+    /** Validation signal: leave-block-out with contiguous blocks of this many points (1 = LOO). */
+    readonly blockSize: number;
+    /** Blocks sampled for the γ-gradient estimate (0 = all blocks, exact). */
+    readonly gradientBlocks: number;
+    /** Accept a step when the new LOO error is at most (1 + tolerance) × the old one. */
+    readonly acceptTolerance: number;
+  };
+  /** Periodic re-tuning (grid / random search with rolling-origin cross-validation). */
+  readonly retune: {
+    readonly every: number;
+    readonly folds: number;
+    readonly gridLambdas: number;
+    readonly gridGammas: number;
+    readonly randomCandidates: number;
+  };
+  readonly driftTolerance: number;
+  readonly driftCheckEvery: number;
+  readonly seed: number;
+}
+
+export type KrrConfigInput = Partial<Omit<KrrConfig, 'online' | 'retune'>> & {
+  readonly online?: Partial<KrrConfig['online']>;
+  readonly retune?: Partial<KrrConfig['retune']>;
+};
+
+export const DEFAULT_KRR_CONFIG: KrrConfig = {
+  kernel: { type: 'rbf' },
+  window: 144,
+  lags: 6,
+  horizon: 3,
+  features: 'levels',
+  calendar: true,
+  target: 'delta',
+  lambda: 0.1,
+  gamma: null,
+  lambdaBounds: [1e-4, 10],
+  gammaBounds: [1e-3, 10],
+  online: { every: 48, stepSize: 1, maxStep: 0.5, blockSize: 12, gradientBlocks: 2, acceptTolerance: 0 },
+  retune: { every: 48, folds: 3, gridLambdas: 7, gridGammas: 7, randomCandidates: 20 },
+  driftTolerance: 1e-8,
+  driftCheckEvery: 32,
+  seed: 1,
+};
+
+const KERNELS: readonly KernelType[] = ['rbf', 'laplacian', 'linear', 'polynomial'];
+
+/** Fills defaults and validates; every problem is reported at once as a ConfigError. */
+export function resolveKrrConfig(input: KrrConfigInput = {}): KrrConfig {
+  const d = DEFAULT_KRR_CONFIG;
+  const config: KrrConfig = {
+    ...d,
+    ...input,
+    online: { ...d.online, ...input.online },
+    retune: { ...d.retune, ...input.retune },
+  };
+  const issues: Issue[] = [];
+  const int = (path: string, v: number, min: number) => {
+    if (!Number.isInteger(v) || v < min)
+      issues.push({ path, message: `must be an integer >= ${min}, got ${v}` });
+  };
+  const pos = (path: string, v: number) => {
+    if (!Number.isFinite(v) || v <= 0) issues.push({ path, message: `must be finite and > 0, got ${v}` });
+  };
+  if (!KERNELS.includes(config.kernel.type)) {
+    issues.push({ path: 'kernel.type', message: `must be one of ${KERNELS.join(', ')}` });
+  }
+  int('window', config.window, 4);
+  int('lags', config.lags, 1);
+  int('horizon', config.horizon, 1);
+  if (config.features !== 'levels' && config.features !== 'differences') {
+    issues.push({ path: 'features', message: "must be 'levels' or 'differences'" });
+  }
+  if (config.target !== 'delta' && config.target !== 'level') {
+    issues.push({ path: 'target', message: "must be 'delta' or 'level'" });
+  }
+  pos('lambda', config.lambda);
+  if (config.gamma !== null) pos('gamma', config.gamma);
+  for (const [name, b] of [
+    ['lambdaBounds', config.lambdaBounds],
+    ['gammaBounds', config.gammaBounds],
+  ] as const) {
+    if (!(b[0] > 0 && b[1] > b[0] && Number.isFinite(b[1]))) {
+      issues.push({ path: name, message: `must be 0 < low < high < ∞, got [${b[0]}, ${b[1]}]` });
+    }
+  }
+  if (config.lambda < config.lambdaBounds[0] || config.lambda > config.lambdaBounds[1]) {
+    issues.push({ path: 'lambda', message: 'must lie within lambdaBounds' });
+  }
+  if (
+    config.gamma !== null &&
+    (config.gamma < config.gammaBounds[0] || config.gamma > config.gammaBounds[1])
+  ) {
+    issues.push({ path: 'gamma', message: 'must lie within gammaBounds' });
+  }
+  int('online.every', config.online.every, 1);
+  pos('online.stepSize', config.online.stepSize);
+  pos('online.maxStep', config.online.maxStep);
+  int('online.blockSize', config.online.blockSize, 1);
+  int('online.gradientBlocks', config.online.gradientBlocks, 0);
+  if (Number.isInteger(config.window) && config.online.blockSize * 2 > config.window) {
+    issues.push({ path: 'online.blockSize', message: 'must be at most half the window' });
+  }
+  if (!(config.online.acceptTolerance >= 0))
+    issues.push({ path: 'online.acceptTolerance', message: 'must be >= 0' });
+  int('retune.every', config.retune.every, 1);
+  int('retune.folds', config.retune.folds, 1);
+  int('retune.gridLambdas', config.retune.gridLambdas, 1);
+  int('retune.gridGammas', config.retune.gridGammas, 1);
+  int('retune.randomCandidates', config.retune.randomCandidates, 1);
+  if (!(config.driftTolerance > 0)) issues.push({ path: 'driftTolerance', message: 'must be > 0' });
+  int('driftCheckEvery', config.driftCheckEvery, 1);
+  int('seed', config.seed, 0);
+  if (Number.isInteger(config.window) && Number.isInteger(config.retune.folds)) {
+    const v = Math.floor(config.window / (config.retune.folds + 1));
+    if (v - (config.horizon - 1) < 2) {
+      issues.push({
+        path: 'retune.folds',
+        message: `window ${config.window} is too small for ${config.retune.folds} folds at horizon ${config.horizon}`,
+      });
+    }
+  }
+  if (issues.length > 0) throw new ConfigError(issues, 'KRR config');
+  return config;
+}

@@ -1,0 +1,263 @@
+/**
+ * Rolling h-step-ahead forecasting with sliding-window KRR under four hyperparameter policies:
+ *  - online: every `online.every` new points, one gradient step on log LOO-MSE in (log λ, log γ),
+ *    clipped, kept inside bounds, and accepted only when the LOO error (recomputed after the refresh
+ *    the change requires) does not rise; otherwise the saved K, M are restored and the step halves.
+ *  - fixed: the initial λ, γ throughout.
+ *  - grid / random: every `retune.every` points, rolling-origin CV over a log grid / random log-uniform
+ *    draws, then a refresh with the winner.
+ * All methods see identical data, windows and evaluation range; compute is metered (see meter.ts).
+ */
+import { NonFiniteError, OrchardError, ShapeError } from '../../core/errors.ts';
+import { Rng } from '../../core/rng.ts';
+import { type KrrConfig, type KrrConfigInput, type Method, resolveKrrConfig } from './config.ts';
+import type { Series } from './data.ts';
+import { makeKernel } from './kernels.ts';
+import { blocksOf, looGradient, looResiduals } from './loo.ts';
+import { ComputeMeter, type ComputeTotals } from './meter.ts';
+import { type Candidate, gridCandidates, randomCandidates, retune } from './tuning.ts';
+import { KrrWindow } from './window.ts';
+
+export interface HyperPoint {
+  /** Series index t at which the hyperparameters took these values. */
+  readonly t: number;
+  readonly lambda: number;
+  readonly gamma: number;
+}
+
+export interface KrrRunResult {
+  readonly method: Method;
+  readonly series: string;
+  readonly horizon: number;
+  /** Errors in the series' own units over the common evaluation range. */
+  readonly rmse: number;
+  readonly mae: number;
+  readonly persistenceRmse: number;
+  readonly persistenceMae: number;
+  readonly evaluated: number;
+  /** Index of the first forecast target evaluated. */
+  readonly evalStart: number;
+  /** predictions[i] forecasts values[i] (NaN outside the evaluation range). */
+  readonly predictions: Float64Array;
+  readonly compute: ComputeTotals & {
+    /** Flops spent choosing hyperparameters (gradients, trial refreshes, CV, post-retune refreshes). */
+    readonly tuningFlops: number;
+    readonly hyperSteps: number;
+    readonly rejectedSteps: number;
+    readonly retunes: number;
+    readonly stabilityRefreshes: number;
+  };
+  readonly maxDrift: number;
+  readonly wallMs: number;
+  readonly trajectory: readonly HyperPoint[];
+}
+
+const DAY_MS = 86_400_000;
+
+export interface FeatureSet {
+  readonly z: Float64Array;
+  readonly mean: number;
+  readonly scale: number;
+  readonly dim: number;
+  /** First index t with a complete feature vector. */
+  readonly first: number;
+  features(t: number): Float64Array;
+}
+
+/** Standardized series (mean/sd of the warm-up prefix only, so no future data leaks) and features. */
+export function buildFeatures(series: Series, config: KrrConfig): FeatureSet {
+  const values = series.values;
+  const warm = Math.min(values.length, config.window + config.lags + config.horizon);
+  let mean = 0;
+  for (let i = 0; i < warm; i++) mean += values[i] as number;
+  mean /= warm;
+  let varSum = 0;
+  for (let i = 0; i < warm; i++) varSum += ((values[i] as number) - mean) ** 2;
+  const scale = Math.sqrt(varSum / warm) || 1;
+  const z = Float64Array.from(values, (v) => (v - mean) / scale);
+  const differences = config.features === 'differences';
+  let diffVar = 0;
+  for (let i = 1; i < warm; i++) diffVar += ((z[i] as number) - (z[i - 1] as number)) ** 2;
+  const diffScale = Math.sqrt(diffVar / Math.max(1, warm - 1)) || 1;
+  const calendar = config.calendar && series.stepsPerDay !== undefined;
+  const dim = config.lags + (calendar ? 3 : 0);
+  const features = (t: number): Float64Array => {
+    const x = new Float64Array(dim);
+    for (let l = 0; l < config.lags; l++) {
+      x[l] = differences
+        ? ((z[t - l] as number) - (z[t - l - 1] as number)) / diffScale
+        : (z[t - l] as number);
+    }
+    if (calendar) {
+      const ts = series.timestamps[t] as number;
+      const phase = (2 * Math.PI * (((ts % DAY_MS) + DAY_MS) % DAY_MS)) / DAY_MS;
+      x[config.lags] = Math.sin(phase);
+      x[config.lags + 1] = Math.cos(phase);
+      const weekday = new Date(ts).getUTCDay();
+      x[config.lags + 2] = weekday === 0 || weekday === 6 ? 1 : 0;
+    }
+    return x;
+  };
+  return { z, mean, scale, dim, first: differences ? config.lags : config.lags - 1, features };
+}
+
+export function validateSeries(series: Series, config: KrrConfig): void {
+  const n = series.values.length;
+  if (series.timestamps.length !== n) {
+    throw new ShapeError(`series '${series.name}': ${series.timestamps.length} timestamps for ${n} values`);
+  }
+  for (let i = 0; i < n; i++) {
+    if (!Number.isFinite(series.values[i] as number))
+      throw new NonFiniteError(`series '${series.name}': value ${i} is not finite`);
+  }
+  const needed = config.lags + 1 + config.horizon + config.window + config.horizon;
+  if (n < needed) {
+    throw new OrchardError(
+      'DATA_INVALID',
+      `series '${series.name}' has ${n} points; window ${config.window}, lags ${config.lags} and horizon ${config.horizon} need at least ${needed}`,
+    );
+  }
+}
+
+/** Runs one method over a series. */
+export function runKrr(series: Series, method: Method, input: KrrConfigInput = {}): KrrRunResult {
+  const config = resolveKrrConfig(input);
+  validateSeries(series, config);
+  const started = performance.now();
+  const { z, mean, scale, dim, first, features } = buildFeatures(series, config);
+  const meter = new ComputeMeter();
+  const kernel = makeKernel(config.kernel);
+  const gamma0 = config.gamma ?? Math.min(config.gammaBounds[1], Math.max(config.gammaBounds[0], 1 / dim));
+  const window = new KrrWindow(kernel, config.window, dim, config.lambda, gamma0, meter, {
+    driftTolerance: config.driftTolerance,
+    driftCheckEvery: config.driftCheckEvery,
+  });
+  const rng = Rng.derive(config.seed, 0x6b7272);
+  const n = z.length;
+  const h = config.horizon;
+  const evalOrigin = first + h + config.window - 1;
+  const predictions = new Float64Array(n).fill(Number.NaN);
+  const trajectory: HyperPoint[] = [{ t: 0, lambda: window.lambda, gamma: window.gamma }];
+  const target = (t: number) =>
+    config.target === 'delta' ? (z[t + h] as number) - (z[t] as number) : (z[t + h] as number);
+  const base = (t: number) => (config.target === 'delta' ? (z[t] as number) : 0);
+
+  let stepSize = config.online.stepSize;
+  let hyperSteps = 0;
+  let rejectedSteps = 0;
+  let retunes = 0;
+  let tuningFlops = 0;
+  let sinceFull = 0;
+  const logLambdaBounds = config.lambdaBounds.map(Math.log) as [number, number];
+  const logGammaBounds = config.gammaBounds.map(Math.log) as [number, number];
+  const clamp = (v: number, b: readonly [number, number]) => Math.min(b[1], Math.max(b[0], v));
+  const grid = gridCandidates(
+    config.lambdaBounds,
+    config.gammaBounds,
+    config.retune.gridLambdas,
+    config.retune.gridGammas,
+  );
+
+  const onlineStep = (t: number) => {
+    const blockSize = config.online.blockSize;
+    const blockCount = blocksOf(window.size, blockSize).length;
+    let blocks: number[] | null = null;
+    if (config.online.gradientBlocks > 0 && config.online.gradientBlocks < blockCount) {
+      blocks = Array.from(rng.permutation(blockCount).subarray(0, config.online.gradientBlocks));
+    }
+    const g = looGradient(window, { blockSize, blocks });
+    hyperSteps++;
+    const clip = (v: number) => Math.max(-config.online.maxStep, Math.min(config.online.maxStep, v));
+    const ll = clamp(Math.log(window.lambda) + clip(-stepSize * g.dLogLambda), logLambdaBounds);
+    const lg = clamp(Math.log(window.gamma) + clip(-stepSize * g.dLogGamma), logGammaBounds);
+    const lambda = Math.exp(ll);
+    const gamma = Math.exp(lg);
+    if (!Number.isFinite(ll + lg) || (lambda === window.lambda && gamma === window.gamma)) return;
+    const saved = window.saveState();
+    window.setHyper(lambda, gamma);
+    const trial = looResiduals(window, blockSize).mse;
+    if (trial <= g.mse * (1 + config.online.acceptTolerance)) {
+      stepSize = Math.min(stepSize * 1.25, config.online.stepSize * 8);
+      trajectory.push({ t, lambda, gamma });
+    } else {
+      // Backtrack: the LOO error rose, so undo (no refactorization needed) and shrink the step.
+      window.restoreState(saved);
+      stepSize = Math.max(stepSize * 0.5, config.online.stepSize / 64);
+      rejectedSteps++;
+    }
+  };
+  const tune = (t: number, candidates: readonly Candidate[]) => {
+    retune(window, candidates, h, config.retune.folds);
+    retunes++;
+    trajectory.push({ t, lambda: window.lambda, gamma: window.gamma });
+  };
+
+  let sse = 0;
+  let sae = 0;
+  let pSse = 0;
+  let pSae = 0;
+  let evaluated = 0;
+  for (let t = first; t < n; t++) {
+    const origin = t - h;
+    if (origin >= first) {
+      if (window.full) window.removeOldest();
+      window.add(features(origin), target(origin));
+      if (window.full) {
+        const before = meter.flops;
+        if (method === 'online' && sinceFull > 0 && sinceFull % config.online.every === 0) onlineStep(t);
+        if ((method === 'grid' || method === 'random') && sinceFull % config.retune.every === 0) {
+          tune(
+            t,
+            method === 'grid'
+              ? grid
+              : randomCandidates(
+                  config.lambdaBounds,
+                  config.gammaBounds,
+                  config.retune.randomCandidates,
+                  rng,
+                ),
+          );
+        }
+        tuningFlops += meter.flops - before;
+        sinceFull++;
+      }
+    }
+    if (t >= evalOrigin && t + h < n) {
+      const alpha = window.alpha();
+      const zHat = base(t) + window.predict(features(t), alpha);
+      const truth = series.values[t + h] as number;
+      const pred = mean + scale * zHat;
+      predictions[t + h] = pred;
+      const err = pred - truth;
+      const pErr = (series.values[t] as number) - truth;
+      sse += err * err;
+      sae += Math.abs(err);
+      pSse += pErr * pErr;
+      pSae += Math.abs(pErr);
+      evaluated++;
+    }
+  }
+  return {
+    method,
+    series: series.name,
+    horizon: h,
+    rmse: Math.sqrt(sse / evaluated),
+    mae: sae / evaluated,
+    persistenceRmse: Math.sqrt(pSse / evaluated),
+    persistenceMae: pSae / evaluated,
+    evaluated,
+    evalStart: evalOrigin + h,
+    predictions,
+    compute: {
+      ...meter.snapshot(),
+      tuningFlops,
+      hyperSteps,
+      rejectedSteps,
+      retunes,
+      stabilityRefreshes: window.stabilityRefreshes,
+    },
+    maxDrift: window.maxDrift,
+    wallMs: performance.now() - started,
+    trajectory,
+  };
+}
