@@ -4,6 +4,7 @@ import { ConfigError } from '../../core/errors.ts';
 import {
   computeRdp,
   DEFAULT_RDP_ORDERS,
+  RdpAccountant,
   rdpEpsilon,
   rdpSubsampledGaussianStep,
   rdpToEpsilon,
@@ -109,4 +110,36 @@ test('dp_accounting reference: q = 1, σ = 4.530877117, δ = 1e-6 gives ε = 1 b
   // (1, 1e-6)-DP by the RDP accountant. (The exact Gaussian ε is 0.9274; see pld.test.ts.)
   const { epsilon } = rdpEpsilon({ noiseMultiplier: 4.530877117, samplingRate: 1, steps: 1, delta: 1e-6 });
   assert.ok(Math.abs(epsilon - 1) < 1e-6, `ε = ${epsilon}`);
+});
+
+test('RdpAccountant: steps recorded piecemeal add up to the Opacus reference', () => {
+  const acc = new RdpAccountant();
+  assert.equal(acc.epsilon(1e-5).epsilon, 0);
+  for (let i = 0; i < 10; i++) acc.record(0.04, 1.5);
+  acc.record(0.04, 1.5, 990);
+  // A look-ahead does not record anything.
+  const ahead = acc.epsilonAfter(1e-5, 0.04, 1.5, 1250);
+  assert.equal(acc.steps, 1000);
+  acc.record(0.04, 1.5, 1250);
+  assert.equal(acc.steps, 2250);
+  assert.ok(Math.abs(acc.epsilon(1e-5).epsilon - 7.32911117143) < 1e-9);
+  assert.equal(ahead, acc.epsilon(1e-5).epsilon);
+});
+
+test('RdpAccountant: mixed noise levels compose like one Gaussian with 1/σ² = Σ 1/σᵢ²', () => {
+  // Two full-batch Gaussian steps with σ = 2 and σ = 3 are one with σ = (1/4 + 1/9)^(−1/2).
+  const acc = new RdpAccountant();
+  acc.record(1, 2);
+  acc.record(1, 3);
+  const single = rdpEpsilon({
+    noiseMultiplier: 1 / Math.sqrt(1 / 4 + 1 / 9),
+    samplingRate: 1,
+    steps: 1,
+    delta: 1e-6,
+  });
+  assert.ok(Math.abs(acc.epsilon(1e-6).epsilon - single.epsilon) < 1e-12);
+  assert.throws(() => acc.record(0, 1), ConfigError);
+  assert.throws(() => acc.record(0.1, 1, 0), ConfigError);
+  assert.equal(acc.steps, 2);
+  assert.throws(() => new RdpAccountant([1]), ConfigError);
 });

@@ -156,3 +156,68 @@ export function rdpEpsilon(input: EpsilonInput): RdpEpsilon {
   const orders = input.orders ?? DEFAULT_RDP_ORDERS;
   return rdpToEpsilon(orders, computeRdp({ ...input, orders }), input.delta);
 }
+
+/**
+ * Running RDP ledger for a training run: records server steps as they happen (possibly with
+ * different sampling rates or noise multipliers) and reports the (ε, δ) spent so far, or what a
+ * planned step would cost, so a driver can stop before a budget is exceeded.
+ */
+export class RdpAccountant {
+  readonly orders: readonly number[];
+  private readonly total: number[];
+  private readonly perStepCache = new Map<string, readonly number[]>();
+  private stepCount = 0;
+
+  constructor(orders: readonly number[] = DEFAULT_RDP_ORDERS) {
+    if (orders.length === 0 || orders.some((a) => !(a > 1 && Number.isFinite(a))))
+      throw new ConfigError([
+        { path: 'orders', message: 'need at least one order, each a finite number > 1' },
+      ]);
+    this.orders = [...orders];
+    this.total = orders.map(() => 0);
+  }
+
+  /** Steps recorded so far. */
+  get steps(): number {
+    return this.stepCount;
+  }
+
+  private perStep(samplingRate: number, noiseMultiplier: number): readonly number[] {
+    const key = `${samplingRate}:${noiseMultiplier}`;
+    let rdp = this.perStepCache.get(key);
+    if (rdp === undefined) {
+      rdp = computeRdp({ samplingRate, noiseMultiplier, steps: 1, orders: this.orders });
+      this.perStepCache.set(key, rdp);
+    }
+    return rdp;
+  }
+
+  /** Records `count` steps with sampling rate q and noise multiplier σ. */
+  record(samplingRate: number, noiseMultiplier: number, count = 1): void {
+    assertMechanism({ samplingRate, noiseMultiplier, steps: count });
+    const rdp = this.perStep(samplingRate, noiseMultiplier);
+    for (let i = 0; i < this.total.length; i++)
+      this.total[i] = (this.total[i] as number) + count * (rdp[i] as number);
+    this.stepCount += count;
+  }
+
+  /** (ε, δ) spent by the recorded steps (ε = 0 before any step). */
+  epsilon(delta: number): RdpEpsilon {
+    if (this.stepCount === 0) {
+      assertMechanism({ delta });
+      return { epsilon: 0, order: Number.NaN };
+    }
+    return rdpToEpsilon(this.orders, this.total, delta);
+  }
+
+  /** ε after `count` more steps with (q, σ), without recording them. */
+  epsilonAfter(delta: number, samplingRate: number, noiseMultiplier: number, count = 1): number {
+    assertMechanism({ delta, samplingRate, noiseMultiplier, steps: count });
+    const rdp = this.perStep(samplingRate, noiseMultiplier);
+    return rdpToEpsilon(
+      this.orders,
+      this.total.map((r, i) => r + count * (rdp[i] as number)),
+      delta,
+    ).epsilon;
+  }
+}
