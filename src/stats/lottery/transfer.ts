@@ -359,8 +359,8 @@ export function lotteryPreset(task: LotteryTask, quick: boolean, seed = 1): Lott
       scope: 'global',
       includeBiases: false,
       rewindStep: quick ? 20 : 50,
-      sourceTrain: { steps: quick ? 150 : 1000, batchSize: 32, lr: 0.5, momentum: 0.9 },
-      targetTrain: { steps: quick ? 150 : 1000, batchSize: 32, lr: 0.5, momentum: 0.9 },
+      sourceTrain: { steps: quick ? 150 : 500, batchSize: 32, lr: 0.5, momentum: 0.9 },
+      targetTrain: { steps: quick ? 150 : 500, batchSize: 32, lr: 0.5, momentum: 0.9 },
       strategies,
     };
   }
