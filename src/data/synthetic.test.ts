@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Rng } from '../core/rng.ts';
+import { setSimdKernels } from '../nn/layers.ts';
 import { NormalStream } from './gaussian.ts';
-import { MAX_SIZE_FACTOR, SyntheticGenerator, syntheticDataset } from './synthetic.ts';
+import { ArgmaxLabeler, MAX_SIZE_FACTOR, SyntheticGenerator, syntheticDataset } from './synthetic.ts';
 import type { DenseExamples, Examples } from './types.ts';
 
 function dense(e: Examples): DenseExamples {
@@ -191,4 +192,72 @@ test('bad options and client indices throw typed errors', () => {
   const ds = syntheticDataset(base);
   assert.throws(() => ds.client(1000), { code: 'INVALID_ARGUMENT' });
   assert.throws(() => ds.clientSize(-1), { code: 'INVALID_ARGUMENT' });
+});
+
+/** Float64 argmax of b + Σ_j w_cj x_j summed in order j = 0, 1, …, ties to the lower class. */
+function naiveLabel(w: Float64Array, b: Float64Array, x: Float32Array, r: number, dim: number): number {
+  let best = -1;
+  let bestValue = Number.NEGATIVE_INFINITY;
+  for (let c = 0; c < b.length; c++) {
+    let s = b[c] as number;
+    for (let j = 0; j < dim; j++) s += (w[c * dim + j] as number) * (x[r * dim + j] as number);
+    if (s > bestValue) {
+      bestValue = s;
+      best = c;
+    }
+  }
+  return best;
+}
+
+test('ArgmaxLabeler: near-ties and exact ties match the float64 argmax, SIMD screen on and off', () => {
+  const dim = 7;
+  const classes = 5;
+  const rng = new Rng(11);
+  const w = Float64Array.from({ length: classes * dim }, () => rng.normal());
+  const b = Float64Array.from({ length: classes }, () => rng.normal());
+  // Classes 1 and 2 share their weights and get biases one ulp apart (far below float32 resolution),
+  // classes 3 and 4 are exact copies; large biases make these pairs win, so the float32 screen cannot
+  // decide and only the float64 path separates them.
+  for (let j = 0; j < dim; j++) {
+    w[2 * dim + j] = w[dim + j] as number;
+    w[4 * dim + j] = w[3 * dim + j] as number;
+  }
+  b[1] = 100;
+  b[2] = 100 + 2 ** -46;
+  b[3] = 99.5;
+  b[4] = 99.5;
+  const n = 41;
+  const x = Float32Array.from({ length: n * dim }, () => rng.normal());
+  const expected = Int32Array.from({ length: n }, (_, r) => naiveLabel(w, b, x, r, dim));
+  assert.ok(expected.includes(2) || expected.includes(1));
+  assert.ok(expected.includes(3));
+  assert.ok(!expected.includes(4), 'exact ties go to the lower class');
+  try {
+    for (const simd of [true, false]) {
+      setSimdKernels(simd);
+      const labeler = new ArgmaxLabeler(dim, classes);
+      // Rows written at an offset into a longer array, as the test-set builder does.
+      const y = new Int32Array(n + 3).fill(-1);
+      const padded = new Float32Array((n + 3) * dim);
+      padded.set(x, 3 * dim);
+      labeler.label(w, b, padded, 3, n, y);
+      assert.deepEqual(y.subarray(3), expected, `simd ${simd}`);
+      assert.deepEqual(Array.from(y.subarray(0, 3)), [-1, -1, -1]);
+    }
+  } finally {
+    setSimdKernels(true);
+  }
+});
+
+test('generated labels are identical with the SIMD screen on and off', () => {
+  const opts = { ...base, examplesPerClient: 600, dim: 13, numClasses: 7 };
+  try {
+    setSimdKernels(true);
+    const screened = [3, 4].map((k) => new SyntheticGenerator(opts).client(k));
+    setSimdKernels(false);
+    const exact = [3, 4].map((k) => new SyntheticGenerator(opts).client(k));
+    assert.deepEqual(screened, exact);
+  } finally {
+    setSimdKernels(true);
+  }
 });
