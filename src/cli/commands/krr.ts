@@ -104,7 +104,7 @@ export function krrRunCommand(flags: KrrRunFlags): void {
     ...(flags.lambda === undefined ? {} : { lambda: flags.lambda }),
     ...(flags.gamma === undefined ? {} : { gamma: flags.gamma }),
   };
-  resolveKrrConfig(input); // config errors before any data is read
+  for (const method of methods) resolveKrrConfig(input, method); // config errors before any data is read
   const series = resolveSeries(flags);
   const results: KrrRunResult[] = [];
   for (const method of methods) {

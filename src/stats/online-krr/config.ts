@@ -80,7 +80,10 @@ export const DEFAULT_KRR_CONFIG: KrrConfig = {
 const KERNELS: readonly KernelType[] = ['rbf', 'laplacian', 'linear', 'polynomial'];
 
 /** Fills defaults and validates; every problem is reported at once as a ConfigError. */
-export function resolveKrrConfig(input: KrrConfigInput = {}): KrrConfig {
+/** Checks the `online` and `retune` sections only when `method` uses them (all of them when omitted). */
+export function resolveKrrConfig(input: KrrConfigInput = {}, method?: Method): KrrConfig {
+  const usesOnline = method === undefined || method === 'online';
+  const usesRetune = method === undefined || method === 'grid' || method === 'random';
   const d = DEFAULT_KRR_CONFIG;
   const config: KrrConfig = {
     ...d,
@@ -132,7 +135,7 @@ export function resolveKrrConfig(input: KrrConfigInput = {}): KrrConfig {
   pos('online.maxStep', config.online.maxStep);
   int('online.blockSize', config.online.blockSize, 1);
   int('online.gradientBlocks', config.online.gradientBlocks, 0);
-  if (Number.isInteger(config.window) && config.online.blockSize * 2 > config.window) {
+  if (usesOnline && Number.isInteger(config.window) && config.online.blockSize * 2 > config.window) {
     issues.push({ path: 'online.blockSize', message: 'must be at most half the window' });
   }
   if (!(config.online.acceptTolerance >= 0))
@@ -145,7 +148,7 @@ export function resolveKrrConfig(input: KrrConfigInput = {}): KrrConfig {
   if (!(config.driftTolerance > 0)) issues.push({ path: 'driftTolerance', message: 'must be > 0' });
   int('driftCheckEvery', config.driftCheckEvery, 1);
   int('seed', config.seed, 0);
-  if (Number.isInteger(config.window) && Number.isInteger(config.retune.folds)) {
+  if (usesRetune && Number.isInteger(config.window) && Number.isInteger(config.retune.folds)) {
     const v = Math.floor(config.window / (config.retune.folds + 1));
     if (v - (config.horizon - 1) < 2) {
       issues.push({

@@ -121,7 +121,7 @@ export function validateSeries(series: Series, config: KrrConfig): void {
 
 /** Runs one method over a series. */
 export function runKrr(series: Series, method: Method, input: KrrConfigInput = {}): KrrRunResult {
-  const config = resolveKrrConfig(input);
+  const config = resolveKrrConfig(input, method);
   validateSeries(series, config);
   const started = performance.now();
   const { z, mean, scale, dim, first, features } = buildFeatures(series, config);

@@ -75,7 +75,7 @@ const VARIANTS: readonly Variant[] = [
   { label: 'online (poor start)', method: 'online', override: POOR_START },
 ];
 
-interface SeriesSpec {
+export interface SeriesSpec {
   readonly series: Series;
   readonly description: string;
   readonly config: KrrConfigInput;
@@ -134,11 +134,16 @@ function seriesSpecs(quick: boolean): SeriesSpec[] {
 const TAIL = 576;
 
 export function reproduceKrr(
-  options: { quick?: boolean; onProgress?: (message: string) => void } = {},
+  options: {
+    quick?: boolean;
+    onProgress?: (message: string) => void;
+    /** Replaces the built-in series (tests use tiny ones). */
+    specs?: readonly SeriesSpec[];
+  } = {},
 ): KrrReproResult {
   const quick = options.quick === true;
   const out: ReproSeries[] = [];
-  for (const spec of seriesSpecs(quick)) {
+  for (const spec of options.specs ?? seriesSpecs(quick)) {
     const runs: ReproRun[] = [];
     let persistence = { rmse: 0, mae: 0, evaluated: 0, horizon: 0 };
     const tailStart = Math.max(0, spec.series.values.length - TAIL);

@@ -1,0 +1,86 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+
+const BIN = join(import.meta.dirname, '..', '..', '..', 'bin', 'orchard.js');
+
+function orchard(...args: string[]): { code: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 60_000 });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+function pemsFile(rows: number, badLine?: number): string {
+  const dir = mkdtempSync(join(tmpdir(), 'orchard-krr-cli-'));
+  const lines = ['timestamp,station,flow,speed,occupancy'];
+  for (let i = 0; i < rows; i++) {
+    const t = new Date(Date.UTC(2024, 0, 1) + i * 300_000).toISOString();
+    const flow =
+      i + 2 === badLine ? 'lots' : (500 + 300 * Math.sin((2 * Math.PI * i) / 288) + (i % 7)).toFixed(1);
+    lines.push(`${t},400001,${flow},60,0.05`);
+  }
+  const file = join(dir, 'pems.csv');
+  writeFileSync(file, `${lines.join('\n')}\n`);
+  return file;
+}
+
+test('krr run on synthetic data prints every method as JSON', () => {
+  const r = orchard(
+    'krr',
+    'run',
+    '--synthetic',
+    '--days',
+    '2',
+    '--window',
+    '48',
+    '--method',
+    'all',
+    '--json',
+  );
+  assert.equal(r.code, 0, r.stderr);
+  const out = JSON.parse(r.stdout) as Array<{ method: string; rmse: number; compute: { flops: number } }>;
+  assert.deepEqual(
+    out.map((o) => o.method),
+    ['online', 'fixed', 'grid', 'random'],
+  );
+  for (const o of out) assert.ok(Number.isFinite(o.rmse) && o.compute.flops > 0);
+});
+
+test('krr run reads a PeMS-style CSV', () => {
+  const r = orchard(
+    'krr',
+    'run',
+    '--data',
+    pemsFile(200),
+    '--method',
+    'fixed',
+    '--window',
+    '24',
+    '--horizon',
+    '1',
+  );
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /pems-400001-flow/);
+  assert.match(r.stdout, /^fixed\s+RMSE/m);
+});
+
+test('bad input exits 2 with a clear message and runs nothing', () => {
+  const bad = orchard('krr', 'run', '--data', pemsFile(50, 7));
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /line 7, column 'flow': not a number/);
+  const both = orchard('krr', 'run', '--synthetic', '--data', 'x.csv');
+  assert.equal(both.code, 2);
+  assert.match(both.stderr, /exactly one of --data/);
+  const tooShort = orchard('krr', 'run', '--synthetic', '--days', '1', '--window', '400');
+  assert.equal(tooShort.code, 2);
+  assert.match(tooShort.stderr, /need at least/);
+  const negative = orchard('krr', 'run', '--synthetic', '--lambda', '-1', '--method', 'nope');
+  assert.equal(negative.code, 2);
+  assert.match(negative.stderr, /--method/);
+  const hyper = orchard('krr', 'run', '--synthetic', '--lambda', '-1');
+  assert.equal(hyper.code, 2);
+  assert.match(hyper.stderr, /lambda: must be finite and > 0/);
+  assert.equal(hyper.stdout, '');
+});

@@ -1,0 +1,214 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { Matrix, solve } from 'ml-matrix';
+import { ConfigError, OrchardError } from '../../core/errors.ts';
+import { Rng } from '../../core/rng.ts';
+import { resolveKrrConfig } from './config.ts';
+import type { Series } from './data.ts';
+import { buildFeatures, runKrr } from './forecaster.ts';
+import { makeKernel } from './kernels.ts';
+import { reproduceKrr, writeKrrReport } from './report.ts';
+import { crossValidate, gridCandidates, rollingFolds } from './tuning.ts';
+import { KrrWindow } from './window.ts';
+
+const isCode = (code: string) => (e: unknown) => e instanceof OrchardError && e.code === code;
+
+/** A noisy periodic series with a level shift halfway (a drift the model has to follow). */
+function wave(n: number, seed = 1, noise = 0.05): Series {
+  const rng = new Rng(seed);
+  const values = Float64Array.from(
+    { length: n },
+    (_, t) => 10 + Math.sin((2 * Math.PI * t) / 24) + (t > n / 2 ? 1 : 0) + noise * rng.normal(),
+  );
+  return { name: 'wave', timestamps: Float64Array.from({ length: n }, (_, t) => t), values };
+}
+
+const rbf = (a: Float64Array, b: Float64Array, gamma: number) => {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += ((a[i] as number) - (b[i] as number)) ** 2;
+  return Math.exp(-gamma * s);
+};
+
+describe('runKrr', () => {
+  it('each forecast equals a direct KRR solve on the window of the latest W pairs', () => {
+    const series = wave(120);
+    const input = { window: 12, lags: 3, horizon: 2, lambda: 0.05, gamma: 0.5, target: 'level' as const };
+    const r = runKrr(series, 'fixed', input);
+    const config = resolveKrrConfig(input, 'fixed');
+    const f = buildFeatures(series, config);
+    const { window: w, horizon: h } = config;
+    for (const t of [60, 90, 117]) {
+      // Origins whose targets z[o + h] are known at time t: o = t − h − W + 1 … t − h.
+      const origins = Array.from({ length: w }, (_, i) => t - h - w + 1 + i);
+      const xs = origins.map((o) => f.features(o));
+      const a = new Matrix(w, w);
+      for (let i = 0; i < w; i++)
+        for (let j = 0; j < w; j++)
+          a.set(i, j, rbf(xs[i] as Float64Array, xs[j] as Float64Array, 0.5) + (i === j ? 0.05 : 0));
+      const alpha = solve(a, Matrix.columnVector(origins.map((o) => f.z[o + h] as number)));
+      const xt = f.features(t);
+      let z = 0;
+      for (let i = 0; i < w; i++) z += rbf(xs[i] as Float64Array, xt, 0.5) * alpha.get(i, 0);
+      const expected = f.mean + f.scale * z;
+      assert.ok(
+        Math.abs((r.predictions[t + h] as number) - expected) < 1e-8,
+        `t=${t}: ${r.predictions[t + h]} vs ${expected}`,
+      );
+    }
+    assert.equal(r.evaluated, 120 - r.evalStart);
+    assert.equal(r.compute.tuningFlops, 0);
+    assert.equal(r.compute.refreshes, 0);
+  });
+
+  it('is deterministic, including its compute counts', () => {
+    const a = runKrr(wave(200), 'online', { window: 24, online: { every: 8, blockSize: 4 } });
+    const b = runKrr(wave(200), 'online', { window: 24, online: { every: 8, blockSize: 4 } });
+    assert.equal(a.rmse, b.rmse);
+    assert.deepEqual(a.compute, b.compute);
+    assert.deepEqual(a.trajectory, b.trajectory);
+  });
+
+  it('online learning recovers from a poor start: better than keeping it, with hyperparameters in bounds', () => {
+    const series = wave(600, 2, 0.1);
+    const input = {
+      window: 48,
+      lambda: 10,
+      gamma: 0.002,
+      online: { every: 6, blockSize: 6 },
+      lambdaBounds: [1e-3, 10] as [number, number],
+    };
+    const online = runKrr(series, 'online', input);
+    const fixed = runKrr(series, 'fixed', input);
+    assert.ok(online.rmse < 0.8 * fixed.rmse, `online ${online.rmse} vs fixed ${fixed.rmse}`);
+    for (const p of online.trajectory) {
+      assert.ok(p.lambda >= 1e-3 && p.lambda <= 10 && p.gamma >= 1e-3 && p.gamma <= 10);
+    }
+    const last = online.trajectory[online.trajectory.length - 1];
+    // A sine is linearly predictable from its lags, so the useful move is mostly λ: 10 → well below 0.1.
+    assert.ok(last !== undefined && last.lambda < 0.1, JSON.stringify(last));
+    // Each step's trial refresh is counted; rejected steps are undone without another one.
+    assert.equal(online.compute.refreshes - online.compute.stabilityRefreshes, online.compute.hyperSteps);
+    assert.ok(online.compute.tuningFlops > 0);
+  });
+
+  it('grid and random re-tune on schedule and count their work', () => {
+    const series = wave(300);
+    const input = { window: 32, retune: { every: 40, gridLambdas: 3, gridGammas: 3, randomCandidates: 4 } };
+    const grid = runKrr(series, 'grid', input);
+    const random = runKrr(series, 'random', input);
+    const pairsAfterFull = 300 - (6 - 1) - 3 - 32 + 1; // t from first+h+W−1 to n−1
+    assert.equal(grid.compute.retunes, Math.ceil(pairsAfterFull / 40));
+    assert.equal(random.compute.retunes, grid.compute.retunes);
+    assert.ok(grid.compute.tuningFlops > random.compute.tuningFlops, '9 candidates cost more than 4');
+    assert.ok(Number.isFinite(grid.rmse) && Number.isFinite(random.rmse));
+  });
+
+  it('rejects bad input with typed errors', () => {
+    const good = wave(100);
+    assert.throws(
+      () => runKrr(good, 'fixed', { window: 200 }),
+      (e) => isCode('DATA_INVALID')(e) && /at least/.test((e as Error).message),
+    );
+    const nan = { ...good, values: good.values.map((v, i) => (i === 50 ? Number.NaN : v)) };
+    assert.throws(() => runKrr(nan, 'fixed', { window: 12 }), isCode('NON_FINITE'));
+    assert.throws(
+      () => runKrr({ ...good, timestamps: good.timestamps.slice(1) }, 'fixed', { window: 12 }),
+      isCode('SHAPE_MISMATCH'),
+    );
+    assert.throws(
+      () => runKrr(good, 'fixed', { lambda: -1, gamma: 0, window: 3, horizon: 0 }),
+      (e) =>
+        e instanceof ConfigError &&
+        ['lambda', 'gamma', 'window', 'horizon'].every((p) => e.issues.some((i) => i.path === p)),
+    );
+    assert.throws(() => runKrr(good, 'fixed', { lambdaBounds: [1, 0.1] }), ConfigError);
+    assert.throws(() => runKrr(good, 'fixed', { kernel: { type: 'cosine' as 'rbf' } }), ConfigError);
+    assert.throws(() => runKrr(good, 'online', { window: 12, online: { blockSize: 7 } }), ConfigError);
+  });
+});
+
+describe('rolling-origin cross-validation', () => {
+  it('folds never train on pairs whose targets lie past the validation origin', () => {
+    for (const h of [1, 3]) {
+      for (const fold of rollingFolds(40, 3, h)) {
+        // pair i's target is h steps after its origin; the last training pair's target must be < validStart origin + 1.
+        assert.ok(fold.trainEnd - 1 + h <= fold.validStart, JSON.stringify(fold));
+        assert.ok(fold.validEnd > fold.validStart);
+      }
+    }
+  });
+
+  it('scores candidates like a naive refit-and-predict on each fold', () => {
+    const rng = new Rng(4);
+    const w = new KrrWindow(makeKernel({ type: 'rbf' }), 30, 2, 0.1, 1);
+    const xs: Float64Array[] = [];
+    const ys: number[] = [];
+    for (let i = 0; i < 30; i++) {
+      const x = Float64Array.from([rng.normal(), rng.normal()]);
+      const y = Math.cos(x[0] as number) + 0.1 * rng.normal();
+      xs.push(x);
+      ys.push(y);
+      w.add(x, y);
+    }
+    const candidates = gridCandidates([0.01, 1], [0.1, 2], 2, 2);
+    const scores = crossValidate(w, candidates, 2, 3);
+    for (const [k, cand] of candidates.entries()) {
+      let sse = 0;
+      let count = 0;
+      for (const fold of rollingFolds(30, 3, 2)) {
+        const m = fold.trainEnd;
+        const a = new Matrix(m, m);
+        for (let i = 0; i < m; i++)
+          for (let j = 0; j < m; j++)
+            a.set(
+              i,
+              j,
+              rbf(xs[i] as Float64Array, xs[j] as Float64Array, cand.gamma) + (i === j ? cand.lambda : 0),
+            );
+        const alpha = solve(a, Matrix.columnVector(ys.slice(0, m)));
+        for (let r = fold.validStart; r < fold.validEnd; r++) {
+          let p = 0;
+          for (let i = 0; i < m; i++)
+            p += rbf(xs[i] as Float64Array, xs[r] as Float64Array, cand.gamma) * alpha.get(i, 0);
+          sse += (p - (ys[r] as number)) ** 2;
+          count++;
+        }
+      }
+      assert.ok(Math.abs((scores[k]?.mse as number) - sse / count) < 1e-9, `candidate ${k}`);
+    }
+  });
+});
+
+describe('reproduction report', () => {
+  it('writes results JSON and a self-contained HTML report with plots', async () => {
+    const result = reproduceKrr({
+      specs: [
+        {
+          series: wave(160),
+          description: 'test wave',
+          config: {
+            window: 24,
+            online: { every: 12, blockSize: 4 },
+            retune: { every: 24, gridLambdas: 2, gridGammas: 2, randomCandidates: 2 },
+          },
+        },
+      ],
+    });
+    const dir = mkdtempSync(join(tmpdir(), 'orchard-krr-'));
+    const paths = await writeKrrReport(result, dir);
+    const json = JSON.parse(readFileSync(paths.results, 'utf8')) as {
+      series: Array<{ runs: Array<{ label: string; rmse: number }> }>;
+    };
+    assert.deepEqual(
+      json.series[0]?.runs.map((r) => r.label),
+      ['fixed', 'online', 'grid', 'random', 'fixed (poor start)', 'online (poor start)'],
+    );
+    const html = readFileSync(paths.report, 'utf8');
+    assert.equal(html.match(/<svg/g)?.length, 4);
+    assert.ok(!/<script/i.test(html));
+    assert.match(html, /test wave/);
+  });
+});
