@@ -1,4 +1,6 @@
 /** Differential privacy for Orchard: accountants, calibration, clipping and secure Gaussian noise. */
+
+export { type AdaptiveClipOptions, AdaptiveClipper, updateNoiseMultiplier } from './adaptive-clip.ts';
 export {
   ACCOUNTANTS,
   type AccountantKind,
