@@ -10,7 +10,7 @@
  * live holders makes the server abort (phase 'aborted', SecAggError BELOW_THRESHOLD). A rejected
  * message changes nothing.
  */
-import { bytesEqual, type CryptoProvider, type MaskTerm, X25519_BYTES } from './crypto.ts';
+import { accumulateWords, bytesEqual, type CryptoProvider, type MaskTerm, X25519_BYTES } from './crypto.ts';
 import { secaggError } from './errors.ts';
 import { decodeSum, reduceModulus } from './fixedpoint.ts';
 import { BASE_POINT, pairSign, pairwiseMaskKey, selfMaskKey } from './keys.ts';
@@ -237,10 +237,12 @@ export class SecAggServer {
     const { threshold, sessionId, dimension, encoding } = this.params;
     const sum = new Uint32Array(dimension);
     const sum32 = new Int32Array(sum.buffer);
-    for (const y of this.maskedFrom.values()) {
-      const y32 = new Int32Array(y.buffer, y.byteOffset, y.length);
-      for (let i = 0; i < dimension; i++) sum32[i] = ((sum32[i] as number) + (y32[i] as number)) | 0;
-    }
+    // Two inputs per pass over the accumulator: half the accumulator traffic.
+    const inputs = [...this.maskedFrom.values()].map((y) => new Int32Array(y.buffer, y.byteOffset, y.length));
+    let k = 0;
+    for (; k + 1 < inputs.length; k += 2)
+      accumulateWords(sum32, inputs[k] as Int32Array, 1, inputs[k + 1] as Int32Array, 1);
+    if (k < inputs.length) accumulateWords(sum32, inputs[k] as Int32Array, 1, null, 1);
     const sharesOf = (owner: number, which: 'selfMaskShares' | 'keyShares'): Share[] => {
       const out: Share[] = [];
       for (const h of this.holders[owner] as number[]) {
