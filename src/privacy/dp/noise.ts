@@ -82,6 +82,9 @@ export function fillStandardNormal(
   return out;
 }
 
+/** Normals drawn per chunk by addGaussianNoise. */
+const NOISE_CHUNK = 8192;
+
 /** Significand bits (with the implicit one) of the output element types. */
 const SIGNIFICAND_BITS = { float32: 24, float64: 53 } as const;
 
@@ -119,21 +122,25 @@ export function addGaussianNoise<T extends Float32Array | Float64Array>(values: 
   if (!(Number.isFinite(bound) && bound > 0))
     issues.push({ path: 'bound', message: `must be a finite number > 0, got ${bound}` });
   if (issues.length > 0) throw new ConfigError(issues, 'noise options');
-  for (let i = 0; i < values.length; i++) {
-    const v = values[i] as number;
-    if (v - v !== 0) throw new NonFiniteError(`value ${i} is ${v}: refusing to add noise`);
-    if (Math.abs(v) > bound)
-      throw invalidArgument(`|value ${i}| = ${Math.abs(v)} exceeds the public bound ${bound}`);
-  }
   const type = values instanceof Float32Array ? 'float32' : 'float64';
   const g = snapGranularity(stddev, bound, type);
-  const noise = fillStandardNormal(new Float64Array(values.length), options.source);
+  const invG = 1 / g;
+  const stddevOverG = stddev * invG;
   const out = (type === 'float32' ? new Float32Array(values.length) : new Float64Array(values.length)) as T;
-  for (let i = 0; i < values.length; i++) {
-    // Both terms are integer multiples of g well inside the exact range: the sum is exact.
-    const snappedX = Math.round((values[i] as number) / g) * g;
-    const snappedNoise = Math.round((stddev * (noise[i] as number)) / g) * g;
-    out[i] = snappedX + snappedNoise;
+  // Noise is drawn in chunks (no full-size temporary); a bad value throws before `out` escapes.
+  const noise = new Float64Array(Math.min(values.length, NOISE_CHUNK));
+  for (let start = 0; start < values.length; start += NOISE_CHUNK) {
+    const end = Math.min(values.length, start + NOISE_CHUNK);
+    fillStandardNormal(noise.subarray(0, end - start), options.source);
+    for (let i = start; i < end; i++) {
+      const v = values[i] as number;
+      if (v - v !== 0) throw new NonFiniteError(`value ${i} is ${v}: refusing to add noise`);
+      if (Math.abs(v) > bound)
+        throw invalidArgument(`|value ${i}| = ${Math.abs(v)} exceeds the public bound ${bound}`);
+      // Snap x and σz to whole multiples of g and add: scaling by the power of two 1/g is exact,
+      // the integer sum is exact, and g was chosen so the result is exact in the output type.
+      out[i] = (Math.round(v * invG) + Math.round(stddevOverG * (noise[i - start] as number))) * g;
+    }
   }
   return out;
 }
