@@ -88,3 +88,13 @@ test('mixed logit keeps the best of its random starts and reports posterior weig
   assert.ok(Math.abs(mixedLogitHeldOutLogLik(degenerate, test1) - meanLogLik(test1, B)) < 1e-9);
   assert.throws(() => fitMixedLogit(panel, { draws: 0 }), { code: 'INVALID_ARGUMENT' });
 });
+
+test('mixed logit is not convex: converged random starts can end at different optima', () => {
+  const p = compilePanel(simulatePanel({ kind: 'binary', n: 15, T: 30, d: 4, r: 2, seed: 1 }).panel);
+  const fit = fitMixedLogit(p, { draws: 20, restarts: 4, seed: 1 });
+  const converged = fit.starts.filter((s) => s.converged);
+  assert.ok(converged.length >= 2, 'at least two starts meet the gradient tolerance');
+  const values = converged.map((s) => s.nll);
+  // Both ends are stationary (gradient below tolerance) yet their likelihoods differ: distinct local optima.
+  assert.ok(Math.max(...values) - Math.min(...values) > 1e-5, `start NLLs ${values.join(', ')}`);
+});

@@ -11,7 +11,7 @@
 import { OrchardError } from '../../core/errors.ts';
 import { type CompiledPanel, compilePanel, type Panel, situationCount, splitHoldout } from './data.ts';
 import { composeCoefficients, meanNll } from './model.ts';
-import { nuclearNorm, singularValueThreshold, softThreshold, spectralNorm } from './prox.ts';
+import { singularValueThreshold, softThreshold, spectralNorm } from './prox.ts';
 
 export interface SolverOptions {
   /**
@@ -168,10 +168,11 @@ export function fitLatentLogit(panel: Panel | CompiledPanel, options: LatentLogi
   const gU = new Float64Array(n * d);
 
   let fx = meanNll(p, composeCoefficients(xw, xU, n));
-  let xNuclear = nuclearNorm(xU, n, d);
-  let Fx = fx + lambda1 * l1Norm(xw) + lambda2 * xNuclear;
-  let xSingular: number[] = [];
-  let xRank = xNuclear > 0 ? Math.min(n, d) : 0;
+  // Singular values of the start (a zero threshold leaves them unchanged).
+  const initial = singularValueThreshold(xU, n, d, 0);
+  let xSingular: number[] = initial.singularValues;
+  let xRank = initial.rank;
+  let Fx = fx + lambda1 * l1Norm(xw) + lambda2 * xSingular.reduce((a, b) => a + b, 0);
   let yw = xw;
   let yU = xU;
   let t = 1;
@@ -296,11 +297,6 @@ export function fitLatentLogit(panel: Panel | CompiledPanel, options: LatentLogi
   if (!converged) residual = mappingResidual();
   let nonzeros = 0;
   for (const v of xw) if (v !== 0) nonzeros++;
-  if (xSingular.length === 0 && xRank > 0) {
-    // No accepted step (maxIter hit during restarts): describe the starting U.
-    xSingular = [xNuclear];
-  }
-  xNuclear = xSingular.reduce((a, b) => a + b, 0);
   return {
     n,
     d,
