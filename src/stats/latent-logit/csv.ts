@@ -50,19 +50,22 @@ export function parseChoiceCsv(text: string): ChoicePanel {
   const lines = text.split(/\r?\n/);
   const headerIndex = lines.findIndex((l) => l.trim() !== '');
   if (headerIndex < 0) throw invalid(1, '', 'the file is empty');
-  const header = splitLine(lines[headerIndex] as string, headerIndex + 1).map((h) => h.toLowerCase());
+  // Key columns match case-insensitively; attribute names keep their spelling for reports.
+  const header = splitLine(lines[headerIndex] as string, headerIndex + 1);
   const index = new Map<string, number>();
   for (const [k, name] of header.entries()) {
     if (name === '') throw invalid(headerIndex + 1, `#${k + 1}`, 'empty column name');
-    if (index.has(name)) throw invalid(headerIndex + 1, name, 'duplicate column');
-    index.set(name, k);
+    if (index.has(name.toLowerCase())) throw invalid(headerIndex + 1, name, 'duplicate column');
+    index.set(name.toLowerCase(), k);
   }
   for (const key of KEY_COLUMNS) {
     if (!index.has(key))
       throw invalid(headerIndex + 1, key, `missing required column (need ${KEY_COLUMNS.join(', ')})`);
   }
   const keySet = new Set<string>(KEY_COLUMNS);
-  const attributeColumns = header.map((name, k) => ({ name, k })).filter((c) => !keySet.has(c.name));
+  const attributeColumns = header
+    .map((name, k) => ({ name, k }))
+    .filter((c) => !keySet.has(c.name.toLowerCase()));
   if (attributeColumns.length === 0)
     throw invalid(
       headerIndex + 1,

@@ -118,7 +118,10 @@ test('choice CSV errors name the line and column', () => {
       },
     );
   }
-  const ok = parseChoiceCsv(`${head}\n"A, Jr.",1,a,1,2.5,3\n"A, Jr.",1,b,0,1,4\n`);
+  const ok = parseChoiceCsv(
+    `Individual,Situation,Alternative,Chosen,Price\n"A, Jr.",1,a,1,2.5\n"A, Jr.",1,b,0,1\n`,
+  );
+  assert.deepEqual(ok.attributes, ['Price']);
   assert.equal(ok.individuals[0]?.id, 'A, Jr.');
   assert.equal(ok.individuals[0]?.situations[0]?.chosen, 0);
 });
