@@ -147,7 +147,9 @@ export class NodeCryptoProvider implements CryptoProvider {
     checkLength(key, MASK_KEY_BYTES, 'mask key');
     const cipher = createCipheriv('aes-128-ctr', key, ZERO_COUNTER);
     const out = cipher.update(Buffer.alloc(words * 4));
-    return new Uint32Array(out.buffer, out.byteOffset, words);
+    // Small outputs can come from Node's shared buffer pool at an offset that is not 4-aligned.
+    if (out.byteOffset % 4 === 0) return new Uint32Array(out.buffer, out.byteOffset, words);
+    return new Uint32Array(new Uint8Array(out).buffer, 0, words);
   }
 
   async addMasks(acc: Uint32Array, terms: readonly MaskTerm[]): Promise<void> {

@@ -470,3 +470,61 @@ describe('protocol rules an honest client and server enforce', () => {
     assert.notDeepEqual(masked[0], masked[1]);
   });
 });
+
+describe('every out-of-order call is an INVALID_TRANSITION and changes nothing', () => {
+  const crypto = providers[0] as CryptoProvider;
+
+  test('client methods outside their phase', async () => {
+    const { clients, forwards, requests, inputs } = await upToUnmask(crypto, 5);
+    const fresh = new SecAggClient(0, makeParams(crypto, completeGraph(5), 8), crypto);
+    const f = forwards[0] as (typeof forwards)[number];
+    const r = requests[0] as (typeof requests)[number];
+    const x = inputs[0] as Float32Array;
+    const broadcast = { session: f.session, to: 0, peers: [] };
+    const calls: [SecAggClient, () => Promise<unknown>][] = [
+      [fresh, () => fresh.shareKeys(broadcast)],
+      [fresh, () => fresh.maskInput(f, x)],
+      [fresh, () => fresh.unmask(r)],
+      [clients[0] as SecAggClient, () => (clients[0] as SecAggClient).advertise()],
+      [clients[0] as SecAggClient, () => (clients[0] as SecAggClient).shareKeys(broadcast)],
+      [clients[0] as SecAggClient, () => (clients[0] as SecAggClient).maskInput(f, x)],
+    ];
+    for (const [client, call] of calls) {
+      const before = client.phase;
+      await assert.rejects(call(), failsWith('INVALID_TRANSITION'));
+      assert.equal(client.phase, before);
+    }
+  });
+
+  test('server methods outside their phase', async () => {
+    const { server, requests } = await upToUnmask(crypto, 5);
+    const params = makeParams(crypto, completeGraph(5), 8);
+    const fresh = new SecAggServer(params, crypto);
+    const anyMasked = { session: params.sessionId, from: 0, masked: new Uint32Array(8) };
+    const anyShares = { session: params.sessionId, from: 0, shares: [] };
+    const anyUnmask = { session: params.sessionId, from: 0, selfMaskShares: [], keyShares: [] };
+    const sync: [SecAggServer, () => unknown][] = [
+      [fresh, () => fresh.closeShares()],
+      [fresh, () => fresh.closeMasked()],
+      [fresh, () => fresh.receiveShares(anyShares)],
+      [fresh, () => fresh.receiveMasked(anyMasked)],
+      [fresh, () => fresh.receiveUnmask(anyUnmask)],
+      [server, () => server.closeAdvertise()],
+      [server, () => server.closeShares()],
+      [server, () => server.closeMasked()],
+      [
+        server,
+        () =>
+          server.receiveMasked({ ...anyMasked, session: (requests[0] as (typeof requests)[number]).session }),
+      ],
+    ];
+    for (const [s, call] of sync) {
+      const before = s.phase;
+      assert.throws(call, failsWith('INVALID_TRANSITION'));
+      assert.equal(s.phase, before);
+    }
+    await assert.rejects(fresh.finish(), failsWith('INVALID_TRANSITION'));
+    await assert.rejects(fresh.computeSum(), failsWith('INVALID_TRANSITION'));
+    assert.equal(fresh.phase, 'advertise');
+  });
+});

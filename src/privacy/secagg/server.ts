@@ -234,6 +234,8 @@ export class SecAggServer {
    * Reads the collected state without changing it (the benchmark times it on its own).
    */
   async computeSum(): Promise<SecAggResult> {
+    if (this.state !== 'unmask' && this.state !== 'done')
+      throw secaggError('INVALID_TRANSITION', `server cannot unmask in phase '${this.state}'`);
     const { threshold, sessionId, dimension, encoding } = this.params;
     const sum = new Uint32Array(dimension);
     const sum32 = new Int32Array(sum.buffer);
