@@ -9,6 +9,16 @@ test('RDP calibration inverts the Opacus reference: ε = 7.32911117143 → σ = 
   assert.ok(Math.abs(sigma - 1.5) < 1e-5, `σ = ${sigma}`);
 });
 
+test('RDP calibration agrees with Opacus get_noise_multiplier (ε=8, δ=1e-5, q=0.04, 2000 steps → 1.3562)', () => {
+  // opacus/tests/accountants_test.py, test_get_noise_multiplier_rdp_steps. Opacus bisects until ε is
+  // within 0.01 below the target and returns the upper end, so its σ is at or just above ours.
+  const plan = { epsilon: 8, delta: 1e-5, samplingRate: 0.04, steps: 2000 };
+  const sigma = noiseMultiplierFor(plan);
+  assert.ok(sigma <= 1.3562 && sigma > 1.355, `σ = ${sigma}`);
+  const atOpacus = epsilonFor({ ...plan, noiseMultiplier: 1.3562 });
+  assert.ok(atOpacus <= 8 && atOpacus > 7.99, `ε(1.3562) = ${atOpacus}`);
+});
+
 test('RDP calibration inverts the dp_accounting reference: (1, 1e-6), q = 1 → σ = 4.530877117', () => {
   const sigma = noiseMultiplierFor({ epsilon: 1, delta: 1e-6, samplingRate: 1, steps: 1 });
   assert.ok(Math.abs(sigma - 4.530877117) < 1e-4, `σ = ${sigma}`);
