@@ -97,22 +97,58 @@ export function splitSecret(
   });
 }
 
-/** Lagrange interpolation through `basis` evaluated at `at`. */
-function interpolate(basis: readonly Share[], at: bigint): bigint {
-  let acc = 0n;
-  for (let i = 0; i < basis.length; i++) {
-    const xi = BigInt((basis[i] as Share).x);
-    let num = 1n;
-    let den = 1n;
-    for (let j = 0; j < basis.length; j++) {
-      if (j === i) continue;
-      const xj = BigInt((basis[j] as Share).x);
-      num = (num * mod(at - xj)) % SHAMIR_PRIME;
-      den = (den * mod(xi - xj)) % SHAMIR_PRIME;
-    }
-    acc = (acc + (basis[i] as Share).y * ((num * inverse(den)) % SHAMIR_PRIME)) % SHAMIR_PRIME;
+/** Inverses of all values (none zero mod p) with one modular inversion (Montgomery's trick). */
+function batchInverse(values: readonly bigint[]): bigint[] {
+  const prefix: bigint[] = [];
+  let acc = 1n;
+  for (const v of values) {
+    acc = (acc * v) % SHAMIR_PRIME;
+    prefix.push(acc);
   }
-  return acc;
+  let inv = inverse(acc);
+  const out = new Array<bigint>(values.length);
+  for (let i = values.length - 1; i >= 0; i--) {
+    out[i] = i === 0 ? inv : (inv * (prefix[i - 1] as bigint)) % SHAMIR_PRIME;
+    inv = (inv * (values[i] as bigint)) % SHAMIR_PRIME;
+  }
+  return out;
+}
+
+/**
+ * The polynomial of degree < t through t shares, in barycentric form: f(z) = ℓ(z) Σ w_i y_i / (z − x_i)
+ * with ℓ(z) = Π (z − x_i) and w_i = 1 / Π_{j≠i} (x_i − x_j). The weights cost O(t²) once; each
+ * evaluation then costs O(t) multiplications and one inversion.
+ */
+class Interpolant {
+  private readonly xs: bigint[];
+  private readonly ys: bigint[];
+  private readonly weights: bigint[];
+
+  constructor(basis: readonly Share[]) {
+    this.xs = basis.map((s) => BigInt(s.x));
+    this.ys = basis.map((s) => s.y);
+    const denominators = this.xs.map((xi, i) => {
+      let d = 1n;
+      for (let j = 0; j < this.xs.length; j++)
+        if (j !== i) d = (d * mod(xi - (this.xs[j] as bigint))) % SHAMIR_PRIME;
+      return d;
+    });
+    this.weights = batchInverse(denominators);
+  }
+
+  /** f(z) for z outside the basis points. */
+  at(z: bigint): bigint {
+    const diffs = this.xs.map((x) => mod(z - x));
+    const inv = batchInverse(diffs);
+    let ell = 1n;
+    for (const d of diffs) ell = (ell * d) % SHAMIR_PRIME;
+    let acc = 0n;
+    for (let i = 0; i < diffs.length; i++)
+      acc =
+        (acc + (((this.weights[i] as bigint) * (this.ys[i] as bigint)) % SHAMIR_PRIME) * (inv[i] as bigint)) %
+        SHAMIR_PRIME;
+    return (ell * acc) % SHAMIR_PRIME;
+  }
 }
 
 /**
@@ -132,12 +168,12 @@ export function combineShares(shares: readonly Share[], threshold: number): Uint
     if (s.y < 0n || s.y >= SHAMIR_PRIME)
       throw secaggError('INVALID_SHARE', `share value at ${s.x} is outside the field`);
   }
-  const basis = shares.slice(0, threshold);
+  const f = new Interpolant(shares.slice(0, threshold));
   for (const extra of shares.slice(threshold)) {
-    if (interpolate(basis, BigInt(extra.x)) !== extra.y)
+    if (f.at(BigInt(extra.x)) !== extra.y)
       throw secaggError('INVALID_SHARE', `share at ${extra.x} is inconsistent with the others`);
   }
-  const secret = interpolate(basis, 0n);
+  const secret = f.at(0n);
   // A secret is a 32-byte string: a constant term at or above 2^256 proves some share is corrupt.
   if (secret >= 1n << 256n)
     throw secaggError('INVALID_SHARE', 'shares interpolate to a value that is not a secret');
