@@ -124,7 +124,8 @@ export class SoftmaxSgd {
     this.logitOff = this.xOff + (n + 4) * kp;
     this.dzOff = this.logitOff + mb4 * cp;
     this.stageOff = this.dzOff + mb * cp;
-    const total = this.stageOff + n * k;
+    // The staging area also holds a copy of the starting weights in finishDelta: max(n, c) rows.
+    const total = this.stageOff + Math.max(n, c) * k;
     if (simdKernelsActive() && this.kernel === undefined) this.kernel = createSimdGemm();
     this.simd = simdKernelsActive() && this.kernel != null;
     if (this.simd) {
@@ -236,11 +237,20 @@ export class SoftmaxSgd {
       throw new ShapeError(
         `start/delta have ${start.length}/${delta.length} entries, softmax regression has ${this.numParams}`,
       );
-    for (let j = 0; j < c; j++) {
-      const src = j * kp;
-      const dst = j * k;
-      for (let t = 0; t < k; t++) delta[dst + t] = (start[dst + t] as number) - (heap[src + t] as number);
-    }
+    if (this.simd && k === kp) {
+      // Unpadded rows: W is one contiguous block, so start − W is one SIMD pass (float32 a + (−1)·b
+      // rounds exactly like a − b) between two bulk copies.
+      const ck = c * k;
+      const at = this.stageOff;
+      heap.set(start.subarray(0, ck), at);
+      (this.kernel as SimdGemm).axpy(at, 0, -1, ck);
+      delta.set(heap.subarray(at, at + ck));
+    } else
+      for (let j = 0; j < c; j++) {
+        const src = j * kp;
+        const dst = j * k;
+        for (let t = 0; t < k; t++) delta[dst + t] = (start[dst + t] as number) - (heap[src + t] as number);
+      }
     const bo = c * k;
     for (let j = 0; j < c; j++) delta[bo + j] = (start[bo + j] as number) - (bias[j] as number);
     this.data = null;
