@@ -194,7 +194,7 @@ The convex model minimizes the mean negative log-likelihood + λ1‖w‖₁ + λ
 Baselines: a pooled logit (one β for all), a ridge logit per individual (ridge chosen by the same kind of holdout), and a mixed logit with
 independent normal coefficients by simulated maximum likelihood (Halton draws, BFGS, one random start per restart; the best likelihood is kept,
 individual coefficients are posterior means). Scores are on an independent test panel of the same individuals.
-Times include tuning: the λ path for the convex model, the ridge grid for per-individual fits, all ${result.restarts} starts for the mixed logit.
+Times are wall-clock (single-threaded, on whatever else the machine was running) and include tuning: the λ path for the convex model, the ridge grid for per-individual fits, all ${result.restarts} starts for the mixed logit.
 Instability refits each method from ${result.restarts} random starting points (at the selected λ for the convex model).</p>
 <p>${result.quick ? '<strong>Quick run</strong> (small settings). ' : ''}Seed ${result.seed}; total ${result.seconds.toFixed(1)} s.</p>
 ${plots.map((svg) => `<figure>${svg}</figure>`).join('\n')}
