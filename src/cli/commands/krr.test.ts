@@ -4,6 +4,8 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { ConfigError } from '../../core/errors.ts';
+import { type KrrRunFlags, krrRunCommand } from './krr.ts';
 
 const BIN = join(import.meta.dirname, '..', '..', '..', 'bin', 'orchard.js');
 
@@ -66,21 +68,27 @@ test('krr run reads a PeMS-style CSV', () => {
   assert.match(r.stdout, /^fixed\s+RMSE/m);
 });
 
-test('bad input exits 2 with a clear message and runs nothing', () => {
+test('a bad CSV cell exits 2 naming its line and column', () => {
   const bad = orchard('krr', 'run', '--data', pemsFile(50, 7));
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /line 7, column 'flow': not a number/);
-  const both = orchard('krr', 'run', '--synthetic', '--data', 'x.csv');
-  assert.equal(both.code, 2);
-  assert.match(both.stderr, /exactly one of --data/);
-  const tooShort = orchard('krr', 'run', '--synthetic', '--days', '1', '--window', '400');
-  assert.equal(tooShort.code, 2);
-  assert.match(tooShort.stderr, /need at least/);
-  const negative = orchard('krr', 'run', '--synthetic', '--lambda', '-1', '--method', 'nope');
-  assert.equal(negative.code, 2);
-  assert.match(negative.stderr, /--method/);
-  const hyper = orchard('krr', 'run', '--synthetic', '--lambda', '-1');
-  assert.equal(hyper.code, 2);
-  assert.match(hyper.stderr, /lambda: must be finite and > 0/);
-  assert.equal(hyper.stdout, '');
+  assert.equal(bad.stdout, '');
+});
+
+test('bad flags are ConfigErrors thrown before anything runs', () => {
+  const base = { method: 'online', kernel: 'rbf' };
+  const fails = (flags: Partial<KrrRunFlags>, path: string, pattern: RegExp) =>
+    assert.throws(
+      () => krrRunCommand({ ...base, ...flags }),
+      (e) => e instanceof ConfigError && e.issues.some((i) => i.path === path) && pattern.test(e.message),
+    );
+  fails({ synthetic: true, data: 'x.csv' }, '', /exactly one of --data/);
+  fails({}, '', /exactly one of --data/);
+  fails({ synthetic: true, days: 1, window: 400 }, '--window', /need at least/);
+  fails({ synthetic: true, method: 'nope' }, '--method', /online, fixed, grid, random or all/);
+  fails({ synthetic: true, lambda: -1 }, 'lambda', /must be finite and > 0/);
+  fails({ synthetic: true, kernel: 'cosine' }, 'kernel.type', /one of rbf/);
+  fails({ data: '/nonexistent/file.csv' }, 'data', /cannot read/);
+  fails({ data: 'x.csv', column: 'volume' }, '--column', /flow, speed or occupancy/);
+  fails({ data: 'x.csv', missing: 'guess' }, '--missing', /error, interpolate or drop/);
 });

@@ -33,6 +33,8 @@ export interface KrrRunFlags {
   readonly lags?: number;
   readonly lambda?: number;
   readonly gamma?: number;
+  readonly features?: string;
+  readonly target?: string;
   readonly json?: boolean;
 }
 
@@ -103,6 +105,8 @@ export function krrRunCommand(flags: KrrRunFlags): void {
     ...(flags.lags === undefined ? {} : { lags: flags.lags }),
     ...(flags.lambda === undefined ? {} : { lambda: flags.lambda }),
     ...(flags.gamma === undefined ? {} : { gamma: flags.gamma }),
+    ...(flags.features === undefined ? {} : { features: flags.features as 'levels' }),
+    ...(flags.target === undefined ? {} : { target: flags.target as 'delta' }),
   };
   for (const method of methods) resolveKrrConfig(input, method); // config errors before any data is read
   const series = resolveSeries(flags);
@@ -170,6 +174,8 @@ export function registerKrr(program: Command): void {
     .option('--lags <n>', 'lagged values per feature vector', (v: string) => parseIntegerOption('--lags', v))
     .option('--lambda <x>', 'initial λ', (v: string) => parseNumberOption('--lambda', v))
     .option('--gamma <x>', 'initial γ', (v: string) => parseNumberOption('--gamma', v))
+    .option('--features <kind>', 'levels or differences (default levels)')
+    .option('--target <kind>', 'delta (y[t+h] − y[t], default) or level')
     .option('--json', 'machine-readable output')
     .action((flags: KrrRunFlags) => {
       krrRunCommand(flags);

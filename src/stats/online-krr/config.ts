@@ -37,6 +37,8 @@ export interface KrrConfig {
     readonly blockSize: number;
     /** Blocks sampled for the γ-gradient estimate (0 = all blocks, exact). */
     readonly gradientBlocks: number;
+    /** Proposed steps smaller than this in both log λ and log γ are skipped (no refresh spent). */
+    readonly minStep: number;
     /** Accept a step when the new LOO error is at most (1 + tolerance) × the old one. */
     readonly acceptTolerance: number;
   };
@@ -70,7 +72,15 @@ export const DEFAULT_KRR_CONFIG: KrrConfig = {
   gamma: null,
   lambdaBounds: [1e-4, 10],
   gammaBounds: [1e-3, 10],
-  online: { every: 48, stepSize: 1, maxStep: 0.5, blockSize: 12, gradientBlocks: 2, acceptTolerance: 0 },
+  online: {
+    every: 48,
+    stepSize: 1,
+    maxStep: 0.5,
+    minStep: 0.05,
+    blockSize: 12,
+    gradientBlocks: 2,
+    acceptTolerance: 0,
+  },
   retune: { every: 48, folds: 3, gridLambdas: 7, gridGammas: 7, randomCandidates: 20 },
   driftTolerance: 1e-8,
   driftCheckEvery: 32,
@@ -133,6 +143,9 @@ export function resolveKrrConfig(input: KrrConfigInput = {}, method?: Method): K
   int('online.every', config.online.every, 1);
   pos('online.stepSize', config.online.stepSize);
   pos('online.maxStep', config.online.maxStep);
+  if (!(config.online.minStep >= 0 && config.online.minStep < config.online.maxStep)) {
+    issues.push({ path: 'online.minStep', message: 'must be >= 0 and below online.maxStep' });
+  }
   int('online.blockSize', config.online.blockSize, 1);
   int('online.gradientBlocks', config.online.gradientBlocks, 0);
   if (usesOnline && Number.isInteger(config.window) && config.online.blockSize * 2 > config.window) {

@@ -44,6 +44,8 @@ export interface KrrRunResult {
     readonly tuningFlops: number;
     readonly hyperSteps: number;
     readonly rejectedSteps: number;
+    /** Online steps too small to be worth a refresh. */
+    readonly skippedSteps: number;
     readonly retunes: number;
     readonly stabilityRefreshes: number;
   };
@@ -145,6 +147,7 @@ export function runKrr(series: Series, method: Method, input: KrrConfigInput = {
   let stepSize = config.online.stepSize;
   let hyperSteps = 0;
   let rejectedSteps = 0;
+  let skippedSteps = 0;
   let retunes = 0;
   let tuningFlops = 0;
   let sinceFull = 0;
@@ -170,9 +173,15 @@ export function runKrr(series: Series, method: Method, input: KrrConfigInput = {
     const clip = (v: number) => Math.max(-config.online.maxStep, Math.min(config.online.maxStep, v));
     const ll = clamp(Math.log(window.lambda) + clip(-stepSize * g.dLogLambda), logLambdaBounds);
     const lg = clamp(Math.log(window.gamma) + clip(-stepSize * g.dLogGamma), logGammaBounds);
+    if (!Number.isFinite(ll + lg)) return;
+    const moved = Math.max(Math.abs(ll - Math.log(window.lambda)), Math.abs(lg - Math.log(window.gamma)));
+    // A negligible move is not worth the O(n³) refresh it would cost.
+    if (moved === 0 || moved < config.online.minStep) {
+      skippedSteps++;
+      return;
+    }
     const lambda = Math.exp(ll);
     const gamma = Math.exp(lg);
-    if (!Number.isFinite(ll + lg) || (lambda === window.lambda && gamma === window.gamma)) return;
     const saved = window.saveState();
     window.setHyper(lambda, gamma);
     const trial = looResiduals(window, blockSize).mse;
@@ -253,6 +262,7 @@ export function runKrr(series: Series, method: Method, input: KrrConfigInput = {
       tuningFlops,
       hyperSteps,
       rejectedSteps,
+      skippedSteps,
       retunes,
       stabilityRefreshes: window.stabilityRefreshes,
     },

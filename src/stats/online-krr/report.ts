@@ -26,6 +26,7 @@ export interface ReproRun {
   readonly stabilityRefreshes: number;
   readonly hyperSteps: number;
   readonly rejectedSteps: number;
+  readonly skippedSteps: number;
   readonly retunes: number;
   readonly maxDrift: number;
   readonly wallMs: number;
@@ -73,6 +74,12 @@ const VARIANTS: readonly Variant[] = [
   { label: 'random', method: 'random' },
   { label: 'fixed (poor start)', method: 'fixed', override: POOR_START },
   { label: 'online (poor start)', method: 'online', override: POOR_START },
+];
+
+/** Sensitivity to the step interval (full runs only): more frequent steps cost more tuning work. */
+const SENSITIVITY: readonly Variant[] = [
+  { label: 'online (every 24)', method: 'online', override: { online: { every: 24 } } },
+  { label: 'online (every 12)', method: 'online', override: { online: { every: 12 } } },
 ];
 
 export interface SeriesSpec {
@@ -148,9 +155,14 @@ export function reproduceKrr(
     let persistence = { rmse: 0, mae: 0, evaluated: 0, horizon: 0 };
     const tailStart = Math.max(0, spec.series.values.length - TAIL);
     const forecasts: Record<string, number[]> = {};
-    for (const variant of VARIANTS) {
+    for (const variant of quick || options.specs ? VARIANTS : [...VARIANTS, ...SENSITIVITY]) {
       options.onProgress?.(`${spec.series.name}: ${variant.label}`);
-      const r = runKrr(spec.series, variant.method, { ...spec.config, ...variant.override });
+      const override = variant.override ?? {};
+      const r = runKrr(spec.series, variant.method, {
+        ...spec.config,
+        ...override,
+        online: { ...spec.config.online, ...override.online },
+      });
       persistence = {
         rmse: r.persistenceRmse,
         mae: r.persistenceMae,
@@ -171,6 +183,7 @@ export function reproduceKrr(
         stabilityRefreshes: r.compute.stabilityRefreshes,
         hyperSteps: r.compute.hyperSteps,
         rejectedSteps: r.compute.rejectedSteps,
+        skippedSteps: r.compute.skippedSteps,
         retunes: r.compute.retunes,
         maxDrift: r.maxDrift,
         wallMs: r.wallMs,
@@ -244,6 +257,8 @@ const COLORS: Record<string, string> = {
   random: '#2ca02c',
   'fixed (poor start)': '#c7a76c',
   'online (poor start)': '#ff9896',
+  'online (every 24)': '#9467bd',
+  'online (every 12)': '#e377c2',
 };
 
 function colorScale(labels: readonly string[]) {
@@ -276,10 +291,11 @@ function forecastSpec(s: ReproSeries): vl.TopLevelSpec {
 }
 
 function trajectorySpec(s: ReproSeries, which: 'lambda' | 'gamma'): vl.TopLevelSpec {
-  const labels = s.runs.filter((r) => r.method !== 'fixed').map((r) => r.label);
+  const shown = new Set(['online', 'grid', 'random', 'online (poor start)']);
+  const labels = s.runs.filter((r) => shown.has(r.label)).map((r) => r.label);
   const values: Array<{ t: number; method: string; value: number }> = [];
   for (const r of s.runs) {
-    if (r.method === 'fixed') continue;
+    if (!shown.has(r.label)) continue;
     for (const p of r.trajectory) values.push({ t: p.t, method: r.label, value: p[which] });
     const last = r.trajectory[r.trajectory.length - 1];
     if (last) values.push({ t: s.points, method: r.label, value: last[which] });
@@ -335,7 +351,7 @@ function htmlTable(s: ReproSeries): string {
     'total ÷ grid',
     'kernel evals',
     'refreshes (drift)',
-    'steps (rejected) / retunes',
+    'steps (rejected, skipped) / retunes',
     'max drift',
     'wall ms',
     'final λ',
@@ -351,7 +367,11 @@ function htmlTable(s: ReproSeries): string {
     fmt(totalRatio(s, r.label), 2),
     String(r.kernelEvals),
     `${r.refreshes} (${r.stabilityRefreshes})`,
-    r.method === 'online' ? `${r.hyperSteps} (${r.rejectedSteps})` : r.retunes > 0 ? String(r.retunes) : '—',
+    r.method === 'online'
+      ? `${r.hyperSteps} (${r.rejectedSteps}, ${r.skippedSteps} skipped)`
+      : r.retunes > 0
+        ? String(r.retunes)
+        : '—',
     r.maxDrift.toExponential(1),
     r.wallMs.toFixed(0),
     fmt(r.finalLambda, 2),
@@ -391,7 +411,8 @@ th:first-child,td:first-child{text-align:left}.plots svg{margin:0.3em}code{font-
 <h1>Online hyperparameter learning for kernel ridge regression${result.quick ? ' (quick run)' : ''}</h1>
 <p>Sliding-window KRR (RBF kernel) forecasting h steps ahead. <b>online</b>: one gradient step on the closed-form
 leave-block-out error (blocks of 12 consecutive points; γ-gradient estimated on 2 random blocks) in (log λ, log γ)
-every 48 new points, clipped to ±0.5, bounded, and undone when the validation error rises.
+every 48 new points, clipped to ±0.5, bounded, skipped when smaller than 0.05 (not worth a refactorization), and
+undone when the validation error rises.
 <b>grid</b>: every 48 points, 7×7 log grid scored by 3-fold rolling-origin CV on the window; <b>random</b>: 20
 log-uniform draws, same CV. <b>fixed</b>: the starting values (λ = 0.1, γ = 1/feature dimension).
 “Poor start” rows begin at λ = 10⁻³, γ = 2.</p>
