@@ -174,7 +174,13 @@ test('the client side runs in headless Chromium on WebCrypto and agrees with nod
       ],
       { stdio: 'ignore' },
     );
-    const out = JSON.parse(await result) as {
+    const launched = browser;
+    const crashed = new Promise<never>((_, reject) =>
+      launched.once('exit', (code) => reject(new Error(`Chromium exited (code ${code}) before reporting`))),
+    );
+    // The exit caused by our own kill() below must not surface as an unhandled rejection.
+    crashed.catch(() => {});
+    const out = JSON.parse(await Promise.race([result, crashed])) as {
       error?: string;
       alicePublic: string;
       hkdf: string;
