@@ -103,38 +103,101 @@ export function convolveDirect(a: Float64Array, b: Float64Array): Float64Array {
 }
 
 /**
- * Linear convolution of two real sequences (length a + b − 1). Both inputs go into ONE complex
- * transform (a as the real part, b as the imaginary part) and are separated by conjugate symmetry,
- * so a convolution costs two FFTs instead of three. Squaring (a === b) needs the same two.
+ * Spectrum X_k, k = 0..n/2, of a real sequence zero-padded to length n (a power of two ≥ 2), from
+ * ONE complex FFT of half the length: pack z_j = x_2j + i·x_(2j+1), then
+ * X_k = (Z_k + conj Z_(m−k))/2 − i·e^(−2πik/n)·(Z_k − conj Z_(m−k))/2 with m = n/2.
+ */
+function realSpectrum(x: Float64Array, n: number): { re: Float64Array; im: Float64Array } {
+  const m = n >> 1;
+  const zr = new Float64Array(m);
+  const zi = new Float64Array(m);
+  for (let j = 0; j < m; j++) {
+    zr[j] = 2 * j < x.length ? (x[2 * j] as number) : 0;
+    zi[j] = 2 * j + 1 < x.length ? (x[2 * j + 1] as number) : 0;
+  }
+  fft(zr, zi);
+  const table = twiddles(n);
+  const re = new Float64Array(m + 1);
+  const im = new Float64Array(m + 1);
+  for (let k = 0; k <= m; k++) {
+    const a = k % m;
+    const b = (m - k) % m;
+    const pr = zr[a] as number;
+    const pi = zi[a] as number;
+    const qr = zr[b] as number;
+    const qi = -(zi[b] as number); // conj Z_(m−k)
+    const er = 0.5 * (pr + qr);
+    const ei = 0.5 * (pi + qi);
+    const dr = 0.5 * (pr - qr);
+    const di = 0.5 * (pi - qi);
+    // w = e^(−2πik/n) from the shared table (entry n/2 + k holds angle 2πk/n); k = m is −1.
+    const wr = k < m ? (table.cos[m + k] as number) : -1;
+    const wi = k < m ? -(table.sin[m + k] as number) : 0;
+    // −i·w·d = (w·d) rotated by −90°: (x + iy)·(−i) = y − ix
+    const tr = wr * dr - wi * di;
+    const ti = wr * di + wi * dr;
+    re[k] = er + ti;
+    im[k] = ei - tr;
+  }
+  return { re, im };
+}
+
+/** Inverse of realSpectrum: the real length-n sequence with spectrum Y_k (k = 0..n/2, Hermitian). */
+function inverseRealSpectrum(yr: Float64Array, yi: Float64Array, n: number): Float64Array {
+  const m = n >> 1;
+  const table = twiddles(n);
+  const zr = new Float64Array(m);
+  const zi = new Float64Array(m);
+  for (let k = 0; k < m; k++) {
+    const pr = yr[k] as number;
+    const pi = yi[k] as number;
+    const qr = yr[m - k] as number;
+    const qi = -(yi[m - k] as number); // conj Y_(m−k)
+    // Even samples' spectrum E_k = (Y_k + conj Y_(m−k))/2; odd O_k = (Y_k − conj Y_(m−k))/2 · e^(2πik/n).
+    const er = 0.5 * (pr + qr);
+    const ei = 0.5 * (pi + qi);
+    const dr = 0.5 * (pr - qr);
+    const di = 0.5 * (pi - qi);
+    const wr = table.cos[m + k] as number; // e^(+2πik/n)
+    const wi = table.sin[m + k] as number;
+    const or = dr * wr - di * wi;
+    const oi = dr * wi + di * wr;
+    // z_k = E_k + i·O_k
+    zr[k] = er - oi;
+    zi[k] = ei + or;
+  }
+  fft(zr, zi, true);
+  const out = new Float64Array(n);
+  for (let j = 0; j < m; j++) {
+    out[2 * j] = zr[j] as number;
+    out[2 * j + 1] = zi[j] as number;
+  }
+  return out;
+}
+
+/**
+ * Linear convolution of two real sequences (length a + b − 1) through real-input transforms of
+ * half size: a squaring (a === b, the common case when composing a PLD with itself) costs two
+ * half-length complex FFTs, a general product three.
  */
 export function convolve(a: Float64Array, b: Float64Array): Float64Array {
   if (a.length === 0 || b.length === 0) return new Float64Array(0);
   const outLen = a.length + b.length - 1;
   if (a.length * b.length <= DIRECT_LIMIT) return convolveDirect(a, b);
-  let n = 1;
+  let n = 2;
   while (n < outLen) n <<= 1;
-  const re = new Float64Array(n);
-  const im = new Float64Array(n);
-  re.set(a);
-  im.set(b);
-  fft(re, im);
-  // With Z = FFT(a + i b): A_k = (Z_k + conj Z_{n−k})/2, B_k = (Z_k − conj Z_{n−k})/(2i).
-  // The product A_k B_k = (Z_k² − conj(Z_{n−k})²)/(4i); computed for k and n−k together.
-  const pr = new Float64Array(n);
-  const pi = new Float64Array(n);
-  for (let k = 0; k < n; k++) {
-    const m = (n - k) & (n - 1);
-    const zr = re[k] as number;
-    const zi = im[k] as number;
-    const cr = re[m] as number;
-    const ci = -(im[m] as number);
-    // Z_k² − conj(Z_m)²
-    const dr = zr * zr - zi * zi - (cr * cr - ci * ci);
-    const di = 2 * zr * zi - 2 * cr * ci;
-    // divide by 4i: (dr + i di)/(4i) = (di − i dr)/4
-    pr[k] = di / 4;
-    pi[k] = -dr / 4;
+  const sa = realSpectrum(a, n);
+  const sb = a === b ? sa : realSpectrum(b, n);
+  const m = n >> 1;
+  const yr = new Float64Array(m + 1);
+  const yi = new Float64Array(m + 1);
+  for (let k = 0; k <= m; k++) {
+    const ar = sa.re[k] as number;
+    const ai = sa.im[k] as number;
+    const br = sb.re[k] as number;
+    const bi = sb.im[k] as number;
+    yr[k] = ar * br - ai * bi;
+    yi[k] = ar * bi + ai * br;
   }
-  fft(pr, pi, true);
-  return pr.subarray(0, outLen).slice();
+  return inverseRealSpectrum(yr, yi, n).subarray(0, outLen).slice();
 }
