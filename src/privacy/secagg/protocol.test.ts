@@ -528,3 +528,28 @@ describe('every out-of-order call is an INVALID_TRANSITION and changes nothing',
     assert.equal(fresh.phase, 'advertise');
   });
 });
+
+test("the server's view never holds both secrets of any client", async () => {
+  const crypto = providers[0] as CryptoProvider;
+  const { clients, requests, server } = await upToUnmask(crypto, 9, [2, 5]);
+  const revealedSelf = new Map<number, number>();
+  const revealedKey = new Map<number, number>();
+  const bump = (m: Map<number, number>, k: number) => m.set(k, (m.get(k) ?? 0) + 1);
+  for (const r of requests) {
+    const resp = await (clients[r.to] as SecAggClient).unmask(r);
+    for (const s of resp.selfMaskShares) bump(revealedSelf, s.of);
+    for (const s of resp.keyShares) bump(revealedKey, s.of);
+    server.receiveUnmask(resp);
+  }
+  // Survivors: self-mask shares only (so their pairwise masks stay); dropped: key shares only.
+  for (const u of [0, 1, 3, 4, 6, 7, 8]) {
+    assert.equal(revealedKey.get(u), undefined);
+    assert.equal(revealedSelf.get(u), 7);
+  }
+  for (const v of [2, 5]) {
+    assert.equal(revealedSelf.get(v), undefined);
+    assert.equal(revealedKey.get(v), 7);
+  }
+  const result = await server.finish();
+  assert.deepEqual(result.dropped, [2, 5]);
+});
