@@ -101,7 +101,7 @@ for (const crypto of providers) {
 
     test('addMasks equals expanding every term and adding mod 2^32, across chunk boundaries', async () => {
       const words = 2 * 65536 + 7;
-      const signs = [1, -1, -1, 1, 1] as const;
+      const signs = [1, -1, -1, 1, 1, -1, 1] as const; // one pass of four, one of two, one single
       const terms = signs.map((sign) => ({ key: crypto.randomBytes(16), sign }));
       const start = new Uint32Array(words);
       for (let i = 0; i < words; i++) start[i] = (i * 2654435761) >>> 0;

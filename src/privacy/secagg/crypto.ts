@@ -88,6 +88,28 @@ export function accumulateWords(
   else for (let i = 0; i < n; i++) acc[i] = ((acc[i] as number) - (m1[i] as number) - (m2[i] as number)) | 0;
 }
 
+/**
+ * acc += s1·m1 + s2·m2 + s3·m3 + s4·m4 modulo 2^32: four masks per pass over the accumulator. The
+ * signs multiply as doubles; the sum of five 32-bit terms stays below 2^53, so it is exact before `| 0`.
+ */
+export function accumulateFour(
+  acc: Int32Array,
+  masks: readonly [Int32Array, Int32Array, Int32Array, Int32Array],
+  signs: readonly [number, number, number, number],
+): void {
+  const [m1, m2, m3, m4] = masks;
+  const [s1, s2, s3, s4] = signs;
+  const n = acc.length;
+  for (let i = 0; i < n; i++)
+    acc[i] =
+      ((acc[i] as number) +
+        s1 * (m1[i] as number) +
+        s2 * (m2[i] as number) +
+        s3 * (m3[i] as number) +
+        s4 * (m4[i] as number)) |
+      0;
+}
+
 /** A 32-bit-aligned Int32Array view of bytes (copies only if the bytes are misaligned). */
 export function int32View(bytes: Uint8Array, words: number): Int32Array {
   if (bytes.byteOffset % 4 === 0) return new Int32Array(bytes.buffer, bytes.byteOffset, words);
