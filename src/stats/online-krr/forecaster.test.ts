@@ -10,7 +10,7 @@ import { resolveKrrConfig } from './config.ts';
 import type { Series } from './data.ts';
 import { buildFeatures, runKrr } from './forecaster.ts';
 import { makeKernel } from './kernels.ts';
-import { reproduceKrr, writeKrrReport } from './report.ts';
+import { headline, type KrrReproResult, reproduceKrr, reproTable, writeKrrReport } from './report.ts';
 import { crossValidate, gridCandidates, rollingFolds } from './tuning.ts';
 import { KrrWindow } from './window.ts';
 
@@ -213,5 +213,38 @@ describe('reproduction report', () => {
     assert.equal(html.match(/<svg/g)?.length, 4);
     assert.ok(!/<script/i.test(html));
     assert.match(html, /test wave/);
+  });
+
+  it('headline compares online with grid and checks the 1/7 goal honestly', () => {
+    const run = (label: string, rmse: number, flops: number, tuningFlops: number) =>
+      ({
+        label,
+        method: label,
+        rmse,
+        mae: rmse,
+        flops,
+        tuningFlops,
+        trajectory: [],
+      }) as unknown as KrrReproResult['series'][number]['runs'][number];
+    const series = (name: string, online: number, grid: number, tuning: number) =>
+      ({
+        name,
+        runs: [run('online', online, 1000 + tuning, tuning), run('grid', grid, 1700, 700)],
+      }) as unknown as KrrReproResult['series'][number];
+    const result: KrrReproResult = {
+      quick: true,
+      series: [series('a', 1, 1.1, 100), series('b', 1, 0.9, 50), series('c', 1, 1, 101)],
+    };
+    const rows = headline(result);
+    assert.deepEqual(
+      rows.map((r) => [r.goalOnTuning, r.goalOnTotal]),
+      [
+        [true, false], // 100/700 = 1/7 exactly, better error; total 1100/1700 is not
+        [false, false], // cheaper but worse error
+        [false, false], // equal error but 101/700 > 1/7
+      ],
+    );
+    assert.ok(Math.abs((rows[0]?.tuningRatio as number) - 1 / 7) < 1e-12);
+    assert.match(reproTable({ quick: true, series: [] }), /goal: ≤ 1\/7/);
   });
 });

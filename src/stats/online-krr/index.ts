@@ -33,7 +33,16 @@ export { buildFeatures, type HyperPoint, type KrrRunResult, runKrr } from './for
 export { type Kernel, type KernelSpec, type KernelType, makeKernel } from './kernels.ts';
 export { blocksOf, type LooGradient, looGradient, looResiduals } from './loo.ts';
 export { ComputeMeter, type ComputeTotals } from './meter.ts';
-export { type KrrReproResult, krrReportHtml, reproduceKrr, reproTable, writeKrrReport } from './report.ts';
+export {
+  type HeadlineRow,
+  headline,
+  type KrrReproResult,
+  krrReportHtml,
+  reproduceKrr,
+  reproTable,
+  type SeriesSpec,
+  writeKrrReport,
+} from './report.ts';
 export {
   type Candidate,
   crossValidate,
