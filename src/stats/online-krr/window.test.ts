@@ -94,20 +94,31 @@ describe('KrrWindow incremental inverse', () => {
       const meter = new ComputeMeter();
       const w = new KrrWindow(makeKernel({ type }), 25, d, 0.05, 0.4, meter, {
         driftTolerance: Number.POSITIVE_INFINITY,
+        driftCheckEvery: 1e9, // no checks: α is carried by its O(n) updates the whole way
       });
       const xs: Float64Array[] = [];
+      const ys: number[] = [];
       for (let t = 0; t < 425; t++) {
         if (w.full) {
           w.removeOldest();
           xs.shift();
+          ys.shift();
         }
         const x = randomPoint(rng, d);
+        const y = rng.normal();
         xs.push(x);
-        w.add(x, rng.normal());
+        ys.push(y);
+        w.add(x, y);
+        if (t === 1) w.alpha(); // start the incremental α chain
       }
       assert.equal(meter.refreshes, 0, 'pure updates, never refactorized');
       const diff = maxAbsDiffToInverse(w, type, xs);
       assert.ok(diff < 1e-7, `max |M − A⁻¹| = ${diff}`);
+      const flopsBefore = meter.flops;
+      const alpha = w.alpha();
+      assert.equal(meter.flops, flopsBefore, 'α came from the incremental updates, not a fresh My');
+      const direct = solve(directA(type, xs, 0.05, 0.4), Matrix.columnVector(ys));
+      for (let i = 0; i < 25; i++) assert.ok(Math.abs((alpha[i] as number) - direct.get(i, 0)) < 1e-7);
     });
   }
 

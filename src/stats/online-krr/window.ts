@@ -2,9 +2,10 @@
  * Sliding-window kernel ridge regression with an incrementally maintained inverse M = (K + λI)⁻¹.
  *
  * Insertion (bordering): with b = k(X, x), c = k(x, x) + λ, u = M b and Schur complement s = c − bᵀu,
- *   M' = [[M + u uᵀ/s, −u/s], [−uᵀ/s, 1/s]]                                (≈ 4n² flops)
+ *   M' = [[M + u uᵀ/s, −u/s], [−uᵀ/s, 1/s]]      (≈ 3n² flops: Mb, then a symmetric update)
  * Deletion of point j (Schur downdate): with f = M_jj and e = M_{−j,j},
- *   (A without row/col j)⁻¹ = M_{−j,−j} − e eᵀ / f                          (≈ 2n² flops)
+ *   (A without row/col j)⁻¹ = M_{−j,−j} − e eᵀ / f   (≈ n² flops, symmetric)
+ * α = M y follows both in O(n) (see add/remove) and is recomputed exactly at every drift check.
  *
  * Stability: rounding errors accumulate over many insert/delete cycles. Every `driftCheckEvery` updates
  * we measure drift = ‖(K + λI) M v − v‖ / ‖v‖ for a fixed probe v (4n² flops), and refresh M by a direct
@@ -55,6 +56,8 @@ export class KrrWindow {
   private readonly scratch: Float64Array;
   private readonly work: Float64Array;
   private updatesSinceCheck = 0;
+  /** α = M y for the current window, or null when it must be recomputed. */
+  private alphaCache: Float64Array | null = null;
   /** Largest drift seen at a check, and how many refreshes drift or lost definiteness forced. */
   maxDrift = 0;
   lastDrift = 0;
@@ -177,15 +180,33 @@ export class KrrWindow {
       return;
     }
     const inv = 1 / schur;
+    // Symmetric rank-one update: compute the lower triangle, mirror it (n² + n flops).
     for (let i = 0; i < n; i++) {
       const ui = (u[i] as number) * inv;
-      for (let j = 0; j < n; j++)
-        this.minv[i * c + j] = (this.minv[i * c + j] as number) + ui * (u[j] as number);
+      for (let j = 0; j <= i; j++) {
+        const v = (this.minv[i * c + j] as number) + ui * (u[j] as number);
+        this.minv[i * c + j] = v;
+        this.minv[j * c + i] = v;
+      }
       this.minv[i * c + n] = -ui;
       this.minv[n * c + i] = -ui;
     }
     this.minv[n * c + n] = inv;
-    meter.add(2 * n * n + n);
+    meter.add(n * n + 2 * n);
+    // α' = [α − u α'_n, α'_n] with α'_n = (y − bᵀα) / s: O(n) instead of recomputing My.
+    const alpha = this.alphaCache;
+    if (alpha !== null && alpha.length === n) {
+      let bta = 0;
+      for (let i = 0; i < n; i++) bta += (b[i] as number) * (alpha[i] as number);
+      const last = (y - bta) * inv;
+      const next = new Float64Array(n + 1);
+      for (let i = 0; i < n; i++) next[i] = (alpha[i] as number) - (u[i] as number) * last;
+      next[n] = last;
+      this.alphaCache = next;
+      meter.add(4 * n + 2);
+    } else {
+      this.alphaCache = null;
+    }
     this.afterUpdate();
   }
 
@@ -205,15 +226,32 @@ export class KrrWindow {
     const e = this.work;
     for (let i = 0; i < n; i++) e[i] = this.minv[i * c + j] as number;
     const ok = f > 0 && Number.isFinite(f);
+    const alpha = this.alphaCache;
+    let nextAlpha: Float64Array | null = null;
     if (ok) {
       const invF = 1 / f;
+      // Symmetric rank-one downdate on the lower triangle, mirrored (n² + n flops).
       for (let i = 0; i < n; i++) {
         const ei = (e[i] as number) * invF;
-        for (let k = 0; k < n; k++)
-          this.minv[i * c + k] = (this.minv[i * c + k] as number) - ei * (e[k] as number);
+        for (let k = 0; k <= i; k++) {
+          const v = (this.minv[i * c + k] as number) - ei * (e[k] as number);
+          this.minv[i * c + k] = v;
+          this.minv[k * c + i] = v;
+        }
       }
-      this.meter.add(2 * n * n);
+      this.meter.add(n * n + 2 * n);
+      // α' = α₋ⱼ − e α_j / f (O(n)).
+      if (alpha !== null && alpha.length === n) {
+        nextAlpha = new Float64Array(n - 1);
+        const scale = (alpha[j] as number) * invF;
+        for (let i = 0, k = 0; i < n; i++) {
+          if (i === j) continue;
+          nextAlpha[k++] = (alpha[i] as number) - (e[i] as number) * scale;
+        }
+        this.meter.add(2 * n);
+      }
     }
+    this.alphaCache = nextAlpha;
     // Compact: drop row and column j of stat, K and M (data movement, no flops).
     for (const mat of [this.stat, this.kmat, this.minv]) {
       for (let r = 0, dst = 0; r < n; r++) {
@@ -241,6 +279,8 @@ export class KrrWindow {
     this.updatesSinceCheck++;
     if (this.updatesSinceCheck >= this.driftCheckEvery) {
       this.updatesSinceCheck = 0;
+      // The O(n) α updates accumulate rounding too: recompute α = My at every check.
+      this.alphaCache = null;
       const drift = this.drift();
       if (drift > this.driftTolerance) {
         this.stabilityRefreshes++;
@@ -286,6 +326,7 @@ export class KrrWindow {
     const n = this.count;
     const c = this.capacity;
     this.updatesSinceCheck = 0;
+    this.alphaCache = null;
     if (n === 0) return;
     const a = this.scratch;
     let jitter = 0;
@@ -351,11 +392,17 @@ export class KrrWindow {
     this.gammaValue = state.gamma;
     this.kmat.set(state.kmat);
     this.minv.set(state.minv);
+    this.alphaCache = null;
   }
 
-  /** α = M y (2n² flops). */
+  /**
+   * α = M y: kept up to date in O(n) by add/remove, recomputed (2n² flops) after a refresh, a restore
+   * or a drift check. Returns a copy.
+   */
   alpha(): Float64Array {
     const n = this.count;
+    const cached = this.alphaCache;
+    if (cached !== null && cached.length === n) return cached.slice();
     const c = this.capacity;
     const out = new Float64Array(n);
     for (let i = 0; i < n; i++) {
@@ -364,7 +411,8 @@ export class KrrWindow {
       out[i] = s;
     }
     this.meter.add(2 * n * n);
-    return out;
+    this.alphaCache = out;
+    return out.slice();
   }
 
   /** k(X, x)ᵀ α for a new feature vector x. */
