@@ -89,8 +89,8 @@ export function accumulateWords(
 }
 
 /**
- * acc += s1·m1 + s2·m2 + s3·m3 + s4·m4 modulo 2^32: four masks per pass over the accumulator. The
- * signs multiply as doubles; the sum of five 32-bit terms stays below 2^53, so it is exact before `| 0`.
+ * acc += s1·m1 + s2·m2 + s3·m3 + s4·m4 modulo 2^32: four masks per pass over the accumulator.
+ * Math.imul by ±1 keeps everything in int32 (faster in V8 than multiplying doubles).
  */
 export function accumulateFour(
   acc: Int32Array,
@@ -103,10 +103,10 @@ export function accumulateFour(
   for (let i = 0; i < n; i++)
     acc[i] =
       ((acc[i] as number) +
-        s1 * (m1[i] as number) +
-        s2 * (m2[i] as number) +
-        s3 * (m3[i] as number) +
-        s4 * (m4[i] as number)) |
+        Math.imul(s1, m1[i] as number) +
+        Math.imul(s2, m2[i] as number) +
+        Math.imul(s3, m3[i] as number) +
+        Math.imul(s4, m4[i] as number)) |
       0;
 }
 
