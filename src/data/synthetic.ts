@@ -106,8 +106,9 @@ export class ArgmaxLabeler {
    * what `exact` gives. Per class c and row x (k = dim features, u = 2^−24): rounding W to
    * float32 and any-order float32 dot products err by at most (γ_k(1 + u) + u)·Σ_j |w_cj x_j|
    * (Higham, Accuracy and Stability of Numerical Algorithms, §3.1), and Σ_j |w_cj x_j| ≤ max|W|·‖x‖₁;
-   * the float64 reference sum errs by less than 1e-15 of |b_c| + Σ_j |w_cj x_j|. When the float32
-   * winner leads the runner-up by more than twice the combined bound, it is the float64 argmax too.
+   * the float64 reference sum errs by at most γ_{k+1} (float64) of |b_c| + Σ_j |w_cj x_j|. When the
+   * float32 winner leads the runner-up by more than twice the combined bound, it is the float64
+   * argmax too.
    */
   private screen(
     g: SimdGemm,
@@ -149,7 +150,10 @@ export class ArgmaxLabeler {
     let bMax = 0;
     for (let j = 0; j < c; j++) bMax = Math.max(bMax, Math.abs(b[j] as number));
     const gammaK = (k * U32) / (1 - k * U32);
-    const relative = gammaK * (1 + U32) + U32 + 1e-15;
+    // Float64 rounding, generously: the reference sum of k + 1 terms errs by at most γ_{k+1} ≤
+    // (k + 2)·2^−53 of |b_c| + Σ_j |w_cj x_j|, and adding b_c to the float32 product once more.
+    const eps64 = (k + 4) * 2 ** -52;
+    const relative = gammaK * (1 + U32) + U32 + eps64;
     for (let r0 = 0; r0 < n; r0 += SCREEN_ROWS) {
       const rows = Math.min(SCREEN_ROWS, n - r0);
       const rows4 = (rows + 3) & ~3;
@@ -189,9 +193,10 @@ export class ArgmaxLabeler {
         for (; t < k; t++) l1a += Math.abs(x[xr + t] as number);
         // Each partial sum rounds up by at most a factor (1 + 2^−52) per add: 1e-12 more covers it.
         const l1 = (l1a + l1b + (l1c + l1d)) * (1 + 1e-12);
-        const bound = relative * wMax * l1 + 1e-15 * bMax;
-        // The comparison is false for NaN margins too, which then take the exact path.
-        y[row + r0 + r] = bestValue - second > 2 * bound ? best : this.exactLabel(w, b, x, xr);
+        const bound = relative * wMax * l1 + eps64 * bMax;
+        // 2.000001 rather than 2 absorbs the rounding of the margin and of the bound itself. The
+        // comparison is false for NaN margins too, which then take the exact path.
+        y[row + r0 + r] = bestValue - second > 2.000001 * bound ? best : this.exactLabel(w, b, x, xr);
       }
     }
   }
