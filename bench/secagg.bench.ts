@@ -11,10 +11,12 @@
  * Shamir shares and removes every mask from the sum. Baseline: expanding just the masks it must
  * regenerate (survivors' self masks plus the dropped clients' pairwise masks with surviving neighbours).
  *
- * Each client timing needs a fresh client (a client masks once), so rounds 0–1 are run untimed for
- * every repetition beforehand; ours and the baseline alternate so machine noise hits both.
+ * Each client timing needs a fresh client (a client masks once), so rounds 0–1 are replayed untimed
+ * before every repetition; ours and the baseline alternate so machine noise hits both.
  */
 import { createCipheriv } from 'node:crypto';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { Rng } from '../src/core/rng.ts';
 import { SecAggClient } from '../src/privacy/secagg/client.ts';
 import { NodeCryptoProvider } from '../src/privacy/secagg/crypto-node.ts';
@@ -23,6 +25,11 @@ import { hararyGraph, majorityThreshold } from '../src/privacy/secagg/graph.ts';
 import type { ForwardedShares, SecAggParams } from '../src/privacy/secagg/messages.ts';
 import { SecAggServer } from '../src/privacy/secagg/server.ts';
 import type { BenchEntry } from './harness.ts';
+
+// A full collection before each timed pair, so garbage from the untimed setup (a hundred clients'
+// keys and shares) is not collected inside the timed region of whichever runs first.
+setFlagsFromString('--expose-gc');
+const collectGarbage = runInNewContext('gc') as () => void;
 
 const DIM = 1_000_000;
 const GROUP = 100;
@@ -66,19 +73,16 @@ function makeUpdate(seed: number): Float32Array {
 
 async function clientMask(): Promise<BenchEntry> {
   const update = makeUpdate(1);
-  // All setups first, so their garbage is not collected inside a timed region.
-  const setups = [];
+  const ours: number[] = [];
+  const floor: number[] = [];
   for (let rep = 0; rep < 9; rep++) {
+    // A fresh group per repetition; only one client is alive at a time, as on a real device.
     const { clients, forwards } = await shareRounds(params(rep));
     const f = forwards[0] as ForwardedShares;
     if (f.shares.length !== DEGREE) throw new Error(`client 0 has ${f.shares.length} neighbours`);
-    setups.push({ client: clients[0] as SecAggClient, forward: f });
-  }
-  const ours: number[] = [];
-  const floor: number[] = [];
-  for (const [rep, { client, forward }] of setups.entries()) {
+    collectGarbage();
     let s = process.hrtime.bigint();
-    await client.maskInput(forward, update);
+    await (clients[0] as SecAggClient).maskInput(f, update);
     if (rep >= 2) ours.push(ms(s));
     s = process.hrtime.bigint();
     expandMasks(DEGREE);
@@ -122,6 +126,7 @@ async function serverUnmask(): Promise<BenchEntry> {
   const ours: number[] = [];
   const floor: number[] = [];
   for (let rep = 0; rep < 5; rep++) {
+    collectGarbage();
     let s = process.hrtime.bigint();
     await server.computeSum();
     if (rep >= 1) ours.push(ms(s));
