@@ -142,6 +142,16 @@ export class Mask {
   }
 
   static fromJSON(json: MaskJson): Mask {
+    if (
+      typeof json !== 'object' ||
+      json === null ||
+      !Array.isArray(json.segments) ||
+      typeof json.bits !== 'string'
+    )
+      throw new OrchardError(
+        'INVALID_ARGUMENT',
+        'a serialized mask needs numParams, segments[] and bits (base64)',
+      );
     if (!(Number.isInteger(json.numParams) && json.numParams >= 0))
       throw new OrchardError(
         'INVALID_ARGUMENT',

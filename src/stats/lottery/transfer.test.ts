@@ -106,6 +106,13 @@ test('bad lottery configs and CLI arguments are rejected before anything runs', 
   assert.throws(() => checkLotteryConfig({ ...tiny, task: 'spam' }), ConfigError);
   assert.throws(() => checkLotteryConfig({ ...tiny, strategies: [] }), ConfigError);
   assert.throws(() => checkLotteryConfig({ ...tiny, rounds: 0 }), ConfigError);
+  assert.throws(() => checkLotteryConfig({ ...tiny, rewindStep: 21 }), ConfigError);
+  assert.throws(() => checkLotteryConfig({ ...tiny, domains: { maxTrain: -5 } }), ConfigError);
+  assert.throws(() => checkLotteryConfig({ ...tiny, domains: { rotateDegrees: Number.NaN } }), ConfigError);
+  assert.throws(
+    () => checkLotteryConfig({ ...tiny, targetTrain: { ...tiny.targetTrain, lr: Number.NaN } }),
+    ConfigError,
+  );
   const write = process.stderr.write;
   process.stderr.write = () => true;
   try {

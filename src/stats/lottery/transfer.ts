@@ -22,7 +22,13 @@ import { embeddingBag, mlp } from '../../nn/models.ts';
 import { type Mask, type MaskJson, maskedModel, type SegmentSparsity } from './mask.ts';
 import { type PruneScope, randomMaskLike } from './prune.ts';
 import { elasticDeform, invertImage, mapImages, rotateImage, spamCollections } from './shift.ts';
-import { type ImpRound, iterativeMagnitudePruning, type TrainOptions, trainSteps } from './train.ts';
+import {
+  checkTrainOptions,
+  type ImpRound,
+  iterativeMagnitudePruning,
+  type TrainOptions,
+  trainSteps,
+} from './train.ts';
 
 export const LOTTERY_TASKS = ['mnist-rotate', 'mnist-invert', 'mnist-elastic', 'spam'] as const;
 export type LotteryTask = (typeof LOTTERY_TASKS)[number];
@@ -233,7 +239,33 @@ export function checkLotteryConfig(config: LotteryConfig): void {
       path: 'model.kind',
       message: `task ${config.task} needs ${wantBags ? 'embedding_bag' : 'mlp'}`,
     });
+  const d = config.domains;
+  for (const key of ['maxTrain', 'maxTest', 'spamBuckets'] as const) {
+    const v = d[key];
+    if (v !== undefined && !(Number.isInteger(v) && v > 0))
+      issues.push({ path: `domains.${key}`, message: `must be a positive integer, got ${v}` });
+  }
+  if (d.rotateDegrees !== undefined && !Number.isFinite(d.rotateDegrees))
+    issues.push({ path: 'domains.rotateDegrees', message: `must be finite, got ${d.rotateDegrees}` });
+  if (d.elasticAlpha !== undefined && !(Number.isFinite(d.elasticAlpha) && d.elasticAlpha >= 0))
+    issues.push({ path: 'domains.elasticAlpha', message: `must be >= 0, got ${d.elasticAlpha}` });
+  if (d.elasticSigma !== undefined && !(Number.isFinite(d.elasticSigma) && d.elasticSigma > 0))
+    issues.push({ path: 'domains.elasticSigma', message: `must be > 0, got ${d.elasticSigma}` });
+  if (
+    !(
+      Number.isInteger(config.rewindStep) &&
+      config.rewindStep >= 0 &&
+      config.rewindStep <= config.sourceTrain.steps
+    )
+  )
+    issues.push({
+      path: 'rewindStep',
+      message: `must be an integer in 0..sourceTrain.steps, got ${config.rewindStep}`,
+    });
   if (issues.length > 0) throw new ConfigError(issues, 'lottery config');
+  // Both trainings are checked now, not after the (long) source search.
+  checkTrainOptions({ ...config.sourceTrain, seed: config.seed }, 'sourceTrain');
+  checkTrainOptions({ ...config.targetTrain, seed: config.seed }, 'targetTrain');
 }
 
 function buildModel(spec: LotteryModelSpec, domains: DomainPair): Model {
