@@ -2,7 +2,13 @@
 import type { Command } from 'commander';
 import { ConfigError } from '../../core/errors.ts';
 import { lotteryTableText, writeLotteryReport } from '../../stats/lottery/report.ts';
-import { LOTTERY_TASKS, type LotteryTask, lotteryPreset, runLottery } from '../../stats/lottery/transfer.ts';
+import {
+  LOTTERY_TASKS,
+  type LotteryResult,
+  type LotteryTask,
+  lotteryPreset,
+  runLottery,
+} from '../../stats/lottery/transfer.ts';
 import { parseIntegerOption } from '../options.ts';
 
 export interface LotteryReproFlags {
@@ -10,6 +16,7 @@ export interface LotteryReproFlags {
   readonly quick?: boolean;
   readonly task: string;
   readonly seed?: number;
+  readonly seeds?: number;
   readonly scope?: string;
   readonly rewind?: number;
   readonly quiet?: boolean;
@@ -41,12 +48,22 @@ export async function lotteryReproCommand(flags: LotteryReproFlags): Promise<voi
       );
     config = { ...config, rewindStep: flags.rewind };
   }
+  const seeds = flags.seeds ?? 1;
+  if (!(seeds >= 1 && seeds <= 20))
+    throw new ConfigError([{ path: '--seeds', message: `must be within 1..20, got ${seeds}` }], 'arguments');
   const log = flags.quiet === true ? () => {} : (m: string) => process.stderr.write(`${m}\n`);
-  const result = runLottery(config, log);
-  const paths = await writeLotteryReport(result, flags.out);
-  process.stdout.write(`\n${result.description}\n${result.modelName}\n\n${lotteryTableText(result)}\n\n`);
+  const results: LotteryResult[] = [];
+  for (let k = 0; k < seeds; k++) {
+    const seed = config.seed + k;
+    if (seeds > 1) log(`seed ${seed} (${k + 1}/${seeds})`);
+    results.push(runLottery({ ...config, seed }, log));
+  }
+  const paths = await writeLotteryReport(results, flags.out);
+  const first = results[0] as LotteryResult;
+  const seconds = results.reduce((s, r) => s + r.seconds, 0);
+  process.stdout.write(`\n${first.description}\n${first.modelName}\n\n${lotteryTableText(results)}\n\n`);
   process.stdout.write(
-    `experiment time ${result.seconds.toFixed(1)} s\nwrote ${paths.results}\n      ${paths.report}\n`,
+    `experiment time ${seconds.toFixed(1)} s\nwrote ${paths.results}\n      ${paths.report}\n`,
   );
 }
 
@@ -62,7 +79,12 @@ export function registerLottery(program: Command): void {
     .option('--rewind <step>', 'rewind to the weights after this many dense steps (0 = init)', (v: string) =>
       parseIntegerOption('--rewind', v),
     )
-    .option('-s, --seed <n>', 'seed', (v: string) => parseIntegerOption('--seed', v))
+    .option('-s, --seed <n>', 'seed (the first one with --seeds)', (v: string) =>
+      parseIntegerOption('--seed', v),
+    )
+    .option('--seeds <n>', 'repeat with n consecutive seeds; tables and plots show mean ± sd', (v: string) =>
+      parseIntegerOption('--seeds', v),
+    )
     .option('-q, --quiet', 'no progress lines')
     .action(async (flags: LotteryReproFlags) => {
       await lotteryReproCommand(flags);

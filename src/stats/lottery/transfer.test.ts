@@ -8,7 +8,7 @@ import { ConfigError } from '../../core/errors.ts';
 import { loadMnist } from '../../data/mnist.ts';
 import type { DenseExamples } from '../../data/types.ts';
 import { Mask } from './mask.ts';
-import { writeLotteryReport } from './report.ts';
+import { lotteryTableText, summarizeLottery, writeLotteryReport } from './report.ts';
 import { spamCollections } from './shift.ts';
 import {
   buildDomains,
@@ -94,11 +94,30 @@ test('a tiny run has every strategy at every round and writes a report', async (
     const html = readFileSync(paths.report, 'utf8');
     assert.ok(html.includes('<svg') && html.includes('random-mask'));
     assert.ok(!html.includes('<script'));
-    const json = JSON.parse(readFileSync(paths.results, 'utf8')) as { points: unknown[] };
-    assert.equal(json.points.length, result.points.length);
+    const json = JSON.parse(readFileSync(paths.results, 'utf8')) as { runs: { points: unknown[] }[] };
+    assert.equal(json.runs[0]?.points.length, result.points.length);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('summaries over seeds are mean and sample sd per round and strategy', () => {
+  const base = runLottery({ ...tiny, rounds: 1, strategies: ['reinit'] });
+  const shifted = {
+    ...base,
+    points: base.points.map((p) => ({ ...p, accuracy: p.accuracy + 0.1 })),
+  };
+  const rows = summarizeLottery([base, shifted]);
+  for (const row of rows) {
+    const a = base.points.find((p) => p.round === row.round)?.accuracy as number;
+    const s = row.target.get('reinit');
+    assert.ok(s !== undefined && s.n === 2);
+    // Two values a and a + 0.1: mean a + 0.05, sample sd 0.1/√2.
+    assert.ok(Math.abs(s.mean - (a + 0.05)) < 1e-12);
+    assert.ok(Math.abs(s.sd - 0.1 / Math.SQRT2) < 1e-12);
+    assert.equal(row.sourceAccuracy.sd, 0);
+  }
+  assert.ok(lotteryTableText([base, shifted]).includes('±'));
 });
 
 test('bad lottery configs and CLI arguments are rejected before anything runs', async () => {
@@ -118,6 +137,7 @@ test('bad lottery configs and CLI arguments are rejected before anything runs', 
   try {
     assert.equal(await main(['lottery', 'repro', '--task', 'bogus', '--quiet']), 2);
     assert.equal(await main(['lottery', 'repro', '--scope', 'everywhere', '--quiet']), 2);
+    assert.equal(await main(['lottery', 'repro', '--seeds', '0', '--quiet']), 2);
   } finally {
     process.stderr.write = write;
   }
