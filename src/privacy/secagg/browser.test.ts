@@ -104,6 +104,11 @@ const RUNS = [
   { n: 30, k: 12, dim: 40, seed: 12, plan: { beforeShareKeys: [5], beforeUnmask: [7, 9] } },
 ];
 
+// Locally the test is skipped without Chromium; in CI (.ci/run installs it) a missing browser fails.
+test('CI has Chromium for the browser tests', { skip: process.env.CI === undefined }, () => {
+  assert.ok(chromium, 'no Chromium found: .ci/run should have installed Debian chromium');
+});
+
 test('the client side runs in headless Chromium on WebCrypto and agrees with node:crypto', {
   skip: chromium === undefined ? 'no Chromium found' : false,
   timeout: 120_000,
