@@ -159,16 +159,38 @@ describe('KrrWindow incremental inverse', () => {
     const meter = new ComputeMeter();
     const w = new KrrWindow(makeKernel({ type: 'rbf' }), 8, 2, 0.1, 1, meter, {
       driftTolerance: 0,
+      driftGrowth: 0,
       driftCheckEvery: 4,
     });
     for (let t = 0; t < 16; t++) {
       if (w.full) w.removeOldest();
       w.add(randomPoint(rng, 2), 0);
     }
-    // 16 adds + 8 removes = 24 updates → 6 checks, each refreshing.
-    assert.equal(w.stabilityRefreshes, 6);
-    assert.equal(meter.refreshes, 6);
+    // 16 adds + 8 removes = 24 updates. Every check refreshes, and each refresh halves the interval:
+    // checks after updates 4, 6 (interval 2), then every update 7…24 → 2 + 18 = 20 refreshes.
+    assert.equal(w.stabilityRefreshes, 20);
+    assert.equal(meter.refreshes, 20);
     assert.ok(w.maxDrift < 1e-10);
+  });
+
+  it('an ill-conditioned window (λ = 1e-6, wide RBF) stays accurate only because drift forces refreshes', () => {
+    const run = (driftTolerance: number) => {
+      const rng = new Rng(1);
+      const w = new KrrWindow(makeKernel({ type: 'rbf' }), 30, 2, 1e-6, 0.05, new ComputeMeter(), {
+        driftTolerance,
+      });
+      for (let t = 0; t < 300; t++) {
+        if (w.full) w.removeOldest();
+        w.add([rng.normal(), rng.normal()], rng.normal());
+      }
+      return { drift: w.drift(), refreshes: w.stabilityRefreshes };
+    };
+    const guarded = run(1e-8);
+    const unguarded = run(Number.POSITIVE_INFINITY);
+    // Pure updates lose ~6 digits here (cond ≈ 1e6); a fresh factorization keeps the residual near 1e-9.
+    assert.ok(unguarded.drift > 1e-5, `unguarded drift ${unguarded.drift}`);
+    assert.ok(guarded.drift < 1e-6, `guarded drift ${guarded.drift}`);
+    assert.ok(guarded.refreshes > 0 && unguarded.refreshes === 0);
   });
 
   it('setHyper rebuilds K and M for new λ, γ', () => {

@@ -7,9 +7,10 @@
  *   (A without row/col j)⁻¹ = M_{−j,−j} − e eᵀ / f   (≈ n² flops, symmetric)
  * α = M y follows both in O(n) (see add/remove) and is recomputed exactly at every drift check.
  *
- * Stability: rounding errors accumulate over many insert/delete cycles. Every `driftCheckEvery` updates
- * we measure drift = ‖(K + λI) M v − v‖ / ‖v‖ for a fixed probe v (4n² flops), and refresh M by a direct
- * Cholesky factorization (≈ n³ flops) when drift exceeds `driftTolerance`. A non-positive Schur
+ * Stability: rounding errors accumulate over many insert/delete cycles. Every `driftCheckEvery` updates (fewer, adaptively,
+ * while checks keep finding drift) we measure drift = ‖(K + λI) M v − v‖ / ‖v‖ for a fixed probe v (4n² flops), and refresh M by a direct
+ * Cholesky factorization (≈ n³ flops) when drift exceeds both `driftTolerance` and `driftGrowth` × the
+ * drift of the last fresh factorization (so an ill-conditioned matrix is not refactorized at every check). A non-positive Schur
  * complement or pivot (the update lost positive definiteness numerically) also forces a refresh.
  */
 import { invalidArgument, NonFiniteError, OrchardError, ShapeError } from '../../core/errors.ts';
@@ -26,6 +27,12 @@ import { ComputeMeter, choleskyFlops, choleskyInPlace, inverseFromCholesky } fro
 export interface WindowOptions {
   /** Refresh threshold on the probe residual; default 1e-8. */
   readonly driftTolerance?: number;
+  /**
+   * Refresh only when drift also exceeds this multiple of the drift measured right after the last refresh
+   * (default 10). An ill-conditioned K + λI has a large residual even when freshly factorized; without this
+   * the window would refactorize at every check and gain nothing.
+   */
+  readonly driftGrowth?: number;
   /** Updates between drift checks; default 32. */
   readonly driftCheckEvery?: number;
 }
@@ -46,6 +53,11 @@ export class KrrWindow {
   private gammaValue: number;
   private readonly driftTolerance: number;
   private readonly driftCheckEvery: number;
+  private readonly driftGrowth: number;
+  /** Drift of the last freshly factorized inverse (the best this conditioning allows). */
+  private baselineDrift = 0;
+  /** Updates between checks now: halves after a check that refreshes, doubles back after one that passes. */
+  private checkInterval: number;
   private count = 0;
   private readonly xs: Float64Array[] = [];
   private readonly ys: number[] = [];
@@ -83,6 +95,8 @@ export class KrrWindow {
     this.gammaValue = gamma;
     this.driftTolerance = options.driftTolerance ?? 1e-8;
     this.driftCheckEvery = options.driftCheckEvery ?? 32;
+    this.driftGrowth = options.driftGrowth ?? 10;
+    this.checkInterval = this.driftCheckEvery;
     const cells = capacity * capacity;
     this.stat = new Float64Array(cells);
     this.kmat = new Float64Array(cells);
@@ -277,14 +291,18 @@ export class KrrWindow {
 
   private afterUpdate(): void {
     this.updatesSinceCheck++;
-    if (this.updatesSinceCheck >= this.driftCheckEvery) {
+    if (this.updatesSinceCheck >= this.checkInterval) {
       this.updatesSinceCheck = 0;
       // The O(n) α updates accumulate rounding too: recompute α = My at every check.
       this.alphaCache = null;
       const drift = this.drift();
-      if (drift > this.driftTolerance) {
+      if (drift > Math.max(this.driftTolerance, this.driftGrowth * this.baselineDrift)) {
         this.stabilityRefreshes++;
         this.refresh();
+        // Errors grew too fast for this interval (ill-conditioned K + λI): check more often.
+        this.checkInterval = Math.max(1, Math.floor(this.checkInterval / 2));
+      } else {
+        this.checkInterval = Math.min(this.driftCheckEvery, this.checkInterval * 2);
       }
     }
   }
@@ -294,6 +312,13 @@ export class KrrWindow {
    * excite every direction). 4n² flops.
    */
   drift(): number {
+    const drift = this.probeResidual();
+    this.lastDrift = drift;
+    if (drift > this.maxDrift || Number.isNaN(drift)) this.maxDrift = drift;
+    return Number.isNaN(drift) ? Number.POSITIVE_INFINITY : drift;
+  }
+
+  private probeResidual(): number {
     const n = this.count;
     if (n === 0) return 0;
     const c = this.capacity;
@@ -315,10 +340,7 @@ export class KrrWindow {
       den += (v[i] as number) ** 2;
     }
     this.meter.add(4 * n * n + 4 * n);
-    const drift = Math.sqrt(num / den);
-    this.lastDrift = drift;
-    if (drift > this.maxDrift || Number.isNaN(drift)) this.maxDrift = drift;
-    return Number.isNaN(drift) ? Number.POSITIVE_INFINITY : drift;
+    return Math.sqrt(num / den);
   }
 
   /** Recomputes M = (K + λI)⁻¹ directly by Cholesky (≈ n³ flops). */
@@ -343,6 +365,7 @@ export class KrrWindow {
         inverseFromCholesky(a, n, c, this.minv);
         this.meter.add((2 * n * n * n) / 3);
         this.meter.refreshes++;
+        this.baselineDrift = this.probeResidual();
         return;
       }
       // Only reachable when λ is tiny relative to rounding in K: add the smallest jitter that works.
