@@ -35,6 +35,13 @@ export function withServerLr(strategy: StrategySpec, lr: number): StrategySpec {
   return { ...strategy, serverOptimizer: { ...strategy.serverOptimizer, lr } };
 }
 
+/** A DP strategy's sampling population defaults to the dataset's client count. */
+export function withPopulation(strategy: StrategySpec, numClients: number): StrategySpec {
+  if (strategy.kind === 'fedasync' || strategy.privacy === undefined) return strategy;
+  if (strategy.privacy.population !== undefined) return strategy;
+  return { ...strategy, privacy: { ...strategy.privacy, population: numClients } };
+}
+
 /** The strategy's own server step size. */
 export function serverLrOf(strategy: StrategySpec): number {
   return strategy.kind === 'fedasync' ? strategy.alpha : strategy.serverOptimizer.lr;
@@ -108,7 +115,7 @@ function simulateOnce(
   const { dataset, model, options } = shared;
   // Same initial parameters for every method under one seed: only aggregation differs.
   const initial = model.init(Rng.derive(info.seed, 0x1917));
-  const strategy = createStrategy(strategySpec, initial);
+  const strategy = createStrategy(withPopulation(strategySpec, dataset.numClients), initial);
   options.onRunStart?.(info);
   const start = performance.now();
   let summary: RunSummary;

@@ -10,6 +10,15 @@ import type { Strategy } from './types.ts';
 export { accumulate } from './aggregate.ts';
 export { type LocalResult, TrainScratch, trainLocal } from './client.ts';
 export { type StalenessWeight, stalenessWeight } from './staleness.ts';
+export {
+  DpAggregator,
+  isPrivate,
+  type PrivacyReport,
+  type PrivacySpent,
+  type PrivateStrategy,
+  type ResolvedPrivacy,
+  resolvePrivacy,
+} from './strategies/dp.ts';
 export { FedAsync, type FedAsyncOptions } from './strategies/fedasync.ts';
 export { FedBuff, type FedBuffOptions } from './strategies/fedbuff.ts';
 export { type SyncOptions, SyncRounds, syncName } from './strategies/sync.ts';

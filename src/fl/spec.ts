@@ -44,6 +44,57 @@ export const StalenessSpecSchema = z.discriminatedUnion('kind', [
 ]);
 export type StalenessSpec = z.infer<typeof StalenessSpecSchema>;
 
+/**
+ * User-level differential privacy for the sync and FedBuff strategies (absent = no DP). Each update
+ * is clipped to an L2 norm (fixed `clipNorm`, or `adaptive` to a target quantile), the server adds
+ * N(0, (σ·C)²) to the SUM of a step's clipped updates and divides by the fixed target count. σ is
+ * either given (`noiseMultiplier`) or calibrated before the run to `targetEpsilon` at `delta` over
+ * `plannedSteps`, with sampling rate q = (updates per step) / population.
+ */
+export const PrivacySpecSchema = z
+  .strictObject({
+    /** Fixed clipping norm C. Exactly one of clipNorm / adaptive. */
+    clipNorm: z.number().positive().optional(),
+    /** Adaptive clipping (Andrew et al. 2021); the count noise is folded into the accounted σ. */
+    adaptive: z
+      .strictObject({
+        targetQuantile: z.number().gt(0).lt(1),
+        initialClipNorm: z.number().positive(),
+        learningRate: z.number().positive().default(0.2),
+        /** σ_b: standard deviation of the noise on the unclipped count (the paper suggests m/20 for m updates per step); must exceed σ/2. */
+        countNoiseMultiplier: z.number().positive(),
+      })
+      .optional(),
+    /** σ: noise standard deviation in units of the clip norm. Exactly one of noiseMultiplier / targetEpsilon. */
+    noiseMultiplier: z.number().nonnegative().optional(),
+    /** Calibrate σ so that `plannedSteps` steps spend this ε at `delta`. */
+    targetEpsilon: z.number().positive().optional(),
+    plannedSteps: z.number().int().positive().optional(),
+    delta: z.number().gt(0).lt(1),
+    /** Clients that could be sampled (q = updates per step / population); the experiment runner fills in the dataset's client count. */
+    population: z.number().int().positive().optional(),
+    accountant: z.enum(['rdp', 'pld']).default('rdp'),
+    /** Stop training before a step would push ε past this. */
+    budget: z.strictObject({ epsilon: z.number().positive() }).optional(),
+  })
+  .superRefine((p, ctx) => {
+    if ((p.clipNorm === undefined) === (p.adaptive === undefined))
+      ctx.addIssue({
+        code: 'custom',
+        path: ['clipNorm'],
+        message: 'set exactly one of clipNorm or adaptive',
+      });
+    if ((p.noiseMultiplier === undefined) === (p.targetEpsilon === undefined))
+      ctx.addIssue({
+        code: 'custom',
+        path: ['noiseMultiplier'],
+        message: 'set exactly one of noiseMultiplier or targetEpsilon',
+      });
+    if (p.targetEpsilon !== undefined && p.plannedSteps === undefined)
+      ctx.addIssue({ code: 'custom', path: ['plannedSteps'], message: 'required with targetEpsilon' });
+  });
+export type PrivacySpec = z.infer<typeof PrivacySpecSchema>;
+
 export const StrategySpecSchema = z.discriminatedUnion('kind', [
   z.strictObject({
     kind: z.literal('sync'),
@@ -57,6 +108,7 @@ export const StrategySpecSchema = z.discriminatedUnion('kind', [
     minUpdates: z.number().int().positive().default(1),
     /** FedAvg = sgd lr 1; FedAvgM = momentum; FedAdam = adam. */
     serverOptimizer: OptimizerSpecSchema.default({ kind: 'sgd', lr: 1 }),
+    privacy: PrivacySpecSchema.optional(),
   }),
   z.strictObject({
     kind: z.literal('fedbuff'),
@@ -65,6 +117,7 @@ export const StrategySpecSchema = z.discriminatedUnion('kind', [
     staleness: StalenessSpecSchema.default({ kind: 'polynomial', exponent: 0.5 }),
     maxStaleness: z.number().int().nonnegative().default(Number.MAX_SAFE_INTEGER),
     serverOptimizer: OptimizerSpecSchema.default({ kind: 'sgd', lr: 1 }),
+    privacy: PrivacySpecSchema.optional(),
   }),
   z.strictObject({
     kind: z.literal('fedasync'),

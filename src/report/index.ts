@@ -7,7 +7,7 @@ import { join, resolve } from 'node:path';
 import { reachedTarget } from '../experiment/compare.ts';
 import type { ExperimentResult } from '../experiment/types.ts';
 import type { RunSummary } from '../sim/types.ts';
-import { accuracySpec, renderSvg, stalenessSpec } from './plots.ts';
+import { accuracyEpsilonSpec, accuracySpec, renderSvg, stalenessSpec } from './plots.ts';
 
 export interface ReportPaths {
   readonly dir: string;
@@ -27,6 +27,8 @@ export const CSV_COLUMNS = [
   'accuracy',
   'loss',
   'inFlight',
+  /** ε spent at that point; empty for runs without DP. */
+  'epsilon',
 ] as const;
 
 export function escapeHtml(text: string): string {
@@ -59,6 +61,7 @@ export function curvesCsv(runs: readonly RunSummary[]): string {
           p.accuracy,
           p.loss,
           p.inFlight,
+          p.epsilon ?? '',
         ]
           .map(csvField)
           .join(','),
@@ -123,6 +126,8 @@ export interface SummaryRow {
   readonly accepted: number;
   readonly rejected: string;
   readonly wallSeconds: number;
+  /** ε spent (null without DP). */
+  readonly epsilon: number | null;
 }
 
 export function summaryRows(result: ExperimentResult): SummaryRow[] {
@@ -146,6 +151,7 @@ export function summaryRows(result: ExperimentResult): SummaryRow[] {
       accepted: run.counts.accepted,
       rejected: rejectedText(run.counts.rejected),
       wallSeconds: run.wallSeconds,
+      epsilon: run.privacy?.epsilon ?? null,
     };
   });
 }
@@ -154,10 +160,12 @@ export function summaryRows(result: ExperimentResult): SummaryRow[] {
 export function summaryText(result: ExperimentResult): string {
   const rows = summaryRows(result);
   const multiSeed = result.config.seeds > 1;
+  const anyPrivate = result.runs.some((r) => r.privacy !== undefined);
   const header = [
     'method',
     ...(multiSeed ? ['seed'] : []),
     'final acc',
+    ...(anyPrivate ? ['ε'] : []),
     'time→target',
     'trips→target',
     'bytes→target',
@@ -170,6 +178,7 @@ export function summaryText(result: ExperimentResult): string {
     r.label,
     ...(multiSeed ? [String(r.seed)] : []),
     fmt(r.finalAccuracy, 4),
+    ...(anyPrivate ? [fmt(r.epsilon, 2)] : []),
     fmt(r.timeToTarget, 1),
     fmt(r.tripsToTarget),
     fmtBytes(r.bytesToTarget),
@@ -232,13 +241,18 @@ export async function reportHtml(result: ExperimentResult): Promise<string> {
     stalenessPlots.push(await renderSvg(stalenessSpec(label, hists)));
   }
 
+  const privateRuns = plotted.filter((r) => r.privacy !== undefined);
+  const privacyPlot = privateRuns.length === 0 ? '' : await renderSvg(accuracyEpsilonSpec(privateRuns));
+
   const rows = summaryRows(result);
+  const anyPrivate = runs.some((r) => r.privacy !== undefined);
   const baseline = runs[0]?.label ?? 'baseline';
   const summaryTable = table(
     [
       'method',
       'seed',
       'final accuracy',
+      ...(anyPrivate ? ['ε spent'] : []),
       'time to target (s)',
       'trips to target',
       'bytes up to target',
@@ -254,6 +268,7 @@ export async function reportHtml(result: ExperimentResult): Promise<string> {
       r.label,
       String(r.seed),
       fmt(r.finalAccuracy, 4),
+      ...(anyPrivate ? [fmt(r.epsilon, 2)] : []),
       fmt(r.timeToTarget, 1),
       fmt(r.tripsToTarget),
       fmtBytes(r.bytesToTarget),
@@ -335,6 +350,27 @@ ${summaryTable}
 <div class="plots">
 ${accuracyPlots.map((svg) => `<div class="plot">${svg}</div>`).join('\n')}
 </div>
+${
+  privateRuns.length === 0
+    ? ''
+    : `<h2>Privacy</h2>
+${table(
+  ['method', 'seed', 'ε', 'δ', 'noise multiplier σ', 'clip norm', 'noised steps', 'accountant', 'stop'],
+  privateRuns.map((r) => [
+    r.label,
+    String(r.seed),
+    fmt(r.privacy?.epsilon, 3),
+    String(r.privacy?.delta),
+    fmt(r.privacy?.noiseMultiplier, 4),
+    fmt(r.privacy?.clipNorm, 4),
+    fmt(r.privacy?.steps),
+    r.privacy?.accountant ?? '',
+    r.stopReason,
+  ]),
+)}
+<p class="muted">User-level DP: each update clipped to the clip norm, Gaussian noise σ·C on the sum of a step's updates, fixed denominator. ε is accounted as Poisson subsampling with q = updates per step ÷ population (an approximation for fixed-size cohorts and FedBuff's buffer).</p>
+<div class="plots"><div class="plot">${privacyPlot}</div></div>`
+}
 <h2>Staleness</h2>
 <div class="plots">
 ${stalenessPlots.length === 0 ? '<p class="muted">No accepted updates recorded.</p>' : stalenessPlots.map((svg) => `<div class="plot">${svg}</div>`).join('\n')}

@@ -88,6 +88,30 @@ export function accuracySpec(
   } as vl.TopLevelSpec;
 }
 
+/** Accuracy against privacy spent (ε), for runs with DP: the privacy–utility trade-off. */
+export function accuracyEpsilonSpec(runs: readonly RunSummary[]): vl.TopLevelSpec {
+  const values: Array<Record<string, string | number>> = [];
+  for (const run of runs) {
+    for (const p of thin(run.curve, MAX_POINTS_PER_RUN)) {
+      if (p.epsilon === undefined || !Number.isFinite(p.epsilon) || !Number.isFinite(p.accuracy)) continue;
+      values.push({ method: run.label, seed: run.seed, epsilon: p.epsilon, accuracy: p.accuracy });
+    }
+  }
+  return {
+    width: WIDTH,
+    height: HEIGHT,
+    title: 'Accuracy vs privacy spent (ε)',
+    data: { values },
+    mark: { type: 'line', point: true },
+    encoding: {
+      x: { field: 'epsilon', type: 'quantitative', title: 'ε spent' },
+      y: { field: 'accuracy', type: 'quantitative', title: 'test accuracy', scale: { domain: [0, 1] } },
+      color: { field: 'method', type: 'nominal', title: 'method', legend: { labelLimit: 400 } },
+      detail: { field: 'seed', type: 'nominal' },
+    },
+  } as vl.TopLevelSpec;
+}
+
 /** Accepted updates by staleness for one method (seeds summed). */
 export function stalenessSpec(label: string, histograms: ReadonlyArray<readonly number[]>): vl.TopLevelSpec {
   const totals: number[] = [];

@@ -23,4 +23,4 @@ export {
   TripTiming,
   transferSeconds,
 } from './timing.ts';
-export type { CurvePoint, RunSummary, StopReason } from './types.ts';
+export type { CurvePoint, PrivacySummary, RunSummary, StopReason } from './types.ts';

@@ -26,13 +26,14 @@ import { allFinite } from '../core/vec.ts';
 import type { Examples, FederatedDataset } from '../data/types.ts';
 import { TrainScratch, trainLocal } from '../fl/client.ts';
 import type { LocalTrainSpec } from '../fl/spec.ts';
+import { isPrivate, type PrivacyReport } from '../fl/strategies/dp.ts';
 import type { Strategy } from '../fl/types.ts';
 import { evaluate, takeRows } from '../nn/index.ts';
 import type { Model } from '../nn/model.ts';
 import { EventQueue } from './queue.ts';
 import { type SimSpec, SimSpecSchema } from './spec.ts';
 import { modelBytes, TripTiming } from './timing.ts';
-import type { CurvePoint, RunSummary, StopReason } from './types.ts';
+import type { CurvePoint, PrivacySummary, RunSummary, StopReason } from './types.ts';
 
 export interface SimProgress {
   readonly time: number;
@@ -173,6 +174,10 @@ export function simulate(opts: SimulateOptions): RunSummary {
   let stopReason = undefined as StopReason | undefined;
   let stopMessage: string | undefined;
 
+  const privacy = isPrivate(strategy) ? strategy : undefined;
+  const epsilonNow = (): { epsilon?: number } =>
+    privacy === undefined ? {} : { epsilon: privacy.privacySpent().epsilon };
+
   const pickClient = (): number => {
     // Rejection sampling is cheap while most of the population is idle; the scan is the fallback
     // for populations barely larger than the concurrency.
@@ -253,6 +258,7 @@ export function simulate(opts: SimulateOptions): RunSummary {
       accuracy: ev.accuracy,
       loss: ev.loss,
       inFlight,
+      ...epsilonNow(),
     });
     if (target !== undefined && toTarget === undefined && ev.accuracy >= target) {
       toTarget = { time: now, trips: completed, bytesUp, version };
@@ -322,6 +328,14 @@ export function simulate(opts: SimulateOptions): RunSummary {
     }
     if (strategy.version >= maxVersions) {
       stopReason = 'max_versions';
+      break;
+    }
+    // Every event steps the server at most once, so asking before each one keeps every released
+    // step within the budget.
+    if (privacy?.wouldExceedBudget()) {
+      stopReason = 'privacy_budget';
+      const spent = privacy.privacySpent();
+      stopMessage = `one more server step would exceed the privacy budget (ε spent ${spent.epsilon.toFixed(3)} at δ = ${spent.delta} after ${spent.steps} steps)`;
       break;
     }
     const tq = queue.peekTime();
@@ -403,6 +417,7 @@ export function simulate(opts: SimulateOptions): RunSummary {
         accuracy: ev.accuracy,
         loss: ev.loss,
         inFlight,
+        ...epsilonNow(),
       });
     else if (stopReason !== 'diverged') {
       stopReason = 'diverged';
@@ -432,5 +447,17 @@ export function simulate(opts: SimulateOptions): RunSummary {
     ...summary,
     ...(stopMessage !== undefined ? { stopMessage } : {}),
     ...(toTarget !== undefined ? { toTarget } : {}),
+    ...(privacy !== undefined ? { privacy: privacySummary(privacy.privacyReport()) } : {}),
+  };
+}
+
+function privacySummary(report: PrivacyReport): PrivacySummary {
+  return {
+    epsilon: report.epsilon,
+    delta: report.delta,
+    noiseMultiplier: report.noiseMultiplier,
+    clipNorm: report.clipNorm,
+    steps: report.steps,
+    accountant: report.accountant,
   };
 }

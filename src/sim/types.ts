@@ -13,9 +13,30 @@ export interface CurvePoint {
   readonly loss: number;
   /** Clients training at this moment. */
   readonly inFlight: number;
+  /** Privacy spent so far (ε at the run's δ); only for strategies with DP. */
+  readonly epsilon?: number;
 }
 
-export type StopReason = 'target_reached' | 'max_time' | 'max_trips' | 'max_versions' | 'diverged';
+export type StopReason =
+  | 'target_reached'
+  | 'max_time'
+  | 'max_trips'
+  | 'max_versions'
+  | 'diverged'
+  /** The next server step would have spent more than the configured ε budget. */
+  | 'privacy_budget';
+
+/** Differential-privacy figures of a run with a DP strategy. */
+export interface PrivacySummary {
+  readonly epsilon: number;
+  readonly delta: number;
+  readonly noiseMultiplier: number;
+  /** Clip norm at the end of the run (moves under adaptive clipping). */
+  readonly clipNorm: number;
+  /** Noised server steps released. */
+  readonly steps: number;
+  readonly accountant: 'rdp' | 'pld';
+}
 
 export interface RunSummary {
   /** Label shown in reports, e.g. "FedBuff (K=10)". */
@@ -52,4 +73,6 @@ export interface RunSummary {
   readonly wallSeconds: number;
   readonly bytesUp: number;
   readonly bytesDown: number;
+  /** Present when the strategy applied user-level DP. */
+  readonly privacy?: PrivacySummary;
 }

@@ -7,24 +7,38 @@
  * of being normalized away, and with w ≡ 1 the step direction is exactly FedAvg's example-weighted
  * mean of deltas (so K = cohort size from one version reproduces FedAvg, and K = 1 reproduces
  * sequential SGD on the client pseudo-gradients).
+ *
+ * With a privacy block (DP-FedBuff, see dp.ts): each update is clipped, weighted by its staleness
+ * weight alone (≤ 1, never by examples), the buffer sum is noised and divided by K.
  */
 import { OrchardError } from '../../core/errors.ts';
+import type { RandomSource } from '../../privacy/dp/noise.ts';
 import { accumulate, allocAccumulator } from '../aggregate.ts';
-import type { OptimizerSpec, StalenessSpec } from '../spec.ts';
+import type { OptimizerSpec, PrivacySpec, StalenessSpec } from '../spec.ts';
 import type { Assignment, ClientUpdate, Strategy, TimerOutcome, UpdateOutcome } from '../types.ts';
 import { AsyncAdmission, normalize, ServerStepper } from './common.ts';
+import {
+  DpAggregator,
+  type PrivacyReport,
+  type PrivacySpent,
+  type PrivateStrategy,
+  resolvePrivacy,
+} from './dp.ts';
 
 export interface FedBuffOptions {
   readonly bufferSize: number;
   readonly staleness: StalenessSpec;
   readonly maxStaleness: number;
   readonly serverOptimizer: OptimizerSpec;
+  /** User-level DP (absent: none). */
+  readonly privacy?: PrivacySpec | undefined;
 }
 
 const NONE: readonly number[] = Object.freeze([]);
 
-export class FedBuff implements Strategy {
-  readonly name = 'fedbuff';
+export class FedBuff implements Strategy, Partial<PrivateStrategy> {
+  readonly name: string;
+  private readonly dp: DpAggregator | undefined;
   private versionNo = 0;
   private readonly stepper: ServerStepper;
   private readonly admission: AsyncAdmission;
@@ -35,6 +49,8 @@ export class FedBuff implements Strategy {
   constructor(
     private readonly options: FedBuffOptions,
     initialParams: Float32Array,
+    /** Noise source override for tests (default: WebCrypto). */
+    noiseSource?: RandomSource,
   ) {
     if (!(Number.isInteger(options.bufferSize) && options.bufferSize > 0))
       throw new OrchardError(
@@ -43,8 +59,31 @@ export class FedBuff implements Strategy {
       );
     this.stepper = new ServerStepper(options.serverOptimizer, initialParams);
     this.admission = new AsyncAdmission(options.staleness, options.maxStaleness);
-    this.buffer = allocAccumulator(initialParams.length);
+    this.dp =
+      options.privacy === undefined
+        ? undefined
+        : new DpAggregator(
+            resolvePrivacy(options.privacy, options.bufferSize),
+            initialParams.length,
+            noiseSource,
+          );
+    this.name = this.dp === undefined ? 'fedbuff' : 'dp-fedbuff';
+    // The DP path sums into its own buffer; the plain one is not needed then.
+    this.buffer = this.dp === undefined ? allocAccumulator(initialParams.length) : new Float32Array(0);
+    this.numParams = initialParams.length;
+    const dp = this.dp;
+    // Present only with DP, so isPrivate(strategy) tells drivers whether to ask.
+    if (dp !== undefined) {
+      this.privacySpent = () => dp.privacySpent();
+      this.wouldExceedBudget = () => dp.wouldExceedBudget();
+      this.privacyReport = () => dp.privacyReport();
+    }
   }
+  private readonly numParams: number;
+
+  privacySpent?(): PrivacySpent;
+  wouldExceedBudget?(): boolean;
+  privacyReport?(): PrivacyReport;
 
   get version(): number {
     return this.versionNo;
@@ -54,7 +93,7 @@ export class FedBuff implements Strategy {
   }
   /** Updates waiting in the buffer (exposed for tests and progress reports). */
   get bufferedUpdates(): number {
-    return this.buffered;
+    return this.dp?.pending ?? this.buffered;
   }
 
   demand(_now: number, inFlight: number, concurrency: number): number {
@@ -67,8 +106,9 @@ export class FedBuff implements Strategy {
   }
 
   onUpdate(update: ClientUpdate, _now: number): UpdateOutcome {
-    const admitted = this.admission.admit(update, this.buffer.length, this.versionNo);
+    const admitted = this.admission.admit(update, this.numParams, this.versionNo);
     if ('kind' in admitted) return admitted;
+    if (this.dp !== undefined) return this.onPrivateUpdate(update, admitted, this.dp);
     const weight = update.numExamples * admitted.weight;
     accumulate(this.buffer, weight, update.delta);
     this.buffered++;
@@ -81,6 +121,30 @@ export class FedBuff implements Strategy {
       this.buffer.fill(0);
       this.buffered = 0;
       this.bufferedExamples = 0;
+      stepped = true;
+    }
+    return {
+      kind: 'accepted',
+      staleness: admitted.staleness,
+      weight,
+      stepped,
+      version: this.versionNo,
+      abandoned: NONE,
+    };
+  }
+
+  private onPrivateUpdate(
+    update: ClientUpdate,
+    admitted: { readonly staleness: number; readonly weight: number },
+    dp: DpAggregator,
+  ): UpdateOutcome {
+    const weight = Math.min(1, admitted.weight);
+    const added = dp.add(update.delta, weight);
+    if ('kind' in added) return added;
+    let stepped = false;
+    if (dp.pending >= this.options.bufferSize) {
+      this.stepper.step(dp.release());
+      this.versionNo++;
       stepped = true;
     }
     return {

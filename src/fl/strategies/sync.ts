@@ -8,12 +8,24 @@
  * out: with at least minUpdates updates the server steps, otherwise the round is discarded and a new
  * one (same version) starts. The server step feeds the example-weighted mean delta to the server
  * optimizer as its gradient.
+ *
+ * With a privacy block (DP-FedAvg / DP-FedAvgM, see dp.ts): every update has weight 1 (not its
+ * example count) and is clipped; the round's sum is noised and divided by cohortSize, also when a
+ * timed-out round closes with fewer updates (a fixed denominator).
  */
 import { ConfigError, OrchardError } from '../../core/errors.ts';
+import type { RandomSource } from '../../privacy/dp/noise.ts';
 import { accumulate, allocAccumulator } from '../aggregate.ts';
-import type { OptimizerSpec } from '../spec.ts';
+import type { OptimizerSpec, PrivacySpec } from '../spec.ts';
 import type { Assignment, ClientUpdate, Strategy, TimerOutcome, UpdateOutcome } from '../types.ts';
-import { checkUpdate, normalize, reject, ServerStepper } from './common.ts';
+import { checkUpdate, normalize, type Rejection, reject, ServerStepper } from './common.ts';
+import {
+  DpAggregator,
+  type PrivacyReport,
+  type PrivacySpent,
+  type PrivateStrategy,
+  resolvePrivacy,
+} from './dp.ts';
 
 export interface SyncOptions {
   readonly cohortSize: number;
@@ -21,6 +33,8 @@ export interface SyncOptions {
   readonly roundTimeout: number;
   readonly minUpdates: number;
   readonly serverOptimizer: OptimizerSpec;
+  /** User-level DP (absent: none). */
+  readonly privacy?: PrivacySpec | undefined;
 }
 
 const NONE: readonly number[] = Object.freeze([]);
@@ -30,8 +44,12 @@ export function syncName(optimizer: OptimizerSpec): 'fedavg' | 'fedavgm' | 'feda
   return optimizer.kind === 'sgd' ? 'fedavg' : optimizer.kind === 'momentum' ? 'fedavgm' : 'fedadam';
 }
 
-export class SyncRounds implements Strategy {
+export class SyncRounds implements Strategy, Partial<PrivateStrategy> {
   readonly name: string;
+  private readonly dp: DpAggregator | undefined;
+  privacySpent?(): PrivacySpent;
+  wouldExceedBudget?(): boolean;
+  privacyReport?(): PrivacyReport;
   private versionNo = 0;
   private roundNo = 0;
   private readonly stepper: ServerStepper;
@@ -45,12 +63,15 @@ export class SyncRounds implements Strategy {
   private openedAt = Number.NaN;
   private closeDueAt = Number.POSITIVE_INFINITY;
   private readonly buffer: Float32Array;
+  private readonly numParams: number;
   private received = 0;
   private receivedExamples = 0;
 
   constructor(
     private readonly options: SyncOptions,
     initialParams: Float32Array,
+    /** Noise source override for tests (default: WebCrypto). */
+    noiseSource?: RandomSource,
   ) {
     const issues = [];
     if (!(Number.isInteger(options.cohortSize) && options.cohortSize > 0))
@@ -71,9 +92,27 @@ export class SyncRounds implements Strategy {
         message: `must be an integer in [1, cohortSize=${options.cohortSize}], got ${options.minUpdates}`,
       });
     if (issues.length > 0) throw new ConfigError(issues, 'sync strategy');
-    this.name = syncName(options.serverOptimizer);
     this.stepper = new ServerStepper(options.serverOptimizer, initialParams);
-    this.buffer = allocAccumulator(initialParams.length);
+    const dp =
+      options.privacy === undefined
+        ? undefined
+        : new DpAggregator(
+            resolvePrivacy(options.privacy, options.cohortSize),
+            initialParams.length,
+            noiseSource,
+          );
+    this.dp = dp;
+    this.name =
+      dp === undefined ? syncName(options.serverOptimizer) : `dp-${syncName(options.serverOptimizer)}`;
+    // The DP path sums into its own buffer.
+    this.buffer = dp === undefined ? allocAccumulator(initialParams.length) : new Float32Array(0);
+    this.numParams = initialParams.length;
+    // Present only with DP, so isPrivate(strategy) tells drivers whether to ask.
+    if (dp !== undefined) {
+      this.privacySpent = () => dp.privacySpent();
+      this.wouldExceedBudget = () => dp.wouldExceedBudget();
+      this.privacyReport = () => dp.privacyReport();
+    }
     // The small relative slack keeps 100 · 1.3 = 130.00000000000003 from becoming 131.
     const raw = options.cohortSize * (1 + options.overSelection);
     this.selectionTarget = Math.max(options.cohortSize, Math.ceil(raw - raw * 1e-12));
@@ -122,14 +161,16 @@ export class SyncRounds implements Strategy {
         `client ${update.clientId} was selected for round ${round}, now ${this.roundNo}`,
       );
     this.outstanding.delete(update.clientId);
-    const bad = checkUpdate(update, this.buffer.length, this.versionNo, this.versionNo);
+    const bad =
+      checkUpdate(update, this.numParams, this.versionNo, this.versionNo) ??
+      (this.dp === undefined ? null : this.addPrivate(update.delta, this.dp));
     if (bad) {
       // The model must not change on a rejection, so a round this leaves without prospects is closed
       // through the timer, right away.
       if (this.exhausted()) this.closeDueAt = now;
       return bad;
     }
-    accumulate(this.buffer, update.numExamples, update.delta);
+    if (this.dp === undefined) accumulate(this.buffer, update.numExamples, update.delta);
     this.received++;
     this.receivedExamples += update.numExamples;
     let stepped = false;
@@ -142,11 +183,17 @@ export class SyncRounds implements Strategy {
     return {
       kind: 'accepted',
       staleness: 0,
-      weight: update.numExamples,
+      weight: this.dp === undefined ? update.numExamples : 1,
       stepped,
       version: this.versionNo,
       abandoned,
     };
+  }
+
+  /** DP path: clip and add with weight 1; a rejection leaves the sum untouched. */
+  private addPrivate(delta: Float32Array, dp: DpAggregator): Rejection | null {
+    const added = dp.add(delta, 1);
+    return 'kind' in added ? added : null;
   }
 
   onDropout(clientId: number, _now: number): void {
@@ -182,10 +229,14 @@ export class SyncRounds implements Strategy {
     this.outstanding.clear();
     const stepped = this.received >= this.options.minUpdates;
     if (stepped) {
-      normalize(this.buffer, this.receivedExamples);
-      this.stepper.step(this.buffer);
+      if (this.dp !== undefined) this.stepper.step(this.dp.release());
+      else {
+        normalize(this.buffer, this.receivedExamples);
+        this.stepper.step(this.buffer);
+      }
       this.versionNo++;
     }
+    this.dp?.discard();
     this.buffer.fill(0);
     this.received = 0;
     this.receivedExamples = 0;
