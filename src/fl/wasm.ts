@@ -11,35 +11,8 @@
  */
 import { invalidArgument } from '../core/errors.ts';
 
-// --- minimal wasm binary assembler -----------------------------------------------------------
-const uleb = (value: number): number[] => {
-  const out: number[] = [];
-  let v = value >>> 0;
-  do {
-    let b = v & 0x7f;
-    v >>>= 7;
-    if (v !== 0) b |= 0x80;
-    out.push(b);
-  } while (v !== 0);
-  return out;
-};
-/** Signed LEB128 (i32.const immediates): 64 must encode as 0xc0 0x00, not 0x40 (which is −64). */
-const sleb = (value: number): number[] => {
-  const out: number[] = [];
-  let v = value | 0;
-  for (;;) {
-    const b = v & 0x7f;
-    v >>= 7;
-    const done = (v === 0 && (b & 0x40) === 0) || (v === -1 && (b & 0x40) !== 0);
-    out.push(done ? b : b | 0x80);
-    if (done) return out;
-  }
-};
-const section = (id: number, body: number[]): number[] => [id, ...uleb(body.length), ...body];
-const name = (s: string): number[] => [s.length, ...Array.from(s, (c) => c.charCodeAt(0))];
-const I32 = 0x7f;
-const F32 = 0x7d;
-const V128 = 0x7b;
+import { F32, I32, name, section, sleb, uleb, V128 } from '../core/wasm.ts';
+
 const localGet = (i: number) => [0x20, i];
 const localSet = (i: number) => [0x21, i];
 const i32Const = (v: number) => [0x41, ...sleb(v)];

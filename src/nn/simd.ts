@@ -9,43 +9,8 @@
  * (callers pad with zeros), in blocks of 4 rows × 2 columns with eight f32x4 running sums.
  */
 
-// --- binary encoding helpers ---------------------------------------------------------------------
-function uleb(n: number): number[] {
-  const out: number[] = [];
-  let v = n >>> 0;
-  do {
-    let byte = v & 0x7f;
-    v >>>= 7;
-    if (v !== 0) byte |= 0x80;
-    out.push(byte);
-  } while (v !== 0);
-  return out;
-}
+import { I32, name, section, simd, sleb, uleb, V128 } from '../core/wasm.ts';
 
-function sleb(n: number): number[] {
-  const out: number[] = [];
-  let v = n | 0;
-  for (;;) {
-    const byte = v & 0x7f;
-    v >>= 7;
-    if ((v === 0 && (byte & 0x40) === 0) || (v === -1 && (byte & 0x40) !== 0)) {
-      out.push(byte);
-      return out;
-    }
-    out.push(byte | 0x80);
-  }
-}
-
-function section(id: number, body: number[]): number[] {
-  return [id, ...uleb(body.length), ...body];
-}
-
-function name(s: string): number[] {
-  return [...uleb(s.length), ...Array.from(s, (c) => c.charCodeAt(0))];
-}
-
-const I32 = 0x7f;
-const V128 = 0x7b;
 const get = (l: number) => [0x20, ...uleb(l)];
 const set = (l: number) => [0x21, ...uleb(l)];
 const i32c = (v: number) => [0x41, ...sleb(v)];
@@ -58,7 +23,6 @@ const LOOP = [0x03, 0x40];
 const END = [0x0b];
 const brIf = (d: number) => [0x0d, ...uleb(d)];
 const br = (d: number) => [0x0c, ...uleb(d)];
-const simd = (op: number) => [0xfd, ...uleb(op)];
 const v128Load = [...simd(0x00), 4, 0]; // align 2^4, offset 0
 const v128LoadAt = (offset: number) => [...simd(0x00), 4, ...uleb(offset)];
 const v128StoreAt = (offset: number) => [...simd(0x0b), 4, ...uleb(offset)];
