@@ -24,12 +24,14 @@ export function checkUpdate(
   numParams: number,
   version: number,
   assignedVersion: number,
+  /** false only where the caller proves finiteness itself (the DP path's fail-closed norm). */
+  checkFinite = true,
 ): Rejection | null {
   if (update.delta.length !== numParams)
     return reject('shape', `delta has length ${update.delta.length}, model has ${numParams} parameters`);
   if (!(Number.isFinite(update.numExamples) && update.numExamples >= 0))
     return reject('non_finite', `numExamples must be a finite number ≥ 0, got ${update.numExamples}`);
-  if (!allFinite(update.delta)) return reject('non_finite', 'delta contains NaN or Infinity');
+  if (checkFinite && !allFinite(update.delta)) return reject('non_finite', 'delta contains NaN or Infinity');
   if (!Number.isInteger(update.baseVersion) || update.baseVersion > version || update.baseVersion < 0)
     return reject(
       'unknown_version',
@@ -104,6 +106,7 @@ export class AsyncAdmission {
     update: ClientUpdate,
     numParams: number,
     version: number,
+    checkFinite = true,
   ): { readonly staleness: number; readonly weight: number } | Rejection {
     const base = this.assigned.get(update.clientId);
     if (base === undefined)
@@ -112,7 +115,7 @@ export class AsyncAdmission {
         `client ${update.clientId} is not training (never assigned or already reported)`,
       );
     this.assigned.delete(update.clientId);
-    const bad = checkUpdate(update, numParams, version, base);
+    const bad = checkUpdate(update, numParams, version, base, checkFinite);
     if (bad) return bad;
     const s = version - update.baseVersion;
     if (s > this.maxStaleness)

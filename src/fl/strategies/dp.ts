@@ -256,16 +256,19 @@ export class DpAggregator implements PrivateStrategy {
     const k = this.config.updatesPerStep;
     const c = this.clipNorm;
     const stddev = this.config.updateNoiseMultiplier * c;
-    const noised =
-      stddev > 0
-        ? addGaussianNoise(this.sum, {
-            stddev,
-            bound: k * c * BOUND_SLACK,
-            ...(this.source !== undefined ? { source: this.source } : {}),
-          })
-        : new Float32Array(this.sum);
-    const inv = 1 / k;
-    for (let i = 0; i < noised.length; i++) noised[i] = (noised[i] as number) * inv;
+    let noised: Float32Array;
+    if (stddev > 0)
+      // The 1/K of the mean is applied by the noise routine after snapping (post-processing).
+      noised = addGaussianNoise(this.sum, {
+        stddev,
+        bound: k * c * BOUND_SLACK,
+        scale: 1 / k,
+        ...(this.source !== undefined ? { source: this.source } : {}),
+      });
+    else {
+      noised = new Float32Array(this.sum);
+      for (let i = 0; i < noised.length; i++) noised[i] = (noised[i] as number) / k;
+    }
     this.clipper?.update(this.norms, k);
     this.recordStep();
     this.discard();

@@ -106,7 +106,8 @@ export class FedBuff implements Strategy, Partial<PrivateStrategy> {
   }
 
   onUpdate(update: ClientUpdate, _now: number): UpdateOutcome {
-    const admitted = this.admission.admit(update, this.numParams, this.versionNo);
+    // The DP path's norm rejects non-finite updates itself (fail closed), in the same pass.
+    const admitted = this.admission.admit(update, this.numParams, this.versionNo, this.dp === undefined);
     if ('kind' in admitted) return admitted;
     if (this.dp !== undefined) return this.onPrivateUpdate(update, admitted, this.dp);
     const weight = update.numExamples * admitted.weight;

@@ -162,7 +162,7 @@ export class SyncRounds implements Strategy, Partial<PrivateStrategy> {
       );
     this.outstanding.delete(update.clientId);
     const bad =
-      checkUpdate(update, this.numParams, this.versionNo, this.versionNo) ??
+      checkUpdate(update, this.numParams, this.versionNo, this.versionNo, this.dp === undefined) ??
       (this.dp === undefined ? null : this.addPrivate(update.delta, this.dp));
     if (bad) {
       // The model must not change on a rejection, so a round this leaves without prospects is closed

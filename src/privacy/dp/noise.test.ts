@@ -122,3 +122,22 @@ test('addGaussianNoise fails closed on bad input', () => {
   assert.throws(() => addGaussianNoise(Float32Array.of(1), { stddev: 0, bound: 2 }), ConfigError);
   assert.throws(() => addGaussianNoise(Float32Array.of(1), { stddev: 1, bound: Number.NaN }), ConfigError);
 });
+
+test('scale multiplies the snapped output (post-processing) and must be finite and > 0', () => {
+  const x = Float64Array.from({ length: 1000 }, (_, i) => Math.cos(i) * 0.4);
+  const plain = addGaussianNoise(x, { stddev: 0.3, bound: 1, source: replaySource(9) });
+  // 1/4 is a power of two, so the scaled output is exactly a quarter of the unscaled one.
+  const quarter = addGaussianNoise(x, { stddev: 0.3, bound: 1, scale: 0.25, source: replaySource(9) });
+  assert.deepEqual(
+    [...quarter],
+    [...plain].map((v) => v / 4),
+  );
+  const third = addGaussianNoise(x, { stddev: 0.3, bound: 1, scale: 1 / 3, source: replaySource(9) });
+  for (let i = 0; i < x.length; i++)
+    assert.ok(Math.abs((third[i] as number) - (plain[i] as number) / 3) <= 1e-15, `element ${i}`);
+  for (const scale of [0, -1, Number.NaN, Number.POSITIVE_INFINITY])
+    assert.throws(
+      () => addGaussianNoise(x, { stddev: 1, bound: 1, scale }),
+      (e: unknown) => e instanceof ConfigError && e.issues.some((i) => i.path === 'scale'),
+    );
+});

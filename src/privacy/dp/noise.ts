@@ -9,7 +9,9 @@
  * Uniforms. Each uniform uses a full 53 random bits k: u = (k + 1)/2^53 ∈ (0, 1] (exact in a
  * double), so log(u) is always finite and all 2^53 values are equally likely.
  *
- * Gaussians. Box–Muller: r = √(−2 ln u₁), z = (r cos 2πu₂, r sin 2πu₂).
+ * Gaussians. Box–Muller: r = √(−2 ln u₁), z = (r cos 2πu₂, r sin 2πu₂). (Marsaglia's polar method
+ * would skip cos and sin, about 40% faster, but it rejects draws and cannot give exactly z = 0 from
+ * any byte pattern, which the deterministic test sources of the adaptive clipper rely on.)
  *
  * Floating-point defence ("snapping" to a grid, after Mironov 2012 "On significance of the least
  * significant bits for differential privacy", and the granularity idea of Google's secure noise
@@ -52,33 +54,73 @@ export const cryptoRandomSource: RandomSource = {
 };
 
 const TWO_POW_53 = 2 ** 53;
+const TWO_POW_32 = 2 ** 32;
 /** |z| from Box–Muller with 53-bit uniforms never exceeds √(−2 ln 2^-53) ≈ 8.57. */
 export const MAX_STANDARD_NORMAL = Math.sqrt(-2 * Math.log(1 / TWO_POW_53));
 
-/** Fills `out` with standard normals (full-precision Box–Muller), drawing bytes in chunks. */
+/** Pairs (16 bytes each) drawn per call to the source: 64 KiB, getRandomValues' maximum. */
+const PAIRS_PER_FILL = MAX_RANDOM_BYTES / 16;
+
+/**
+ * Standard normals by Box–Muller from one random source, holding 64 KiB of random words between
+ * calls, so a long run of chunks costs one getRandomValues per 64 KiB and no allocation.
+ */
+class NormalStream {
+  private readonly words = new Uint32Array(PAIRS_PER_FILL * 4); // 2 uniforms × 2 words per pair
+  private readonly bytes = new Uint8Array(this.words.buffer);
+  private used = 0;
+  private available = 0;
+
+  /** `planned`: how many normals the caller will ask for in all (so small requests draw few bytes). */
+  constructor(
+    private readonly source: RandomSource,
+    private planned: number,
+  ) {}
+
+  private refill(): void {
+    const pairs = Math.min(PAIRS_PER_FILL, Math.ceil(Math.max(this.planned, 1) / 2));
+    this.source.fill(this.bytes.subarray(0, pairs * 16));
+    this.used = 0;
+    this.available = pairs * 4;
+  }
+
+  /** Writes standard normals into out[start, end); the second normal of a pair is kept for the next
+   *  call only within one call (an odd tail discards it, as before). */
+  fill(out: Float64Array, start: number, end: number): void {
+    const words = this.words;
+    // Hot loop on locals; the object's fields are synced around refills.
+    let used = this.used;
+    let available = this.available;
+    for (let i = start; i < end; i += 2) {
+      if (used === available) {
+        this.planned -= i - start;
+        start = i;
+        this.refill();
+        used = 0;
+        available = this.available;
+      }
+      // 53 bits from two 32-bit words: 21 high bits and 32 low bits.
+      const u1 =
+        (((words[used] as number) >>> 11) * TWO_POW_32 + (words[used + 1] as number) + 1) / TWO_POW_53;
+      const u2 =
+        (((words[used + 2] as number) >>> 11) * TWO_POW_32 + (words[used + 3] as number) + 1) / TWO_POW_53;
+      used += 4;
+      const r = Math.sqrt(-2 * Math.log(u1));
+      const angle = 2 * Math.PI * u2;
+      out[i] = r * Math.cos(angle);
+      if (i + 1 < end) out[i + 1] = r * Math.sin(angle);
+    }
+    this.used = used;
+    this.planned -= end - start;
+  }
+}
+
+/** Fills `out` with standard normals (full-precision Box–Muller). */
 export function fillStandardNormal(
   out: Float64Array,
   source: RandomSource = cryptoRandomSource,
 ): Float64Array {
-  const pairsPerChunk = 4096;
-  const words = new Uint32Array(pairsPerChunk * 4); // 2 uniforms × 2 words per pair
-  const bytes = new Uint8Array(words.buffer);
-  for (let start = 0; start < out.length; start += 2 * pairsPerChunk) {
-    const pairs = Math.min(pairsPerChunk, Math.ceil((out.length - start) / 2));
-    source.fill(bytes.subarray(0, pairs * 16));
-    for (let p = 0; p < pairs; p++) {
-      // 53 bits from two 32-bit words: 21 high bits and 32 low bits.
-      const u1 =
-        (((words[4 * p] as number) >>> 11) * 2 ** 32 + (words[4 * p + 1] as number) + 1) / TWO_POW_53;
-      const u2 =
-        (((words[4 * p + 2] as number) >>> 11) * 2 ** 32 + (words[4 * p + 3] as number) + 1) / TWO_POW_53;
-      const r = Math.sqrt(-2 * Math.log(u1));
-      const angle = 2 * Math.PI * u2;
-      const i = start + 2 * p;
-      out[i] = r * Math.cos(angle);
-      if (i + 1 < out.length) out[i + 1] = r * Math.sin(angle);
-    }
-  }
+  new NormalStream(source, out.length).fill(out, 0, out.length);
   return out;
 }
 
@@ -108,6 +150,11 @@ export interface NoiseOptions {
   /** Public bound on |x_i| (e.g. the clipping norm times the number of summed updates). */
   readonly bound: number;
   readonly source?: RandomSource;
+  /**
+   * Public constant the snapped result is multiplied by (default 1), e.g. 1/K for a mean: pure
+   * post-processing of the snapped output, fused here to save a pass over the array.
+   */
+  readonly scale?: number;
 }
 
 /**
@@ -121,6 +168,9 @@ export function addGaussianNoise<T extends Float32Array | Float64Array>(values: 
     issues.push({ path: 'stddev', message: `must be a finite number > 0, got ${stddev}` });
   if (!(Number.isFinite(bound) && bound > 0))
     issues.push({ path: 'bound', message: `must be a finite number > 0, got ${bound}` });
+  const scale = options.scale ?? 1;
+  if (!(Number.isFinite(scale) && scale > 0))
+    issues.push({ path: 'scale', message: `must be a finite number > 0, got ${scale}` });
   if (issues.length > 0) throw new ConfigError(issues, 'noise options');
   const type = values instanceof Float32Array ? 'float32' : 'float64';
   const g = snapGranularity(stddev, bound, type);
@@ -129,18 +179,89 @@ export function addGaussianNoise<T extends Float32Array | Float64Array>(values: 
   const out = (type === 'float32' ? new Float32Array(values.length) : new Float64Array(values.length)) as T;
   // Noise is drawn in chunks (no full-size temporary); a bad value throws before `out` escapes.
   const noise = new Float64Array(Math.min(values.length, NOISE_CHUNK));
+  const normals = new NormalStream(options.source ?? cryptoRandomSource, values.length);
   for (let start = 0; start < values.length; start += NOISE_CHUNK) {
     const end = Math.min(values.length, start + NOISE_CHUNK);
-    fillStandardNormal(noise.subarray(0, end - start), options.source);
-    for (let i = start; i < end; i++) {
-      const v = values[i] as number;
-      if (v - v !== 0) throw new NonFiniteError(`value ${i} is ${v}: refusing to add noise`);
-      if (Math.abs(v) > bound)
-        throw invalidArgument(`|value ${i}| = ${Math.abs(v)} exceeds the public bound ${bound}`);
-      // Snap x and σz to whole multiples of g and add: scaling by the power of two 1/g is exact,
-      // the integer sum is exact, and g was chosen so the result is exact in the output type.
-      out[i] = (Math.round(v * invG) + Math.round(stddevOverG * (noise[i - start] as number))) * g;
-    }
+    normals.fill(noise, 0, end - start);
+    // One monomorphic loop per element type (a shared generic loop runs ~2× slower in V8).
+    if (type === 'float32')
+      snapAdd32(
+        values as Float32Array,
+        out as Float32Array,
+        noise,
+        start,
+        end,
+        invG,
+        stddevOverG,
+        g * scale,
+        bound,
+      );
+    else
+      snapAdd64(
+        values as Float64Array,
+        out as Float64Array,
+        noise,
+        start,
+        end,
+        invG,
+        stddevOverG,
+        g * scale,
+        bound,
+      );
   }
   return out;
+}
+
+/** The refusal for a value that is non-finite or outside the public bound. */
+function badValue(i: number, v: number, bound: number): Error {
+  if (v - v !== 0) return new NonFiniteError(`value ${i} is ${v}: refusing to add noise`);
+  return invalidArgument(`|value ${i}| = ${Math.abs(v)} exceeds the public bound ${bound}`);
+}
+
+// Snap x and σz to whole multiples of g and add: scaling by the power of two 1/g is exact, the
+// integer sum is exact, and g was chosen so the result is exact in the output type. Rounding is
+// floor(a + 0.5) (round half up): in real arithmetic it satisfies r(a + k) = r(a) + k for integers k,
+// which is all the snapping argument needs, and V8 runs it ~2.5× faster than Math.round (they differ
+// only where a + 0.5 itself rounds, e.g. a = 0.5 − 2^-54, the ulp-level residual documented above).
+// `!(|v| ≤ bound)` catches NaN, ±Infinity and out-of-bound values in one comparison.
+function snapAdd32(
+  values: Float32Array,
+  out: Float32Array,
+  noise: Float64Array,
+  start: number,
+  end: number,
+  invG: number,
+  stddevOverG: number,
+  /** g × the output scale: the snapped integer sum times this is the output. */
+  outputStep: number,
+  bound: number,
+): void {
+  for (let i = start; i < end; i++) {
+    const v = values[i] as number;
+    if (!(Math.abs(v) <= bound)) throw badValue(i, v, bound);
+    out[i] =
+      (Math.floor(v * invG + 0.5) + Math.floor(stddevOverG * (noise[i - start] as number) + 0.5)) *
+      outputStep;
+  }
+}
+
+function snapAdd64(
+  values: Float64Array,
+  out: Float64Array,
+  noise: Float64Array,
+  start: number,
+  end: number,
+  invG: number,
+  stddevOverG: number,
+  /** g × the output scale: the snapped integer sum times this is the output. */
+  outputStep: number,
+  bound: number,
+): void {
+  for (let i = start; i < end; i++) {
+    const v = values[i] as number;
+    if (!(Math.abs(v) <= bound)) throw badValue(i, v, bound);
+    out[i] =
+      (Math.floor(v * invG + 0.5) + Math.floor(stddevOverG * (noise[i - start] as number) + 0.5)) *
+      outputStep;
+  }
 }
