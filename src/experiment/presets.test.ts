@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ConfigError } from '../core/errors.ts';
-import { resolveRun } from './config.ts';
-import { listPresets, presetConfig } from './presets.ts';
+import { parseExperimentConfig, resolveRun } from './config.ts';
+import { listPresets, presetConfig, presetRaw } from './presets.ts';
 
 test('every preset validates and has a description', () => {
   const names = listPresets().map((p) => p.name);
@@ -35,5 +35,38 @@ test('unknown preset names are a ConfigError naming the known ones', () => {
   assert.throws(
     () => presetConfig('nope'),
     (e: unknown) => e instanceof ConfigError && /quick/.test(e.message),
+  );
+});
+
+test('dp-fedbuff compares non-private FedBuff with DP-FedBuff and DP-FedAvgM at each ε, each stopping at its budget', () => {
+  const c = presetConfig('dp-fedbuff');
+  const [reference, ...priv] = c.runs;
+  assert.equal(reference?.strategy.kind, 'fedbuff');
+  assert.ok(reference?.strategy.kind === 'fedbuff' && reference.strategy.privacy === undefined);
+  assert.equal(priv.length, 6);
+  for (const run of priv) {
+    const s = run.strategy;
+    assert.ok(s.kind === 'fedbuff' || s.kind === 'sync');
+    const p = s.privacy;
+    assert.ok(p !== undefined, run.label);
+    assert.equal(p.budget?.epsilon, p.targetEpsilon, run.label);
+    assert.ok(run.label.includes(`ε=${p.targetEpsilon}`), run.label);
+    assert.equal(p.delta, 1e-5);
+  }
+  assert.deepEqual(
+    [...new Set(priv.map((r) => (r.strategy.kind === 'fedasync' ? 0 : r.strategy.privacy?.targetEpsilon)))],
+    [8, 4, 1],
+  );
+});
+
+test('a bad privacy block in a config is a ConfigError naming runs.i.strategy.privacy fields', () => {
+  const raw = presetRaw('quick') as { runs: Array<{ strategy: Record<string, unknown> }> };
+  (raw.runs[0] as { strategy: Record<string, unknown> }).strategy.privacy = { clipNorm: -1, delta: 1e-5 };
+  assert.throws(
+    () => parseExperimentConfig(raw),
+    (e: unknown) =>
+      e instanceof ConfigError &&
+      e.issues.some((i) => i.path === 'runs.0.strategy.privacy.clipNorm') &&
+      e.issues.some((i) => i.path === 'runs.0.strategy.privacy.noiseMultiplier'),
   );
 });
