@@ -44,7 +44,12 @@ test('quick preset end to end: results.json, curves.csv and report.html agree', 
     const row = rows[i + 1] as string[];
     assert.equal(row[0], label);
     assert.equal(Number(row[1]), seed);
-    for (let c = 2; c < header.length; c++) assert.equal(Number(row[c]), p[header[c] as string]);
+    for (let c = 2; c < header.length; c++) {
+      const value = p[header[c] as string];
+      // Optional columns (ε without DP) are empty cells, absent from the JSON point.
+      if (value === undefined) assert.equal(row[c], '', `column ${header[c]}`);
+      else assert.equal(Number(row[c]), value, `column ${header[c]}`);
+    }
   });
   const html = readFileSync(paths.report, 'utf8');
   assert.ok((html.match(/<svg /g)?.length ?? 0) >= 4, 'accuracy and staleness plots are inline SVG');
