@@ -5,6 +5,7 @@ import { Rng } from '../../core/rng.ts';
 import { syntheticDataset } from '../../data/synthetic.ts';
 import { softmaxRegression } from '../../nn/models.ts';
 import { noiseMultiplierFor } from '../../privacy/dp/calibrate.ts';
+import { pldEpsilon } from '../../privacy/dp/pld.ts';
 import { rdpEpsilon } from '../../privacy/dp/rdp.ts';
 import { simulate } from '../../sim/simulate.ts';
 import { SimSpecSchema } from '../../sim/spec.ts';
@@ -336,4 +337,24 @@ test('bad privacy configs give ConfigErrors naming the fields', () => {
     fieldsOf(() => resolvePrivacy(adaptiveTooNoisy, 5)),
     ['privacy.adaptive.countNoiseMultiplier'],
   );
+});
+
+test('the PLD accountant: ε matches pldEpsilon for the same (q, σ, T), is below RDP’s, and its budget stops on time', () => {
+  const k = 5;
+  const p = privacy({ noiseMultiplier: 1.2, population: 50, accountant: 'pld' });
+  const steps = 4;
+  const pldRef = pldEpsilon({ noiseMultiplier: 1.2, samplingRate: 0.1, steps, delta: 1e-5 });
+  const rdpRef = rdpEpsilon({ noiseMultiplier: 1.2, samplingRate: 0.1, steps, delta: 1e-5 }).epsilon;
+  assert.ok(pldRef < rdpRef, `PLD ${pldRef} should be tighter than RDP ${rdpRef}`);
+  // Budget between ε(4) and ε(5): exactly 4 steps are allowed.
+  const next = pldEpsilon({ noiseMultiplier: 1.2, samplingRate: 0.1, steps: steps + 1, delta: 1e-5 });
+  const dp = fedbuff(new Float32Array(3), k, { ...p, budget: { epsilon: (pldRef + next) / 2 } });
+  const zero = Array.from({ length: k }, () => new Float32Array(3));
+  for (let t = 0; t < steps; t++) {
+    assert.equal(dp.wouldExceedBudget?.(), false, `step ${t}`);
+    feed(dp, zero, 1, t * k);
+  }
+  assert.equal(dp.wouldExceedBudget?.(), true);
+  assert.ok(Math.abs((dp.privacySpent?.().epsilon as number) - pldRef) < 1e-12);
+  assert.equal(dp.privacyReport?.().accountant, 'pld');
 });

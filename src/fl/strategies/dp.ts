@@ -189,6 +189,7 @@ export class DpAggregator implements PrivateStrategy {
   /** PLD ε by step count (q and σ are fixed in a run, so ε depends on the count alone). */
   private readonly pldCache = new Map<number, number>();
   private lookAheadFor = -1;
+  private pldMaxSteps: number | undefined;
   private lookAheadExceeds = false;
 
   constructor(
@@ -311,12 +312,39 @@ export class DpAggregator implements PrivateStrategy {
   wouldExceedBudget(): boolean {
     const budget = this.config.budgetEpsilon;
     if (budget === undefined) return false;
+    if (this.config.accountant === 'pld') return this.released + 1 > this.pldAllowedSteps(budget);
     // Drivers ask before every event; the answer only changes when a step is released.
     if (this.lookAheadFor !== this.released) {
       this.lookAheadFor = this.released;
       this.lookAheadExceeds = this.epsilonAt(this.released + 1) > budget;
     }
     return this.lookAheadExceeds;
+  }
+
+  /**
+   * PLD: the most steps whose ε stays within the budget, found once (ε grows with the step count;
+   * doubling then bisection costs O(log T) PLD compositions instead of one per step).
+   */
+  private pldAllowedSteps(budget: number): number {
+    if (this.pldMaxSteps !== undefined) return this.pldMaxSteps;
+    let allowed = 0;
+    if (this.config.noiseMultiplier > 0 && this.epsilonAt(1) <= budget) {
+      let lo = 1; // ε(lo) ≤ budget
+      let hi = 2;
+      while (this.epsilonAt(hi) <= budget) {
+        lo = hi;
+        hi *= 2;
+        if (hi > 1e9) throw new OrchardError('INVALID_STATE', 'privacy budget allows over 1e9 steps');
+      }
+      while (hi - lo > 1) {
+        const mid = Math.floor((lo + hi) / 2);
+        if (this.epsilonAt(mid) <= budget) lo = mid;
+        else hi = mid;
+      }
+      allowed = lo;
+    }
+    this.pldMaxSteps = allowed;
+    return allowed;
   }
 
   privacyReport(): PrivacyReport {
