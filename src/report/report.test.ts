@@ -150,3 +150,64 @@ test('long staleness tails are grouped into at most 60 bars without losing updat
   // Bin width ceil(1000/60) = 17: the first bar holds staleness 0..16 = 10·100 + 7·1 + the extra 5.
   assert.deepEqual(bars[0], { staleness: 0, end: 17, count: 1012 });
 });
+
+test('DP runs: ε column in both summaries, a privacy section with the accuracy-vs-ε plot, ε in curves.csv', async () => {
+  const base = fixtureResult();
+  const eps = [0, 1.5, 3.25];
+  const dpRun = summary(
+    'DP-FedBuff',
+    0,
+    [point(1, 10, 0.3), point(2, 20, 0.5), point(3, 30, 0.7)].map((p, i) => ({
+      ...p,
+      epsilon: eps[i] as number,
+    })),
+    {
+      stopReason: 'privacy_budget',
+      privacy: {
+        epsilon: 3.25,
+        delta: 1e-5,
+        noiseMultiplier: 1.1,
+        clipNorm: 0.5,
+        steps: 3,
+        accountant: 'rdp',
+      },
+    },
+  );
+  const result: ExperimentResult = {
+    ...base,
+    runs: [...base.runs, dpRun],
+    settings: [
+      ...base.settings,
+      { ...(base.settings[0] as ExperimentResult['settings'][number]), label: 'DP-FedBuff' },
+    ],
+  };
+  const text = summaryText(result);
+  const lines = text.split('\n');
+  assert.ok(lines[0]?.includes('ε'), 'ε column header');
+  assert.match(lines.find((l) => l.startsWith('DP-FedBuff')) ?? '', /3\.25.*privacy_budget/);
+  const csv = curvesCsv(result.runs).trim().split('\n');
+  assert.equal(csv[0]?.split(',').at(-1), 'epsilon');
+  const dpRows = csv.filter((l) => l.startsWith('DP-FedBuff'));
+  assert.deepEqual(
+    dpRows.map((l) => l.split(',').at(-1)),
+    ['0', '1.5', '3.25'],
+  );
+  assert.ok(
+    csv.filter((l) => l.startsWith('FedBuff,')).every((l) => l.endsWith(',')),
+    'empty ε without DP',
+  );
+  const dir = mkdtempSync(join(tmpdir(), 'orchard-report-'));
+  const html = readFileSync((await writeReport(result, dir)).report, 'utf8');
+  assert.ok(html.includes('ε spent'));
+  assert.ok(html.includes('<h2>Privacy</h2>'));
+  assert.ok(html.includes('Accuracy vs privacy spent (ε)'));
+  // 3 accuracy plots + 3 staleness (the DP fixture has a histogram too) + 1 accuracy-vs-ε.
+  assert.equal(html.match(/<svg /g)?.length, 7);
+  // Without DP runs there is no privacy section.
+  const plain = readFileSync(
+    (await writeReport(base, mkdtempSync(join(tmpdir(), 'orchard-report-')))).report,
+    'utf8',
+  );
+  assert.ok(!plain.includes('<h2>Privacy</h2>'));
+  assert.ok(!plain.includes('ε spent'));
+});
