@@ -358,3 +358,31 @@ test('the PLD accountant: ε matches pldEpsilon for the same (q, σ, T), is belo
   assert.ok(Math.abs((dp.privacySpent?.().epsilon as number) - pldRef) < 1e-12);
   assert.equal(dp.privacyReport?.().accountant, 'pld');
 });
+
+test('DP-FedAvg keeps the fixed denominator: a timed-out round with 2 of 4 updates steps by sum/4, not the mean', () => {
+  const d = 6;
+  const init = new Float32Array(d);
+  const sync = new SyncRounds(
+    {
+      cohortSize: 4,
+      overSelection: 0,
+      roundTimeout: 10,
+      minUpdates: 1,
+      serverOptimizer: { kind: 'sgd', lr: 1 },
+      privacy: privacy({ clipNorm: 1e9, noiseMultiplier: 0 }),
+    },
+    init,
+  );
+  for (let c = 0; c < 4; c++) sync.assign(c, 0);
+  const a = randomVector(d, 70);
+  const b = randomVector(d, 71);
+  sync.onUpdate({ clientId: 0, baseVersion: 0, delta: a, numExamples: 3 }, 1);
+  sync.onUpdate({ clientId: 1, baseVersion: 0, delta: b, numExamples: 50 }, 2);
+  const timer = sync.onTimer(10);
+  assert.equal(timer.stepped, true);
+  for (let j = 0; j < d; j++) {
+    // Example counts (3 vs 50) play no part, and the divisor is the cohort size 4.
+    const expected = -((a[j] as number) + (b[j] as number)) / 4;
+    assert.ok(Math.abs((sync.params[j] as number) - expected) < 1e-6, `param ${j}`);
+  }
+});
