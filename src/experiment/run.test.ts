@@ -3,11 +3,14 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { ConfigError } from '../core/errors.ts';
 import { parseCsv } from '../data/loaders.ts';
+import { StrategySpecSchema } from '../fl/spec.ts';
+import { rdpEpsilon } from '../privacy/dp/rdp.ts';
 import { writeReport } from '../report/index.ts';
 import { parseExperimentConfig } from './config.ts';
 import { presetConfig } from './presets.ts';
-import { progressFraction, runExperiment, serverLrOf, withServerLr } from './run.ts';
+import { progressFraction, runExperiment, serverLrOf, withPopulation, withServerLr } from './run.ts';
 
 test('quick preset end to end: results.json, curves.csv and report.html agree', async () => {
   const config = presetConfig('quick');
@@ -146,4 +149,35 @@ test('progress fraction is the nearest stop condition', () => {
   assert.equal(progressFraction({ maxTrips: 100, maxTime: 10 }, { time: 5, trips: 20, version: 0 }), 0.5);
   assert.equal(progressFraction({ maxTrips: 100 }, { time: 5, trips: 150, version: 0 }), 1);
   assert.equal(progressFraction({ maxVersions: 8 }, { time: 5, trips: 150, version: 2 }), 0.25);
+});
+
+test('a DP run gets the dataset client count as its population, reports ε, and refuses a larger population', async () => {
+  const raw = (population?: number) => ({
+    name: 'dp',
+    dataset: { kind: 'synthetic', numClients: 40, dim: 5, numClasses: 3, testSize: 100 },
+    model: { kind: 'softmax' },
+    sim: { concurrency: 8, maxTrips: 40 },
+    runs: [
+      {
+        label: 'dp',
+        strategy: {
+          kind: 'fedbuff',
+          bufferSize: 4,
+          privacy: { clipNorm: 1, noiseMultiplier: 1, delta: 1e-5, ...(population ? { population } : {}) },
+        },
+      },
+    ],
+  });
+  const result = await runExperiment(parseExperimentConfig(raw()));
+  const run = result.runs[0];
+  assert.equal(run?.privacy?.steps, 10);
+  // q = 4/40 filled in from the dataset: compare with the accountant at that rate.
+  const expected = rdpEpsilon({ noiseMultiplier: 1, samplingRate: 0.1, steps: 10, delta: 1e-5 }).epsilon;
+  assert.ok(Math.abs((run?.privacy?.epsilon as number) - expected) < 1e-12);
+  assert.equal(withPopulation(StrategySpecSchema.parse({ kind: 'fedasync' }), 5).kind, 'fedasync');
+  await assert.rejects(
+    runExperiment(parseExperimentConfig(raw(1000))),
+    (e: unknown) =>
+      e instanceof ConfigError && e.issues.some((i) => i.path === 'strategy.privacy.population'),
+  );
 });

@@ -5,7 +5,7 @@
  * then does the full run with it.
  */
 import { arch, cpus, platform } from 'node:os';
-import { OrchardError } from '../core/errors.ts';
+import { ConfigError, OrchardError } from '../core/errors.ts';
 import { Rng } from '../core/rng.ts';
 import { createDataset } from '../data/index.ts';
 import type { FederatedDataset } from '../data/types.ts';
@@ -38,8 +38,21 @@ export function withServerLr(strategy: StrategySpec, lr: number): StrategySpec {
 /** A DP strategy's sampling population defaults to the dataset's client count. */
 export function withPopulation(strategy: StrategySpec, numClients: number): StrategySpec {
   if (strategy.kind === 'fedasync' || strategy.privacy === undefined) return strategy;
-  if (strategy.privacy.population !== undefined) return strategy;
-  return { ...strategy, privacy: { ...strategy.privacy, population: numClients } };
+  const population = strategy.privacy.population;
+  if (population === undefined)
+    return { ...strategy, privacy: { ...strategy.privacy, population: numClients } };
+  // A population larger than the clients the simulator draws from would understate q, hence ε.
+  if (population > numClients)
+    throw new ConfigError(
+      [
+        {
+          path: 'strategy.privacy.population',
+          message: `${population} exceeds the dataset's ${numClients} clients: the sampling rate and ε would be understated`,
+        },
+      ],
+      'privacy config',
+    );
+  return strategy;
 }
 
 /** The strategy's own server step size. */
