@@ -25,7 +25,9 @@ export { type SyncOptions, SyncRounds, syncName } from './strategies/sync.ts';
 
 /**
  * Builds the strategy for a parsed StrategySpec. Names: 'fedavg' / 'fedavgm' / 'fedadam' for sync
- * rounds by server optimizer, 'fedbuff', 'fedasync'. `initialParams` is copied.
+ * rounds by server optimizer, 'fedbuff', 'fedasync'; with a `privacy` block (sync and fedbuff) the
+ * name gets a 'dp-' prefix and the strategy implements PrivateStrategy (see strategies/dp.ts; the
+ * block needs `population`, which the experiment runner fills in). `initialParams` is copied.
  */
 export function createStrategy(spec: StrategySpec, initialParams: Float32Array): Strategy {
   if (!allFinite(initialParams)) throw invalidArgument('initial parameters contain NaN or Infinity');
