@@ -136,6 +136,8 @@ export function stalenessSpec(label: string, histograms: ReadonlyArray<readonly 
       x: { field: 'staleness', type: 'quantitative', title: 'staleness (server versions; last bin = tail)' },
       x2: { field: 'end' },
       y: { field: 'count', type: 'quantitative', title: 'accepted updates' },
+      // With x2 set, Vega-Lite draws ranged bars and no longer anchors y at zero by itself.
+      y2: { datum: 0 },
     },
   } as vl.TopLevelSpec;
 }
