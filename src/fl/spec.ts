@@ -95,6 +95,23 @@ export const PrivacySpecSchema = z
   });
 export type PrivacySpec = z.infer<typeof PrivacySpecSchema>;
 
+/**
+ * Secure aggregation of each FedBuff buffer (see src/privacy/secagg/README.md): the buffer's K
+ * updates form one SecAgg group and the server learns only their weighted sum.
+ */
+export const SecureAggregationSpecSchema = z.strictObject({
+  /** Coordinate clipping range of the (example-share × staleness)-weighted delta. */
+  clipRange: z.number().positive().default(1),
+  modulusBits: z.number().int().min(2).max(32).default(32),
+  /** 'secagg': all pairs; 'secagg+': sparse random neighbour graph. */
+  mode: z.enum(['secagg', 'secagg+']).default('secagg'),
+  /** Simulated probability that a group member vanishes before sending its masked input. */
+  dropoutRate: z.number().min(0).lt(1).default(0),
+  /** Seeds the simulated protocol dropouts and the SecAgg+ graph. */
+  seed: z.number().int().nonnegative().default(0),
+});
+export type SecureAggregationSpec = z.infer<typeof SecureAggregationSpecSchema>;
+
 export const StrategySpecSchema = z.discriminatedUnion('kind', [
   z.strictObject({
     kind: z.literal('sync'),
@@ -118,6 +135,7 @@ export const StrategySpecSchema = z.discriminatedUnion('kind', [
     maxStaleness: z.number().int().nonnegative().default(Number.MAX_SAFE_INTEGER),
     serverOptimizer: OptimizerSpecSchema.default({ kind: 'sgd', lr: 1 }),
     privacy: PrivacySpecSchema.optional(),
+    secureAggregation: SecureAggregationSpecSchema.optional(),
   }),
   z.strictObject({
     kind: z.literal('fedasync'),

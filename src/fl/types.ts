@@ -32,7 +32,8 @@ export type RejectReason =
   | 'shape' // delta length differs from the model
   | 'non_finite' // NaN or Infinity in the delta
   | 'unknown_version' // base version from the future or never issued
-  | 'not_assigned'; // client was never assigned (or already reported)
+  | 'not_assigned' // client was never assigned (or already reported)
+  | 'secagg_abort'; // its secure-aggregation group fell below threshold: the whole buffer is lost
 
 export type UpdateOutcome =
   | {
@@ -52,6 +53,8 @@ export type UpdateOutcome =
       readonly reason: RejectReason;
       readonly message: string;
       readonly staleness?: number;
+      /** Updates this rejection discards (default 1; a secure-aggregation abort loses a whole buffer). */
+      readonly count?: number;
     };
 
 export interface TimerOutcome {

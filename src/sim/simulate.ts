@@ -302,7 +302,7 @@ export function simulate(opts: SimulateOptions): RunSummary {
       if (outcome.abandoned.length > 0) cancel(outcome.abandoned);
       if (outcome.stepped) afterStep();
     } else {
-      rejected[outcome.reason] = (rejected[outcome.reason] ?? 0) + 1;
+      rejected[outcome.reason] = (rejected[outcome.reason] ?? 0) + (outcome.count ?? 1);
     }
   };
 

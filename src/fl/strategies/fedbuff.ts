@@ -12,9 +12,13 @@
  * weight alone (≤ 1, never by examples), the buffer sum is noised and divided by K.
  */
 import { OrchardError } from '../../core/errors.ts';
+import { Rng } from '../../core/rng.ts';
 import type { RandomSource } from '../../privacy/dp/noise.ts';
+import { secureBufferSumBlocking } from '../../privacy/secagg/blocking.ts';
+import type { BufferContribution } from '../../privacy/secagg/buffer.ts';
+import { SecAggError } from '../../privacy/secagg/errors.ts';
 import { accumulate, allocAccumulator } from '../aggregate.ts';
-import type { OptimizerSpec, PrivacySpec, StalenessSpec } from '../spec.ts';
+import type { OptimizerSpec, PrivacySpec, SecureAggregationSpec, StalenessSpec } from '../spec.ts';
 import type { Assignment, ClientUpdate, Strategy, TimerOutcome, UpdateOutcome } from '../types.ts';
 import { AsyncAdmission, normalize, ServerStepper } from './common.ts';
 import {
@@ -32,6 +36,16 @@ export interface FedBuffOptions {
   readonly serverOptimizer: OptimizerSpec;
   /** User-level DP (absent: none). */
   readonly privacy?: PrivacySpec | undefined;
+  /** Each buffer summed by secure aggregation (absent: plaintext buffer). */
+  readonly secureAggregation?: SecureAggregationSpec | undefined;
+}
+
+/** A member of the forming secure-aggregation group: the client's own input, before masking. */
+interface GroupMember {
+  readonly clientId: number;
+  readonly delta: Float32Array;
+  readonly numExamples: number;
+  readonly stalenessWeight: number;
 }
 
 const NONE: readonly number[] = Object.freeze([]);
@@ -57,6 +71,11 @@ export class FedBuff implements Strategy, Partial<PrivateStrategy> {
         'CONFIG_INVALID',
         `bufferSize must be a positive integer, got ${options.bufferSize}`,
       );
+    if (options.secureAggregation !== undefined && options.privacy !== undefined)
+      throw new OrchardError(
+        'CONFIG_INVALID',
+        'FedBuff with both privacy and secureAggregation is not supported yet',
+      );
     this.stepper = new ServerStepper(options.serverOptimizer, initialParams);
     this.admission = new AsyncAdmission(options.staleness, options.maxStaleness);
     this.dp =
@@ -67,7 +86,10 @@ export class FedBuff implements Strategy, Partial<PrivateStrategy> {
             initialParams.length,
             noiseSource,
           );
-    this.name = this.dp === undefined ? 'fedbuff' : 'dp-fedbuff';
+    this.secAgg = options.secureAggregation;
+    this.secAggRng = new Rng(options.secureAggregation?.seed ?? 0);
+    this.name =
+      this.dp === undefined ? (this.secAgg === undefined ? 'fedbuff' : 'fedbuff-secagg') : 'dp-fedbuff';
     // The DP path sums into its own buffer; the plain one is not needed then.
     this.buffer = this.dp === undefined ? allocAccumulator(initialParams.length) : new Float32Array(0);
     this.numParams = initialParams.length;
@@ -80,6 +102,11 @@ export class FedBuff implements Strategy, Partial<PrivateStrategy> {
     }
   }
   private readonly numParams: number;
+  private readonly secAgg: SecureAggregationSpec | undefined;
+  private readonly secAggRng: Rng;
+  private group: GroupMember[] = [];
+  /** Secure-aggregation groups that aborted below threshold (their updates were dropped). */
+  abortedGroups = 0;
 
   privacySpent?(): PrivacySpent;
   wouldExceedBudget?(): boolean;
@@ -93,7 +120,7 @@ export class FedBuff implements Strategy, Partial<PrivateStrategy> {
   }
   /** Updates waiting in the buffer (exposed for tests and progress reports). */
   get bufferedUpdates(): number {
-    return this.dp?.pending ?? this.buffered;
+    return this.dp?.pending ?? (this.secAgg === undefined ? this.buffered : this.group.length);
   }
 
   demand(_now: number, inFlight: number, concurrency: number): number {
@@ -110,6 +137,7 @@ export class FedBuff implements Strategy, Partial<PrivateStrategy> {
     const admitted = this.admission.admit(update, this.numParams, this.versionNo, this.dp === undefined);
     if ('kind' in admitted) return admitted;
     if (this.dp !== undefined) return this.onPrivateUpdate(update, admitted, this.dp);
+    if (this.secAgg !== undefined) return this.onSecureUpdate(update, admitted, this.secAgg);
     const weight = update.numExamples * admitted.weight;
     accumulate(this.buffer, weight, update.delta);
     this.buffered++;
@@ -129,6 +157,85 @@ export class FedBuff implements Strategy, Partial<PrivateStrategy> {
       staleness: admitted.staleness,
       weight,
       stepped,
+      version: this.versionNo,
+      abandoned: NONE,
+    };
+  }
+
+  /**
+   * The update joins the forming group as its client's own (unmasked) input; the server side only
+   * ever receives the protocol's output, Σ (n_u / n_max)·w_u·Δ_u over the survivors.
+   */
+  private onSecureUpdate(
+    update: ClientUpdate,
+    admitted: { readonly staleness: number; readonly weight: number },
+    spec: SecureAggregationSpec,
+  ): UpdateOutcome {
+    this.group.push({
+      clientId: update.clientId,
+      delta: update.delta,
+      numExamples: update.numExamples,
+      stalenessWeight: admitted.weight,
+    });
+    const weight = update.numExamples * admitted.weight;
+    if (this.group.length < this.options.bufferSize)
+      return {
+        kind: 'accepted',
+        staleness: admitted.staleness,
+        weight,
+        stepped: false,
+        version: this.versionNo,
+        abandoned: NONE,
+      };
+    const members = this.group;
+    this.group = [];
+    // Example counts are public here, as in the plain protocol; they set the shared scale so every
+    // client's weight lies in [0, 1].
+    let maxExamples = 0;
+    for (const m of members) maxExamples = Math.max(maxExamples, m.numExamples);
+    const contributions: BufferContribution[] = members.map((m) => ({
+      clientId: m.clientId,
+      delta: m.delta,
+      weight: (m.numExamples / maxExamples) * m.stalenessWeight,
+    }));
+    const vanished: number[] = [];
+    for (let i = 0; i < members.length; i++) if (this.secAggRng.next() < spec.dropoutRate) vanished.push(i);
+    let sum: ReturnType<typeof secureBufferSumBlocking>;
+    try {
+      sum = secureBufferSumBlocking(contributions, {
+        clip: spec.clipRange,
+        maxWeight: 1,
+        mode: spec.mode,
+        graphSeed: spec.seed + this.versionNo,
+        modulusBits: spec.modulusBits,
+        dropouts: { beforeMaskedInput: vanished },
+      });
+    } catch (error) {
+      if (error instanceof SecAggError && error.reason === 'BELOW_THRESHOLD') {
+        this.abortedGroups++;
+        return {
+          kind: 'rejected',
+          reason: 'secagg_abort',
+          message: `secure-aggregation group of ${members.length} aborted: ${error.message}`,
+          count: members.length,
+        };
+      }
+      throw error;
+    }
+    const included = new Set(sum.included);
+    let examples = 0;
+    for (const m of members) if (included.has(m.clientId)) examples += m.numExamples;
+    // Σ (n/n_max)·w·Δ · n_max / Σ n: plain FedBuff's buffer normalized by the survivors' examples.
+    const step = new Float32Array(sum.weightedSum.length);
+    const scale = maxExamples / examples;
+    for (let i = 0; i < step.length; i++) step[i] = (sum.weightedSum[i] as number) * scale;
+    this.stepper.step(step);
+    this.versionNo++;
+    return {
+      kind: 'accepted',
+      staleness: admitted.staleness,
+      weight,
+      stepped: true,
       version: this.versionNo,
       abandoned: NONE,
     };
