@@ -20,6 +20,31 @@ interface Preset {
   readonly raw: () => Record<string, unknown>;
 }
 
+/**
+ * The MNIST setting the presets share: Dirichlet(0.5) label skew, softmax regression, one local epoch
+ * of batch 10, half-normal training times (σ = 1 virtual s), evaluation every 5 versions on a fixed
+ * 2,000-example subset.
+ */
+function skewedMnistSoftmax(o: {
+  numClients: number;
+  concurrency: number;
+  maxTrips: number;
+  clientLr: number;
+}): Record<string, unknown> {
+  return {
+    dataset: { kind: 'mnist', numClients: o.numClients, partition: { kind: 'dirichlet', alpha: 0.5 } },
+    model: { kind: 'softmax' },
+    local: { epochs: 1, batchSize: 10, lr: o.clientLr },
+    sim: {
+      concurrency: o.concurrency,
+      duration: { kind: 'half_normal', sigma: 1 },
+      maxTrips: o.maxTrips,
+      evalEvery: 5,
+      evalSubset: 2000,
+    },
+  };
+}
+
 /** FedBuff vs FedAvgM vs FedAsync at one concurrency; the sync cohort is sized to match it. */
 function threeMethods(concurrency: number, bufferSize: number): Array<Record<string, unknown>> {
   const cohortSize = Math.floor(concurrency / 1.3);
@@ -62,16 +87,7 @@ const PRESETS: Record<string, Preset> = {
         'each full run stops at the target accuracy or after 30,000 client trips.',
       seed: 1,
       target: 0.9,
-      dataset: { kind: 'mnist', numClients: 3000, partition: { kind: 'dirichlet', alpha: 0.5 } },
-      model: { kind: 'softmax' },
-      local: { epochs: 1, batchSize: 10, lr: 0.05 },
-      sim: {
-        concurrency: 100,
-        duration: { kind: 'half_normal', sigma: 1 },
-        maxTrips: 30000,
-        evalEvery: 5,
-        evalSubset: 2000,
-      },
+      ...skewedMnistSoftmax({ numClients: 3000, concurrency: 100, maxTrips: 30000, clientLr: 0.05 }),
       tuning: {
         clientLr: [0.1, 0.3, 1],
         serverLr: [0.1, 0.3, 1],
@@ -160,16 +176,7 @@ function secAggComparison(): Record<string, unknown> {
     seed: 3,
     target: 0.8,
     stopAtTarget: false,
-    dataset: { kind: 'mnist', numClients: 500, partition: { kind: 'dirichlet', alpha: 0.5 } },
-    model: { kind: 'softmax' },
-    local: { epochs: 1, batchSize: 10, lr: 0.1 },
-    sim: {
-      concurrency: 20,
-      duration: { kind: 'half_normal', sigma: 1 },
-      maxTrips: 1000,
-      evalEvery: 5,
-      evalSubset: 2000,
-    },
+    ...skewedMnistSoftmax({ numClients: 500, concurrency: 20, maxTrips: 1000, clientLr: 0.1 }),
     runs: [
       { label: 'FedBuff (K=10)', strategy: fedbuff },
       {
@@ -210,16 +217,7 @@ function dpComparison(epsilons: readonly number[]): Record<string, unknown> {
     seed: 1,
     target: 0.8,
     stopAtTarget: false,
-    dataset: { kind: 'mnist', numClients: 3000, partition: { kind: 'dirichlet', alpha: 0.5 } },
-    model: { kind: 'softmax' },
-    local: { epochs: 1, batchSize: 10, lr: 0.3 },
-    sim: {
-      concurrency: 200,
-      duration: { kind: 'half_normal', sigma: 1 },
-      maxTrips: 16000,
-      evalEvery: 5,
-      evalSubset: 2000,
-    },
+    ...skewedMnistSoftmax({ numClients: 3000, concurrency: 200, maxTrips: 16000, clientLr: 0.3 }),
     runs: [
       {
         label: `FedBuff (K=${k}, no DP)`,
@@ -268,16 +266,7 @@ function headline(concurrency: number, numClients: number, bufferSize: number): 
       `accuracy after ${budgetTrips} client trips; full runs stop at the target or after ${maxTrips} trips.`,
     seed: 1,
     target: 0.9,
-    dataset: { kind: 'mnist', numClients, partition: { kind: 'dirichlet', alpha: 0.5 } },
-    model: { kind: 'softmax' },
-    local: { epochs: 1, batchSize: 10, lr: 0.05 },
-    sim: {
-      concurrency,
-      duration: { kind: 'half_normal', sigma: 1 },
-      maxTrips,
-      evalEvery: 5,
-      evalSubset: 2000,
-    },
+    ...skewedMnistSoftmax({ numClients, concurrency, maxTrips, clientLr: 0.05 }),
     tuning: {
       clientLr: [0.1, 0.3, 1],
       serverLr: [0.1, 0.3, 1],
