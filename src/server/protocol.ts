@@ -1,0 +1,203 @@
+/**
+ * Wire contract between the Orchard server and its clients (API v1). Shared by `src/server` and
+ * `src/client`, so it has no Node-only imports: it runs in browsers too.
+ *
+ * Float payloads (models, updates) travel as binary frames, never JSON arrays:
+ *
+ *   offset 0  4 bytes  magic "ORCH"
+ *          4  u8       frame format version (1)
+ *          5  u8       kind (1 = model, 2 = update)
+ *          6  u16 LE   reserved, 0
+ *          8  u32 LE   header length H (bytes of UTF-8 JSON)
+ *         12  H bytes  header JSON (kind-specific fields, see ModelHeader / UpdateHeader)
+ *          …  0–3 zero bytes so the floats start at a multiple of 4
+ *          …  u32 LE   float count N
+ *          …  N × f32 LE
+ *
+ * Every error response has the body `{ "error": { "code": ApiErrorCode, "message": string } }`.
+ */
+
+export const API_VERSION = 'v1';
+export const FRAME_MAGIC = 0x4843524f; // "ORCH" read as little-endian u32
+export const FRAME_FORMAT = 1;
+export const FRAME_KIND_MODEL = 1;
+export const FRAME_KIND_UPDATE = 2;
+export const BINARY_CONTENT_TYPE = 'application/vnd.orchard.frame';
+
+/** Routes, relative to the server origin. */
+export const ROUTES = {
+  register: '/v1/devices/register', // POST JSON {enrollmentKey} → RegisterResponse (no token needed; the key is the credential)
+  checkin: '/v1/checkin', // POST JSON CheckinRequest → CheckinResponse (token)
+  model: '/v1/tasks/:taskId/models/:version', // GET → model frame (token)
+  update: '/v1/tasks/:taskId/updates', // POST update frame, header Idempotency-Key (token) → UpdateResponse
+  events: '/v1/events', // GET server-sent events: `version`, `metrics` (token or dashboard)
+  status: '/v1/status', // GET JSON StatusResponse (public, read-only)
+  revoke: '/v1/admin/devices/:deviceId/revoke', // POST (admin token)
+  health: '/healthz',
+} as const;
+
+export type ApiErrorCode =
+  | 'bad_request' // malformed JSON / frame / headers
+  | 'unauthenticated' // missing or unknown token
+  | 'revoked' // token was revoked
+  | 'forbidden' // authenticated but not allowed (e.g. not the assigned device)
+  | 'not_found' // unknown task / version / route
+  | 'payload_too_large'
+  | 'shape' // update length differs from the model
+  | 'non_finite' // NaN/Inf in update or numExamples
+  | 'norm_bound' // update norm above the task's bound
+  | 'stale' // staleness above the task's limit
+  | 'unknown_version'
+  | 'not_assigned' // no open assignment for this device/task
+  | 'duplicate' // idempotency key already applied (the response still carries the original result)
+  | 'rate_limited' // check-in too soon; see retryAfterMs
+  | 'timeout' // request body too slow
+  | 'unavailable' // server not ready (recovering, lost its lease)
+  | 'internal';
+
+export interface ApiErrorBody {
+  readonly error: { readonly code: ApiErrorCode; readonly message: string; readonly retryAfterMs?: number };
+}
+
+export interface RegisterResponse {
+  readonly deviceId: string;
+  readonly token: string;
+}
+
+export interface CheckinRequest {
+  /** Free-form device facts used for eligibility (e.g. {platform:'node', charging:true}). */
+  readonly attributes?: Readonly<Record<string, string | number | boolean>>;
+}
+
+/** Training recipe the client runs on its own data (mirrors the foundation's LocalTrainSpec). */
+export interface TrainPlan {
+  readonly model: unknown; // ModelSpec from src/nn/spec.ts
+  readonly localTrain: unknown; // LocalTrainSpec from src/fl/spec.ts
+}
+
+export type CheckinResponse =
+  | {
+      readonly action: 'train';
+      readonly taskId: string;
+      readonly assignmentId: string;
+      readonly version: number;
+      /** Relative URL of the model frame for `version`. */
+      readonly modelUrl: string;
+      readonly plan: TrainPlan;
+      /** Upload by this time (ms since epoch) or the assignment lapses. */
+      readonly deadline: number;
+    }
+  | {
+      readonly action: 'wait';
+      /** Come back no sooner than this. */
+      readonly retryAfterMs: number;
+      readonly reason: string;
+    };
+
+export interface ModelHeader {
+  readonly taskId: string;
+  readonly version: number;
+}
+
+export interface UpdateHeader {
+  readonly taskId: string;
+  readonly assignmentId: string;
+  readonly baseVersion: number;
+  readonly numExamples: number;
+  readonly trainLoss?: number;
+}
+
+export interface UpdateResponse {
+  readonly accepted: true;
+  /** True when this very request was a replay of an already-applied idempotency key. */
+  readonly duplicate: boolean;
+  readonly staleness: number;
+  /** Model version after the server handled the update. */
+  readonly version: number;
+}
+
+export interface StatusResponse {
+  readonly tasks: readonly {
+    readonly taskId: string;
+    readonly version: number;
+    readonly inFlight: number;
+    readonly accepted: number;
+    readonly rejected: Readonly<Record<string, number>>;
+  }[];
+}
+
+export class FrameError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'FrameError';
+  }
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder('utf-8', { fatal: true });
+
+/** Encodes a frame. The floats are copied once into the output buffer. */
+export function encodeFrame(kind: number, header: object, floats: Float32Array): Uint8Array {
+  const json = encoder.encode(JSON.stringify(header));
+  const headerEnd = 12 + json.length;
+  const floatStart = (headerEnd + 3 + 4) & ~3; // pad, then the u32 count, floats 4-aligned
+  const countAt = floatStart - 4;
+  const out = new Uint8Array(floatStart + floats.length * 4);
+  const view = new DataView(out.buffer);
+  view.setUint32(0, FRAME_MAGIC, true);
+  out[4] = FRAME_FORMAT;
+  out[5] = kind;
+  view.setUint16(6, 0, true);
+  view.setUint32(8, json.length, true);
+  out.set(json, 12);
+  view.setUint32(countAt, floats.length, true);
+  new Float32Array(out.buffer, floatStart, floats.length).set(floats);
+  return out;
+}
+
+export interface DecodedFrame<H> {
+  readonly kind: number;
+  readonly header: H;
+  readonly floats: Float32Array;
+}
+
+/** Decodes and bounds-checks a frame; throws FrameError on anything malformed. The floats are copied. */
+export function decodeFrame<H = unknown>(bytes: Uint8Array, expectedKind?: number): DecodedFrame<H> {
+  if (bytes.length < 16)
+    throw new FrameError(`frame of ${bytes.length} bytes is shorter than the 16-byte minimum`);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (view.getUint32(0, true) !== FRAME_MAGIC) throw new FrameError('not an Orchard frame (bad magic)');
+  if (bytes[4] !== FRAME_FORMAT) throw new FrameError(`unsupported frame format ${bytes[4]}`);
+  const kind = bytes[5] as number;
+  if (expectedKind !== undefined && kind !== expectedKind)
+    throw new FrameError(`expected frame kind ${expectedKind}, got ${kind}`);
+  const headerLength = view.getUint32(8, true);
+  const headerEnd = 12 + headerLength;
+  const floatStart = (headerEnd + 3 + 4) & ~3;
+  if (floatStart > bytes.length) throw new FrameError('frame header runs past the end of the body');
+  let header: H;
+  try {
+    header = JSON.parse(decoder.decode(bytes.subarray(12, headerEnd))) as H;
+  } catch {
+    throw new FrameError('frame header is not valid UTF-8 JSON');
+  }
+  if (header === null || typeof header !== 'object' || Array.isArray(header))
+    throw new FrameError('frame header must be a JSON object');
+  const count = view.getUint32(floatStart - 4, true);
+  if (floatStart + count * 4 !== bytes.length)
+    throw new FrameError(
+      `frame declares ${count} floats (${count * 4} bytes) but carries ${bytes.length - floatStart}`,
+    );
+  const floats = new Float32Array(count);
+  new Uint8Array(floats.buffer).set(bytes.subarray(floatStart));
+  return { kind, header, floats };
+}
+
+/** Fills a route template: routePath(ROUTES.model, {taskId:'t', version:3}) → '/v1/tasks/t/models/3'. */
+export function routePath(template: string, params: Readonly<Record<string, string | number>>): string {
+  return template.replace(/:([a-zA-Z]+)/g, (_, name: string) => {
+    const value = params[name];
+    if (value === undefined) throw new Error(`route ${template} needs parameter ${name}`);
+    return encodeURIComponent(String(value));
+  });
+}

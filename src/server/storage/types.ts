@@ -1,0 +1,114 @@
+/**
+ * The persistence contract of the Orchard server. Every backend (SQLite embedded default,
+ * PostgreSQL) implements `Storage` and passes the one conformance suite in `conformance.ts`.
+ *
+ * Durability rule: the server answers "accepted" to a client only after `appendAccepted` has
+ * resolved, and a backend resolves it only once the entry is durable (committed, fsync'd). After a
+ * crash the server loads `latestCheckpoint` and replays `journalSince(checkpoint.journalSeq)`, so
+ * no accepted update is lost and none is applied twice.
+ */
+
+export interface TaskRecord {
+  readonly taskId: string;
+  /** The task definition as JSON (validated by the coordinator, opaque here). */
+  readonly spec: unknown;
+  readonly createdAt: number;
+}
+
+export interface Checkpoint {
+  readonly taskId: string;
+  /** Model version; strictly increasing per task. */
+  readonly version: number;
+  readonly params: Float32Array;
+  /** Serialized strategy/optimizer state the coordinator needs to resume (opaque bytes). */
+  readonly state: Uint8Array;
+  /** Journal entries with seq ≤ journalSeq are already folded into this checkpoint. */
+  readonly journalSeq: number;
+  readonly createdAt: number;
+}
+
+export interface JournalEntryInput {
+  readonly taskId: string;
+  /** Client-chosen key; the same (taskId, key) is applied at most once, ever. */
+  readonly idempotencyKey: string;
+  readonly deviceId: string;
+  readonly assignmentId: string;
+  readonly baseVersion: number;
+  readonly numExamples: number;
+  readonly delta: Float32Array;
+  /** The outcome returned to the client (JSON), stored so a replayed request gets the same answer. */
+  readonly response: unknown;
+  readonly acceptedAt: number;
+}
+
+export interface JournalEntry extends JournalEntryInput {
+  /** Per-task sequence number assigned by the backend, strictly increasing, starting at 1. */
+  readonly seq: number;
+}
+
+export type AppendResult =
+  | { readonly kind: 'appended'; readonly seq: number }
+  /** The key was applied before: nothing written; the original response is returned. */
+  | { readonly kind: 'duplicate'; readonly seq: number; readonly response: unknown };
+
+export interface DeviceRecord {
+  readonly deviceId: string;
+  /** SHA-256 of the bearer token, hex; the token itself is never stored. */
+  readonly tokenHash: string;
+  readonly createdAt: number;
+  readonly revokedAt: number | null;
+}
+
+export interface MetricRecord {
+  readonly taskId: string;
+  readonly version: number;
+  readonly at: number;
+  /** e.g. {accuracy, loss, updatesPerSecond, staleness, inFlight, rejected:{reason:count}} */
+  readonly values: Readonly<Record<string, unknown>>;
+}
+
+export interface Storage {
+  /** Creates tables if needed. Idempotent. */
+  init(): Promise<void>;
+  close(): Promise<void>;
+
+  putTask(task: TaskRecord): Promise<void>;
+  getTask(taskId: string): Promise<TaskRecord | null>;
+  listTasks(): Promise<TaskRecord[]>;
+
+  /**
+   * Stores a checkpoint and, in the same transaction, deletes journal entries with seq ≤
+   * journalSeq (their effect is inside the checkpoint). Idempotency keys are kept forever.
+   * Rejects (StorageError 'VERSION_NOT_INCREASING') if version ≤ the latest stored version.
+   */
+  saveCheckpoint(checkpoint: Checkpoint): Promise<void>;
+  latestCheckpoint(taskId: string): Promise<Checkpoint | null>;
+
+  /** Durably appends an accepted update and records its idempotency key, atomically. */
+  appendAccepted(entry: JournalEntryInput): Promise<AppendResult>;
+  /** Entries with seq > afterSeq, in seq order. */
+  journalSince(taskId: string, afterSeq: number): Promise<JournalEntry[]>;
+  /** The stored response for an already-applied key, or null. */
+  lookupIdempotencyKey(taskId: string, key: string): Promise<{ seq: number; response: unknown } | null>;
+
+  putDevice(device: DeviceRecord): Promise<void>;
+  deviceByTokenHash(tokenHash: string): Promise<DeviceRecord | null>;
+  /** Marks a device revoked; returns false if unknown. */
+  revokeDevice(deviceId: string, at: number): Promise<boolean>;
+
+  appendMetric(metric: MetricRecord): Promise<void>;
+  /** Most recent `limit` metrics of a task, oldest first. */
+  metrics(taskId: string, limit: number): Promise<MetricRecord[]>;
+}
+
+export type StorageErrorCode = 'VERSION_NOT_INCREASING' | 'NOT_FOUND' | 'BACKEND_UNAVAILABLE' | 'CORRUPT';
+
+export class StorageError extends Error {
+  constructor(
+    readonly code: StorageErrorCode,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'StorageError';
+  }
+}
