@@ -4,6 +4,7 @@
 import { spawnSync } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { ensureSystemDeps } from './system-deps.mjs';
 
 function findTests(dir, out = []) {
   for (const name of readdirSync(dir)) {
@@ -25,6 +26,7 @@ function step(label, cmd, args) {
 
 const only = process.argv.slice(2);
 if (only.length === 0) {
+  ensureSystemDeps();
   step('lint', 'npx', ['biome', 'ci', '.']);
   step('typecheck', 'npx', ['tsc', '--noEmit', '-p', '.']);
 }
