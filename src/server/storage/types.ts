@@ -101,7 +101,13 @@ export interface Storage {
   metrics(taskId: string, limit: number): Promise<MetricRecord[]>;
 }
 
-export type StorageErrorCode = 'VERSION_NOT_INCREASING' | 'NOT_FOUND' | 'BACKEND_UNAVAILABLE' | 'CORRUPT';
+export type StorageErrorCode =
+  | 'VERSION_NOT_INCREASING'
+  | 'NOT_FOUND'
+  | 'BACKEND_UNAVAILABLE'
+  | 'CORRUPT'
+  /** A malformed argument (wrong type, negative count, journalSeq out of range); nothing written. */
+  | 'INVALID_INPUT';
 
 export class StorageError extends Error {
   constructor(

@@ -1,0 +1,131 @@
+/**
+ * Helpers shared by the storage backends: byte-exact blob conversion and argument validation, so
+ * both backends reject the same inputs with the same typed errors before touching the database.
+ */
+import type { Checkpoint, DeviceRecord, JournalEntryInput, MetricRecord, TaskRecord } from './types.ts';
+import { StorageError } from './types.ts';
+
+/** A copy of the array's bytes (the caller may reuse or mutate its array after we return). */
+export function float32ToBytes(a: Float32Array): Buffer {
+  return Buffer.from(new Uint8Array(a.buffer, a.byteOffset, a.byteLength));
+}
+
+/**
+ * Bytes → a fresh, aligned Float32Array. Copying through Uint8Array views keeps every bit,
+ * including NaN payloads and -0 (no float is ever read as a number on the way).
+ */
+export function bytesToFloat32(bytes: Uint8Array, what: string): Float32Array {
+  if (bytes.byteLength % 4 !== 0) {
+    throw new StorageError('CORRUPT', `${what}: ${bytes.byteLength} bytes is not a whole number of float32`);
+  }
+  const out = new Float32Array(bytes.byteLength / 4);
+  new Uint8Array(out.buffer).set(bytes);
+  return out;
+}
+
+export function bytesToBuffer(a: Uint8Array): Buffer {
+  return Buffer.from(new Uint8Array(a.buffer, a.byteOffset, a.byteLength));
+}
+
+/** A fresh Uint8Array that owns its memory (not a view into a driver's buffer pool). */
+export function copyBytes(bytes: Uint8Array): Uint8Array {
+  return new Uint8Array(bytes);
+}
+
+/** JSON text for an opaque value; `undefined` is stored as null so it round-trips as valid JSON. */
+export function encodeJson(value: unknown, what: string): string {
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(value);
+  } catch (err) {
+    throw new StorageError('INVALID_INPUT', `${what} is not JSON-serializable: ${(err as Error).message}`);
+  }
+  return text ?? 'null';
+}
+
+export function decodeJson(text: string, what: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new StorageError('CORRUPT', `${what}: stored JSON does not parse`);
+  }
+}
+
+function invalid(message: string): never {
+  throw new StorageError('INVALID_INPUT', message);
+}
+
+function nonEmptyString(v: unknown, what: string): void {
+  if (typeof v !== 'string' || v.length === 0) invalid(`${what} must be a non-empty string`);
+}
+
+function finiteNumber(v: unknown, what: string): void {
+  if (typeof v !== 'number' || !Number.isFinite(v)) invalid(`${what} must be a finite number`);
+}
+
+function nonNegativeInteger(v: unknown, what: string): void {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) {
+    invalid(`${what} must be a non-negative integer`);
+  }
+}
+
+export function validateTask(task: TaskRecord): void {
+  nonEmptyString(task.taskId, 'taskId');
+  finiteNumber(task.createdAt, 'createdAt');
+}
+
+export function validateEntry(entry: JournalEntryInput): void {
+  nonEmptyString(entry.taskId, 'taskId');
+  nonEmptyString(entry.idempotencyKey, 'idempotencyKey');
+  nonEmptyString(entry.deviceId, 'deviceId');
+  nonEmptyString(entry.assignmentId, 'assignmentId');
+  nonNegativeInteger(entry.baseVersion, 'baseVersion');
+  finiteNumber(entry.numExamples, 'numExamples');
+  if (entry.numExamples < 0) invalid('numExamples must be ≥ 0');
+  if (!(entry.delta instanceof Float32Array)) invalid('delta must be a Float32Array');
+  finiteNumber(entry.acceptedAt, 'acceptedAt');
+}
+
+export function validateCheckpoint(cp: Checkpoint): void {
+  nonEmptyString(cp.taskId, 'taskId');
+  nonNegativeInteger(cp.version, 'version');
+  nonNegativeInteger(cp.journalSeq, 'journalSeq');
+  if (!(cp.params instanceof Float32Array)) invalid('params must be a Float32Array');
+  if (!(cp.state instanceof Uint8Array)) invalid('state must be a Uint8Array');
+  finiteNumber(cp.createdAt, 'createdAt');
+}
+
+export function validateDevice(d: DeviceRecord): void {
+  nonEmptyString(d.deviceId, 'deviceId');
+  if (typeof d.tokenHash !== 'string' || !/^[0-9a-f]{64}$/.test(d.tokenHash)) {
+    invalid('tokenHash must be 64 lowercase hex characters (SHA-256)');
+  }
+  finiteNumber(d.createdAt, 'createdAt');
+  if (d.revokedAt !== null) finiteNumber(d.revokedAt, 'revokedAt');
+}
+
+export function validateMetric(m: MetricRecord): void {
+  nonEmptyString(m.taskId, 'taskId');
+  nonNegativeInteger(m.version, 'version');
+  finiteNumber(m.at, 'at');
+  if (typeof m.values !== 'object' || m.values === null || Array.isArray(m.values)) {
+    invalid('values must be an object');
+  }
+}
+
+export function validateLimit(limit: number): void {
+  nonNegativeInteger(limit, 'limit');
+}
+
+/**
+ * The journalSeq of a new checkpoint may not move backwards (those entries are already deleted)
+ * nor beyond the last assigned seq (it would claim entries that do not exist yet).
+ */
+export function checkJournalSeq(cp: Checkpoint, previousJournalSeq: number, lastSeq: number): void {
+  if (cp.journalSeq < previousJournalSeq) {
+    invalid(`journalSeq ${cp.journalSeq} is below the previous checkpoint's ${previousJournalSeq}`);
+  }
+  if (cp.journalSeq > lastSeq) {
+    invalid(`journalSeq ${cp.journalSeq} is beyond the last appended seq ${lastSeq}`);
+  }
+}

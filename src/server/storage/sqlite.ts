@@ -1,0 +1,439 @@
+/**
+ * The embedded storage backend: one SQLite file (better-sqlite3) in the data folder.
+ *
+ * Durability: WAL journal with synchronous=FULL, so a transaction is fsync'd to the WAL before
+ * `commit` returns; `appendAccepted` resolves after that, hence an acknowledged append survives
+ * `kill -9` and power loss. better-sqlite3 is synchronous, so calls on one instance are serialized
+ * and each transaction is atomic with respect to every other call. A second process opening the
+ * same file is serialized by SQLite's own locks (busy_timeout).
+ */
+import Database from 'better-sqlite3';
+import {
+  bytesToBuffer,
+  bytesToFloat32,
+  checkJournalSeq,
+  copyBytes,
+  decodeJson,
+  encodeJson,
+  float32ToBytes,
+  validateCheckpoint,
+  validateDevice,
+  validateEntry,
+  validateLimit,
+  validateMetric,
+  validateTask,
+} from './codec.ts';
+import type {
+  AppendResult,
+  Checkpoint,
+  DeviceRecord,
+  JournalEntry,
+  JournalEntryInput,
+  MetricRecord,
+  Storage,
+  TaskRecord,
+} from './types.ts';
+import { StorageError } from './types.ts';
+
+export interface SqliteStorageOptions {
+  /** Database file, or ':memory:' (tests; nothing survives close). */
+  readonly path: string;
+  /** Checkpoints kept per task (older ones are deleted on save); default 3. */
+  readonly keepCheckpoints?: number;
+  /** How long a write waits for another process's lock before failing; default 5000 ms. */
+  readonly busyTimeoutMs?: number;
+}
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS tasks (
+  task_id TEXT PRIMARY KEY,
+  spec TEXT NOT NULL,
+  created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS task_seq (
+  task_id TEXT PRIMARY KEY,
+  last_seq INTEGER NOT NULL,
+  checkpoint_seq INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS checkpoints (
+  task_id TEXT NOT NULL,
+  version INTEGER NOT NULL,
+  params BLOB NOT NULL,
+  state BLOB NOT NULL,
+  journal_seq INTEGER NOT NULL,
+  created_at REAL NOT NULL,
+  PRIMARY KEY (task_id, version)
+);
+CREATE TABLE IF NOT EXISTS journal (
+  task_id TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  idempotency_key TEXT NOT NULL,
+  device_id TEXT NOT NULL,
+  assignment_id TEXT NOT NULL,
+  base_version INTEGER NOT NULL,
+  num_examples REAL NOT NULL,
+  delta BLOB NOT NULL,
+  response TEXT NOT NULL,
+  accepted_at REAL NOT NULL,
+  PRIMARY KEY (task_id, seq)
+);
+CREATE TABLE IF NOT EXISTS idempotency (
+  task_id TEXT NOT NULL,
+  key TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  response TEXT NOT NULL,
+  PRIMARY KEY (task_id, key)
+);
+CREATE TABLE IF NOT EXISTS devices (
+  device_id TEXT PRIMARY KEY,
+  token_hash TEXT NOT NULL UNIQUE,
+  created_at REAL NOT NULL,
+  revoked_at REAL
+);
+CREATE TABLE IF NOT EXISTS metrics (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  task_id TEXT NOT NULL,
+  version INTEGER NOT NULL,
+  at REAL NOT NULL,
+  vals TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS metrics_task ON metrics (task_id, id);
+`;
+
+interface TaskRow {
+  task_id: string;
+  spec: string;
+  created_at: number;
+}
+interface CheckpointRow {
+  task_id: string;
+  version: number;
+  params: Buffer;
+  state: Buffer;
+  journal_seq: number;
+  created_at: number;
+}
+interface JournalRow {
+  task_id: string;
+  seq: number;
+  idempotency_key: string;
+  device_id: string;
+  assignment_id: string;
+  base_version: number;
+  num_examples: number;
+  delta: Buffer;
+  response: string;
+  accepted_at: number;
+}
+interface DeviceRow {
+  device_id: string;
+  token_hash: string;
+  created_at: number;
+  revoked_at: number | null;
+}
+interface MetricRow {
+  task_id: string;
+  version: number;
+  at: number;
+  vals: string;
+}
+
+function taskFromRow(r: TaskRow): TaskRecord {
+  return { taskId: r.task_id, spec: decodeJson(r.spec, 'task spec'), createdAt: r.created_at };
+}
+
+function checkpointFromRow(r: CheckpointRow): Checkpoint {
+  return {
+    taskId: r.task_id,
+    version: r.version,
+    params: bytesToFloat32(r.params, 'checkpoint params'),
+    state: copyBytes(r.state),
+    journalSeq: r.journal_seq,
+    createdAt: r.created_at,
+  };
+}
+
+function entryFromRow(r: JournalRow): JournalEntry {
+  return {
+    taskId: r.task_id,
+    seq: r.seq,
+    idempotencyKey: r.idempotency_key,
+    deviceId: r.device_id,
+    assignmentId: r.assignment_id,
+    baseVersion: r.base_version,
+    numExamples: r.num_examples,
+    delta: bytesToFloat32(r.delta, 'journal delta'),
+    response: decodeJson(r.response, 'journal response'),
+    acceptedAt: r.accepted_at,
+  };
+}
+
+function deviceFromRow(r: DeviceRow): DeviceRecord {
+  return { deviceId: r.device_id, tokenHash: r.token_hash, createdAt: r.created_at, revokedAt: r.revoked_at };
+}
+
+type Statements = ReturnType<typeof prepare>;
+
+function prepare(db: Database.Database) {
+  return {
+    putTask: db.prepare(
+      'INSERT INTO tasks (task_id, spec, created_at) VALUES (?, ?, ?) ' +
+        'ON CONFLICT (task_id) DO UPDATE SET spec = excluded.spec, created_at = excluded.created_at',
+    ),
+    getTask: db.prepare<[string], TaskRow>('SELECT * FROM tasks WHERE task_id = ?'),
+    listTasks: db.prepare<[], TaskRow>('SELECT * FROM tasks ORDER BY created_at, task_id'),
+    seqRow: db.prepare<[string], { last_seq: number; checkpoint_seq: number }>(
+      'SELECT last_seq, checkpoint_seq FROM task_seq WHERE task_id = ?',
+    ),
+    bumpSeq: db.prepare<[string], { last_seq: number }>(
+      'INSERT INTO task_seq (task_id, last_seq, checkpoint_seq) VALUES (?, 1, 0) ' +
+        'ON CONFLICT (task_id) DO UPDATE SET last_seq = last_seq + 1 RETURNING last_seq',
+    ),
+    setCheckpointSeq: db.prepare(
+      'INSERT INTO task_seq (task_id, last_seq, checkpoint_seq) VALUES (?, 0, ?) ' +
+        'ON CONFLICT (task_id) DO UPDATE SET checkpoint_seq = excluded.checkpoint_seq',
+    ),
+    lookupKey: db.prepare<[string, string], { seq: number; response: string }>(
+      'SELECT seq, response FROM idempotency WHERE task_id = ? AND key = ?',
+    ),
+    insertKey: db.prepare('INSERT INTO idempotency (task_id, key, seq, response) VALUES (?, ?, ?, ?)'),
+    insertEntry: db.prepare(
+      'INSERT INTO journal (task_id, seq, idempotency_key, device_id, assignment_id, base_version, ' +
+        'num_examples, delta, response, accepted_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+    ),
+    journalSince: db.prepare<[string, number], JournalRow>(
+      'SELECT * FROM journal WHERE task_id = ? AND seq > ? ORDER BY seq',
+    ),
+    truncateJournal: db.prepare('DELETE FROM journal WHERE task_id = ? AND seq <= ?'),
+    latestVersion: db.prepare<[string], { version: number }>(
+      'SELECT version FROM checkpoints WHERE task_id = ? ORDER BY version DESC LIMIT 1',
+    ),
+    latestCheckpoint: db.prepare<[string], CheckpointRow>(
+      'SELECT * FROM checkpoints WHERE task_id = ? ORDER BY version DESC LIMIT 1',
+    ),
+    insertCheckpoint: db.prepare(
+      'INSERT INTO checkpoints (task_id, version, params, state, journal_seq, created_at) ' +
+        'VALUES (?, ?, ?, ?, ?, ?)',
+    ),
+    pruneCheckpoints: db.prepare(
+      'DELETE FROM checkpoints WHERE task_id = ? AND version NOT IN ' +
+        '(SELECT version FROM checkpoints WHERE task_id = ? ORDER BY version DESC LIMIT ?)',
+    ),
+    putDevice: db.prepare(
+      'INSERT INTO devices (device_id, token_hash, created_at, revoked_at) VALUES (?, ?, ?, ?) ' +
+        'ON CONFLICT (device_id) DO UPDATE SET token_hash = excluded.token_hash, ' +
+        'created_at = excluded.created_at, revoked_at = excluded.revoked_at',
+    ),
+    deviceByToken: db.prepare<[string], DeviceRow>('SELECT * FROM devices WHERE token_hash = ?'),
+    revokeDevice: db.prepare('UPDATE devices SET revoked_at = COALESCE(revoked_at, ?) WHERE device_id = ?'),
+    appendMetric: db.prepare('INSERT INTO metrics (task_id, version, at, vals) VALUES (?, ?, ?, ?)'),
+    metrics: db.prepare<[string, number], MetricRow>(
+      'SELECT task_id, version, at, vals FROM (SELECT * FROM metrics WHERE task_id = ? ' +
+        'ORDER BY id DESC LIMIT ?) ORDER BY id',
+    ),
+  };
+}
+
+export class SqliteStorage implements Storage {
+  readonly path: string;
+  private readonly keepCheckpoints: number;
+  private readonly busyTimeoutMs: number;
+  private db: Database.Database | null = null;
+  private st: Statements | null = null;
+  private appendTx: ((e: JournalEntryInput, delta: Buffer, response: string) => AppendResult) | null = null;
+  private checkpointTx: ((cp: Checkpoint) => void) | null = null;
+
+  constructor(options: SqliteStorageOptions) {
+    if (typeof options.path !== 'string' || options.path.length === 0) {
+      throw new StorageError('INVALID_INPUT', 'SqliteStorage: path must be a non-empty string');
+    }
+    const keep = options.keepCheckpoints ?? 3;
+    if (!Number.isSafeInteger(keep) || keep < 1) {
+      throw new StorageError('INVALID_INPUT', 'SqliteStorage: keepCheckpoints must be an integer ≥ 1');
+    }
+    this.path = options.path;
+    this.keepCheckpoints = keep;
+    this.busyTimeoutMs = options.busyTimeoutMs ?? 5000;
+  }
+
+  async init(): Promise<void> {
+    if (this.db) return;
+    let db: Database.Database;
+    try {
+      db = new Database(this.path, { timeout: this.busyTimeoutMs });
+    } catch (err) {
+      throw new StorageError('BACKEND_UNAVAILABLE', `cannot open ${this.path}: ${(err as Error).message}`);
+    }
+    try {
+      db.pragma('journal_mode = WAL');
+      db.pragma('synchronous = FULL');
+      db.pragma('foreign_keys = ON');
+      db.exec(SCHEMA);
+    } catch (err) {
+      db.close();
+      const msg = (err as Error).message;
+      throw new StorageError(/not a database|malformed/i.test(msg) ? 'CORRUPT' : 'BACKEND_UNAVAILABLE', msg);
+    }
+    const st = prepare(db);
+    this.db = db;
+    this.st = st;
+
+    this.appendTx = db.transaction((e: JournalEntryInput, delta: Buffer, response: string): AppendResult => {
+      const existing = st.lookupKey.get(e.taskId, e.idempotencyKey);
+      if (existing) {
+        return { kind: 'duplicate', seq: existing.seq, response: decodeJson(existing.response, 'response') };
+      }
+      const seqRow = st.bumpSeq.get(e.taskId);
+      if (!seqRow) throw new StorageError('CORRUPT', 'sequence counter returned no row');
+      const seq = seqRow.last_seq;
+      st.insertKey.run(e.taskId, e.idempotencyKey, seq, response);
+      st.insertEntry.run(
+        e.taskId,
+        seq,
+        e.idempotencyKey,
+        e.deviceId,
+        e.assignmentId,
+        e.baseVersion,
+        e.numExamples,
+        delta,
+        response,
+        e.acceptedAt,
+      );
+      return { kind: 'appended', seq };
+    });
+
+    this.checkpointTx = db.transaction((cp: Checkpoint) => {
+      const latest = st.latestVersion.get(cp.taskId);
+      if (latest && cp.version <= latest.version) {
+        throw new StorageError(
+          'VERSION_NOT_INCREASING',
+          `checkpoint version ${cp.version} is not above the stored ${latest.version} for task ${cp.taskId}`,
+        );
+      }
+      const seqs = st.seqRow.get(cp.taskId);
+      checkJournalSeq(cp, seqs?.checkpoint_seq ?? 0, seqs?.last_seq ?? 0);
+      st.insertCheckpoint.run(
+        cp.taskId,
+        cp.version,
+        float32ToBytes(cp.params),
+        bytesToBuffer(cp.state),
+        cp.journalSeq,
+        cp.createdAt,
+      );
+      st.truncateJournal.run(cp.taskId, cp.journalSeq);
+      st.setCheckpointSeq.run(cp.taskId, cp.journalSeq);
+      st.pruneCheckpoints.run(cp.taskId, cp.taskId, this.keepCheckpoints);
+    });
+  }
+
+  async close(): Promise<void> {
+    const db = this.db;
+    this.db = null;
+    this.st = null;
+    this.appendTx = null;
+    this.checkpointTx = null;
+    db?.close();
+  }
+
+  private statements(): Statements {
+    if (!this.st) throw new StorageError('BACKEND_UNAVAILABLE', 'SqliteStorage is not open (call init())');
+    return this.st;
+  }
+
+  /** Runs a synchronous database call, mapping driver errors to StorageError. */
+  private run<T>(fn: (st: Statements) => T): T {
+    const st = this.statements();
+    try {
+      return fn(st);
+    } catch (err) {
+      if (err instanceof StorageError) throw err;
+      const e = err as Error & { code?: string };
+      if (e.code === 'SQLITE_CORRUPT' || e.code === 'SQLITE_NOTADB')
+        throw new StorageError('CORRUPT', e.message);
+      throw new StorageError('BACKEND_UNAVAILABLE', `sqlite: ${e.message}`);
+    }
+  }
+
+  async putTask(task: TaskRecord): Promise<void> {
+    validateTask(task);
+    const spec = encodeJson(task.spec, 'task spec');
+    this.run((st) => st.putTask.run(task.taskId, spec, task.createdAt));
+  }
+
+  async getTask(taskId: string): Promise<TaskRecord | null> {
+    const row = this.run((st) => st.getTask.get(taskId));
+    return row ? taskFromRow(row) : null;
+  }
+
+  async listTasks(): Promise<TaskRecord[]> {
+    return this.run((st) => st.listTasks.all()).map(taskFromRow);
+  }
+
+  async saveCheckpoint(checkpoint: Checkpoint): Promise<void> {
+    validateCheckpoint(checkpoint);
+    this.run(() => {
+      if (!this.checkpointTx) throw new StorageError('BACKEND_UNAVAILABLE', 'SqliteStorage is not open');
+      this.checkpointTx(checkpoint);
+    });
+  }
+
+  async latestCheckpoint(taskId: string): Promise<Checkpoint | null> {
+    const row = this.run((st) => st.latestCheckpoint.get(taskId));
+    return row ? checkpointFromRow(row) : null;
+  }
+
+  async appendAccepted(entry: JournalEntryInput): Promise<AppendResult> {
+    validateEntry(entry);
+    const response = encodeJson(entry.response, 'response');
+    const delta = float32ToBytes(entry.delta);
+    return this.run(() => {
+      if (!this.appendTx) throw new StorageError('BACKEND_UNAVAILABLE', 'SqliteStorage is not open');
+      return this.appendTx(entry, delta, response);
+    });
+  }
+
+  async journalSince(taskId: string, afterSeq: number): Promise<JournalEntry[]> {
+    return this.run((st) => st.journalSince.all(taskId, afterSeq)).map(entryFromRow);
+  }
+
+  async lookupIdempotencyKey(
+    taskId: string,
+    key: string,
+  ): Promise<{ seq: number; response: unknown } | null> {
+    const row = this.run((st) => st.lookupKey.get(taskId, key));
+    return row ? { seq: row.seq, response: decodeJson(row.response, 'response') } : null;
+  }
+
+  async putDevice(device: DeviceRecord): Promise<void> {
+    validateDevice(device);
+    this.run((st) => st.putDevice.run(device.deviceId, device.tokenHash, device.createdAt, device.revokedAt));
+  }
+
+  async deviceByTokenHash(tokenHash: string): Promise<DeviceRecord | null> {
+    const row = this.run((st) => st.deviceByToken.get(tokenHash));
+    return row ? deviceFromRow(row) : null;
+  }
+
+  async revokeDevice(deviceId: string, at: number): Promise<boolean> {
+    if (typeof at !== 'number' || !Number.isFinite(at)) {
+      throw new StorageError('INVALID_INPUT', 'revokedAt must be a finite number');
+    }
+    return this.run((st) => st.revokeDevice.run(at, deviceId).changes > 0);
+  }
+
+  async appendMetric(metric: MetricRecord): Promise<void> {
+    validateMetric(metric);
+    const vals = encodeJson(metric.values, 'metric values');
+    this.run((st) => st.appendMetric.run(metric.taskId, metric.version, metric.at, vals));
+  }
+
+  async metrics(taskId: string, limit: number): Promise<MetricRecord[]> {
+    validateLimit(limit);
+    return this.run((st) => st.metrics.all(taskId, limit)).map((r) => ({
+      taskId: r.task_id,
+      version: r.version,
+      at: r.at,
+      values: decodeJson(r.vals, 'metric values') as Record<string, unknown>,
+    }));
+  }
+}
