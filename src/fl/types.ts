@@ -63,6 +63,38 @@ export interface TimerOutcome {
   readonly abandoned: readonly number[];
 }
 
+/** Everything a durable strategy's future behaviour depends on, apart from open assignments. */
+export interface StrategySnapshot {
+  readonly version: number;
+  readonly params: Float32Array;
+  /** FedBuff: the partly filled buffer (weighted sum, updates, examples). */
+  readonly buffer?: { readonly sum: Float32Array; readonly count: number; readonly examples: number };
+  /** Server optimizer state (momentum velocity, Adam moments and step count). */
+  readonly optimizer?: { readonly steps: number; readonly slots: readonly Float32Array[] };
+}
+
+/**
+ * Hooks for drivers that must survive restarts (the network server): checkpoint and restore the
+ * state, and re-establish an assignment handed out before the restart (or by another process).
+ */
+export interface DurableStrategy {
+  /** Client `clientId` trains from `version` (≤ the current version), as if assigned back then. */
+  resumeAssignment(clientId: number, version: number): void;
+  /** A deep copy of the state (no open assignments). */
+  snapshot(): StrategySnapshot;
+  /** Replaces the state with a snapshot of a strategy built from the same spec and model size. */
+  restore(snapshot: StrategySnapshot): void;
+}
+
+export function isDurable(strategy: Strategy): strategy is Strategy & DurableStrategy {
+  const s = strategy as Partial<DurableStrategy>;
+  return (
+    typeof s.snapshot === 'function' &&
+    typeof s.restore === 'function' &&
+    typeof s.resumeAssignment === 'function'
+  );
+}
+
 export interface Strategy {
   readonly name: string;
   /** Current model version; starts at 0 and increases by one per server step. */

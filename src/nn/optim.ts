@@ -20,6 +20,34 @@ export interface Optimizer {
   step(params: Float32Array, grad: Float32Array): void;
   /** Forget all state (velocity, moments, step count). */
   reset(): void;
+  /** Copies of the state (step count, per-parameter slots), for checkpoints. */
+  exportState(): OptimizerState;
+  /** Replaces the state with one from `exportState` of an optimizer of the same kind and size. */
+  importState(state: OptimizerState): void;
+}
+
+export interface OptimizerState {
+  readonly steps: number;
+  /** Per-parameter state vectors: none (SGD), velocity (momentum), first and second moments (Adam). */
+  readonly slots: readonly Float32Array[];
+}
+
+function importSlots(
+  kind: string,
+  numParams: number,
+  state: OptimizerState,
+  slots: readonly Float32Array[],
+): number {
+  if (!(Number.isInteger(state.steps) && state.steps >= 0))
+    throw new ConfigError([{ path: 'steps', message: `must be an integer ≥ 0, got ${state.steps}` }], kind);
+  if (state.slots.length !== slots.length || state.slots.some((s) => s.length !== numParams))
+    throw new ShapeError(
+      `${kind} state needs ${slots.length} slots of ${numParams} values, got ${state.slots.map((s) => s.length).join(', ') || 'none'}`,
+    );
+  slots.forEach((slot, i) => {
+    slot.set(state.slots[i] as Float32Array);
+  });
+  return state.steps;
 }
 
 function checkLengths(numParams: number, params: Float32Array, grad: Float32Array): void {
@@ -46,6 +74,12 @@ class Sgd implements Optimizer {
   }
   reset(): void {
     this.steps = 0;
+  }
+  exportState(): OptimizerState {
+    return { steps: this.steps, slots: [] };
+  }
+  importState(state: OptimizerState): void {
+    this.steps = importSlots(this.kind, this.numParams, state, []);
   }
 }
 
@@ -87,6 +121,12 @@ class Momentum implements Optimizer {
     this.velocity.fill(0);
     this.steps = 0;
   }
+  exportState(): OptimizerState {
+    return { steps: this.steps, slots: [new Float32Array(this.velocity)] };
+  }
+  importState(state: OptimizerState): void {
+    this.steps = importSlots(this.kind, this.numParams, state, [this.velocity]);
+  }
 }
 
 /** Adam with bias-corrected moments; eps is added to sqrt(v̂) (FedAdam calls it tau). */
@@ -126,6 +166,12 @@ class Adam implements Optimizer {
     this.m.fill(0);
     this.v.fill(0);
     this.steps = 0;
+  }
+  exportState(): OptimizerState {
+    return { steps: this.steps, slots: [new Float32Array(this.m), new Float32Array(this.v)] };
+  }
+  importState(state: OptimizerState): void {
+    this.steps = importSlots(this.kind, this.numParams, state, [this.m, this.v]);
   }
 }
 

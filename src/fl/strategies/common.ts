@@ -15,6 +15,12 @@ export function reject(reason: RejectReason, message: string, staleness?: number
     : { kind: 'rejected', reason, message, staleness };
 }
 
+/** Validates a snapshot's version before a strategy adopts it. */
+export function checkSnapshotVersion(version: number): void {
+  if (!(Number.isInteger(version) && version >= 0))
+    throw new OrchardError('INVALID_ARGUMENT', `snapshot version must be an integer ≥ 0, got ${version}`);
+}
+
 /**
  * Checks that do not depend on strategy state beyond the model size and current version. The
  * assignment check comes first in each strategy, so a stranger never learns anything else.
@@ -56,6 +62,19 @@ export class ServerStepper {
     this.optimizer = createOptimizer(spec, initialParams.length);
     this.params = new Float32Array(initialParams);
   }
+  exportState(): { steps: number; slots: readonly Float32Array[] } {
+    return this.optimizer.exportState();
+  }
+  /** Restores parameters (copied) and optimizer state from a checkpoint. */
+  restore(params: Float32Array, state: { steps: number; slots: readonly Float32Array[] }): void {
+    if (params.length !== this.params.length)
+      throw new OrchardError(
+        'SHAPE_MISMATCH',
+        `snapshot has ${params.length} parameters, the model ${this.params.length}`,
+      );
+    this.optimizer.importState(state);
+    this.params = new Float32Array(params);
+  }
   step(gradient: Float32Array): Float32Array {
     const next = new Float32Array(this.params);
     this.optimizer.step(next, gradient);
@@ -95,6 +114,16 @@ export class AsyncAdmission {
     if (this.assigned.has(clientId))
       throw new OrchardError('INVALID_STATE', `client ${clientId} is already training`);
     this.assigned.set(clientId, version);
+  }
+
+  /** Re-establishes an assignment of `version` (≤ current) made before a restart. */
+  resume(clientId: number, version: number, current: number): void {
+    if (!(Number.isInteger(version) && version >= 0 && version <= current))
+      throw new OrchardError(
+        'UNKNOWN_VERSION',
+        `cannot resume an assignment of version ${version} (current ${current})`,
+      );
+    this.assign(clientId, version);
   }
 
   drop(clientId: number): void {

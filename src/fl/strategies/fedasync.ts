@@ -4,11 +4,19 @@
  * implemented as x ← x − α_s·delta on the current model (the usual FedAsync-with-deltas form; it
  * equals the paper's rule when the client's base is the current model). One version per update.
  */
-import { ConfigError } from '../../core/errors.ts';
+import { ConfigError, OrchardError } from '../../core/errors.ts';
 import { axpy } from '../../core/vec.ts';
 import type { StalenessSpec } from '../spec.ts';
-import type { Assignment, ClientUpdate, Strategy, TimerOutcome, UpdateOutcome } from '../types.ts';
-import { AsyncAdmission } from './common.ts';
+import type {
+  Assignment,
+  ClientUpdate,
+  DurableStrategy,
+  Strategy,
+  StrategySnapshot,
+  TimerOutcome,
+  UpdateOutcome,
+} from '../types.ts';
+import { AsyncAdmission, checkSnapshotVersion } from './common.ts';
 
 export interface FedAsyncOptions {
   readonly alpha: number;
@@ -18,7 +26,7 @@ export interface FedAsyncOptions {
 
 const NONE: readonly number[] = Object.freeze([]);
 
-export class FedAsync implements Strategy {
+export class FedAsync implements Strategy, DurableStrategy {
   readonly name = 'fedasync';
   private versionNo = 0;
   private current: Float32Array;
@@ -51,6 +59,25 @@ export class FedAsync implements Strategy {
   assign(clientId: number, _now: number): Assignment {
     this.admission.assign(clientId, this.versionNo);
     return { version: this.versionNo, params: this.current };
+  }
+
+  resumeAssignment(clientId: number, version: number): void {
+    this.admission.resume(clientId, version, this.versionNo);
+  }
+
+  snapshot(): StrategySnapshot {
+    return { version: this.versionNo, params: new Float32Array(this.current) };
+  }
+
+  restore(snapshot: StrategySnapshot): void {
+    checkSnapshotVersion(snapshot.version);
+    if (snapshot.params.length !== this.current.length)
+      throw new OrchardError(
+        'SHAPE_MISMATCH',
+        `snapshot has ${snapshot.params.length} parameters, the model ${this.current.length}`,
+      );
+    this.current = new Float32Array(snapshot.params);
+    this.versionNo = snapshot.version;
   }
 
   onUpdate(update: ClientUpdate, _now: number): UpdateOutcome {

@@ -19,8 +19,16 @@ import type { BufferContribution } from '../../privacy/secagg/buffer.ts';
 import { SecAggError } from '../../privacy/secagg/errors.ts';
 import { accumulate, allocAccumulator } from '../aggregate.ts';
 import type { OptimizerSpec, PrivacySpec, SecureAggregationSpec, StalenessSpec } from '../spec.ts';
-import type { Assignment, ClientUpdate, Strategy, TimerOutcome, UpdateOutcome } from '../types.ts';
-import { AsyncAdmission, normalize, ServerStepper } from './common.ts';
+import type {
+  Assignment,
+  ClientUpdate,
+  DurableStrategy,
+  Strategy,
+  StrategySnapshot,
+  TimerOutcome,
+  UpdateOutcome,
+} from '../types.ts';
+import { AsyncAdmission, checkSnapshotVersion, normalize, ServerStepper } from './common.ts';
 import {
   DpAggregator,
   type PrivacyReport,
@@ -50,7 +58,7 @@ interface GroupMember {
 
 const NONE: readonly number[] = Object.freeze([]);
 
-export class FedBuff implements Strategy, Partial<PrivateStrategy> {
+export class FedBuff implements Strategy, DurableStrategy, Partial<PrivateStrategy> {
   readonly name: string;
   private readonly dp: DpAggregator | undefined;
   private versionNo = 0;
@@ -130,6 +138,42 @@ export class FedBuff implements Strategy, Partial<PrivateStrategy> {
   assign(clientId: number, _now: number): Assignment {
     this.admission.assign(clientId, this.versionNo);
     return { version: this.versionNo, params: this.stepper.params };
+  }
+
+  resumeAssignment(clientId: number, version: number): void {
+    this.admission.resume(clientId, version, this.versionNo);
+  }
+
+  /** The plain buffer only: DP accounting and secure-aggregation groups are not checkpointed. */
+  private checkSnapshotable(): void {
+    if (this.dp !== undefined || this.secAgg !== undefined)
+      throw new OrchardError('INVALID_STATE', `${this.name} does not support snapshots`);
+  }
+
+  snapshot(): StrategySnapshot {
+    this.checkSnapshotable();
+    return {
+      version: this.versionNo,
+      params: new Float32Array(this.stepper.params),
+      buffer: { sum: new Float32Array(this.buffer), count: this.buffered, examples: this.bufferedExamples },
+      optimizer: this.stepper.exportState(),
+    };
+  }
+
+  restore(snapshot: StrategySnapshot): void {
+    this.checkSnapshotable();
+    checkSnapshotVersion(snapshot.version);
+    const buffer = snapshot.buffer ?? { sum: new Float32Array(this.numParams), count: 0, examples: 0 };
+    if (buffer.sum.length !== this.numParams)
+      throw new OrchardError(
+        'SHAPE_MISMATCH',
+        `snapshot buffer has ${buffer.sum.length} values, the model ${this.numParams}`,
+      );
+    this.stepper.restore(snapshot.params, snapshot.optimizer ?? { steps: 0, slots: [] });
+    this.buffer.set(buffer.sum);
+    this.buffered = buffer.count;
+    this.bufferedExamples = buffer.examples;
+    this.versionNo = snapshot.version;
   }
 
   onUpdate(update: ClientUpdate, _now: number): UpdateOutcome {
