@@ -1,0 +1,467 @@
+/**
+ * The one conformance suite every Storage backend passes (node:test). A backend's test file calls
+ * `runStorageConformance(name, makeHarness)`; each test gets a fresh, empty database from the
+ * harness and may close and reopen it to check persistence.
+ *
+ * Expected values are written out by hand from the contract in types.ts (seq 1, 2, 3…, the bytes
+ * put in), never read back from another backend.
+ */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { Rng } from '../../core/rng.ts';
+import type { Checkpoint, DeviceRecord, JournalEntryInput, Storage } from './types.ts';
+import { StorageError } from './types.ts';
+
+export interface StorageHarness {
+  /** Opens and initializes a Storage on this harness's database; callable again after close. */
+  open(): Promise<Storage>;
+  /** Drops the database (after every Storage it opened is closed). */
+  dispose(): Promise<void>;
+}
+
+export interface ConformanceOptions {
+  /** Skip every test with this reason (e.g. the backend's service is not installed). */
+  readonly skip?: string | false;
+}
+
+function entry(taskId: string, key: string, over: Partial<JournalEntryInput> = {}): JournalEntryInput {
+  return {
+    taskId,
+    idempotencyKey: key,
+    deviceId: `dev-${key}`,
+    assignmentId: `asg-${key}`,
+    baseVersion: 3,
+    numExamples: 17,
+    delta: new Float32Array([1.5, -2.25, 0.125]),
+    response: { status: 'accepted', key },
+    acceptedAt: 1_700_000_000_000,
+    ...over,
+  };
+}
+
+function checkpoint(taskId: string, version: number, journalSeq: number, over: Partial<Checkpoint> = {}) {
+  return {
+    taskId,
+    version,
+    params: new Float32Array([version, version + 0.5]),
+    state: new Uint8Array([version & 0xff, 7]),
+    journalSeq,
+    createdAt: 1_700_000_000_000 + version,
+    ...over,
+  } satisfies Checkpoint;
+}
+
+function hash(i: number): string {
+  return i.toString(16).padStart(64, '0');
+}
+
+/** The raw bytes of a typed array, for bit-exact comparison (NaN payloads, -0). */
+function bytes(a: Float32Array | Uint8Array): number[] {
+  return [...new Uint8Array(a.buffer, a.byteOffset, a.byteLength)];
+}
+
+async function rejectsWith(p: Promise<unknown>, code: string): Promise<void> {
+  await assert.rejects(p, (err: unknown) => {
+    assert.ok(err instanceof StorageError, `expected StorageError, got ${String(err)}`);
+    assert.equal(err.code, code);
+    return true;
+  });
+}
+
+export function runStorageConformance(
+  name: string,
+  makeHarness: () => Promise<StorageHarness>,
+  options: ConformanceOptions = {},
+): void {
+  const skip = options.skip ?? false;
+
+  /** Runs `body` with a fresh database; closes every opened Storage and disposes after. */
+  async function withDb(body: (open: () => Promise<Storage>) => Promise<void>): Promise<void> {
+    const harness = await makeHarness();
+    const opened: Storage[] = [];
+    try {
+      await body(async () => {
+        const s = await harness.open();
+        opened.push(s);
+        return s;
+      });
+    } finally {
+      for (const s of opened) await s.close().catch(() => {});
+      await harness.dispose();
+    }
+  }
+
+  describe(`storage conformance: ${name}`, { skip }, () => {
+    test('init is idempotent; an empty database has no tasks, checkpoints, journal, devices or metrics', () =>
+      withDb(async (open) => {
+        const s = await open();
+        await s.init();
+        assert.deepEqual(await s.listTasks(), []);
+        assert.equal(await s.getTask('t'), null);
+        assert.equal(await s.latestCheckpoint('t'), null);
+        assert.deepEqual(await s.journalSince('t', 0), []);
+        assert.equal(await s.lookupIdempotencyKey('t', 'k'), null);
+        assert.equal(await s.deviceByTokenHash(hash(1)), null);
+        assert.deepEqual(await s.metrics('t', 10), []);
+      }));
+
+    test('tasks: put, get, list, and put again replaces the spec', () =>
+      withDb(async (open) => {
+        const s = await open();
+        await s.putTask({ taskId: 'b', spec: { model: 'softmax', k: [1, 2] }, createdAt: 20 });
+        await s.putTask({ taskId: 'a', spec: { model: 'mlp', nested: { x: null } }, createdAt: 10 });
+        assert.deepEqual(await s.getTask('a'), {
+          taskId: 'a',
+          spec: { model: 'mlp', nested: { x: null } },
+          createdAt: 10,
+        });
+        assert.deepEqual((await s.listTasks()).map((t) => t.taskId).sort(), ['a', 'b']);
+        await s.putTask({ taskId: 'a', spec: { model: 'cnn' }, createdAt: 30 });
+        assert.deepEqual(await s.getTask('a'), { taskId: 'a', spec: { model: 'cnn' }, createdAt: 30 });
+        assert.equal((await s.listTasks()).length, 2);
+        assert.equal(await s.getTask('missing'), null);
+        await rejectsWith(s.putTask({ taskId: '', spec: {}, createdAt: 1 }), 'INVALID_INPUT');
+      }));
+
+    test('journal: per-task seq starts at 1 and increases by one; journalSince returns seq order', () =>
+      withDb(async (open) => {
+        const s = await open();
+        const got: Array<[string, number]> = [];
+        for (let i = 0; i < 5; i++) {
+          for (const task of ['x', 'y']) {
+            const r = await s.appendAccepted(entry(task, `${task}${i}`, { numExamples: i }));
+            assert.equal(r.kind, 'appended');
+            got.push([task, r.seq]);
+          }
+        }
+        assert.deepEqual(
+          got.filter(([t]) => t === 'x').map(([, seq]) => seq),
+          [1, 2, 3, 4, 5],
+        );
+        assert.deepEqual(
+          got.filter(([t]) => t === 'y').map(([, seq]) => seq),
+          [1, 2, 3, 4, 5],
+        );
+        const all = await s.journalSince('x', 0);
+        assert.deepEqual(
+          all.map((e) => [e.seq, e.idempotencyKey, e.numExamples]),
+          [
+            [1, 'x0', 0],
+            [2, 'x1', 1],
+            [3, 'x2', 2],
+            [4, 'x3', 3],
+            [5, 'x4', 4],
+          ],
+        );
+        assert.deepEqual(
+          (await s.journalSince('x', 3)).map((e) => e.seq),
+          [4, 5],
+        );
+        assert.deepEqual(await s.journalSince('x', 5), []);
+        const first = all[0];
+        assert.ok(first);
+        const expected = entry('x', 'x0', { numExamples: 0 });
+        assert.equal(first.taskId, 'x');
+        assert.equal(first.deviceId, expected.deviceId);
+        assert.equal(first.assignmentId, expected.assignmentId);
+        assert.equal(first.baseVersion, 3);
+        assert.equal(first.acceptedAt, expected.acceptedAt);
+        assert.deepEqual(first.response, { status: 'accepted', key: 'x0' });
+        assert.ok(first.delta instanceof Float32Array);
+        assert.deepEqual([...first.delta], [1.5, -2.25, 0.125]);
+      }));
+
+    test('idempotency: a repeated key returns the original seq and response and writes nothing', () =>
+      withDb(async (open) => {
+        const s = await open();
+        assert.deepEqual(await s.appendAccepted(entry('t', 'k1')), { kind: 'appended', seq: 1 });
+        assert.deepEqual(await s.appendAccepted(entry('t', 'k2')), { kind: 'appended', seq: 2 });
+        const again = await s.appendAccepted(
+          entry('t', 'k1', { response: { status: 'different' }, delta: new Float32Array([9]) }),
+        );
+        assert.deepEqual(again, { kind: 'duplicate', seq: 1, response: { status: 'accepted', key: 'k1' } });
+        const journal = await s.journalSince('t', 0);
+        assert.equal(journal.length, 2);
+        assert.deepEqual([...(journal[0]?.delta ?? [])], [1.5, -2.25, 0.125]);
+        // The duplicate consumed no seq.
+        assert.deepEqual(await s.appendAccepted(entry('t', 'k3')), { kind: 'appended', seq: 3 });
+        // Keys are per task.
+        assert.deepEqual(await s.appendAccepted(entry('u', 'k1')), { kind: 'appended', seq: 1 });
+        assert.deepEqual(await s.lookupIdempotencyKey('t', 'k2'), {
+          seq: 2,
+          response: { status: 'accepted', key: 'k2' },
+        });
+        assert.equal(await s.lookupIdempotencyKey('t', 'nope'), null);
+      }));
+
+    test('idempotency and seq survive close and reopen', () =>
+      withDb(async (open) => {
+        const s1 = await open();
+        await s1.appendAccepted(entry('t', 'a'));
+        await s1.appendAccepted(entry('t', 'b'));
+        await s1.close();
+        const s2 = await open();
+        assert.deepEqual(await s2.appendAccepted(entry('t', 'a')), {
+          kind: 'duplicate',
+          seq: 1,
+          response: { status: 'accepted', key: 'a' },
+        });
+        assert.deepEqual(await s2.appendAccepted(entry('t', 'c')), { kind: 'appended', seq: 3 });
+      }));
+
+    test('checkpoint: saving truncates the journal up to journalSeq; keys and seq survive truncation', () =>
+      withDb(async (open) => {
+        const s = await open();
+        for (const k of ['a', 'b', 'c', 'd']) await s.appendAccepted(entry('t', k));
+        await s.appendAccepted(entry('other', 'a'));
+        await s.saveCheckpoint(checkpoint('t', 1, 2));
+        assert.deepEqual(
+          (await s.journalSince('t', 0)).map((e) => e.seq),
+          [3, 4],
+        );
+        assert.equal((await s.journalSince('other', 0)).length, 1, 'other tasks untouched');
+        const cp = await s.latestCheckpoint('t');
+        assert.ok(cp);
+        assert.equal(cp.version, 1);
+        assert.equal(cp.journalSeq, 2);
+        assert.deepEqual(bytes(cp.params), bytes(new Float32Array([1, 1.5])));
+        assert.deepEqual([...cp.state], [1, 7]);
+        // A key folded into the checkpoint is still a duplicate.
+        assert.deepEqual(await s.appendAccepted(entry('t', 'a')), {
+          kind: 'duplicate',
+          seq: 1,
+          response: { status: 'accepted', key: 'a' },
+        });
+        await s.saveCheckpoint(checkpoint('t', 5, 4));
+        assert.deepEqual(await s.journalSince('t', 0), []);
+        assert.equal((await s.latestCheckpoint('t'))?.version, 5);
+        // Seq keeps counting after the journal was emptied.
+        assert.deepEqual(await s.appendAccepted(entry('t', 'e')), { kind: 'appended', seq: 5 });
+      }));
+
+    test('checkpoint: a version not above the latest is rejected and changes nothing', () =>
+      withDb(async (open) => {
+        const s = await open();
+        for (const k of ['a', 'b', 'c']) await s.appendAccepted(entry('t', k));
+        await s.saveCheckpoint(checkpoint('t', 4, 1));
+        await rejectsWith(s.saveCheckpoint(checkpoint('t', 4, 3)), 'VERSION_NOT_INCREASING');
+        await rejectsWith(s.saveCheckpoint(checkpoint('t', 2, 3)), 'VERSION_NOT_INCREASING');
+        // The failed saves truncated nothing and replaced nothing.
+        assert.deepEqual(
+          (await s.journalSince('t', 0)).map((e) => e.seq),
+          [2, 3],
+        );
+        const cp = await s.latestCheckpoint('t');
+        assert.equal(cp?.version, 4);
+        assert.equal(cp?.journalSeq, 1);
+        // Versions are per task: version 1 of another task is fine.
+        await s.saveCheckpoint(checkpoint('u', 1, 0));
+        assert.equal((await s.latestCheckpoint('u'))?.version, 1);
+      }));
+
+    test('checkpoint: journalSeq moving backwards or past the last seq is rejected and changes nothing', () =>
+      withDb(async (open) => {
+        const s = await open();
+        for (const k of ['a', 'b', 'c']) await s.appendAccepted(entry('t', k));
+        await s.saveCheckpoint(checkpoint('t', 1, 2));
+        await rejectsWith(s.saveCheckpoint(checkpoint('t', 2, 1)), 'INVALID_INPUT');
+        await rejectsWith(s.saveCheckpoint(checkpoint('t', 2, 4)), 'INVALID_INPUT');
+        await rejectsWith(
+          s.saveCheckpoint({ ...checkpoint('t', 2, 3), params: [1, 2] as unknown as Float32Array }),
+          'INVALID_INPUT',
+        );
+        assert.equal((await s.latestCheckpoint('t'))?.version, 1);
+        assert.deepEqual(
+          (await s.journalSince('t', 0)).map((e) => e.seq),
+          [3],
+        );
+        // A checkpoint with journalSeq 0 before any append is valid (the initial model).
+        await s.saveCheckpoint(checkpoint('fresh', 0, 0));
+        assert.equal((await s.latestCheckpoint('fresh'))?.version, 0);
+      }));
+
+    test('blobs are bit-exact: NaN payloads, -0, subnormals, infinities, views with an offset', () =>
+      withDb(async (open) => {
+        const s = await open();
+        const raw = new Uint32Array([
+          0x7fc00001, // quiet NaN with payload 1
+          0xffc12345, // negative quiet NaN with payload
+          0x7f800001, // signalling NaN
+          0x80000000, // -0
+          0x00000001, // smallest subnormal
+          0x7f800000, // +Inf
+          0xff800000, // -Inf
+          0x7f7fffff, // largest finite
+          0x3f800000, // 1
+        ]);
+        // A view starting at element 1 of a bigger buffer: only the view's bytes are stored.
+        const backing = new Float32Array(raw.length + 2);
+        new Uint32Array(backing.buffer).set(raw, 1);
+        const delta = backing.subarray(1, raw.length + 1);
+        const expected = bytes(new Float32Array(raw.buffer));
+        await s.appendAccepted(entry('t', 'nan', { delta }));
+        const state = new Uint8Array([0, 255, 128, 1, 0]);
+        await s.saveCheckpoint(checkpoint('t', 1, 0, { params: delta, state }));
+        // Mutating the caller's arrays after the call must not change what was stored.
+        backing.fill(0);
+        state.fill(9);
+        const [got] = await s.journalSince('t', 0);
+        assert.ok(got);
+        assert.deepEqual(bytes(got.delta), expected);
+        const cp = await s.latestCheckpoint('t');
+        assert.ok(cp);
+        assert.deepEqual(bytes(cp.params), expected);
+        assert.deepEqual([...cp.state], [0, 255, 128, 1, 0]);
+        assert.ok(Object.is(cp.params[3], -0));
+        // Returned arrays are the caller's own copies.
+        cp.params.fill(1);
+        assert.deepEqual(bytes((await s.latestCheckpoint('t'))?.params ?? new Float32Array()), expected);
+        // Empty arrays round-trip too.
+        await s.saveCheckpoint(
+          checkpoint('t', 2, 1, { params: new Float32Array(0), state: new Uint8Array(0) }),
+        );
+        const empty = await s.latestCheckpoint('t');
+        assert.equal(empty?.params.length, 0);
+        assert.equal(empty?.state.length, 0);
+      }));
+
+    test('bad journal input is rejected with INVALID_INPUT and consumes no seq', () =>
+      withDb(async (open) => {
+        const s = await open();
+        await rejectsWith(s.appendAccepted(entry('t', '')), 'INVALID_INPUT');
+        await rejectsWith(s.appendAccepted(entry('t', 'k', { numExamples: -1 })), 'INVALID_INPUT');
+        await rejectsWith(s.appendAccepted(entry('t', 'k', { numExamples: Number.NaN })), 'INVALID_INPUT');
+        await rejectsWith(
+          s.appendAccepted(entry('t', 'k', { delta: new Float64Array(2) as unknown as Float32Array })),
+          'INVALID_INPUT',
+        );
+        await rejectsWith(s.appendAccepted(entry('t', 'k', { response: 10n })), 'INVALID_INPUT');
+        assert.deepEqual(await s.journalSince('t', 0), []);
+        assert.equal(await s.lookupIdempotencyKey('t', 'k'), null);
+        assert.deepEqual(await s.appendAccepted(entry('t', 'k')), { kind: 'appended', seq: 1 });
+      }));
+
+    test('devices: lookup by token hash, revoke once (first time kept), unknown device → false', () =>
+      withDb(async (open) => {
+        const s = await open();
+        const d: DeviceRecord = {
+          deviceId: 'phone-1',
+          tokenHash: hash(0xabc),
+          createdAt: 5,
+          revokedAt: null,
+        };
+        await s.putDevice(d);
+        await s.putDevice({ deviceId: 'phone-2', tokenHash: hash(0xdef), createdAt: 6, revokedAt: null });
+        assert.deepEqual(await s.deviceByTokenHash(hash(0xabc)), d);
+        assert.equal(await s.deviceByTokenHash(hash(0x123)), null);
+        assert.equal(await s.revokeDevice('phone-1', 100), true);
+        assert.deepEqual(await s.deviceByTokenHash(hash(0xabc)), { ...d, revokedAt: 100 });
+        assert.equal(await s.revokeDevice('phone-1', 200), true);
+        assert.equal((await s.deviceByTokenHash(hash(0xabc)))?.revokedAt, 100);
+        assert.equal((await s.deviceByTokenHash(hash(0xdef)))?.revokedAt, null, 'other device untouched');
+        assert.equal(await s.revokeDevice('ghost', 100), false);
+        await rejectsWith(s.putDevice({ ...d, deviceId: 'x', tokenHash: 'not-hex' }), 'INVALID_INPUT');
+      }));
+
+    test('metrics: the most recent `limit`, oldest first, per task', () =>
+      withDb(async (open) => {
+        const s = await open();
+        for (let v = 1; v <= 10; v++) {
+          await s.appendMetric({
+            taskId: 't',
+            version: v,
+            at: 1000 + v,
+            values: { accuracy: v / 10, rejected: { nan: v } },
+          });
+          if (v % 3 === 0) await s.appendMetric({ taskId: 'u', version: v, at: v, values: { loss: v } });
+        }
+        const last3 = await s.metrics('t', 3);
+        assert.deepEqual(
+          last3.map((m) => m.version),
+          [8, 9, 10],
+        );
+        assert.deepEqual(last3[2], {
+          taskId: 't',
+          version: 10,
+          at: 1010,
+          values: { accuracy: 1, rejected: { nan: 10 } },
+        });
+        assert.equal((await s.metrics('t', 100)).length, 10);
+        assert.deepEqual(
+          (await s.metrics('u', 100)).map((m) => m.version),
+          [3, 6, 9],
+        );
+        assert.deepEqual(await s.metrics('t', 0), []);
+        await rejectsWith(s.metrics('t', -1), 'INVALID_INPUT');
+      }));
+
+    test('concurrent appends: every distinct key exactly once, unique gap-free seqs, duplicates agree', () =>
+      withDb(async (open) => {
+        const s = await open();
+        const distinct = 60;
+        const requests: string[] = [];
+        for (let i = 0; i < distinct; i++) {
+          requests.push(`key-${i}`, `key-${i}`);
+          if (i % 4 === 0) requests.push(`key-${i}`);
+        }
+        const order = new Rng(6).permutation(requests.length);
+        const shuffled = [...order].map((j) => requests[j] as string);
+        const results = await Promise.all(shuffled.map((k) => s.appendAccepted(entry('t', k))));
+        const seqOfKey = new Map<string, number>();
+        let appended = 0;
+        results.forEach((r, i) => {
+          const k = shuffled[i] as string;
+          if (r.kind === 'appended') {
+            appended++;
+            assert.equal(seqOfKey.has(k), false, `${k} appended twice`);
+            seqOfKey.set(k, r.seq);
+          }
+        });
+        assert.equal(appended, distinct);
+        results.forEach((r, i) => {
+          if (r.kind === 'duplicate') {
+            const k = shuffled[i] as string;
+            assert.equal(r.seq, seqOfKey.get(k));
+            assert.deepEqual(r.response, { status: 'accepted', key: k });
+          }
+        });
+        assert.deepEqual(
+          [...seqOfKey.values()].sort((a, b) => a - b),
+          Array.from({ length: distinct }, (_, i) => i + 1),
+        );
+        const journal = await s.journalSince('t', 0);
+        assert.equal(journal.length, distinct);
+        assert.equal(new Set(journal.map((e) => e.idempotencyKey)).size, distinct);
+        for (const e of journal) assert.equal(seqOfKey.get(e.idempotencyKey), e.seq);
+      }));
+
+    test('close and reopen: tasks, checkpoints, journal, devices and metrics persist', () =>
+      withDb(async (open) => {
+        const s1 = await open();
+        await s1.putTask({ taskId: 't', spec: { a: 1 }, createdAt: 1 });
+        await s1.appendAccepted(entry('t', 'a'));
+        await s1.appendAccepted(entry('t', 'b'));
+        await s1.saveCheckpoint(checkpoint('t', 7, 1));
+        await s1.putDevice({ deviceId: 'd', tokenHash: hash(7), createdAt: 1, revokedAt: null });
+        await s1.revokeDevice('d', 50);
+        await s1.appendMetric({ taskId: 't', version: 7, at: 2, values: { accuracy: 0.5 } });
+        await s1.close();
+        const s2 = await open();
+        assert.deepEqual(await s2.getTask('t'), { taskId: 't', spec: { a: 1 }, createdAt: 1 });
+        const cp = await s2.latestCheckpoint('t');
+        assert.equal(cp?.version, 7);
+        assert.equal(cp?.journalSeq, 1);
+        assert.deepEqual(bytes(cp?.params ?? new Float32Array()), bytes(new Float32Array([7, 7.5])));
+        assert.deepEqual(
+          (await s2.journalSince('t', 0)).map((e) => e.idempotencyKey),
+          ['b'],
+        );
+        assert.equal((await s2.deviceByTokenHash(hash(7)))?.revokedAt, 50);
+        assert.deepEqual(
+          (await s2.metrics('t', 5)).map((m) => m.values),
+          [{ accuracy: 0.5 }],
+        );
+        await rejectsWith(s2.saveCheckpoint(checkpoint('t', 7, 2)), 'VERSION_NOT_INCREASING');
+      }));
+  });
+}
