@@ -165,3 +165,13 @@ export function logSumExp(xs: readonly number[]): number {
   for (const x of xs) s += Math.exp(x - m);
   return m + Math.log(s);
 }
+
+/**
+ * The rendered prompt without its leading `<|begin_of_text|>`, for servers that add BOS themselves
+ * when they tokenize a raw prompt (vLLM, llama.cpp server, Ollama): sending it too would put two BOS
+ * tokens in front. The 8B template's stray space before BOS goes with it, so the server's token
+ * sequence starts `<BOS><|start_header_id|>user…` as in Meta's reference prompt format.
+ */
+export function withoutBos(text: string): string {
+  return text.replace(/^\s*<\|begin_of_text\|>/, '');
+}

@@ -21,7 +21,7 @@ import { z } from 'zod';
 import { imageToBase64 } from '../image.ts';
 import type { BackendCapabilities, GuardBackend, RenderedPrompt, ScoreOptions } from '../types.ts';
 import { GuardError } from '../types.ts';
-import { checkEndpoint, joinUrl, postJson } from './http.ts';
+import { checkEndpoint, joinUrl, postJson, withoutBos } from './http.ts';
 import type { HttpBackendScore } from './openai.ts';
 import type { BackendFactoryOptions } from './registry.ts';
 import { verdictFromLogprobs } from './verdict-logprobs.ts';
@@ -42,8 +42,6 @@ export interface OllamaBackendOptions {
   readonly keepAlive?: string | undefined;
   readonly headers?: Readonly<Record<string, string>> | undefined;
 }
-
-const BOS = '<|begin_of_text|>';
 
 export function resolveOllamaUrl(endpoint: string): string {
   const clean = endpoint.replace(/\/+$/, '');
@@ -118,7 +116,7 @@ export class OllamaBackend implements GuardBackend {
 
   requestBody(prompt: RenderedPrompt, options: ScoreOptions): Record<string, unknown> {
     const numPredict = checkPositiveInt('maxTokens', options.maxTokens, this.maxTokens, 4096);
-    const text = !this.keepBos && prompt.text.startsWith(BOS) ? prompt.text.slice(BOS.length) : prompt.text;
+    const text = this.keepBos ? prompt.text : withoutBos(prompt.text);
     return {
       model: this.model,
       prompt: text,

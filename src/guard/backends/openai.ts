@@ -27,7 +27,7 @@ import {
   type RenderedPrompt,
   type ScoreOptions,
 } from '../types.ts';
-import { checkEndpoint, joinUrl, postJson } from './http.ts';
+import { checkEndpoint, joinUrl, postJson, withoutBos } from './http.ts';
 import type { BackendFactoryOptions } from './registry.ts';
 import { type GeneratedPosition, verdictFromLogprobs } from './verdict-logprobs.ts';
 
@@ -60,7 +60,6 @@ export interface HttpBackendScore extends BackendScore {
   readonly scoreSource: 'logprobs' | 'logprobs-bounded' | 'verdict';
 }
 
-const BOS = '<|begin_of_text|>';
 const DEFAULT_TIMEOUT_MS = 30_000;
 const DEFAULT_TOP_LOGPROBS = 10;
 const DEFAULT_MAX_TOKENS = 20;
@@ -210,7 +209,7 @@ export class OpenAiBackend implements GuardBackend {
           'IMAGE_UNSUPPORTED',
           'the completions endpoint carries text only; send images through the chat endpoint (…/v1/chat/completions)',
         );
-      const text = !this.keepBos && prompt.text.startsWith(BOS) ? prompt.text.slice(BOS.length) : prompt.text;
+      const text = this.keepBos ? prompt.text : withoutBos(prompt.text);
       return {
         model: this.model,
         prompt: text,

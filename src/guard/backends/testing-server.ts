@@ -13,6 +13,10 @@
  */
 import { createServer, type IncomingHttpHeaders, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { prepareConversation } from '../conversation.ts';
+import { resolvePolicy } from '../taxonomy.ts';
+import { renderPrompt } from '../template.ts';
+import type { Category, Conversation, GuardModelVariant, ImageSource, RenderedPrompt } from '../types.ts';
 
 export interface RecordedRequest {
   readonly method: string;
@@ -398,3 +402,35 @@ export function fakeOllamaAnswer(d: FakeDecision, withLogprobs: boolean, model =
       : {}),
   };
 }
+
+// ---------------------------------------------------------------------------------------------
+// Prompts rendered the way Guard renders them (validation, policy, template), for backend tests.
+
+export async function renderForTest(
+  variant: GuardModelVariant,
+  conversation: Conversation,
+  options: { image?: ImageSource; categories?: readonly Category[]; excluded?: readonly string[] } = {},
+): Promise<RenderedPrompt> {
+  const prepared = await prepareConversation(
+    conversation,
+    variant,
+    options.image === undefined ? {} : { image: options.image },
+  );
+  const policy = resolvePolicy(variant, options.categories, options.excluded);
+  const out = renderPrompt({ variant, messages: prepared.messages, policy });
+  return {
+    variant,
+    text: out.text,
+    prefix: out.prefix,
+    classifiedRole: out.classifiedRole,
+    messages: prepared.messages,
+    categories: policy.categories,
+    excluded: policy.excluded,
+    ...(prepared.image === undefined ? {} : { image: prepared.image }),
+  };
+}
+
+/** A PNG signature followed by a few bytes: enough for the magic-byte check. */
+export const TINY_PNG = new Uint8Array([
+  0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 13, 73, 72, 68, 82,
+]);
