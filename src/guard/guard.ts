@@ -1,0 +1,230 @@
+/**
+ * `Guard`: validate → render → score → (only when unsafe) parse the categories.
+ *
+ *   const guard = new Guard({ backend, variant: '1b' });
+ *   const r = await guard.check('How do I pick a lock?');               // prompt classification
+ *   const r2 = await guard.check('How do I pick a lock?', { response: 'First, ...' }); // response
+ *
+ * The decision is `score >= threshold` on P(unsafe) from the verdict logits (score.ts), so the
+ * threshold trades recall for false positives without re-running the model. Categories come from
+ * the backend's short generation, which it runs only when the score reaches the threshold.
+ */
+import { type ConversationOptions, prepareConversation, toConversation } from './conversation.ts';
+import { DEFAULT_MAX_IMAGE_BYTES } from './image.ts';
+import { parseGuardOutput } from './parse.ts';
+import { checkThreshold, DEFAULT_THRESHOLD, isUnsafe } from './score.ts';
+import { type Policy, resolvePolicy } from './taxonomy.ts';
+import { renderPrompt } from './template.ts';
+import {
+  type BackendScore,
+  type Category,
+  type Conversation,
+  GUARD_VARIANTS,
+  type GuardBackend,
+  GuardError,
+  type GuardModelVariant,
+  type GuardResult,
+  type RenderedPrompt,
+  type ScoreOptions,
+} from './types.ts';
+
+export interface PromptOptions {
+  readonly variant?: GuardModelVariant;
+  /** Replaces the variant's default list (S1–S13 for 1B/Vision, S1–S14 for 8B). */
+  readonly categories?: readonly Category[];
+  /** Codes left out of the prompt; each must be in the list. */
+  readonly excluded?: readonly string[];
+  readonly maxImageBytes?: number;
+}
+
+export interface GuardOptions extends PromptOptions {
+  readonly backend: GuardBackend;
+  /** Decision threshold on P(unsafe), default 0.5. */
+  readonly threshold?: number;
+  /** Per-request deadline passed to the backend. */
+  readonly timeoutMs?: number;
+  /** Cap on generated tokens for the category list. */
+  readonly maxTokens?: number;
+}
+
+export interface CheckOptions extends ConversationOptions {
+  readonly signal?: AbortSignal;
+}
+
+export type CheckInput = string | Conversation;
+export interface CheckRequest extends CheckOptions {
+  readonly input: CheckInput;
+}
+
+function checkVariant(v: unknown): GuardModelVariant {
+  if (!(GUARD_VARIANTS as readonly unknown[]).includes(v)) {
+    throw new GuardError(
+      'INVALID_OPTION',
+      `variant must be one of ${GUARD_VARIANTS.join(', ')}, got ${JSON.stringify(v)}`,
+    );
+  }
+  return v as GuardModelVariant;
+}
+
+/** The prompt a request renders to, without a backend (what `orchard guard render` prints). */
+export async function preparePrompt(
+  input: CheckInput,
+  options: PromptOptions & ConversationOptions = {},
+  policy?: Policy,
+): Promise<RenderedPrompt> {
+  const variant = checkVariant(options.variant ?? '1b');
+  const pol = policy ?? resolvePolicy(variant, options.categories, options.excluded);
+  const conversation = toConversation(input, options.response);
+  const prepared = await prepareConversation(conversation, variant, {
+    ...(options.image !== undefined ? { image: options.image } : {}),
+    maxBytes: options.maxImageBytes ?? DEFAULT_MAX_IMAGE_BYTES,
+  });
+  const r = renderPrompt({ variant, messages: prepared.messages, policy: pol });
+  return {
+    variant,
+    text: r.text,
+    prefix: r.prefix,
+    classifiedRole: r.classifiedRole,
+    messages: prepared.messages,
+    categories: pol.categories,
+    excluded: pol.excluded,
+    ...(prepared.image !== undefined ? { image: prepared.image } : {}),
+  };
+}
+
+export class Guard {
+  readonly backend: GuardBackend;
+  readonly variant: GuardModelVariant;
+  readonly threshold: number;
+  readonly policy: Policy;
+  private readonly options: GuardOptions;
+  private readonly knownCodes: ReadonlySet<string>;
+
+  constructor(options: GuardOptions) {
+    if (typeof options?.backend?.scoreAndClassify !== 'function') {
+      throw new GuardError('INVALID_OPTION', 'Guard needs a backend (a GuardBackend)');
+    }
+    this.backend = options.backend;
+    this.variant = checkVariant(options.variant ?? '1b');
+    this.threshold = checkThreshold(options.threshold ?? DEFAULT_THRESHOLD);
+    this.policy = resolvePolicy(this.variant, options.categories, options.excluded);
+    this.knownCodes = new Set(this.policy.active.map((c) => c.code));
+    if (options.timeoutMs !== undefined && !(Number.isFinite(options.timeoutMs) && options.timeoutMs > 0)) {
+      throw new GuardError('INVALID_OPTION', `timeoutMs must be a positive number, got ${options.timeoutMs}`);
+    }
+    if (
+      options.maxTokens !== undefined &&
+      !(Number.isSafeInteger(options.maxTokens) && options.maxTokens > 0)
+    ) {
+      throw new GuardError(
+        'INVALID_OPTION',
+        `maxTokens must be a positive integer, got ${options.maxTokens}`,
+      );
+    }
+    this.options = options;
+  }
+
+  /** The exact prompt this guard would send for the input. */
+  render(input: CheckInput, options: ConversationOptions = {}): Promise<RenderedPrompt> {
+    return preparePrompt(input, { ...this.promptOptions(), ...options }, this.policy);
+  }
+
+  async check(input: CheckInput, options: CheckOptions = {}): Promise<GuardResult> {
+    const prompt = await this.render(input, options);
+    this.checkCapabilities(prompt);
+    const score = await this.backend.scoreAndClassify(prompt, this.scoreOptions(options.signal));
+    return this.toResult(score);
+  }
+
+  /**
+   * Many requests: uses the backend's batch path when it has one, otherwise runs single checks with
+   * at most `concurrency` in flight. Results are in input order; the first failure rejects.
+   */
+  async checkMany(
+    requests: readonly (CheckInput | CheckRequest)[],
+    options: { concurrency?: number; signal?: AbortSignal } = {},
+  ): Promise<GuardResult[]> {
+    const reqs = requests.map(
+      (r): CheckRequest => (typeof r === 'string' || Array.isArray(r) ? { input: r } : (r as CheckRequest)),
+    );
+    // Validate and render everything first: one bad input fails the batch before any model work.
+    const prompts = await Promise.all(reqs.map((r) => this.render(r.input, r)));
+    for (const p of prompts) this.checkCapabilities(p);
+    const so = this.scoreOptions(options.signal);
+    if (this.backend.scoreMany) {
+      const scores = await this.backend.scoreMany(prompts, so);
+      if (!Array.isArray(scores) || scores.length !== prompts.length) {
+        throw new GuardError(
+          'BAD_RESPONSE',
+          `backend returned ${scores?.length} results for ${prompts.length} prompts`,
+        );
+      }
+      return scores.map((s) => this.toResult(s));
+    }
+    const concurrency = options.concurrency ?? 4;
+    if (!Number.isSafeInteger(concurrency) || concurrency < 1) {
+      throw new GuardError('INVALID_OPTION', `concurrency must be a positive integer, got ${concurrency}`);
+    }
+    const results: GuardResult[] = new Array(prompts.length);
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < prompts.length) {
+        const i = next++;
+        results[i] = this.toResult(await this.backend.scoreAndClassify(prompts[i] as RenderedPrompt, so));
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(concurrency, prompts.length) }, worker));
+    return results;
+  }
+
+  private promptOptions(): PromptOptions {
+    return {
+      variant: this.variant,
+      ...(this.options.maxImageBytes !== undefined ? { maxImageBytes: this.options.maxImageBytes } : {}),
+    };
+  }
+
+  private checkCapabilities(prompt: RenderedPrompt): void {
+    if (prompt.image !== undefined && !this.backend.capabilities.vision) {
+      throw new GuardError('IMAGE_UNSUPPORTED', `backend ${this.backend.name} does not accept images`);
+    }
+  }
+
+  private scoreOptions(signal?: AbortSignal): ScoreOptions {
+    return {
+      threshold: this.threshold,
+      ...(this.options.maxTokens !== undefined ? { maxTokens: this.options.maxTokens } : {}),
+      ...(this.options.timeoutMs !== undefined ? { timeoutMs: this.options.timeoutMs } : {}),
+      ...(signal !== undefined ? { signal } : {}),
+    };
+  }
+
+  private toResult(s: BackendScore): GuardResult {
+    const score = s?.pUnsafe;
+    if (typeof score !== 'number' || !(score >= 0 && score <= 1)) {
+      throw new GuardError(
+        'BAD_RESPONSE',
+        `backend returned P(unsafe) = ${String(score)}, expected a number in [0, 1]`,
+      );
+    }
+    const raw = s.generated;
+    if (!isUnsafe(score, this.threshold)) {
+      return { safe: true, categories: [], score, ...(raw !== undefined ? { raw } : {}) };
+    }
+    if (raw === undefined) {
+      throw new GuardError(
+        'BAD_RESPONSE',
+        'the backend scored the request unsafe but generated no category line',
+      );
+    }
+    // If the sampled text says "safe" while the score is past a low threshold, there are no codes.
+    const parsed = parseGuardOutput(raw, this.knownCodes);
+    return {
+      safe: false,
+      categories: parsed.categories,
+      ...(parsed.unknownCategories.length > 0 ? { unknownCategories: parsed.unknownCategories } : {}),
+      score,
+      raw,
+    };
+  }
+}
