@@ -208,8 +208,9 @@ export class Guard {
       );
     }
     const raw = s.generated;
+    const source = s.scoreSource !== undefined ? { scoreSource: s.scoreSource } : {};
     if (!isUnsafe(score, this.threshold)) {
-      return { safe: true, categories: [], score, ...(raw !== undefined ? { raw } : {}) };
+      return { safe: true, categories: [], score, ...(raw !== undefined ? { raw } : {}), ...source };
     }
     if (raw === undefined) {
       throw new GuardError(
@@ -225,6 +226,7 @@ export class Guard {
       ...(parsed.unknownCategories.length > 0 ? { unknownCategories: parsed.unknownCategories } : {}),
       score,
       raw,
+      ...source,
     };
   }
 }

@@ -124,7 +124,15 @@ export interface BackendScore {
   readonly generated?: string;
   /** The two raw logits (or logprobs), for debugging and calibration. */
   readonly logits?: { readonly safe: number; readonly unsafe: number };
+  /**
+   * How `pUnsafe` was obtained, when it is not the plain two-token softmax: `logprobs-bounded` (an
+   * HTTP server's top-N list lacked one verdict token, bounded from above) or `verdict` (no
+   * logprobs at all: 1/0 from the generated verdict, a hard decision rather than a probability).
+   */
+  readonly scoreSource?: ScoreSource;
 }
+
+export type ScoreSource = 'logits' | 'logprobs' | 'logprobs-bounded' | 'verdict';
 
 export interface BackendCapabilities {
   /** Accepts `RenderedPrompt.image`. Backends without it reject image prompts with IMAGE_UNSUPPORTED. */
@@ -153,6 +161,8 @@ export interface GuardResult {
   readonly score: number;
   /** The model's generated text, when there was any. */
   readonly raw?: string;
+  /** Copied from the backend when it reports how the score was obtained (see BackendScore). */
+  readonly scoreSource?: ScoreSource;
 }
 
 export type GuardErrorCode =
