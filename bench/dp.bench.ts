@@ -2,8 +2,11 @@
  * DP-FedBuff's server step against plain FedBuff's: K = 10 updates of 1,000,000 floats arrive and
  * the K-th triggers the step. Both go through the real strategies (admission, finiteness check,
  * accumulation, server optimizer); DP adds the L2 norm of each update (clipping is folded into the
- * accumulation weight), Gaussian noise from WebCrypto on the 1M-float sum, and the 1/K scaling.
- * Measured interleaved; ratio = plain ms / DP ms (goal ≥ 0.77, i.e. DP ≤ 1.3× plain).
+ * accumulation weight), ziggurat Gaussian noise from the platform CSPRNG on the 1M-float sum (snapped
+ * to a grid), and the 1/K scaling. Measured interleaved (15 pairs after 3 warm-up pairs).
+ *
+ * The ratio is the issue's own figure, DP step time / plain step time (LOWER is better, goal ≤ 1.3),
+ * not the harness's usual baseline / ours.
  */
 
 import type { PrivacySpec } from '../src/fl/spec.ts';
@@ -61,7 +64,7 @@ export async function run(): Promise<BenchEntry[]> {
     }
     if (s.version !== version + 1) throw new Error('no server step');
   };
-  const { oursMs, baselineMs } = compareMs(step(dp), step(plain), 9, 2);
+  const { oursMs, baselineMs } = compareMs(step(dp), step(plain), 15, 3);
   const sum = fill(new Float32Array(N), 99);
   const noiseMs = timeMs(() => addGaussianNoise(sum, { stddev: 0.5, bound: 10 }), 7, 1);
   return [
@@ -70,9 +73,10 @@ export async function run(): Promise<BenchEntry[]> {
       value: oursMs,
       unit: 'ms',
       baseline: baselineMs,
-      ratio: baselineMs / oursMs,
-      goal: '≥ 0.77 (DP step ≤ 1.3× plain)',
-      note: `K=${K} updates of ${N} floats per step; noise alone (addGaussianNoise, 1M floats) ${noiseMs.toFixed(1)} ms`,
+      // Issue 3 defines this entry as DP / plain (lower is better).
+      ratio: oursMs / baselineMs,
+      goal: '≤ 1.3 (ratio = DP step / plain step)',
+      note: `ratio = DP-FedBuff step / plain FedBuff step (lower is better); K=${K} updates of ${N} floats per step; noise alone (addGaussianNoise, 1M floats) ${noiseMs.toFixed(1)} ms`,
     },
   ];
 }

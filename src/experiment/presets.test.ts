@@ -51,7 +51,9 @@ test('dp-fedbuff compares non-private FedBuff with DP-FedBuff and DP-FedAvgM at 
     assert.ok(p !== undefined, run.label);
     assert.equal(p.budget?.epsilon, p.targetEpsilon, run.label);
     assert.ok(run.label.includes(`ε=${p.targetEpsilon}`), run.label);
-    assert.equal(p.delta, 1e-5);
+    // δ = 1/N, N the population (issue 3).
+    assert.equal(p.delta, 1 / 3000);
+    assert.ok(c.dataset.kind === 'mnist' && c.dataset.numClients === 3000);
   }
   assert.deepEqual(
     [...new Set(priv.map((r) => (r.strategy.kind === 'fedasync' ? 0 : r.strategy.privacy?.targetEpsilon)))],

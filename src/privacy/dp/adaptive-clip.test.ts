@@ -5,8 +5,8 @@ import { Rng } from '../../core/rng.ts';
 import { AdaptiveClipper, updateNoiseMultiplier } from './adaptive-clip.ts';
 import type { RandomSource } from './noise.ts';
 
-/** All-ones bytes give u = 1 in Box–Muller, i.e. exactly zero noise: isolates the update rule. */
-const ZERO_NOISE: RandomSource = { fill: (bytes) => bytes.fill(0xff) };
+/** All-zero bytes make the ziggurat draw exactly z = 0 (noise.test.ts checks it): isolates the update rule. */
+const ZERO_NOISE: RandomSource = { fill: (bytes) => bytes.fill(0) };
 
 test('update noise multiplier keeps the pair as private as one Gaussian with z', () => {
   const z = 1.2;

@@ -8,6 +8,8 @@ import {
   MAX_STANDARD_NORMAL,
   type RandomSource,
   snapGranularity,
+  ZIGGURAT_R,
+  ZIGGURAT_X,
 } from './noise.ts';
 
 /** A replayable byte source for tests that need the same noise twice (NOT for real noise). */
@@ -50,15 +52,90 @@ test('two draws from the crypto source differ (it is not a fixed seed)', () => {
   assert.notDeepEqual([...a], [...b]);
 });
 
-test('uniforms use all 53 bits: extreme byte patterns give the extreme normals', () => {
-  const zeros: RandomSource = { fill: (bytes) => bytes.fill(0) };
-  const ones: RandomSource = { fill: (bytes) => bytes.fill(0xff) };
-  // k = 0 ⇒ u = 2^-53 ⇒ r = √(2·53·ln 2), angle 2π·2^-53 ≈ 0.
-  const lo = fillStandardNormal(new Float64Array(3), zeros);
-  assert.ok(Math.abs((lo[0] as number) - Math.sqrt(2 * 53 * Math.LN2)) < 1e-12);
-  assert.ok(Math.abs(lo[1] as number) < 1e-13);
-  // k = 2^53 − 1 ⇒ u = 1 ⇒ r = 0.
-  assert.deepEqual([...fillStandardNormal(new Float64Array(2), ones)].map(Math.abs), [0, 0]);
+/** ∫_a^b exp(−x²/2) dx by composite Simpson (an integrator independent of the sampler). */
+function gaussIntegral(a: number, b: number, steps = 2000): number {
+  const h = (b - a) / steps;
+  const f = (x: number) => Math.exp(-0.5 * x * x);
+  let s = f(a) + f(b);
+  for (let i = 1; i < steps; i++) s += (i % 2 === 1 ? 4 : 2) * f(a + i * h);
+  return (s * h) / 3;
+}
+
+test('ziggurat tables: every layer has the same area, the base layer covers the tail', () => {
+  const x = ZIGGURAT_X;
+  const f = (v: number) => Math.exp(-0.5 * v * v);
+  // Base layer = rectangle [0, r] × [0, f(r)] plus the tail beyond r (integrated numerically).
+  const v = ZIGGURAT_R * f(ZIGGURAT_R) + gaussIntegral(ZIGGURAT_R, 40, 20000);
+  assert.ok(Math.abs((x[0] as number) * f(ZIGGURAT_R) - v) < 1e-10, 'base layer area');
+  for (let i = 1; i < 128; i++) {
+    const area = (x[i] as number) * (f(x[i + 1] as number) - f(x[i] as number));
+    assert.ok(Math.abs(area - v) < 1e-8, `layer ${i} area ${area} vs ${v}`);
+  }
+  assert.equal(x[128], 0);
+});
+
+test('ziggurat: chi-square over 18 bins and the tail frequency match the normal law', () => {
+  const n = 400_000;
+  const z = fillStandardNormal(new Float64Array(n));
+  // Bins (−∞,−4], (−4,−3.5], …, (3.5,4], (4,∞); probabilities from Simpson, not from the sampler.
+  const edges = Array.from({ length: 17 }, (_, i) => -4 + i * 0.5);
+  const norm = 1 / Math.sqrt(2 * Math.PI);
+  const probs = [
+    norm * gaussIntegral(4, 40),
+    ...edges.slice(1).map((e, i) => norm * gaussIntegral(edges[i] as number, e)),
+    norm * gaussIntegral(4, 40),
+  ];
+  const counts = new Array<number>(probs.length).fill(0);
+  let beyondR = 0;
+  for (const v of z) {
+    const bin = v <= -4 ? 0 : v > 4 ? probs.length - 1 : 1 + Math.min(15, Math.floor((v + 4) / 0.5 - 1e-12));
+    counts[bin] = (counts[bin] as number) + 1;
+    if (Math.abs(v) > ZIGGURAT_R) beyondR++;
+  }
+  let chi2 = 0;
+  for (let i = 0; i < probs.length; i++) {
+    const e = n * (probs[i] as number);
+    chi2 += ((counts[i] as number) - e) ** 2 / e;
+  }
+  // 17 degrees of freedom: P(χ² > 60) ≈ 1e-6.
+  assert.ok(chi2 < 60, `chi-square ${chi2}, counts ${counts}`);
+  // The tail beyond r comes from Marsaglia's tail algorithm: its mass must be 2(1 − Φ(r)).
+  const pTail = 2 * norm * gaussIntegral(ZIGGURAT_R, 40, 20000);
+  assert.ok(
+    Math.abs(beyondR / n - pTail) < 5 * Math.sqrt(pTail / n),
+    `P(|z| > r) = ${beyondR / n}, expected ${pTail}`,
+  );
+});
+
+test('ziggurat bit layout: 7 bits pick the layer, 1 the sign, 53 the position; zero bytes give zero', () => {
+  // All-zero bytes: layer 0, sign +, position 0 ⇒ z = 0 exactly (the zero-noise hook of other tests).
+  assert.deepEqual([...fillStandardNormal(new Float64Array(3), { fill: (b) => b.fill(0) })], [0, 0, 0]);
+  // One scripted draw in the fast region of layer 5, negative: z = −position · x[5] / 2^53.
+  const layer = 5;
+  const high = 0x12345; // top 21 bits of the position
+  const low = 0x9abcdef0;
+  const word0 = ((high << 11) | 0x80 | layer) >>> 0;
+  const scripted: RandomSource = {
+    fill(bytes) {
+      const w = new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.length / 4);
+      for (let i = 0; i < w.length; i += 2) {
+        w[i] = word0;
+        w[i + 1] = low;
+      }
+    },
+  };
+  const position = high * 2 ** 32 + low;
+  assert.ok(position / 2 ** 53 < (ZIGGURAT_X[layer + 1] as number) / (ZIGGURAT_X[layer] as number));
+  const [z] = fillStandardNormal(new Float64Array(1), scripted);
+  assert.equal(z, -(position * (ZIGGURAT_X[layer] as number)) / 2 ** 53);
+});
+
+test('a stuck random source fails instead of spinning', () => {
+  // All-ones bytes always land in the top layer's wedge above the curve: every draw is rejected.
+  assert.throws(
+    () => fillStandardNormal(new Float64Array(1), { fill: (bytes) => bytes.fill(0xff) }),
+    (e: unknown) => e instanceof OrchardError && /broken/.test(e.message),
+  );
 });
 
 test('addGaussianNoise: noise has the requested σ, outputs lie on the snapping grid, input untouched', () => {
