@@ -32,6 +32,7 @@ export const ROUTES = {
   update: '/v1/tasks/:taskId/updates', // POST update frame, header Idempotency-Key (token) → UpdateResponse
   events: '/v1/events', // GET server-sent events: `version`, `metrics` (token or dashboard)
   status: '/v1/status', // GET JSON StatusResponse (public, read-only)
+  metrics: '/v1/metrics', // GET JSON MetricsResponse, query ?taskId=&limit= (public, read-only)
   revoke: '/v1/admin/devices/:deviceId/revoke', // POST (admin token)
   health: '/healthz',
 } as const;
@@ -73,6 +74,16 @@ export interface CheckinRequest {
 export interface TrainPlan {
   readonly model: unknown; // ModelSpec from src/nn/spec.ts
   readonly localTrain: unknown; // LocalTrainSpec from src/fl/spec.ts
+  /** Model input shape for createModel (ModelInput from src/nn/index.ts). */
+  readonly modelInput?: {
+    readonly inputKind: 'dense' | 'bags';
+    readonly inputDim: number;
+    readonly numClasses: number;
+  };
+  /** The task's DatasetSpec (src/data/spec.ts), for simulated fleets that hold a share of it. */
+  readonly dataset?: unknown;
+  /** The task's seed (dataset partition and initial parameters derive from it). */
+  readonly seed?: number;
 }
 
 export type CheckinResponse =
@@ -126,6 +137,33 @@ export interface StatusResponse {
   }[];
 }
 
+/** One metrics record per reported version (see `MetricRecord` in storage/types.ts). */
+export interface MetricPoint {
+  readonly taskId: string;
+  readonly version: number;
+  /** ms since epoch. */
+  readonly at: number;
+  /** accuracy?, loss? (when evaluated), updatesPerSecond, staleness (mean since the last point),
+   *  inFlight, accepted (total), rejected ({reason: total}). */
+  readonly values: Readonly<Record<string, unknown>>;
+}
+
+export interface MetricsResponse {
+  readonly taskId: string;
+  readonly metrics: readonly MetricPoint[];
+}
+
+/**
+ * Server-sent events on ROUTES.events (`event: <name>`, `data: <JSON>`):
+ *   version  {taskId, version, at}   a new model version is published (also sent once per task on connect)
+ *   metrics  MetricPoint             a new metrics record
+ */
+export interface VersionEvent {
+  readonly taskId: string;
+  readonly version: number;
+  readonly at: number;
+}
+
 export class FrameError extends Error {
   constructor(message: string) {
     super(message);
@@ -161,8 +199,16 @@ export interface DecodedFrame<H> {
   readonly floats: Float32Array;
 }
 
-/** Decodes and bounds-checks a frame; throws FrameError on anything malformed. The floats are copied. */
-export function decodeFrame<H = unknown>(bytes: Uint8Array, expectedKind?: number): DecodedFrame<H> {
+/**
+ * Decodes and bounds-checks a frame; throws FrameError on anything malformed. The floats are
+ * copied, unless `copy: false` and they are 4-byte aligned in memory: then they are a view of
+ * `bytes` (the caller must not reuse the buffer while the floats are in use).
+ */
+export function decodeFrame<H = unknown>(
+  bytes: Uint8Array,
+  expectedKind?: number,
+  options?: { readonly copy?: boolean },
+): DecodedFrame<H> {
   if (bytes.length < 16)
     throw new FrameError(`frame of ${bytes.length} bytes is shorter than the 16-byte minimum`);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -188,6 +234,8 @@ export function decodeFrame<H = unknown>(bytes: Uint8Array, expectedKind?: numbe
     throw new FrameError(
       `frame declares ${count} floats (${count * 4} bytes) but carries ${bytes.length - floatStart}`,
     );
+  if (options?.copy === false && (bytes.byteOffset + floatStart) % 4 === 0)
+    return { kind, header, floats: new Float32Array(bytes.buffer, bytes.byteOffset + floatStart, count) };
   const floats = new Float32Array(count);
   new Uint8Array(floats.buffer).set(bytes.subarray(floatStart));
   return { kind, header, floats };

@@ -5,7 +5,7 @@ import { Rng } from '../../core/rng.ts';
 import { createOptimizer } from '../../nn/optim.ts';
 import { createStrategy } from '../index.ts';
 import { StrategySpecSchema } from '../spec.ts';
-import { isDurable, type Strategy } from '../types.ts';
+import { isDurable, type Strategy, type UpdateOutcome } from '../types.ts';
 
 const N = 12;
 
@@ -24,7 +24,7 @@ function feed(strategy: Strategy, updates: readonly Float32Array[], from: number
   for (let i = from; i < updates.length; i++) {
     const base = Math.max(0, strategy.version - 2);
     strategy.resumeAssignment(idBase + i, base);
-    const out = strategy.onUpdate(
+    const out: UpdateOutcome = strategy.onUpdate(
       {
         clientId: idBase + i,
         baseVersion: base,

@@ -1,0 +1,199 @@
+/**
+ * Aggregator role: receives an update frame and runs every check that needs no model state
+ * (authenticated device, genuine unexpired assignment for this device and task, frame and header
+ * shape, parameter count, finite values, norm bound), deduplicates on the assignment (an
+ * assignment is applied at most once, ever), then hands it to the coordinator, which folds it into
+ * the strategy and resolves only once it is journaled durably. Rejections change nothing.
+ */
+import type { AdmissionCounter } from './admission.ts';
+import type { AssignmentSigner } from './assignment.ts';
+import type { Rejected, TaskCoordinator } from './coordinator.ts';
+import { ApiError } from './errors.ts';
+import {
+  decodeFrame,
+  FRAME_KIND_UPDATE,
+  FrameError,
+  type UpdateHeader,
+  type UpdateResponse,
+} from './protocol.ts';
+import type { Storage } from './storage/types.ts';
+
+export interface AggregatorOptions {
+  readonly storage: Storage;
+  readonly coordinator: (taskId: string) => TaskCoordinator | null;
+  readonly admission: AdmissionCounter;
+  readonly signer: AssignmentSigner;
+  readonly now?: () => number;
+}
+
+const REJECTION_CODES = {
+  stale: 'stale',
+  wrong_round: 'stale',
+  shape: 'shape',
+  non_finite: 'non_finite',
+  unknown_version: 'unknown_version',
+  not_assigned: 'not_assigned',
+  secagg_abort: 'internal',
+} as const;
+
+function parseHeader(header: Record<string, unknown>): UpdateHeader {
+  const { taskId, assignmentId, baseVersion, numExamples, trainLoss } = header;
+  if (typeof taskId !== 'string' || typeof assignmentId !== 'string')
+    throw new ApiError('bad_request', 'update header needs string taskId and assignmentId');
+  if (typeof baseVersion !== 'number' || !Number.isInteger(baseVersion) || baseVersion < 0)
+    throw new ApiError('bad_request', 'update header needs an integer baseVersion ≥ 0');
+  if (typeof numExamples !== 'number')
+    throw new ApiError('bad_request', 'update header needs a numeric numExamples');
+  if (!(Number.isFinite(numExamples) && numExamples >= 0))
+    throw new ApiError('non_finite', `numExamples must be a finite number ≥ 0, got ${numExamples}`);
+  if (trainLoss !== undefined && trainLoss !== null && typeof trainLoss !== 'number')
+    throw new ApiError('bad_request', 'trainLoss must be a number');
+  const base = { taskId, assignmentId, baseVersion, numExamples };
+  return typeof trainLoss === 'number' && Number.isFinite(trainLoss) ? { ...base, trainLoss } : base;
+}
+
+/** Squared L2 norm, or NaN as soon as a non-finite value shows up (one pass for both checks). */
+function squaredNormOrNaN(values: Float32Array): number {
+  let sum = 0;
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i] as number;
+    sum += v * v;
+  }
+  // Any NaN/±Inf makes the sum NaN or Infinity; finite inputs whose squares overflow do too, and
+  // a delta that large would fail any norm bound anyway.
+  return sum;
+}
+
+export class Aggregator {
+  /** Updates being folded/journaled now, by assignment: a concurrent replay waits for the first. */
+  private readonly pending = new Map<string, Promise<UpdateResponse>>();
+  private readonly now: () => number;
+
+  constructor(private readonly options: AggregatorOptions) {
+    this.now = options.now ?? Date.now;
+  }
+
+  /**
+   * Handles one upload for `routeTaskId` by `deviceId`. Resolves with the response to send (a
+   * replay of an applied assignment gets the original answer with `duplicate: true`); throws an
+   * ApiError for every refusal.
+   */
+  async submit(
+    deviceId: string,
+    routeTaskId: string,
+    idempotencyKey: string | undefined,
+    body: Uint8Array,
+  ): Promise<UpdateResponse> {
+    if (idempotencyKey === undefined || idempotencyKey.length === 0 || idempotencyKey.length > 256)
+      throw new ApiError('bad_request', 'an Idempotency-Key header (1–256 characters) is required');
+    const coordinator = this.options.coordinator(routeTaskId);
+    if (coordinator === null) throw new ApiError('not_found', `unknown task ${routeTaskId}`);
+    let frame: ReturnType<typeof decodeFrame<Record<string, unknown>>>;
+    try {
+      frame = decodeFrame<Record<string, unknown>>(body, FRAME_KIND_UPDATE, { copy: false });
+    } catch (error) {
+      if (error instanceof FrameError) throw new ApiError('bad_request', error.message);
+      throw error;
+    }
+    const header = parseHeader(frame.header);
+    if (header.taskId !== routeTaskId)
+      throw new ApiError('bad_request', `frame is for task ${header.taskId}, the URL for ${routeTaskId}`);
+    const claims = this.options.signer.verify(header.assignmentId);
+    if (claims === null || claims.taskId !== routeTaskId)
+      return this.refuse(coordinator, 'not_assigned', 'unknown assignment for this task');
+    if (claims.deviceId !== deviceId)
+      throw new ApiError('forbidden', 'this assignment belongs to another device');
+    if (claims.version !== header.baseVersion)
+      return this.refuse(
+        coordinator,
+        'unknown_version',
+        `assignment was for version ${claims.version}, the update says ${header.baseVersion}`,
+      );
+
+    // Deduplicate before anything can change state; a replay gets the first answer.
+    const key = header.assignmentId;
+    const inFlight = this.pending.get(key);
+    if (inFlight !== undefined) return { ...(await inFlight), duplicate: true };
+    let settle!: (response: UpdateResponse) => void;
+    let fail!: (error: unknown) => void;
+    const mine = new Promise<UpdateResponse>((resolve, reject) => {
+      settle = resolve;
+      fail = reject;
+    });
+    mine.catch(() => {});
+    this.pending.set(key, mine);
+    try {
+      const applied = await this.options.storage.lookupIdempotencyKey(routeTaskId, key);
+      if (applied !== null) {
+        const response = { ...(applied.response as UpdateResponse), duplicate: true };
+        settle(response);
+        return response;
+      }
+      if (claims.deadline < this.now()) {
+        void this.options.admission.release(routeTaskId, key);
+        return this.refuse(coordinator, 'not_assigned', 'the assignment has lapsed; check in again');
+      }
+      const delta = frame.floats;
+      if (delta.length !== coordinator.numParams)
+        return this.refuse(
+          coordinator,
+          'shape',
+          `update has ${delta.length} values, the model ${coordinator.numParams}`,
+        );
+      const squaredNorm = squaredNormOrNaN(delta);
+      if (!Number.isFinite(squaredNorm)) {
+        // Tell NaN/Inf apart from an overflowing (but finite) update.
+        for (let i = 0; i < delta.length; i++)
+          if (!Number.isFinite(delta[i] as number))
+            return this.refuse(coordinator, 'non_finite', 'update contains NaN or Infinity');
+      }
+      const bound = coordinator.runtime.spec.normBound;
+      if (bound !== undefined && !(Math.sqrt(squaredNorm) <= bound))
+        return this.refuse(
+          coordinator,
+          'norm_bound',
+          `update norm ${Math.sqrt(squaredNorm).toPrecision(4)} exceeds ${bound}`,
+        );
+      const input =
+        header.trainLoss === undefined
+          ? {
+              idempotencyKey: key,
+              deviceId,
+              assignmentId: key,
+              baseVersion: header.baseVersion,
+              numExamples: header.numExamples,
+              delta,
+            }
+          : {
+              idempotencyKey: key,
+              deviceId,
+              assignmentId: key,
+              baseVersion: header.baseVersion,
+              numExamples: header.numExamples,
+              delta,
+              trainLoss: header.trainLoss,
+            };
+      const outcome: UpdateResponse | Rejected = await coordinator.submit(input);
+      void this.options.admission.release(routeTaskId, key);
+      if ('kind' in outcome) {
+        throw new ApiError(REJECTION_CODES[outcome.reason], outcome.message);
+      }
+      settle(outcome);
+      return outcome;
+    } catch (error) {
+      fail(error);
+      throw error;
+    } finally {
+      this.pending.delete(key);
+    }
+  }
+
+  private refuse(
+    coordinator: TaskCoordinator,
+    code: (typeof REJECTION_CODES)[keyof typeof REJECTION_CODES] | 'norm_bound',
+    message: string,
+  ): never {
+    coordinator.countRejection(code);
+    throw new ApiError(code, message);
+  }
+}

@@ -1,0 +1,498 @@
+/**
+ * Coordinator role: owns one task's model versions. It restores the latest checkpoint and replays
+ * the journal on start, folds accepted updates into the task's strategy (the same src/fl state
+ * machine the simulator drives), journals them in fold order, publishes a version only once every
+ * update behind it is durable, and checkpoints every `checkpointEvery` versions (the storage drops
+ * the journal prefix the checkpoint covers in the same transaction). A lease makes sure only one
+ * coordinator acts for a task.
+ */
+import { gzip } from 'node:zlib';
+import { OrchardError } from '../core/errors.ts';
+import type { DurableStrategy, Strategy, StrategySnapshot, UpdateOutcome } from '../fl/types.ts';
+import { evaluate } from '../nn/index.ts';
+import { ApiError } from './errors.ts';
+import type { Lease } from './lease.ts';
+import { decodeFrame, encodeFrame, FRAME_KIND_MODEL, type UpdateResponse } from './protocol.ts';
+import type { Checkpoint, MetricRecord, Storage } from './storage/types.ts';
+import type { TaskRuntime } from './task.ts';
+
+/** Frame kind of the strategy state inside a checkpoint (never sent over the wire). */
+const FRAME_KIND_STATE = 3;
+
+export function encodeStrategyState(snapshot: StrategySnapshot): Uint8Array {
+  const slots = snapshot.optimizer?.slots ?? [];
+  const buffer = snapshot.buffer;
+  const n = snapshot.params.length;
+  const floats = new Float32Array(n * (slots.length + (buffer ? 1 : 0)));
+  let at = 0;
+  if (buffer) {
+    floats.set(buffer.sum, at);
+    at += n;
+  }
+  for (const slot of slots) {
+    floats.set(slot, at);
+    at += n;
+  }
+  const header = {
+    version: snapshot.version,
+    buffer: buffer ? { count: buffer.count, examples: buffer.examples } : null,
+    optimizerSteps: snapshot.optimizer?.steps ?? 0,
+    slots: slots.length,
+  };
+  return encodeFrame(FRAME_KIND_STATE, header, floats);
+}
+
+export function decodeStrategyState(
+  bytes: Uint8Array,
+  params: Float32Array,
+  version: number,
+): StrategySnapshot {
+  const { header, floats } = decodeFrame<{
+    buffer: { count: number; examples: number } | null;
+    optimizerSteps: number;
+    slots: number;
+  }>(bytes, FRAME_KIND_STATE);
+  const n = params.length;
+  const parts = (header.buffer ? 1 : 0) + header.slots;
+  if (floats.length !== n * parts)
+    throw new OrchardError(
+      'INVALID_STATE',
+      `checkpoint state has ${floats.length} floats, expected ${n * parts}`,
+    );
+  let at = 0;
+  const next = () => {
+    const part = floats.subarray(at, at + n);
+    at += n;
+    return part;
+  };
+  const buffer = header.buffer
+    ? { sum: next(), count: header.buffer.count, examples: header.buffer.examples }
+    : undefined;
+  const slots = Array.from({ length: header.slots }, next);
+  const base = { version, params, optimizer: { steps: header.optimizerSteps, slots } };
+  return buffer ? { ...base, buffer } : base;
+}
+
+/** What the aggregator hands over once an update passed every stateless check. */
+export interface FoldInput {
+  readonly idempotencyKey: string;
+  readonly deviceId: string;
+  readonly assignmentId: string;
+  readonly baseVersion: number;
+  readonly numExamples: number;
+  readonly delta: Float32Array;
+  readonly trainLoss?: number;
+}
+
+export type Rejected = Extract<UpdateOutcome, { kind: 'rejected' }>;
+
+export type ServerEvent =
+  | {
+      readonly type: 'version';
+      readonly data: { readonly taskId: string; readonly version: number; readonly at: number };
+    }
+  | { readonly type: 'metrics'; readonly data: MetricRecord };
+
+interface PublishedModel {
+  readonly version: number;
+  readonly params: Float32Array;
+  frame?: Uint8Array;
+  gzipped?: Promise<Uint8Array | null>;
+}
+
+export interface CoordinatorOptions {
+  readonly storage: Storage;
+  readonly lease: Lease;
+  /** Identifies this coordinator process in the lease. */
+  readonly holderId: string;
+  readonly leaseTtlMs?: number;
+  /** Published versions kept for download (clients may still be fetching an older one). */
+  readonly keepVersions?: number;
+  /** Clients training now (from the admission counter), for metrics. */
+  readonly inFlight?: () => Promise<number>;
+  readonly log?: (message: string) => void;
+}
+
+type State = 'stopped' | 'recovering' | 'ready' | 'lost_lease' | 'closed';
+
+/** Accepted-update counts per second over a sliding window, for updates/s. */
+class RateWindow {
+  private readonly buckets = new Float64Array(10);
+  private bucketSecond = 0;
+  add(now: number): void {
+    this.advance(now);
+    const i = this.bucketSecond % this.buckets.length;
+    this.buckets[i] = (this.buckets[i] as number) + 1;
+  }
+  perSecond(now: number): number {
+    this.advance(now);
+    let sum = 0;
+    for (let i = 0; i < this.buckets.length; i++)
+      if (i !== this.bucketSecond % this.buckets.length) sum += this.buckets[i] as number;
+    return sum / (this.buckets.length - 1);
+  }
+  private advance(now: number): void {
+    const second = Math.floor(now / 1000);
+    if (second - this.bucketSecond >= this.buckets.length) this.buckets.fill(0);
+    else for (let s = this.bucketSecond + 1; s <= second; s++) this.buckets[s % this.buckets.length] = 0;
+    this.bucketSecond = Math.max(this.bucketSecond, second);
+  }
+}
+
+export class TaskCoordinator {
+  readonly taskId: string;
+  private state: State = 'stopped';
+  private strategy: (Strategy & DurableStrategy) | null = null;
+  private nextClientId = 1;
+  private readonly published = new Map<number, PublishedModel>();
+  private latest = -1;
+  private lastCheckpointVersion = -1;
+  /** Journal appends run one after another so sequence numbers follow the fold order. */
+  private appendChain: Promise<unknown> = Promise.resolve();
+  private checkpointChain: Promise<unknown> = Promise.resolve();
+  private leaseTimer: NodeJS.Timeout | null = null;
+  private recovering: Promise<void> | null = null;
+  private readonly listeners = new Set<(event: ServerEvent) => void>();
+  private readonly rate = new RateWindow();
+  private lastMetricAt = 0;
+  private stalenessSum = 0;
+  private stalenessCount = 0;
+  readonly counts = { accepted: 0, rejected: {} as Record<string, number> };
+  private readonly keepVersions: number;
+  private readonly log: (message: string) => void;
+
+  constructor(
+    readonly runtime: TaskRuntime,
+    private readonly options: CoordinatorOptions,
+  ) {
+    this.taskId = runtime.spec.taskId;
+    this.keepVersions = options.keepVersions ?? 32;
+    this.log = options.log ?? (() => {});
+  }
+
+  get ready(): boolean {
+    return this.state === 'ready';
+  }
+
+  /** The newest version whose every update is durable: what check-ins hand out. */
+  get version(): number {
+    return this.latest;
+  }
+
+  get numParams(): number {
+    return this.runtime.initialParams.length;
+  }
+
+  subscribe(listener: (event: ServerEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private emit(event: ServerEvent): void {
+    for (const listener of this.listeners) listener(event);
+  }
+
+  /** Takes the lease, stores the task definition if new, and recovers the model. */
+  async start(): Promise<void> {
+    const ttl = this.options.leaseTtlMs ?? 10_000;
+    if (!(await this.options.lease.tryAcquire(this.leaseKey, this.options.holderId, ttl)))
+      throw new ApiError('unavailable', `another coordinator holds the lease of task ${this.taskId}`);
+    this.leaseTimer = setInterval(() => void this.renewLease(ttl), Math.max(50, ttl / 3));
+    this.leaseTimer.unref();
+    const existing = await this.options.storage.getTask(this.taskId);
+    if (existing === null)
+      await this.options.storage.putTask({
+        taskId: this.taskId,
+        spec: this.runtime.spec,
+        createdAt: Date.now(),
+      });
+    await this.recover();
+  }
+
+  private get leaseKey(): string {
+    return `orchard:coordinator:${this.taskId}`;
+  }
+
+  private async renewLease(ttl: number): Promise<void> {
+    if (this.state === 'closed') return;
+    let held = false;
+    try {
+      held = await this.options.lease.tryAcquire(this.leaseKey, this.options.holderId, ttl);
+    } catch (error) {
+      this.log(`lease renewal failed: ${(error as Error).message}`);
+    }
+    if (!held && this.state !== 'lost_lease') {
+      // Someone else may act now: stop at once, and rebuild from storage if the lease comes back.
+      this.state = 'lost_lease';
+      this.log(`task ${this.taskId}: lost the coordinator lease`);
+    } else if (held && this.state === 'lost_lease') {
+      void this.recover();
+    }
+  }
+
+  /** Loads the latest checkpoint and replays the journal after it. */
+  recover(): Promise<void> {
+    this.recovering ??= this.doRecover().finally(() => {
+      this.recovering = null;
+    });
+    return this.recovering;
+  }
+
+  private async doRecover(): Promise<void> {
+    this.state = 'recovering';
+    // Appends still in flight must land (or fail) before the journal is read back.
+    await this.appendChain.catch(() => {});
+    await this.checkpointChain.catch(() => {});
+    this.appendChain = Promise.resolve();
+    const storage = this.options.storage;
+    const strategy = this.runtime.newStrategy();
+    const checkpoint = await storage.latestCheckpoint(this.taskId);
+    let journalSeq = 0;
+    this.published.clear();
+    if (checkpoint !== null) {
+      strategy.restore(decodeStrategyState(checkpoint.state, checkpoint.params, checkpoint.version));
+      journalSeq = checkpoint.journalSeq;
+      this.lastCheckpointVersion = checkpoint.version;
+    } else {
+      this.lastCheckpointVersion = -1;
+    }
+    this.strategy = strategy;
+    this.publish(strategy.version, strategy.params, false);
+    const entries = await storage.journalSince(this.taskId, journalSeq);
+    let lastSnapshot: { snapshot: StrategySnapshot; seq: number } | null = null;
+    for (const entry of entries) {
+      const outcome = this.fold(entry);
+      if (outcome.kind === 'rejected') {
+        // Only accepted updates are journaled and the fold is deterministic, so this means the
+        // journal and checkpoint disagree: refuse to serve a model that silently lost an update.
+        throw new OrchardError(
+          'INVALID_STATE',
+          `journal entry ${entry.seq} of task ${this.taskId} no longer applies: ${outcome.message}`,
+        );
+      }
+      if (outcome.stepped) {
+        this.publish(outcome.version, strategy.params, false);
+        lastSnapshot = { snapshot: strategy.snapshot(), seq: entry.seq };
+      }
+    }
+    if (checkpoint === null && lastSnapshot === null)
+      lastSnapshot = { snapshot: strategy.snapshot(), seq: journalSeq };
+    if (lastSnapshot !== null && lastSnapshot.snapshot.version > this.lastCheckpointVersion)
+      await this.saveCheckpoint(lastSnapshot.snapshot, lastSnapshot.seq);
+    this.log(
+      `task ${this.taskId}: recovered version ${strategy.version} (checkpoint ${checkpoint?.version ?? 'none'}, ${entries.length} journal entries replayed)`,
+    );
+    this.state = 'ready';
+    this.emit({ type: 'version', data: { taskId: this.taskId, version: this.latest, at: Date.now() } });
+    const params = strategy.params;
+    const version = this.latest;
+    setImmediate(() => void this.recordMetrics(version, params, this.runtime.spec.evalEvery > 0));
+  }
+
+  /** Folds one update into the strategy (synchronous: no other update interleaves). */
+  private fold(input: Omit<FoldInput, 'idempotencyKey'>): UpdateOutcome {
+    const strategy = this.strategy;
+    if (strategy === null) throw new Error('coordinator not started');
+    const clientId = this.nextClientId++;
+    if (
+      !(
+        Number.isInteger(input.baseVersion) &&
+        input.baseVersion >= 0 &&
+        input.baseVersion <= strategy.version
+      )
+    )
+      return {
+        kind: 'rejected',
+        reason: 'unknown_version',
+        message: `base version ${input.baseVersion} was never issued (current ${strategy.version})`,
+      };
+    strategy.resumeAssignment(clientId, input.baseVersion);
+    const update =
+      input.trainLoss === undefined
+        ? { clientId, baseVersion: input.baseVersion, delta: input.delta, numExamples: input.numExamples }
+        : {
+            clientId,
+            baseVersion: input.baseVersion,
+            delta: input.delta,
+            numExamples: input.numExamples,
+            trainLoss: input.trainLoss,
+          };
+    return strategy.onUpdate(update, Date.now());
+  }
+
+  /**
+   * Folds an update that passed the aggregator's checks, journals it and resolves once it is
+   * durable. A rejection (stale, wrong version) changes nothing and is returned as is.
+   */
+  async submit(input: FoldInput): Promise<UpdateResponse | Rejected> {
+    if (this.state !== 'ready' || this.strategy === null)
+      throw new ApiError('unavailable', `task ${this.taskId} is ${this.state}; retry shortly`, 1000);
+    const outcome = this.fold(input);
+    if (outcome.kind === 'rejected') {
+      this.countRejection(outcome.reason);
+      return outcome;
+    }
+    const response: UpdateResponse = {
+      accepted: true,
+      duplicate: false,
+      staleness: outcome.staleness,
+      version: outcome.version,
+    };
+    const strategy = this.strategy;
+    const stepped = outcome.stepped
+      ? {
+          version: outcome.version,
+          params: strategy.params,
+          snapshot: outcome.version % this.runtime.spec.checkpointEvery === 0 ? strategy.snapshot() : null,
+        }
+      : null;
+    const storage = this.options.storage;
+    const append = this.appendChain.then(() =>
+      storage.appendAccepted({
+        taskId: this.taskId,
+        idempotencyKey: input.idempotencyKey,
+        deviceId: input.deviceId,
+        assignmentId: input.assignmentId,
+        baseVersion: input.baseVersion,
+        numExamples: input.numExamples,
+        delta: input.delta,
+        response,
+        acceptedAt: Date.now(),
+      }),
+    );
+    this.appendChain = append;
+    let result: Awaited<typeof append>;
+    try {
+      result = await append;
+    } catch (error) {
+      this.failed(`journal append failed: ${(error as Error).message}`);
+      throw new ApiError('unavailable', 'the update could not be stored; retry shortly', 1000);
+    }
+    if (result.kind === 'duplicate') {
+      // Another process applied this key first: our in-memory fold is one too many.
+      this.failed('an idempotency key was applied by another process');
+      return { ...(result.response as UpdateResponse), duplicate: true };
+    }
+    const now = Date.now();
+    this.counts.accepted++;
+    this.rate.add(now);
+    this.stalenessSum += outcome.staleness;
+    this.stalenessCount++;
+    if (stepped !== null) {
+      this.publish(stepped.version, stepped.params, true);
+      if (stepped.snapshot !== null) void this.saveCheckpoint(stepped.snapshot, result.seq);
+    }
+    return response;
+  }
+
+  countRejection(reason: string): void {
+    this.counts.rejected[reason] = (this.counts.rejected[reason] ?? 0) + 1;
+  }
+
+  private failed(why: string): void {
+    if (this.state !== 'ready') return;
+    this.log(`task ${this.taskId}: ${why}; rebuilding from storage`);
+    this.state = 'recovering';
+    void this.recover().catch((error: unknown) => {
+      this.log(`task ${this.taskId}: recovery failed: ${(error as Error).message}`);
+      this.state = 'stopped';
+    });
+  }
+
+  private saveCheckpoint(snapshot: StrategySnapshot, journalSeq: number): Promise<void> {
+    const checkpoint: Checkpoint = {
+      taskId: this.taskId,
+      version: snapshot.version,
+      params: snapshot.params,
+      state: encodeStrategyState(snapshot),
+      journalSeq,
+      createdAt: Date.now(),
+    };
+    const save = this.checkpointChain.then(async () => {
+      if (checkpoint.version <= this.lastCheckpointVersion) return;
+      await this.options.storage.saveCheckpoint(checkpoint);
+      this.lastCheckpointVersion = checkpoint.version;
+    });
+    this.checkpointChain = save.catch((error: unknown) => {
+      this.log(`task ${this.taskId}: checkpoint ${checkpoint.version} failed: ${(error as Error).message}`);
+    });
+    return this.checkpointChain as Promise<void>;
+  }
+
+  private publish(version: number, params: Float32Array, live: boolean): void {
+    this.published.set(version, { version, params });
+    if (version > this.latest || !live) this.latest = version;
+    for (const v of this.published.keys()) if (v <= this.latest - this.keepVersions) this.published.delete(v);
+    if (!live) return;
+    const at = Date.now();
+    this.emit({ type: 'version', data: { taskId: this.taskId, version, at } });
+    const evalEvery = this.runtime.spec.evalEvery;
+    const evalNow = evalEvery > 0 && version % evalEvery === 0;
+    if (evalNow || at - this.lastMetricAt >= 1000) {
+      this.lastMetricAt = at;
+      setImmediate(() => void this.recordMetrics(version, params, evalNow));
+    }
+  }
+
+  /** Metrics of one version: accuracy and loss on the held-out set (when due), rates, staleness. */
+  private async recordMetrics(version: number, params: Float32Array, withEval: boolean): Promise<void> {
+    try {
+      const values: Record<string, unknown> = {
+        updatesPerSecond: this.rate.perSecond(Date.now()),
+        staleness: this.stalenessCount === 0 ? 0 : this.stalenessSum / this.stalenessCount,
+        accepted: this.counts.accepted,
+        rejected: { ...this.counts.rejected },
+        inFlight: this.options.inFlight ? await this.options.inFlight() : 0,
+      };
+      this.stalenessSum = 0;
+      this.stalenessCount = 0;
+      const test = withEval ? this.runtime.testSet() : null;
+      if (test !== null) {
+        const evaluation = evaluate(this.runtime.model, params, test, this.runtime.spec.evalSubset);
+        values.accuracy = evaluation.accuracy;
+        values.loss = evaluation.loss;
+      }
+      const metric: MetricRecord = { taskId: this.taskId, version, at: Date.now(), values };
+      if (this.state === 'closed') return;
+      await this.options.storage.appendMetric(metric);
+      this.emit({ type: 'metrics', data: metric });
+    } catch (error) {
+      this.log(`task ${this.taskId}: metrics for version ${version} failed: ${(error as Error).message}`);
+    }
+  }
+
+  /** The model frame of a published version (null: unknown or no longer kept). */
+  modelFrame(version: number): Uint8Array | null {
+    const model = this.published.get(version);
+    if (model === undefined) return null;
+    model.frame ??= encodeFrame(FRAME_KIND_MODEL, { taskId: this.taskId, version }, model.params);
+    return model.frame;
+  }
+
+  /** The gzipped model frame when gzip saves at least 10%, else null. Computed once per version. */
+  modelFrameGzip(version: number): Promise<Uint8Array | null> {
+    const model = this.published.get(version);
+    const frame = this.modelFrame(version);
+    if (model === undefined || frame === null) return Promise.resolve(null);
+    model.gzipped ??= new Promise((resolve) => {
+      gzip(frame, { level: 6 }, (error, out) => {
+        resolve(error === null && out.length < frame.length * 0.9 ? out : null);
+      });
+    });
+    return model.gzipped;
+  }
+
+  /** Current global parameters (the newest published version). */
+  params(): Float32Array | null {
+    return this.published.get(this.latest)?.params ?? null;
+  }
+
+  async close(): Promise<void> {
+    if (this.leaseTimer !== null) clearInterval(this.leaseTimer);
+    await this.appendChain.catch(() => {});
+    await this.checkpointChain.catch(() => {});
+    this.state = 'closed';
+    this.listeners.clear();
+    await this.options.lease.release(this.leaseKey, this.options.holderId).catch(() => {});
+  }
+}

@@ -1,0 +1,320 @@
+/**
+ * HTTP transport of the server roles (fastify): JSON for control messages, binary frames for
+ * models and updates, server-sent events for push. Every refusal is a typed 4xx body
+ * `{error:{code,message}}`; tokens are checked before a body is read; bodies have a size limit and
+ * a deadline (slow senders get 408 and the connection is closed).
+ */
+import type { IncomingMessage } from 'node:http';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { AdmissionCounter } from './admission.ts';
+import type { Aggregator } from './aggregator.ts';
+import type { DeviceAuth } from './auth.ts';
+import type { ServerEvent, TaskCoordinator } from './coordinator.ts';
+import { ApiError } from './errors.ts';
+import { BINARY_CONTENT_TYPE, type MetricsResponse, ROUTES, type StatusResponse } from './protocol.ts';
+import { parseCheckinRequest, type Selector } from './selector.ts';
+import type { Storage } from './storage/types.ts';
+
+export interface HttpLimits {
+  /** Largest accepted update frame in bytes. */
+  readonly maxUpdateBytes: number;
+  /** Largest JSON body. */
+  readonly maxJsonBytes: number;
+  /** A request body must arrive completely within this. */
+  readonly bodyTimeoutMs: number;
+  /** An idle connection is closed after this. */
+  readonly idleTimeoutMs: number;
+}
+
+export interface HttpRoles {
+  readonly auth: DeviceAuth;
+  readonly storage: Storage;
+  readonly admission: AdmissionCounter;
+  readonly selector: Selector | null;
+  readonly aggregator: Aggregator | null;
+  readonly coordinators: ReadonlyMap<string, TaskCoordinator>;
+  /** Status of tasks this process does not coordinate (a selector-only process reads storage). */
+  readonly dashboardHtml: (() => string) | null;
+  readonly log: (message: string) => void;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    deviceId?: string;
+  }
+}
+
+/** Reads a request body into one buffer (exactly sized when Content-Length is given), with a size
+ *  limit and a deadline. Refusals leave the rest of the body unread; the caller closes the socket. */
+export function readBody(stream: IncomingMessage, limit: number, timeoutMs: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const declaredHeader = stream.headers['content-length'];
+    const declared = declaredHeader === undefined ? null : Number(declaredHeader);
+    if (declared !== null && !(Number.isSafeInteger(declared) && declared >= 0)) {
+      reject(new ApiError('bad_request', 'invalid Content-Length'));
+      return;
+    }
+    if (declared !== null && declared > limit) {
+      reject(new ApiError('payload_too_large', `body of ${declared} bytes exceeds the limit of ${limit}`));
+      return;
+    }
+    const exact = declared === null ? null : Buffer.allocUnsafeSlow(declared);
+    const chunks: Buffer[] = [];
+    let received = 0;
+    const finish = (error: ApiError | null) => {
+      clearTimeout(timer);
+      stream.off('data', onData);
+      stream.off('end', onEnd);
+      stream.off('error', onError);
+      stream.off('aborted', onAborted);
+      if (error !== null) {
+        stream.pause();
+        reject(error);
+      } else if (exact !== null) resolve(exact);
+      else resolve(Buffer.concat(chunks, received));
+    };
+    const onData = (chunk: Buffer) => {
+      if (received + chunk.length > (declared ?? limit)) {
+        finish(
+          declared === null
+            ? new ApiError('payload_too_large', `body exceeds the limit of ${limit} bytes`)
+            : new ApiError('bad_request', 'body is longer than its Content-Length'),
+        );
+        return;
+      }
+      if (exact !== null) chunk.copy(exact, received);
+      else chunks.push(chunk);
+      received += chunk.length;
+    };
+    const onEnd = () => {
+      if (declared !== null && received !== declared)
+        finish(new ApiError('bad_request', `body ended after ${received} of ${declared} bytes`));
+      else finish(null);
+    };
+    const onError = () => finish(new ApiError('bad_request', 'request body stream failed'));
+    const onAborted = () => finish(new ApiError('bad_request', 'request aborted'));
+    const timer = setTimeout(
+      () => finish(new ApiError('timeout', `request body not received within ${timeoutMs} ms`)),
+      timeoutMs,
+    );
+    stream.on('data', onData);
+    stream.on('end', onEnd);
+    stream.on('error', onError);
+    stream.on('aborted', onAborted);
+  });
+}
+
+/** Maps any error to the typed API error sent to the client. */
+export function toApiError(error: unknown): ApiError {
+  if (error instanceof ApiError) return error;
+  const e = error as { code?: string; statusCode?: number; message?: string };
+  const message = e.message ?? 'error';
+  if (e.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return new ApiError('payload_too_large', message);
+  if (e.statusCode === 413) return new ApiError('payload_too_large', message);
+  if (e.statusCode === 408) return new ApiError('timeout', message);
+  if (e.statusCode === 404) return new ApiError('not_found', message);
+  if (e.statusCode !== undefined && e.statusCode >= 400 && e.statusCode < 500)
+    return new ApiError('bad_request', message);
+  return new ApiError('internal', 'internal server error');
+}
+
+function sendError(request: FastifyRequest, reply: FastifyReply, error: ApiError): void {
+  // A refusal before the whole body arrived: do not read the rest, drop the connection after replying.
+  if (!request.raw.complete) reply.header('connection', 'close');
+  if (error.retryAfterMs !== undefined)
+    reply.header('retry-after', String(Math.ceil(error.retryAfterMs / 1000)));
+  void reply.code(error.status).type('application/json').send(error.body());
+}
+
+function stringParam(params: unknown, name: string): string {
+  const value = (params as Record<string, unknown>)[name];
+  if (typeof value !== 'string') throw new ApiError('bad_request', `missing ${name}`);
+  return value;
+}
+
+export function buildHttp(roles: HttpRoles, limits: HttpLimits): FastifyInstance {
+  const app = Fastify({
+    logger: false,
+    bodyLimit: limits.maxJsonBytes,
+    connectionTimeout: limits.idleTimeoutMs,
+    keepAliveTimeout: Math.min(limits.idleTimeoutMs, 65_000),
+    requestTimeout: limits.bodyTimeoutMs * 2,
+    forceCloseConnections: true,
+    return503OnClosing: true,
+  });
+  const { auth } = roles;
+
+  app.addContentTypeParser(BINARY_CONTENT_TYPE, (_request, payload, done) => {
+    readBody(payload, limits.maxUpdateBytes, limits.bodyTimeoutMs).then(
+      (body) => done(null, body),
+      (error: Error) => done(error, undefined),
+    );
+  });
+
+  app.setErrorHandler((error, request, reply) => {
+    const api = toApiError(error);
+    if (api.code === 'internal')
+      roles.log(`internal error on ${request.method} ${request.url}: ${(error as Error).stack ?? error}`);
+    sendError(request, reply, api);
+  });
+  app.setNotFoundHandler((request, reply) => {
+    sendError(
+      request,
+      reply,
+      new ApiError('not_found', `no route ${request.method} ${request.url.split('?')[0]}`),
+    );
+  });
+
+  /** Device routes: the bearer token is checked before the body is read. */
+  const device = {
+    onRequest: async (request: FastifyRequest) => {
+      request.deviceId = await auth.authenticate(request.headers.authorization);
+    },
+  };
+  const deviceOf = (request: FastifyRequest): string => {
+    if (request.deviceId === undefined) throw new ApiError('unauthenticated', 'not authenticated');
+    return request.deviceId;
+  };
+  const coordinatorOf = (taskId: string): TaskCoordinator => {
+    const coordinator = roles.coordinators.get(taskId);
+    if (coordinator === undefined) throw new ApiError('not_found', `unknown task ${taskId}`);
+    return coordinator;
+  };
+
+  app.get(ROUTES.health, async () => ({ ok: true }));
+
+  app.post(ROUTES.register, async (request, reply) => {
+    const body = request.body as { enrollmentKey?: unknown } | null;
+    const registered = await auth.register(body?.enrollmentKey);
+    return reply.code(201).send(registered);
+  });
+
+  app.post(ROUTES.revoke, async (request) => {
+    await auth.revoke(request.headers.authorization, stringParam(request.params, 'deviceId'));
+    return { revoked: true };
+  });
+
+  const selector = roles.selector;
+  if (selector !== null)
+    app.post(ROUTES.checkin, device, async (request) =>
+      selector.checkin(deviceOf(request), parseCheckinRequest(request.body)),
+    );
+
+  if (roles.coordinators.size > 0) {
+    app.get(ROUTES.model, device, async (request, reply) => {
+      const coordinator = coordinatorOf(stringParam(request.params, 'taskId'));
+      const raw = stringParam(request.params, 'version');
+      const version = raw === 'latest' ? coordinator.version : Number(raw);
+      if (!(Number.isInteger(version) && version >= 0))
+        throw new ApiError('bad_request', `bad version ${raw}`);
+      if (version > coordinator.version)
+        throw new ApiError('unknown_version', `version ${version} does not exist yet`);
+      const frame = coordinator.modelFrame(version);
+      if (frame === null)
+        throw new ApiError(
+          'not_found',
+          `version ${version} is no longer served (current ${coordinator.version}); check in again`,
+        );
+      let bytes = frame;
+      if (/\bgzip\b/.test(String(request.headers['accept-encoding'] ?? ''))) {
+        const gzipped = await coordinator.modelFrameGzip(version);
+        if (gzipped !== null) {
+          bytes = gzipped;
+          reply.header('content-encoding', 'gzip');
+        }
+      }
+      reply.header('vary', 'accept-encoding');
+      reply.header('cache-control', 'private, max-age=31536000, immutable');
+      return reply
+        .type(BINARY_CONTENT_TYPE)
+        .send(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+    });
+  }
+
+  const aggregator = roles.aggregator;
+  if (aggregator !== null)
+    app.post(ROUTES.update, { ...device, bodyLimit: limits.maxUpdateBytes }, async (request) => {
+      if (!Buffer.isBuffer(request.body))
+        throw new ApiError('bad_request', `updates must be sent as ${BINARY_CONTENT_TYPE}`);
+      const key = request.headers['idempotency-key'];
+      return aggregator.submit(
+        deviceOf(request),
+        stringParam(request.params, 'taskId'),
+        typeof key === 'string' ? key : undefined,
+        request.body,
+      );
+    });
+
+  app.get(ROUTES.status, async (): Promise<StatusResponse> => {
+    const tasks = [];
+    for (const c of roles.coordinators.values())
+      tasks.push({
+        taskId: c.taskId,
+        version: c.version,
+        inFlight: await roles.admission.inFlight(c.taskId),
+        accepted: c.counts.accepted,
+        rejected: { ...c.counts.rejected },
+      });
+    return { tasks };
+  });
+
+  app.get(ROUTES.metrics, async (request): Promise<MetricsResponse> => {
+    const query = request.query as { taskId?: string; limit?: string };
+    const taskId = query.taskId ?? roles.coordinators.keys().next().value;
+    if (taskId === undefined || (await roles.storage.getTask(taskId)) === null)
+      throw new ApiError('not_found', `unknown task ${String(taskId)}`);
+    const limit = query.limit === undefined ? 500 : Number(query.limit);
+    if (!(Number.isInteger(limit) && limit > 0 && limit <= 10_000))
+      throw new ApiError('bad_request', 'limit must be an integer in [1, 10000]');
+    return { taskId, metrics: await roles.storage.metrics(taskId, limit) };
+  });
+
+  const streams = new Set<() => void>();
+  app.get(ROUTES.events, (request, reply) => {
+    reply.hijack();
+    const res = reply.raw;
+    res.writeHead(200, {
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-cache',
+      connection: 'keep-alive',
+      'x-accel-buffering': 'no',
+    });
+    const send = (event: ServerEvent) => {
+      // A client that stopped reading is dropped rather than buffered without bound.
+      if (res.writableLength > 1 << 20) {
+        cleanup();
+        res.destroy();
+        return;
+      }
+      res.write(`event: ${event.type}\ndata: ${JSON.stringify(event.data)}\n\n`);
+    };
+    const unsubscribe: Array<() => void> = [];
+    for (const c of roles.coordinators.values()) {
+      send({ type: 'version', data: { taskId: c.taskId, version: c.version, at: Date.now() } });
+      unsubscribe.push(c.subscribe(send));
+    }
+    const heartbeat = setInterval(() => res.write(': keep-alive\n\n'), 15_000);
+    const cleanup = () => {
+      clearInterval(heartbeat);
+      for (const u of unsubscribe) u();
+      streams.delete(end);
+    };
+    const end = () => {
+      cleanup();
+      res.end();
+    };
+    streams.add(end);
+    request.raw.on('close', cleanup);
+  });
+  app.addHook('onClose', async () => {
+    for (const end of [...streams]) end();
+  });
+
+  const dashboard = roles.dashboardHtml;
+  app.get('/', async (_request, reply) => {
+    if (dashboard === null) throw new ApiError('not_found', 'no dashboard in this build');
+    return reply.type('text/html; charset=utf-8').send(dashboard());
+  });
+
+  return app;
+}

@@ -1,0 +1,255 @@
+/**
+ * The Orchard production server: `startServer` runs the roles (coordinator, selector, aggregator)
+ * over one Storage and serves the HTTP API, the event stream and the dashboard. With no options it
+ * serves the foundation's default MNIST FedBuff task from SQLite in ./orchard-data.
+ */
+import { randomUUID } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { ConfigError } from '../core/errors.ts';
+import { type AdmissionCounter, LocalAdmissionCounter } from './admission.ts';
+import { Aggregator } from './aggregator.ts';
+import { AssignmentSigner } from './assignment.ts';
+import { DeviceAuth, newSecret } from './auth.ts';
+import { TaskCoordinator } from './coordinator.ts';
+import { buildHttp, type HttpLimits } from './http.ts';
+import { type Lease, LocalLease } from './lease.ts';
+import { type SelectableTask, Selector } from './selector.ts';
+import { SqliteStorage } from './storage/sqlite.ts';
+import type { Storage } from './storage/types.ts';
+import { defaultTask, parseTaskSpec, type TaskSpec, taskRuntime } from './task.ts';
+
+export { ApiError } from './errors.ts';
+export { defaultTask, parseTaskSpec, type TaskSpec } from './task.ts';
+
+export type Role = 'coordinator' | 'selector' | 'aggregator';
+export const ALL_ROLES: readonly Role[] = ['coordinator', 'selector', 'aggregator'];
+
+export interface ServerOptions {
+  /** A Storage instance, or a URL: `sqlite:<path>`, `sqlite::memory:`, `postgres://…`. Default: SQLite in dataDir. */
+  readonly storage?: Storage | string;
+  /** Data folder (SQLite file, server secrets). Default ./orchard-data. */
+  readonly dataDir?: string;
+  readonly port?: number;
+  readonly host?: string;
+  /** Task definition (raw or parsed TaskSpec). Default: the MNIST FedBuff task. */
+  readonly task?: unknown;
+  readonly enrollmentKey?: string;
+  readonly adminToken?: string;
+  /** HMAC key of assignment ids (base64url); every process of one deployment needs the same. */
+  readonly assignmentKey?: string;
+  /** Roles this process runs (default all). The coordinator also aggregates: it folds updates. */
+  readonly roles?: readonly Role[];
+  readonly lease?: Lease;
+  readonly admission?: AdmissionCounter;
+  readonly limits?: Partial<HttpLimits>;
+  readonly log?: (message: string) => void;
+}
+
+export interface RunningServer {
+  /** Origin, e.g. http://127.0.0.1:8080 (the dashboard is at `${url}/`). */
+  readonly url: string;
+  readonly enrollmentKey: string;
+  readonly adminToken: string;
+  readonly taskId: string;
+  readonly storage: Storage;
+  /** The coordinator of `taskId` (null when this process does not run that role). */
+  readonly coordinator: TaskCoordinator | null;
+  close(): Promise<void>;
+}
+
+interface Secrets {
+  enrollmentKey: string;
+  adminToken: string;
+  assignmentKey: string;
+}
+
+/** Secrets persist in the data folder (mode 0600) so a restart keeps tokens and assignments valid. */
+function loadSecrets(dataDir: string | null): Secrets {
+  const fresh = (): Secrets => ({
+    enrollmentKey: newSecret(24),
+    adminToken: newSecret(32),
+    assignmentKey: newSecret(32),
+  });
+  if (dataDir === null) return fresh();
+  const path = join(dataDir, 'secrets.json');
+  if (existsSync(path)) {
+    const parsed = JSON.parse(readFileSync(path, 'utf8')) as Partial<Secrets>;
+    if (
+      typeof parsed.enrollmentKey === 'string' &&
+      typeof parsed.adminToken === 'string' &&
+      typeof parsed.assignmentKey === 'string'
+    )
+      return parsed as Secrets;
+    throw new ConfigError(
+      [{ path, message: 'server secrets file is damaged; delete it to generate new secrets' }],
+      'server secrets',
+    );
+  }
+  const secrets = fresh();
+  const tmp = `${path}.${process.pid}.tmp`;
+  writeFileSync(tmp, `${JSON.stringify(secrets, null, 2)}\n`, { mode: 0o600 });
+  renameSync(tmp, path);
+  return secrets;
+}
+
+/** Opens the storage a URL names (backends are loaded on demand). */
+export async function openStorage(url: string, dataDir: string): Promise<Storage> {
+  if (url.startsWith('postgres://') || url.startsWith('postgresql://')) {
+    const modulePath = './storage/postgres.ts';
+    const mod = (await import(modulePath)) as {
+      PostgresStorage?: new (options: { connectionString: string }) => Storage;
+    };
+    if (mod.PostgresStorage === undefined)
+      throw new ConfigError([{ path: 'storage', message: 'no PostgreSQL backend' }], 'storage');
+    return new mod.PostgresStorage({ connectionString: url });
+  }
+  const path = url.startsWith('sqlite:') ? url.slice('sqlite:'.length) : url;
+  if (path === '') throw new ConfigError([{ path: 'storage', message: `no path in ${url}` }], 'storage');
+  return new SqliteStorage({ path: path === ':memory:' ? path : resolve(dataDir, path) });
+}
+
+export async function startServer(options: ServerOptions = {}): Promise<RunningServer> {
+  const log = options.log ?? (() => {});
+  const roles = new Set(options.roles ?? ALL_ROLES);
+  for (const role of roles)
+    if (!ALL_ROLES.includes(role))
+      throw new ConfigError([{ path: 'roles', message: `unknown role ${role}` }], 'server');
+  if (roles.has('aggregator') && !roles.has('coordinator'))
+    throw new ConfigError(
+      [
+        {
+          path: 'roles',
+          message:
+            'an aggregator process needs the coordinator role in the same process (partial-aggregate exchange is not wired)',
+        },
+      ],
+      'server',
+    );
+  const usesDataDir =
+    options.storage === undefined || typeof options.storage === 'string' || options.dataDir !== undefined;
+  const dataDir = usesDataDir ? resolve(options.dataDir ?? './orchard-data') : null;
+  if (dataDir !== null) mkdirSync(dataDir, { recursive: true });
+  const secrets = loadSecrets(dataDir);
+  const enrollmentKey = options.enrollmentKey ?? secrets.enrollmentKey;
+  const adminToken = options.adminToken ?? secrets.adminToken;
+  const assignmentKey = Buffer.from(options.assignmentKey ?? secrets.assignmentKey, 'base64url');
+
+  const ownsStorage = typeof options.storage !== 'object';
+  const storage =
+    typeof options.storage === 'object'
+      ? options.storage
+      : await openStorage(options.storage ?? 'sqlite:orchard.db', dataDir ?? '.');
+  await storage.init();
+
+  const spec: TaskSpec = options.task === undefined ? defaultTask() : parseTaskSpec(options.task);
+  const stored = await storage.getTask(spec.taskId);
+  if (stored !== null && JSON.stringify(parseTaskSpec(stored.spec)) !== JSON.stringify(spec))
+    throw new ConfigError(
+      [
+        {
+          path: 'task',
+          message: `task ${spec.taskId} already exists in this storage with a different definition`,
+        },
+      ],
+      'task',
+    );
+  const runtime = taskRuntime(spec);
+  const admission = options.admission ?? new LocalAdmissionCounter();
+  const lease = options.lease ?? new LocalLease();
+  const signer = new AssignmentSigner(assignmentKey);
+
+  const coordinators = new Map<string, TaskCoordinator>();
+  let coordinator: TaskCoordinator | null = null;
+  if (roles.has('coordinator')) {
+    coordinator = new TaskCoordinator(runtime, {
+      storage,
+      lease,
+      holderId: `${process.pid}-${randomUUID()}`,
+      inFlight: () => admission.inFlight(spec.taskId),
+      log,
+    });
+    await coordinator.start();
+    coordinators.set(spec.taskId, coordinator);
+  }
+
+  // A selector without a coordinator in this process learns versions from the checkpoints.
+  let polledVersion: number | null = null;
+  let poller: NodeJS.Timeout | null = null;
+  if (coordinator === null && roles.has('selector')) {
+    const poll = async () => {
+      try {
+        polledVersion = (await storage.latestCheckpoint(spec.taskId))?.version ?? null;
+      } catch (error) {
+        log(`version poll failed: ${(error as Error).message}`);
+      }
+    };
+    await poll();
+    poller = setInterval(() => void poll(), 500);
+    poller.unref();
+  }
+  const c = coordinator;
+  const selectable: SelectableTask = {
+    spec,
+    currentVersion: () => (c === null ? polledVersion : c.ready ? c.version : null),
+    planExtras: {
+      modelInput: runtime.modelInput,
+      seed: spec.seed,
+      ...(spec.dataset === undefined ? {} : { dataset: spec.dataset }),
+    },
+  };
+  const selector = roles.has('selector')
+    ? new Selector({ tasks: () => [selectable], admission, signer })
+    : null;
+  const aggregator =
+    coordinator === null
+      ? null
+      : new Aggregator({ storage, coordinator: (id) => coordinators.get(id) ?? null, admission, signer });
+
+  let dashboardHtml: (() => string) | null = null;
+  try {
+    const modulePath = './dashboard/page.ts';
+    const mod = (await import(modulePath)) as { dashboardHtml?: () => string };
+    dashboardHtml = mod.dashboardHtml ?? null;
+  } catch {
+    dashboardHtml = null;
+  }
+
+  const numParams = runtime.initialParams.length;
+  const limits: HttpLimits = {
+    maxUpdateBytes: numParams * 4 + 64 * 1024,
+    maxJsonBytes: 64 * 1024,
+    bodyTimeoutMs: 30_000,
+    idleTimeoutMs: 60_000,
+    ...options.limits,
+  };
+  const auth = new DeviceAuth(storage, enrollmentKey, adminToken);
+  const app = buildHttp(
+    { auth, storage, admission, selector, aggregator, coordinators, dashboardHtml, log },
+    limits,
+  );
+  const host = options.host ?? '127.0.0.1';
+  await app.listen({ port: options.port ?? 0, host });
+  const address = app.server.address();
+  if (address === null || typeof address === 'string') throw new Error('server has no TCP address');
+  const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  const url = `http://${shownHost === '0.0.0.0' ? '127.0.0.1' : shownHost === '[::]' ? '[::1]' : shownHost}:${address.port}`;
+
+  let closed = false;
+  return {
+    url,
+    enrollmentKey,
+    adminToken,
+    taskId: spec.taskId,
+    storage,
+    coordinator,
+    async close() {
+      if (closed) return;
+      closed = true;
+      if (poller !== null) clearInterval(poller);
+      await app.close();
+      for (const co of coordinators.values()) await co.close();
+      if (ownsStorage) await storage.close();
+    },
+  };
+}
