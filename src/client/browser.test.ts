@@ -1,0 +1,126 @@
+/**
+ * The SDK in headless Chromium: the page imports src/client straight from the sources (each file
+ * transpiled alone by esbuild, no bundle), stores its device token in IndexedDB, and does full
+ * check-in → download → train (src/nn, trainLocal) → upload trips against a v1 server. The first
+ * upload's answer is lost after the server applied it, so the browser's retry with the same
+ * idempotency key is exercised too. Skipped locally without Chromium; fails in CI.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { Rng } from '../core/rng.ts';
+import { syntheticDataset } from '../data/synthetic.ts';
+import type { DenseExamples } from '../data/types.ts';
+import { trainLocal } from '../fl/client.ts';
+import { createModel } from '../nn/index.ts';
+import { chromiumSkip, launchChromium, serveSdkPage } from './testing/browser.ts';
+import { FakeServer } from './testing/fake-server.ts';
+
+const PAGE = `
+import { OrchardClient } from '/src/client/client.ts';
+import { localTrainer } from '/src/client/trainer.ts';
+import { browserPlatform, IndexedDbStore } from '/src/client/platform/browser.ts';
+const out = {};
+try {
+  const cfg = await (await fetch('/config.json')).json();
+  const data = { kind: 'dense', n: cfg.n, dim: cfg.dim, x: Float32Array.from(cfg.x), y: Int32Array.from(cfg.y) };
+  const make = (enrollmentKey) => new OrchardClient({
+    server: location.origin,
+    platform: browserPlatform({ storage: new IndexedDbStore('orchard-test') }),
+    ...(enrollmentKey ? { enrollmentKey } : {}),
+    trainer: localTrainer(data, { numClasses: cfg.numClasses, seed: cfg.seed }),
+    retry: { baseDelayMs: 10, maxDelayMs: 50, requestTimeoutMs: 5000 },
+  });
+  const first = make(cfg.enrollmentKey);
+  out.first = await first.runOnce();
+  // A second client object over the same IndexedDB database: the stored token is reused.
+  const second = make(undefined);
+  out.second = await second.runOnce();
+  out.pending = await second.pendingUpload();
+  out.userAgent = navigator.userAgent;
+} catch (e) {
+  out.error = String((e && e.stack) || e);
+}
+window.__result = out;
+`;
+
+test('CI has Chromium for the browser tests', { skip: process.env.CI === undefined }, () => {
+  assert.equal(chromiumSkip(), false);
+});
+
+test('the SDK runs check-in/train/upload trips in headless Chromium', {
+  skip: chromiumSkip(),
+  timeout: 90_000,
+}, async (t) => {
+  const data = syntheticDataset({
+    alpha: 1,
+    beta: 1,
+    numClients: 2,
+    dim: 16,
+    numClasses: 4,
+    examplesPerClient: 40,
+    examplesSigma: 0,
+    testSize: 10,
+    seed: 8,
+  });
+  const device = data.client(1) as DenseExamples;
+  const local = { epochs: 2, batchSize: 8, lr: 0.2 };
+  const model = createModel({ kind: 'softmax' }, data);
+  const initial = model.init(new Rng(4));
+  const api = await new FakeServer({
+    initialParams: initial,
+    plan: { model: { kind: 'softmax' }, localTrain: local },
+    bufferSize: 1,
+  }).start();
+  t.after(() => api.close());
+  api.inject('update', { kind: 'reset-after-apply' });
+  const page = await serveSdkPage({
+    apiUrl: api.url,
+    pageScript: PAGE,
+    config: {
+      enrollmentKey: api.enrollmentKey,
+      n: device.n,
+      dim: device.dim,
+      x: Array.from(device.x.subarray(0, device.n * device.dim)),
+      y: Array.from(device.y.subarray(0, device.n)),
+      numClasses: 4,
+      seed: 77,
+    },
+  });
+  t.after(() => page.close());
+  const browser = await launchChromium();
+  t.after(() => browser.close());
+  const tab = await browser.newPage();
+  const consoleErrors: string[] = [];
+  tab.on('pageerror', (e) => consoleErrors.push(String(e)));
+  await tab.goto(`${page.url}/`);
+  await tab.waitForFunction(
+    () => (window as unknown as { __result?: unknown }).__result !== undefined,
+    null,
+    {
+      timeout: 60_000,
+    },
+  );
+  const out = (await tab.evaluate(() => (window as unknown as { __result: unknown }).__result)) as {
+    error?: string;
+    first: { kind: string; response: { duplicate: boolean } };
+    second: { kind: string; response: { version: number } };
+    pending: unknown;
+    userAgent: string;
+  };
+  assert.equal(out.error, undefined, out.error);
+  assert.deepEqual(consoleErrors, []);
+  assert.match(out.userAgent, /Chrome/);
+  assert.equal(out.first.kind, 'accepted');
+  assert.equal(out.first.response.duplicate, true, 'the lost answer was recovered by a same-key retry');
+  assert.equal(out.second.kind, 'accepted');
+  assert.equal(out.second.response.version, 2);
+  assert.equal(out.pending, null);
+  assert.equal(api.applied.length, 2, 'each trip applied exactly once');
+  assert.equal(api.requests.filter((r) => r.route === 'register').length, 1, 'token persisted in IndexedDB');
+  // Node computes the browser's first update independently: same data, start and seeded stream.
+  const expected = trainLocal(model, initial, device, local, new Rng(77));
+  const got = api.applied[0]?.delta;
+  assert.ok(got);
+  for (let i = 0; i < got.length; i++)
+    assert.ok(Math.abs((got[i] as number) - (expected.delta[i] as number)) <= 1e-6, `coordinate ${i}`);
+});
