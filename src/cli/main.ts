@@ -10,6 +10,7 @@ import { registerLogit } from './commands/logit.ts';
 import { registerLottery } from './commands/lottery.ts';
 import { registerPresets } from './commands/presets.ts';
 import { registerPrivacy } from './commands/privacy.ts';
+import { registerServe } from './commands/serve.ts';
 import { registerSimulate } from './commands/simulate.ts';
 
 export const EXIT_OK = 0;
@@ -37,6 +38,7 @@ export function buildProgram(): Command {
   registerPrivacy(program);
   registerLottery(program);
   registerKrr(program);
+  registerServe(program);
   return program;
 }
 

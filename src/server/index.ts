@@ -202,7 +202,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     ? new Selector({ tasks: () => [selectable], admission, signer })
     : null;
   const aggregator =
-    coordinator === null
+    coordinator === null || !roles.has('aggregator')
       ? null
       : new Aggregator({ storage, coordinator: (id) => coordinators.get(id) ?? null, admission, signer });
 

@@ -1,0 +1,128 @@
+/**
+ * `orchard serve`: the production server. With no arguments it serves the default MNIST FedBuff
+ * task from SQLite in ./orchard-data and prints the dashboard URL, the enrollment key devices
+ * register with and the admin token. It runs until SIGINT/SIGTERM, then closes cleanly (a kill -9
+ * loses nothing acknowledged either: see the README's "Production server").
+ */
+import { readFileSync } from 'node:fs';
+import type { Command } from 'commander';
+import { ConfigError } from '../../core/errors.ts';
+import type { AdmissionCounter } from '../../server/admission.ts';
+import { ALL_ROLES, type Role, type ServerOptions, startServer } from '../../server/index.ts';
+import type { Lease } from '../../server/lease.ts';
+import { parseIntegerOption } from '../options.ts';
+
+export interface ServeFlags {
+  readonly port: string;
+  readonly host: string;
+  readonly dataDir: string;
+  readonly storage?: string;
+  readonly redis?: string;
+  readonly role: string;
+  readonly task?: string;
+}
+
+function parseRoles(value: string): readonly Role[] {
+  if (value === 'all') return ALL_ROLES;
+  if (value === 'coordinator') return ['coordinator', 'aggregator'];
+  if (value === 'selector') return ['selector'];
+  throw new ConfigError(
+    [
+      {
+        path: '--role',
+        message: `expected all, coordinator or selector, got '${value}' (aggregation runs inside the coordinator)`,
+      },
+    ],
+    'arguments',
+  );
+}
+
+/** Shared lease and admission counters from src/server/scaleout (Redis), loaded only when asked for. */
+async function redisPrimitives(
+  url: string,
+): Promise<{ lease: Lease; admission: AdmissionCounter; close: () => Promise<void> }> {
+  const modulePath = '../../server/scaleout/index.ts';
+  const mod = (await import(modulePath).catch(() => null)) as {
+    connectRedisPrimitives?: (
+      url: string,
+    ) => Promise<{ lease: Lease; admission: AdmissionCounter; close: () => Promise<void> }>;
+  } | null;
+  if (mod?.connectRedisPrimitives === undefined)
+    throw new ConfigError(
+      [{ path: '--redis', message: 'this build has no Redis scale-out module' }],
+      'arguments',
+    );
+  return mod.connectRedisPrimitives(url);
+}
+
+export async function serve(
+  flags: ServeFlags,
+  out: (line: string) => void = (l) => process.stdout.write(`${l}\n`),
+): Promise<() => Promise<void>> {
+  const port = parseIntegerOption('--port', flags.port);
+  if (port < 0 || port > 65535)
+    throw new ConfigError([{ path: '--port', message: `must be 0–65535, got ${port}` }], 'arguments');
+  let task: unknown;
+  if (flags.task !== undefined) {
+    try {
+      task = JSON.parse(readFileSync(flags.task, 'utf8'));
+    } catch (error) {
+      throw new ConfigError(
+        [{ path: '--task', message: `cannot read ${flags.task}: ${(error as Error).message}` }],
+        'arguments',
+      );
+    }
+  }
+  const redis = flags.redis === undefined ? null : await redisPrimitives(flags.redis);
+  const options: ServerOptions = {
+    port,
+    host: flags.host,
+    dataDir: flags.dataDir,
+    roles: parseRoles(flags.role),
+    log: (message) => process.stderr.write(`orchard serve: ${message}\n`),
+    ...(flags.storage === undefined ? {} : { storage: flags.storage }),
+    ...(task === undefined ? {} : { task }),
+    ...(redis === null ? {} : { lease: redis.lease, admission: redis.admission }),
+  };
+  const server = await startServer(options);
+  out(`orchard serve: task ${server.taskId}, roles ${flags.role}`);
+  out(`dashboard:      ${server.url}/`);
+  out(`enrollment key: ${server.enrollmentKey}`);
+  out(`admin token:    ${server.adminToken}`);
+  return async () => {
+    await server.close();
+    await redis?.close();
+  };
+}
+
+export function registerServe(program: Command): void {
+  program
+    .command('serve')
+    .description('run the federated-learning server (default task: MNIST FedBuff, SQLite in ./orchard-data)')
+    .option('--port <n>', 'TCP port (0: any free port)', '8080')
+    .option('--host <host>', 'interface to listen on', '127.0.0.1')
+    .option('--data-dir <dir>', 'data folder: SQLite database and server secrets', './orchard-data')
+    .option(
+      '--storage <url>',
+      'storage URL: sqlite:<file> (default sqlite:orchard.db in the data folder) or postgres://…',
+    )
+    .option(
+      '--redis <url>',
+      'Redis URL for shared coordinator leases and admission counters (several processes/machines)',
+    )
+    .option('--role <role>', 'roles this process runs: all, coordinator (also aggregates) or selector', 'all')
+    .option('--task <file>', 'task definition JSON (default: the MNIST FedBuff task)')
+    .action(async (flags: ServeFlags) => {
+      const close = await serve(flags);
+      await new Promise<void>((resolve) => {
+        const stop = () => {
+          process.off('SIGINT', stop);
+          process.off('SIGTERM', stop);
+          resolve();
+        };
+        process.on('SIGINT', stop);
+        process.on('SIGTERM', stop);
+      });
+      await close();
+    });
+}
