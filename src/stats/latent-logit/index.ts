@@ -35,8 +35,8 @@ export {
   inverseNormalCdf,
   radicalInverse,
 } from './halton.ts';
-export { composeCoefficients, meanLogLik, meanNll, relativeError } from './model.ts';
-export { nuclearNorm, singularValueThreshold, softThreshold, spectralNorm } from './prox.ts';
+export { composeCoefficients, meanLogLik, meanNll, relativeError, situationNlls } from './model.ts';
+export { nuclearNorm, singularValueThreshold, softThreshold, spectralNorm, truncateRank } from './prox.ts';
 export { type LogitReportPaths, logitReportHtml, reproTable, writeLogitReport } from './report.ts';
 export {
   FULL_SETTINGS,
@@ -61,5 +61,7 @@ export {
   type PathOptions,
   type PathPoint,
   type PathResult,
+  type RankSelection,
   type SolverOptions,
+  truncateFit,
 } from './solver.ts';

@@ -56,6 +56,25 @@ export function singularValueThreshold(
   return { value, singularValues: kept, rank: kept.length };
 }
 
+/** The best rank-k approximation of V (rows × cols, row-major): its top k singular triplets, unshrunk. */
+export function truncateRank(v: ArrayLike<number>, rows: number, cols: number, k: number): Float64Array {
+  const svd = new SVD(toMatrix(v, rows, cols), { autoTranspose: true });
+  const order = svd.diagonal.map((s, q) => ({ s, q })).sort((a, b) => b.s - a.s);
+  const left = svd.leftSingularVectors;
+  const right = svd.rightSingularVectors;
+  const value = new Float64Array(rows * cols);
+  for (const { s, q } of order.slice(0, Math.max(0, k))) {
+    if (!(s > 0)) continue;
+    for (let i = 0; i < rows; i++) {
+      const li = left.get(i, q) * s;
+      if (li === 0) continue;
+      for (let j = 0; j < cols; j++)
+        value[i * cols + j] = (value[i * cols + j] as number) + li * right.get(j, q);
+    }
+  }
+  return value;
+}
+
 /** Largest singular value ‖V‖₂ of V (rows × cols, row-major). */
 export function spectralNorm(v: ArrayLike<number>, rows: number, cols: number): number {
   const svd = new SVD(toMatrix(v, rows, cols), {

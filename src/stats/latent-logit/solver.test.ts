@@ -5,7 +5,7 @@ import { Rng } from '../../core/rng.ts';
 import { type CompiledPanel, compilePanel } from './data.ts';
 import { meanNll, relativeError } from './model.ts';
 import { simulatePanel } from './simulate.ts';
-import { fitLatentLogit, fitLatentLogitPath, geometricGrid, lambdaMax } from './solver.ts';
+import { fitLatentLogit, fitLatentLogitPath, geometricGrid, lambdaMax, truncateFit } from './solver.ts';
 
 function smallPanel(
   kind: 'binary' | 'choice',
@@ -197,4 +197,28 @@ test('bad solver arguments are typed errors', () => {
     code: 'NON_FINITE',
   });
   assert.throws(() => geometricGrid(0, 0.1), { code: 'INVALID_ARGUMENT' });
+});
+
+test('rank truncation: held-out rank choice recovers a rank-1 truth that the λ-path fit overshoots', () => {
+  // Strong signal (T = 80, latent scale 2) so that the true rank is identifiable from the data.
+  const sim = simulatePanel({ kind: 'binary', n: 30, T: 80, d: 5, r: 1, latentScale: 2, seed: 9 });
+  const path = fitLatentLogitPath(sim.panel, {
+    lambda1Ratios: geometricGrid(3, 0.01),
+    lambda2Ratios: geometricGrid(5, 0.02),
+    seed: 2,
+  });
+  const sel = path.rankSelection;
+  assert.ok(sel !== undefined);
+  assert.equal(sel.heldOutNll.length, path.best.rank + 1);
+  assert.equal(sel.rank, 1, `held-out NLL by rank: ${sel.heldOutNll.join(' ')}`);
+  assert.ok(path.fit.rank > 1, `the λ-path fit alone has rank ${path.fit.rank}`);
+  // The truncation is the best rank-1 approximation: an independent SVD of U gives the same matrix.
+  const svd = new SVD(toMatrix(path.fit.U, 30, 5), { autoTranspose: true });
+  const top = svd.leftSingularVectors
+    .getColumnVector(0)
+    .mmul(svd.rightSingularVectors.getColumnVector(0).transpose())
+    .mul(svd.diagonal[0] as number);
+  assert.ok(relativeError(sel.U, Float64Array.from(top.to1DArray())) < 1e-9);
+  assert.ok(relativeError(sel.B, sim.truth.B) < relativeError(path.fit.B, sim.truth.B));
+  assert.throws(() => truncateFit(path.fit, -1), { code: 'INVALID_ARGUMENT' });
 });
