@@ -66,6 +66,23 @@ test('krr run reads a PeMS-style CSV', () => {
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /pems-400001-flow/);
   assert.match(r.stdout, /^fixed\s+RMSE/m);
+  const recent = orchard(
+    'krr',
+    'run',
+    '--data',
+    pemsFile(200),
+    '--window',
+    '24',
+    '--horizon',
+    '1',
+    '--signal',
+    'recent',
+    '--json',
+  );
+  assert.equal(recent.code, 0, recent.stderr);
+  const [online] = JSON.parse(recent.stdout) as Array<{ method: string; compute: { hyperSteps: number } }>;
+  assert.equal(online?.method, 'online');
+  assert.ok((online?.compute.hyperSteps ?? 0) > 0, 'the recent-error signal took online steps');
 });
 
 test('a bad CSV cell exits 2 naming its line and column', () => {
@@ -91,4 +108,6 @@ test('bad flags are ConfigErrors thrown before anything runs', () => {
   fails({ data: '/nonexistent/file.csv' }, 'data', /cannot read/);
   fails({ data: 'x.csv', column: 'volume' }, '--column', /flow, speed or occupancy/);
   fails({ data: 'x.csv', missing: 'guess' }, '--missing', /error, interpolate or drop/);
+  fails({ synthetic: true, signal: 'vibes' }, 'online.signal', /'loo' or 'recent'/);
+  fails({ synthetic: true, signal: 'recent', window: 40, horizon: 30 }, 'online.recent', /leave too little/);
 });

@@ -35,6 +35,7 @@ export interface KrrRunFlags {
   readonly gamma?: number;
   readonly features?: string;
   readonly target?: string;
+  readonly signal?: string;
   readonly json?: boolean;
 }
 
@@ -107,6 +108,7 @@ export function krrRunCommand(flags: KrrRunFlags): void {
     ...(flags.gamma === undefined ? {} : { gamma: flags.gamma }),
     ...(flags.features === undefined ? {} : { features: flags.features as 'levels' }),
     ...(flags.target === undefined ? {} : { target: flags.target as 'delta' }),
+    ...(flags.signal === undefined ? {} : { online: { signal: flags.signal as 'loo' } }),
   };
   for (const method of methods) resolveKrrConfig(input, method); // config errors before any data is read
   const series = resolveSeries(flags);
@@ -176,6 +178,10 @@ export function registerKrr(program: Command): void {
     .option('--gamma <x>', 'initial γ', (v: string) => parseNumberOption('--gamma', v))
     .option('--features <kind>', 'levels or differences (default levels)')
     .option('--target <kind>', 'delta (y[t+h] − y[t], default) or level')
+    .option(
+      '--signal <kind>',
+      'online validation signal: loo (leave-block-out, default) or recent (most recent forecast errors)',
+    )
     .option('--json', 'machine-readable output')
     .action((flags: KrrRunFlags) => {
       krrRunCommand(flags);

@@ -33,6 +33,17 @@ export interface KrrConfig {
     readonly stepSize: number;
     /** Largest change of log λ or log γ per step. */
     readonly maxStep: number;
+    /**
+     * Validation signal. 'loo': closed-form leave-block-out error over the whole window (blocks of
+     * `blockSize`). 'recent': the most recent forecast errors — the newest `recent` points forecast by
+     * the window's older points (h − 1 points in between left out), see loo.ts recentGradient.
+     */
+    readonly signal: 'loo' | 'recent';
+    /**
+     * Points scored by the 'recent' signal (default: min(`every`, ⌊window / 3⌋): the points that arrived
+     * since the last step, capped so that most of the window is left to forecast them from).
+     */
+    readonly recent: number | null;
     /** Validation signal: leave-block-out with contiguous blocks of this many points (1 = LOO). */
     readonly blockSize: number;
     /** Blocks sampled for the γ-gradient estimate (0 = all blocks, exact). */
@@ -77,6 +88,8 @@ export const DEFAULT_KRR_CONFIG: KrrConfig = {
     stepSize: 1,
     maxStep: 0.5,
     minStep: 0.05,
+    signal: 'loo',
+    recent: null,
     blockSize: 12,
     gradientBlocks: 2,
     acceptTolerance: 0,
@@ -86,6 +99,11 @@ export const DEFAULT_KRR_CONFIG: KrrConfig = {
   driftCheckEvery: 32,
   seed: 1,
 };
+
+/** Points scored by the 'recent' validation signal (see KrrConfig.online.recent). */
+export function recentPoints(config: KrrConfig): number {
+  return config.online.recent ?? Math.max(1, Math.min(config.online.every, Math.floor(config.window / 3)));
+}
 
 const KERNELS: readonly KernelType[] = ['rbf', 'laplacian', 'linear', 'polynomial'];
 
@@ -147,8 +165,29 @@ export function resolveKrrConfig(input: KrrConfigInput = {}, method?: Method): K
     issues.push({ path: 'online.minStep', message: 'must be >= 0 and below online.maxStep' });
   }
   int('online.blockSize', config.online.blockSize, 1);
+  if (config.online.signal !== 'loo' && config.online.signal !== 'recent') {
+    issues.push({ path: 'online.signal', message: "must be 'loo' or 'recent'" });
+  }
+  if (config.online.recent !== null) int('online.recent', config.online.recent, 1);
+  const recent = recentPoints(config);
+  if (
+    usesOnline &&
+    config.online.signal === 'recent' &&
+    Number.isInteger(config.window) &&
+    recent + config.horizon - 1 > config.window - 2
+  ) {
+    issues.push({
+      path: 'online.recent',
+      message: `${recent} recent points and a gap of ${config.horizon - 1} leave too little of a ${config.window}-point window`,
+    });
+  }
   int('online.gradientBlocks', config.online.gradientBlocks, 0);
-  if (usesOnline && Number.isInteger(config.window) && config.online.blockSize * 2 > config.window) {
+  if (
+    usesOnline &&
+    config.online.signal === 'loo' &&
+    Number.isInteger(config.window) &&
+    config.online.blockSize * 2 > config.window
+  ) {
     issues.push({ path: 'online.blockSize', message: 'must be at most half the window' });
   }
   if (!(config.online.acceptTolerance >= 0))

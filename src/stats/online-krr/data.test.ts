@@ -106,6 +106,36 @@ describe('PeMS-style CSV', () => {
     assert.throws(() => parsePemsCsv(two, { station: 'C' }), isCode('DATA_INVALID'));
   });
 
+  it('reads quoted fields (commas, doubled quotes, newlines) and reports a broken quote', () => {
+    const quoted = [
+      'timestamp,"Station Name",station,flow',
+      '2024-03-01 00:00:00,"I-80 E, Berkeley",400001,"1,200"',
+      '2024-03-01 00:05:00,"the ""Maze""",400001,130',
+      '2024-03-01 00:10:00,"two',
+      'lines",400001,140',
+      '2024-03-01 00:15:00,x,400001,150',
+    ].join('\n');
+    // "1,200" is one field (a thousands separator is not a number): named by its line and column.
+    assert.throws(
+      () => parsePemsCsv(quoted),
+      (e) =>
+        isCode('DATA_INVALID')(e) &&
+        /line 2, column 'flow': not a number: '1,200'/.test((e as Error).message),
+    );
+    const fixed = parsePemsCsv(quoted.replace('"1,200"', '120'));
+    assert.deepEqual(Array.from(fixed.values), [120, 130, 140, 150]);
+    assert.equal(fixed.station, '400001');
+    // The record after the two-line field starts on line 6.
+    assert.throws(
+      () => parsePemsCsv(quoted.replace('"1,200"', '120').replace('x,400001,150', 'x,400001,-1')),
+      /line 6, column 'flow': negative/,
+    );
+    assert.throws(
+      () => parsePemsCsv('timestamp,station,flow\n2024-03-01 00:00:00,"S,1'),
+      (e) => isCode('DATA_INVALID')(e) && /unterminated quoted field/.test((e as Error).message),
+    );
+  });
+
   it('names the line and column of bad cells', () => {
     const bad = (row: string, pattern: RegExp) =>
       assert.throws(

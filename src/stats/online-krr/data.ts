@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { ConfigError, invalidArgument, OrchardError } from '../../core/errors.ts';
 import { Rng } from '../../core/rng.ts';
+import { parseCsv } from '../../data/loaders.ts';
 
 export interface Series {
   readonly name: string;
@@ -94,6 +95,8 @@ export interface PemsOptions {
   readonly station?: string;
   /** What to do with empty / NA / NaN cells in the chosen column; default 'interpolate'. */
   readonly missing?: MissingPolicy;
+  /** Name used in CSV syntax errors (loadPemsCsv passes the path). */
+  readonly file?: string;
 }
 
 export interface PemsSeries extends Series {
@@ -117,8 +120,9 @@ function dataError(message: string): OrchardError {
 export function parsePemsCsv(text: string, options: PemsOptions = {}): PemsSeries {
   const column = options.column ?? 'flow';
   const missing = options.missing ?? 'interpolate';
-  const lines = text.split(/\r?\n/);
-  const header = (lines[0] ?? '').split(',').map((h) => h.trim().toLowerCase());
+  // RFC 4180 records (quoted fields may hold commas, quotes and newlines), via the project's CSV parser.
+  const records = parseCsv(text, options.file ?? 'PeMS CSV');
+  const header = (records[0]?.fields ?? []).map((h) => h.trim().toLowerCase());
   const idx = (name: string) => header.indexOf(name);
   for (const required of ['timestamp', 'station', column]) {
     if (idx(required) < 0)
@@ -129,11 +133,10 @@ export function parsePemsCsv(text: string, options: PemsOptions = {}): PemsSerie
   const vCol = idx(column);
   const rows: Array<{ line: number; station: string; time: number; value: number | null }> = [];
   const stations = new Set<string>();
-  for (let li = 1; li < lines.length; li++) {
-    const raw = lines[li] as string;
-    if (raw.trim() === '') continue;
-    const line = li + 1;
-    const cells = raw.split(',').map((c) => c.trim());
+  for (const record of records.slice(1)) {
+    if (record.fields.every((f) => f.trim() === '')) continue;
+    const line = record.line;
+    const cells = record.fields.map((c) => c.trim());
     if (cells.length < header.length) {
       throw dataError(`line ${line}: expected ${header.length} columns, got ${cells.length}`);
     }
@@ -218,7 +221,7 @@ export function loadPemsCsv(path: string, options: PemsOptions = {}): PemsSeries
       'arguments',
     );
   }
-  return parsePemsCsv(text, options);
+  return parsePemsCsv(text, { file: path, ...options });
 }
 
 function parseTimestamp(text: string): number | null {

@@ -207,7 +207,15 @@ describe('reproduction report', () => {
     };
     assert.deepEqual(
       json.series[0]?.runs.map((r) => r.label),
-      ['fixed', 'online', 'grid', 'random', 'fixed (poor start)', 'online (poor start)'],
+      [
+        'fixed',
+        'online',
+        'online (recent errors)',
+        'grid',
+        'random',
+        'fixed (poor start)',
+        'online (poor start)',
+      ],
     );
     const html = readFileSync(paths.report, 'utf8');
     assert.equal(html.match(/<svg/g)?.length, 4);

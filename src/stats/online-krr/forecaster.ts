@@ -1,8 +1,9 @@
 /**
  * Rolling h-step-ahead forecasting with sliding-window KRR under four hyperparameter policies:
- *  - online: every `online.every` new points, one gradient step on log LOO-MSE in (log λ, log γ),
- *    clipped, kept inside bounds, and accepted only when the LOO error (recomputed after the refresh
- *    the change requires) does not rise; otherwise the saved K, M are restored and the step halves.
+ *  - online: every `online.every` new points, one gradient step in (log λ, log γ) on the log of the
+ *    validation signal (leave-block-out MSE, or the most recent forecast errors), clipped, kept inside
+ *    bounds, and accepted only when the signal (recomputed after the refresh the change requires) does
+ *    not rise; otherwise the saved K, M are restored and the step halves.
  *  - fixed: the initial λ, γ throughout.
  *  - grid / random: every `retune.every` points, rolling-origin CV over a log grid / random log-uniform
  *    draws, then a refresh with the winner.
@@ -10,10 +11,16 @@
  */
 import { NonFiniteError, OrchardError, ShapeError } from '../../core/errors.ts';
 import { Rng } from '../../core/rng.ts';
-import { type KrrConfig, type KrrConfigInput, type Method, resolveKrrConfig } from './config.ts';
+import {
+  type KrrConfig,
+  type KrrConfigInput,
+  type Method,
+  recentPoints,
+  resolveKrrConfig,
+} from './config.ts';
 import type { Series } from './data.ts';
 import { makeKernel } from './kernels.ts';
-import { blocksOf, looGradient, looResiduals } from './loo.ts';
+import { blocksOf, looGradient, looResiduals, recentGradient, recentResiduals } from './loo.ts';
 import { ComputeMeter, type ComputeTotals } from './meter.ts';
 import { type Candidate, gridCandidates, randomCandidates, retune } from './tuning.ts';
 import { KrrWindow } from './window.ts';
@@ -161,14 +168,26 @@ export function runKrr(series: Series, method: Method, input: KrrConfigInput = {
     config.retune.gridGammas,
   );
 
-  const onlineStep = (t: number) => {
+  const recent = recentPoints(config);
+  const gap = h - 1;
+  /** The validation signal's gradient and value (see config.online.signal). */
+  const signalGradient = () => {
+    if (config.online.signal === 'recent') return recentGradient(window, recent, gap);
     const blockSize = config.online.blockSize;
     const blockCount = blocksOf(window.size, blockSize).length;
     let blocks: number[] | null = null;
     if (config.online.gradientBlocks > 0 && config.online.gradientBlocks < blockCount) {
       blocks = Array.from(rng.permutation(blockCount).subarray(0, config.online.gradientBlocks));
     }
-    const g = looGradient(window, { blockSize, blocks });
+    return looGradient(window, { blockSize, blocks });
+  };
+  const signalValue = () =>
+    config.online.signal === 'recent'
+      ? recentResiduals(window, recent, gap).mse
+      : looResiduals(window, config.online.blockSize).mse;
+
+  const onlineStep = (t: number) => {
+    const g = signalGradient();
     hyperSteps++;
     const clip = (v: number) => Math.max(-config.online.maxStep, Math.min(config.online.maxStep, v));
     const ll = clamp(Math.log(window.lambda) + clip(-stepSize * g.dLogLambda), logLambdaBounds);
@@ -184,7 +203,7 @@ export function runKrr(series: Series, method: Method, input: KrrConfigInput = {
     const gamma = Math.exp(lg);
     const saved = window.saveState();
     window.setHyper(lambda, gamma);
-    const trial = looResiduals(window, blockSize).mse;
+    const trial = signalValue();
     if (trial <= g.mse * (1 + config.online.acceptTolerance)) {
       stepSize = Math.min(stepSize * 1.25, config.online.stepSize * 8);
       trajectory.push({ t, lambda, gamma });

@@ -4,6 +4,7 @@
  *   runKrr(series, method, config)      rolling h-step forecasts; method: online | fixed | grid | random
  *   KrrWindow                           (K + λI)⁻¹ maintained by bordering inserts / Schur deletes
  *   looResiduals, looGradient           closed-form leave-one(-block)-out error and its log-space gradient
+ *   recentResiduals, recentGradient     the most recent forecast errors (newest points from the older ones)
  *   trafficSeries, parsePemsCsv, loadPemsCsv, sensorSeries   data
  *   reproduceKrr, writeKrrReport, reproTable                  reproduction report
  */
@@ -13,6 +14,7 @@ export {
   type KrrConfigInput,
   METHODS,
   type Method,
+  recentPoints,
   resolveKrrConfig,
 } from './config.ts';
 export {
@@ -31,7 +33,15 @@ export {
 } from './data.ts';
 export { buildFeatures, type HyperPoint, type KrrRunResult, runKrr } from './forecaster.ts';
 export { type Kernel, type KernelSpec, type KernelType, makeKernel } from './kernels.ts';
-export { blocksOf, type LooGradient, looGradient, looResiduals } from './loo.ts';
+export {
+  blocksOf,
+  type LooGradient,
+  looGradient,
+  looResiduals,
+  type RecentErrors,
+  recentGradient,
+  recentResiduals,
+} from './loo.ts';
 export { ComputeMeter, type ComputeTotals } from './meter.ts';
 export {
   type HeadlineRow,

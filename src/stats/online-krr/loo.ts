@@ -160,3 +160,104 @@ export function looGradient(window: KrrWindow, options: LooGradientOptions = {})
   const dGamma = ((2 / n) * (first + second)) / mse;
   return { mse, dLogLambda: dLambda, dLogGamma: dGamma };
 }
+
+/**
+ * The most recent forecast errors as a validation signal: the newest m points of the window are
+ * predicted by the model refitted WITHOUT them and without the h−1 points before them (whose targets
+ * reach into the validation period), i.e. a rolling-origin forecast of the latest data from the older
+ * data. With S = gap ∪ B (B the newest m points), e_S = (M_SS)⁻¹ α_S and only the B part is scored:
+ * L = (1/m) Σ_{i∈B} e_i². Gradient, with ẽ = e_S zeroed on the gap, a = (M_SS)⁻¹ ẽ, p = M_{:,S} a,
+ * q = M_{:,S} e_S:  dL = (2/m) pᵀ dA (q − α), so dA = λI costs O(n·|S|) and dA = γ∂K/∂γ one n² product.
+ */
+export interface RecentErrors {
+  /** Residuals (target − forecast) of the newest m points, oldest first. */
+  readonly residuals: Float64Array;
+  readonly mse: number;
+}
+
+function recentSet(window: KrrWindow, recent: number, gap: number): { start: number; scored: number } {
+  const n = window.size;
+  if (!Number.isInteger(recent) || recent < 1 || !Number.isInteger(gap) || gap < 0)
+    throw new OrchardError('INVALID_ARGUMENT', 'recent must be an integer >= 1 and gap >= 0');
+  if (n - recent - gap < 2)
+    throw new OrchardError(
+      'INVALID_STATE',
+      `a window of ${n} cannot hold out ${recent} recent points and a gap of ${gap}`,
+    );
+  return { start: n - recent - gap, scored: n - recent };
+}
+
+/** Cholesky factor of M_SS for S = [start, n) (|S|³/3 flops). */
+function factorTail(window: KrrWindow, start: number): { l: Float64Array; s: number } {
+  const n = window.size;
+  const s = n - start;
+  const mss = new Float64Array(s * s);
+  const l = new Float64Array(s * s);
+  for (let i = 0; i < s; i++)
+    for (let j = 0; j < s; j++) mss[i * s + j] = window.inverseAt(start + i, start + j);
+  if (!choleskyInPlace(mss, l, s, s))
+    throw new OrchardError('INVALID_STATE', 'the trailing block of the inverse is not positive definite');
+  window.meter.add((s * s * s) / 3);
+  return { l, s };
+}
+
+export function recentResiduals(window: KrrWindow, recent: number, gap = 0): RecentErrors {
+  const { start, scored } = recentSet(window, recent, gap);
+  const alpha = window.alpha();
+  const { l, s } = factorTail(window, start);
+  const eS = alpha.slice(start);
+  choleskySolve(l, s, s, eS);
+  window.meter.add(2 * s * s + 2 * recent);
+  const residuals = eS.slice(scored - start);
+  let sum = 0;
+  for (const r of residuals) sum += r * r;
+  return { residuals, mse: sum / recent };
+}
+
+/** Gradient of log(recent forecast MSE) with respect to log λ and log γ (exact, no block sampling). */
+export function recentGradient(window: KrrWindow, recent: number, gap = 0): LooGradient {
+  const { start, scored } = recentSet(window, recent, gap);
+  const n = window.size;
+  const meter = window.meter;
+  const alpha = window.alpha();
+  const { l, s } = factorTail(window, start);
+  const eS = alpha.slice(start);
+  choleskySolve(l, s, s, eS);
+  const a = new Float64Array(s);
+  let sum = 0;
+  for (let k = scored - start; k < s; k++) {
+    a[k] = eS[k] as number;
+    sum += (eS[k] as number) ** 2;
+  }
+  choleskySolve(l, s, s, a);
+  meter.add(4 * s * s + 2 * recent);
+  const mse = sum / recent;
+  // p = M_{:,S} a, r = M_{:,S} e_S − α
+  const p = new Float64Array(n);
+  const r = new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    let sp = 0;
+    let sq = 0;
+    for (let k = 0; k < s; k++) {
+      const m = window.inverseAt(i, start + k);
+      sp += m * (a[k] as number);
+      sq += m * (eS[k] as number);
+    }
+    p[i] = sp;
+    r[i] = sq - (alpha[i] as number);
+  }
+  meter.add(4 * n * s + n);
+  let lambdaSum = 0;
+  for (let i = 0; i < n; i++) lambdaSum += (p[i] as number) * (r[i] as number);
+  meter.add(2 * n);
+  const d = window.logGammaDerivative();
+  let gammaSum = 0;
+  for (let i = 0; i < n; i++) {
+    let t = 0;
+    for (let j = 0; j < n; j++) t += (d[i * n + j] as number) * (r[j] as number);
+    gammaSum += (p[i] as number) * t;
+  }
+  meter.add(2 * n * n + 2 * n);
+  const scale = 2 / recent / mse;
+  return { mse, dLogLambda: scale * window.lambda * lambdaSum, dLogGamma: scale * gammaSum };
+}

@@ -4,7 +4,7 @@ import { inverse, Matrix, solve } from 'ml-matrix';
 import { OrchardError } from '../../core/errors.ts';
 import { Rng } from '../../core/rng.ts';
 import { type KernelType, makeKernel } from './kernels.ts';
-import { looGradient, looResiduals } from './loo.ts';
+import { looGradient, looResiduals, recentGradient, recentResiduals } from './loo.ts';
 import { ComputeMeter } from './meter.ts';
 import { KrrWindow } from './window.ts';
 
@@ -319,5 +319,65 @@ describe('closed-form leave-one-out and its gradient', () => {
     assert.throws(() => looGradient(w, { blockSize: 2, blocks: [] }), /empty block subset/);
     assert.throws(() => looGradient(w, { blockSize: 2, blocks: [9] }), /no block 9/);
     assert.throws(() => looResiduals(w, 8), /needs at least 16 points/);
+  });
+
+  /** Direct refit on the oldest n − m − gap points, then forecast the newest m: the reference signal. */
+  function naiveRecent(
+    type: KernelType,
+    xs: Float64Array[],
+    ys: number[],
+    lambda: number,
+    gamma: number,
+    m: number,
+    gap: number,
+  ): number[] {
+    const train = xs.length - m - gap;
+    const alpha = solve(
+      directA(type, xs.slice(0, train), lambda, gamma),
+      Matrix.columnVector(ys.slice(0, train)),
+    );
+    return xs.slice(xs.length - m).map((x, k) => {
+      let pred = 0;
+      for (let i = 0; i < train; i++)
+        pred += directKernel(type, xs[i] as Float64Array, x, gamma) * alpha.get(i, 0);
+      return (ys[xs.length - m + k] as number) - pred;
+    });
+  }
+
+  it('recent forecast errors equal a direct refit on the older points; their gradient matches finite differences', () => {
+    const lambda = 0.07;
+    const gamma = 0.6;
+    const { w, xs, ys } = filled('rbf', lambda, gamma, 5);
+    for (const [m, gap] of [
+      [4, 0],
+      [3, 2],
+    ] as const) {
+      const closed = recentResiduals(w, m, gap).residuals;
+      const naive = naiveRecent('rbf', xs, ys, lambda, gamma, m, gap);
+      assert.equal(closed.length, m);
+      naive.forEach((v, k) => {
+        assert.ok(Math.abs((closed[k] as number) - v) < 1e-9 * (1 + Math.abs(v)), `${closed[k]} vs ${v}`);
+      });
+      const g = recentGradient(w, m, gap);
+      const f = (ll: number, lg: number) => {
+        const r = naiveRecent('rbf', xs, ys, Math.exp(ll), Math.exp(lg), m, gap);
+        return Math.log(r.reduce((a, v) => a + v * v, 0) / m);
+      };
+      const h = 1e-4;
+      const fdLambda =
+        (f(Math.log(lambda) + h, Math.log(gamma)) - f(Math.log(lambda) - h, Math.log(gamma))) / (2 * h);
+      const fdGamma =
+        (f(Math.log(lambda), Math.log(gamma) + h) - f(Math.log(lambda), Math.log(gamma) - h)) / (2 * h);
+      assert.ok(
+        Math.abs(g.dLogLambda - fdLambda) < 1e-5 * (1 + Math.abs(fdLambda)),
+        `${g.dLogLambda} vs ${fdLambda}`,
+      );
+      assert.ok(
+        Math.abs(g.dLogGamma - fdGamma) < 1e-5 * (1 + Math.abs(fdGamma)),
+        `${g.dLogGamma} vs ${fdGamma}`,
+      );
+    }
+    assert.throws(() => recentResiduals(w, 12, 1), /cannot hold out/);
+    assert.throws(() => recentGradient(w, 0), /integer >= 1/);
   });
 });
