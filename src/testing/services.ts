@@ -108,10 +108,22 @@ async function stopChild(child: ChildProcess, signal: NodeJS.Signals, deadlineMs
   if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
   child.kill(signal);
-  const ok = await Promise.race([exited.then(() => true), sleep(deadlineMs).then(() => false)]);
-  if (!ok) {
+  if (!(await settlesWithin(exited, deadlineMs))) {
     child.kill('SIGKILL');
-    await Promise.race([exited, sleep(5000)]);
+    await settlesWithin(exited, 5000);
+  }
+}
+
+/** True if `p` settles within `ms`; the timer is cleared either way so it never holds the process open. */
+async function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<false>((r) => {
+    timer = setTimeout(() => r(false), ms);
+  });
+  try {
+    return await Promise.race([p.then(() => true as const), timeout]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 

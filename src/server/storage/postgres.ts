@@ -1,0 +1,486 @@
+/**
+ * PostgreSQL storage backend (`pg` pool), same semantics as the SQLite one (conformance.ts).
+ *
+ * Concurrency: every write that depends on a task's counters first locks that task's row in
+ * `task_seq` (INSERT … ON CONFLICT DO UPDATE … RETURNING takes the row lock), so appends and
+ * checkpoints of one task are serialized across connections and processes while other tasks
+ * proceed in parallel. Under READ COMMITTED each later statement sees rows committed by the
+ * previous lock holder, so the idempotency check after the lock is exact; the primary key on
+ * (task_id, key) is the last line of defence.
+ *
+ * Durability: with the server's default synchronous_commit=on, COMMIT returns after the WAL is
+ * flushed, and `appendAccepted` resolves only after COMMIT. A COMMIT that fails on a broken
+ * connection has an unknown outcome: the caller gets BACKEND_UNAVAILABLE, and a retry with the same
+ * idempotency key is answered as a duplicate if the first one did commit.
+ */
+import pg from 'pg';
+import {
+  bytesToBuffer,
+  bytesToFloat32,
+  checkJournalSeq,
+  copyBytes,
+  decodeJson,
+  encodeJson,
+  float32ToBytes,
+  validateCheckpoint,
+  validateDevice,
+  validateEntry,
+  validateLimit,
+  validateMetric,
+  validateTask,
+} from './codec.ts';
+import type {
+  AppendResult,
+  Checkpoint,
+  DeviceRecord,
+  JournalEntry,
+  JournalEntryInput,
+  MetricRecord,
+  Storage,
+  TaskRecord,
+} from './types.ts';
+import { StorageError } from './types.ts';
+
+export interface PostgresStorageOptions {
+  readonly connectionString: string;
+  /** Pool size; default 10. */
+  readonly maxConnections?: number;
+  /** How long to wait for a connection before BACKEND_UNAVAILABLE; default 5000 ms. */
+  readonly connectTimeoutMs?: number;
+  /** Client-side limit for one query; default 30000 ms. */
+  readonly queryTimeoutMs?: number;
+  /** Checkpoints kept per task; default 3. */
+  readonly keepCheckpoints?: number;
+}
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS orchard_tasks (
+  task_id text PRIMARY KEY,
+  spec text NOT NULL,
+  created_at double precision NOT NULL
+);
+CREATE TABLE IF NOT EXISTS orchard_task_seq (
+  task_id text PRIMARY KEY,
+  last_seq bigint NOT NULL,
+  checkpoint_seq bigint NOT NULL
+);
+CREATE TABLE IF NOT EXISTS orchard_checkpoints (
+  task_id text NOT NULL,
+  version bigint NOT NULL,
+  params bytea NOT NULL,
+  state bytea NOT NULL,
+  journal_seq bigint NOT NULL,
+  created_at double precision NOT NULL,
+  PRIMARY KEY (task_id, version)
+);
+CREATE TABLE IF NOT EXISTS orchard_journal (
+  task_id text NOT NULL,
+  seq bigint NOT NULL,
+  idempotency_key text NOT NULL,
+  device_id text NOT NULL,
+  assignment_id text NOT NULL,
+  base_version bigint NOT NULL,
+  num_examples double precision NOT NULL,
+  delta bytea NOT NULL,
+  response text NOT NULL,
+  accepted_at double precision NOT NULL,
+  PRIMARY KEY (task_id, seq)
+);
+CREATE TABLE IF NOT EXISTS orchard_idempotency (
+  task_id text NOT NULL,
+  key text NOT NULL,
+  seq bigint NOT NULL,
+  response text NOT NULL,
+  PRIMARY KEY (task_id, key)
+);
+CREATE TABLE IF NOT EXISTS orchard_devices (
+  device_id text PRIMARY KEY,
+  token_hash text NOT NULL UNIQUE,
+  created_at double precision NOT NULL,
+  revoked_at double precision
+);
+CREATE TABLE IF NOT EXISTS orchard_metrics (
+  id bigserial PRIMARY KEY,
+  task_id text NOT NULL,
+  version bigint NOT NULL,
+  at double precision NOT NULL,
+  vals text NOT NULL
+);
+CREATE INDEX IF NOT EXISTS orchard_metrics_task ON orchard_metrics (task_id, id);
+`;
+
+/** Serializes schema creation across processes starting at once (CREATE … IF NOT EXISTS can race). */
+const SCHEMA_LOCK_KEY = 0x0ca7c4a2d;
+
+const LOCK_SEQ =
+  'INSERT INTO orchard_task_seq (task_id, last_seq, checkpoint_seq) VALUES ($1, 0, 0) ' +
+  'ON CONFLICT (task_id) DO UPDATE SET last_seq = orchard_task_seq.last_seq ' +
+  'RETURNING last_seq, checkpoint_seq';
+
+type Row = Record<string, unknown>;
+
+/** int8 columns arrive as strings (pg keeps 64-bit exact); our values fit in a double. */
+const num = (v: unknown): number => (typeof v === 'number' ? v : Number(v));
+
+function taskFromRow(r: Row): TaskRecord {
+  return {
+    taskId: String(r.task_id),
+    spec: decodeJson(String(r.spec), 'task spec'),
+    createdAt: num(r.created_at),
+  };
+}
+
+function checkpointFromRow(r: Row): Checkpoint {
+  return {
+    taskId: String(r.task_id),
+    version: num(r.version),
+    params: bytesToFloat32(r.params as Buffer, 'checkpoint params'),
+    state: copyBytes(r.state as Buffer),
+    journalSeq: num(r.journal_seq),
+    createdAt: num(r.created_at),
+  };
+}
+
+function entryFromRow(r: Row): JournalEntry {
+  return {
+    taskId: String(r.task_id),
+    seq: num(r.seq),
+    idempotencyKey: String(r.idempotency_key),
+    deviceId: String(r.device_id),
+    assignmentId: String(r.assignment_id),
+    baseVersion: num(r.base_version),
+    numExamples: num(r.num_examples),
+    delta: bytesToFloat32(r.delta as Buffer, 'journal delta'),
+    response: decodeJson(String(r.response), 'journal response'),
+    acceptedAt: num(r.accepted_at),
+  };
+}
+
+function deviceFromRow(r: Row): DeviceRecord {
+  return {
+    deviceId: String(r.device_id),
+    tokenHash: String(r.token_hash),
+    createdAt: num(r.created_at),
+    revokedAt: r.revoked_at === null ? null : num(r.revoked_at),
+  };
+}
+
+const NETWORK_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENOTFOUND',
+  'EPIPE',
+]);
+
+/** Connection-level failures (server down, unreachable, shutting down, out of connections). */
+function isUnavailable(err: unknown): boolean {
+  const e = err as { code?: unknown; message?: unknown };
+  const code = typeof e.code === 'string' ? e.code : '';
+  const msg = typeof e.message === 'string' ? e.message : '';
+  return (
+    NETWORK_CODES.has(code) ||
+    code.startsWith('08') || // connection exception
+    code.startsWith('57P') || // operator intervention: admin shutdown, crash shutdown, cannot connect now
+    code.startsWith('53') || // insufficient resources (too many connections)
+    /timeout|terminated|Connection ended|not queryable|connect/i.test(msg)
+  );
+}
+
+function mapError(err: unknown): unknown {
+  if (err instanceof StorageError) return err;
+  if (isUnavailable(err)) {
+    return new StorageError('BACKEND_UNAVAILABLE', `postgres unavailable: ${(err as Error).message}`);
+  }
+  return err;
+}
+
+export class PostgresStorage implements Storage {
+  private readonly options: Required<PostgresStorageOptions>;
+  private pool: pg.Pool | null = null;
+
+  constructor(options: PostgresStorageOptions) {
+    if (typeof options.connectionString !== 'string' || options.connectionString.length === 0) {
+      throw new StorageError('INVALID_INPUT', 'PostgresStorage: connectionString must be a non-empty string');
+    }
+    const keep = options.keepCheckpoints ?? 3;
+    if (!Number.isSafeInteger(keep) || keep < 1) {
+      throw new StorageError('INVALID_INPUT', 'PostgresStorage: keepCheckpoints must be an integer ≥ 1');
+    }
+    this.options = {
+      connectionString: options.connectionString,
+      maxConnections: options.maxConnections ?? 10,
+      connectTimeoutMs: options.connectTimeoutMs ?? 5000,
+      queryTimeoutMs: options.queryTimeoutMs ?? 30_000,
+      keepCheckpoints: keep,
+    };
+  }
+
+  async init(): Promise<void> {
+    if (!this.pool) {
+      const pool = new pg.Pool({
+        connectionString: this.options.connectionString,
+        max: this.options.maxConnections,
+        connectionTimeoutMillis: this.options.connectTimeoutMs,
+        query_timeout: this.options.queryTimeoutMs,
+        idleTimeoutMillis: 30_000,
+      });
+      // An idle client losing its connection emits here; without a listener the process would
+      // crash. The next query gets a fresh connection or a typed error.
+      pool.on('error', () => {});
+      this.pool = pool;
+    }
+    await this.tx(async (c) => {
+      await c.query('SELECT pg_advisory_xact_lock($1)', [SCHEMA_LOCK_KEY]);
+      await c.query(SCHEMA);
+    });
+  }
+
+  async close(): Promise<void> {
+    const pool = this.pool;
+    this.pool = null;
+    await pool?.end();
+  }
+
+  private getPool(): pg.Pool {
+    if (!this.pool)
+      throw new StorageError('BACKEND_UNAVAILABLE', 'PostgresStorage is not open (call init())');
+    return this.pool;
+  }
+
+  private async query(text: string, values: unknown[] = []): Promise<Row[]> {
+    const pool = this.getPool();
+    try {
+      return (await pool.query(text, values)).rows as Row[];
+    } catch (err) {
+      throw mapError(err);
+    }
+  }
+
+  private async client(): Promise<pg.PoolClient> {
+    try {
+      return await this.getPool().connect();
+    } catch (err) {
+      throw mapError(err);
+    }
+  }
+
+  /** Runs `fn` in a transaction; `fn` may return {rollback: value} to end it without writing. */
+  private async tx<T>(fn: (c: pg.PoolClient) => Promise<T | { rollback: T }>): Promise<T> {
+    const c = await this.client();
+    let broken: Error | undefined;
+    try {
+      await c.query('BEGIN');
+      const out = await fn(c);
+      if (typeof out === 'object' && out !== null && 'rollback' in out) {
+        await c.query('ROLLBACK');
+        return out.rollback;
+      }
+      await c.query('COMMIT');
+      return out;
+    } catch (err) {
+      if (isUnavailable(err)) broken = err as Error;
+      else await c.query('ROLLBACK').catch(() => {});
+      throw mapError(err);
+    } finally {
+      // A client whose connection failed is destroyed rather than returned to the pool.
+      c.release(broken);
+    }
+  }
+
+  async putTask(task: TaskRecord): Promise<void> {
+    validateTask(task);
+    const spec = encodeJson(task.spec, 'task spec');
+    await this.query(
+      'INSERT INTO orchard_tasks (task_id, spec, created_at) VALUES ($1, $2, $3) ' +
+        'ON CONFLICT (task_id) DO UPDATE SET spec = excluded.spec, created_at = excluded.created_at',
+      [task.taskId, spec, task.createdAt],
+    );
+  }
+
+  async getTask(taskId: string): Promise<TaskRecord | null> {
+    const [row] = await this.query('SELECT * FROM orchard_tasks WHERE task_id = $1', [taskId]);
+    return row ? taskFromRow(row) : null;
+  }
+
+  async listTasks(): Promise<TaskRecord[]> {
+    return (await this.query('SELECT * FROM orchard_tasks ORDER BY created_at, task_id')).map(taskFromRow);
+  }
+
+  async saveCheckpoint(cp: Checkpoint): Promise<void> {
+    validateCheckpoint(cp);
+    const params = float32ToBytes(cp.params);
+    const state = bytesToBuffer(cp.state);
+    await this.tx(async (c) => {
+      const seqs = (await c.query(LOCK_SEQ, [cp.taskId])).rows[0] as Row;
+      const latest = (
+        await c.query('SELECT max(version) AS v FROM orchard_checkpoints WHERE task_id = $1', [cp.taskId])
+      ).rows[0] as Row;
+      if (latest.v !== null && cp.version <= num(latest.v)) {
+        throw new StorageError(
+          'VERSION_NOT_INCREASING',
+          `checkpoint version ${cp.version} is not above the stored ${num(latest.v)} for task ${cp.taskId}`,
+        );
+      }
+      checkJournalSeq(cp, num(seqs.checkpoint_seq), num(seqs.last_seq));
+      await c.query(
+        'INSERT INTO orchard_checkpoints (task_id, version, params, state, journal_seq, created_at) ' +
+          'VALUES ($1, $2, $3, $4, $5, $6)',
+        [cp.taskId, cp.version, params, state, cp.journalSeq, cp.createdAt],
+      );
+      await c.query('DELETE FROM orchard_journal WHERE task_id = $1 AND seq <= $2', [
+        cp.taskId,
+        cp.journalSeq,
+      ]);
+      await c.query('UPDATE orchard_task_seq SET checkpoint_seq = $2 WHERE task_id = $1', [
+        cp.taskId,
+        cp.journalSeq,
+      ]);
+      await c.query(
+        'DELETE FROM orchard_checkpoints WHERE task_id = $1 AND version NOT IN ' +
+          '(SELECT version FROM orchard_checkpoints WHERE task_id = $1 ORDER BY version DESC LIMIT $2)',
+        [cp.taskId, this.options.keepCheckpoints],
+      );
+    });
+  }
+
+  async latestCheckpoint(taskId: string): Promise<Checkpoint | null> {
+    const [row] = await this.query(
+      'SELECT * FROM orchard_checkpoints WHERE task_id = $1 ORDER BY version DESC LIMIT 1',
+      [taskId],
+    );
+    return row ? checkpointFromRow(row) : null;
+  }
+
+  async appendAccepted(e: JournalEntryInput): Promise<AppendResult> {
+    validateEntry(e);
+    const response = encodeJson(e.response, 'response');
+    const delta = float32ToBytes(e.delta);
+    // Fast path for replays: no lock, no transaction.
+    const known = await this.lookupIdempotencyKey(e.taskId, e.idempotencyKey);
+    if (known) return { kind: 'duplicate', ...known };
+    return this.tx<AppendResult>(async (c) => {
+      // Bumping the counter row locks it until COMMIT: appends of one task are serialized here.
+      const bumped = (
+        await c.query(
+          'INSERT INTO orchard_task_seq (task_id, last_seq, checkpoint_seq) VALUES ($1, 1, 0) ' +
+            'ON CONFLICT (task_id) DO UPDATE SET last_seq = orchard_task_seq.last_seq + 1 RETURNING last_seq',
+          [e.taskId],
+        )
+      ).rows[0] as Row;
+      const existing = (
+        await c.query('SELECT seq, response FROM orchard_idempotency WHERE task_id = $1 AND key = $2', [
+          e.taskId,
+          e.idempotencyKey,
+        ])
+      ).rows[0] as Row | undefined;
+      if (existing) {
+        // Rolling back also undoes the counter bump: a duplicate consumes no seq.
+        return {
+          rollback: {
+            kind: 'duplicate',
+            seq: num(existing.seq),
+            response: decodeJson(String(existing.response), 'response'),
+          },
+        };
+      }
+      const seq = num(bumped.last_seq);
+      await c.query('INSERT INTO orchard_idempotency (task_id, key, seq, response) VALUES ($1, $2, $3, $4)', [
+        e.taskId,
+        e.idempotencyKey,
+        seq,
+        response,
+      ]);
+      await c.query(
+        'INSERT INTO orchard_journal (task_id, seq, idempotency_key, device_id, assignment_id, base_version, ' +
+          'num_examples, delta, response, accepted_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)',
+        [
+          e.taskId,
+          seq,
+          e.idempotencyKey,
+          e.deviceId,
+          e.assignmentId,
+          e.baseVersion,
+          e.numExamples,
+          delta,
+          response,
+          e.acceptedAt,
+        ],
+      );
+      return { kind: 'appended', seq };
+    });
+  }
+
+  async journalSince(taskId: string, afterSeq: number): Promise<JournalEntry[]> {
+    return (
+      await this.query('SELECT * FROM orchard_journal WHERE task_id = $1 AND seq > $2 ORDER BY seq', [
+        taskId,
+        afterSeq,
+      ])
+    ).map(entryFromRow);
+  }
+
+  async lookupIdempotencyKey(
+    taskId: string,
+    key: string,
+  ): Promise<{ seq: number; response: unknown } | null> {
+    const [row] = await this.query(
+      'SELECT seq, response FROM orchard_idempotency WHERE task_id = $1 AND key = $2',
+      [taskId, key],
+    );
+    return row ? { seq: num(row.seq), response: decodeJson(String(row.response), 'response') } : null;
+  }
+
+  async putDevice(d: DeviceRecord): Promise<void> {
+    validateDevice(d);
+    await this.query(
+      'INSERT INTO orchard_devices (device_id, token_hash, created_at, revoked_at) VALUES ($1, $2, $3, $4) ' +
+        'ON CONFLICT (device_id) DO UPDATE SET token_hash = excluded.token_hash, ' +
+        'created_at = excluded.created_at, revoked_at = excluded.revoked_at',
+      [d.deviceId, d.tokenHash, d.createdAt, d.revokedAt],
+    );
+  }
+
+  async deviceByTokenHash(tokenHash: string): Promise<DeviceRecord | null> {
+    const [row] = await this.query('SELECT * FROM orchard_devices WHERE token_hash = $1', [tokenHash]);
+    return row ? deviceFromRow(row) : null;
+  }
+
+  async revokeDevice(deviceId: string, at: number): Promise<boolean> {
+    if (typeof at !== 'number' || !Number.isFinite(at)) {
+      throw new StorageError('INVALID_INPUT', 'revokedAt must be a finite number');
+    }
+    const rows = await this.query(
+      'UPDATE orchard_devices SET revoked_at = COALESCE(revoked_at, $1) WHERE device_id = $2 RETURNING device_id',
+      [at, deviceId],
+    );
+    return rows.length > 0;
+  }
+
+  async appendMetric(m: MetricRecord): Promise<void> {
+    validateMetric(m);
+    const vals = encodeJson(m.values, 'metric values');
+    await this.query('INSERT INTO orchard_metrics (task_id, version, at, vals) VALUES ($1, $2, $3, $4)', [
+      m.taskId,
+      m.version,
+      m.at,
+      vals,
+    ]);
+  }
+
+  async metrics(taskId: string, limit: number): Promise<MetricRecord[]> {
+    validateLimit(limit);
+    const rows = await this.query(
+      'SELECT task_id, version, at, vals FROM (SELECT * FROM orchard_metrics WHERE task_id = $1 ' +
+        'ORDER BY id DESC LIMIT $2) recent ORDER BY id',
+      [taskId, limit],
+    );
+    return rows.map((r) => ({
+      taskId: String(r.task_id),
+      version: num(r.version),
+      at: num(r.at),
+      values: decodeJson(String(r.vals), 'metric values') as Record<string, unknown>,
+    }));
+  }
+}
