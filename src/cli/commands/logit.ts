@@ -122,6 +122,15 @@ export function logitFitCommand(flags: LogitFitFlags): void {
       certificate: fit.certificate,
       seconds: fit.seconds,
       ...(path === undefined ? {} : { lambdaMax: path.lambdaMax, selected: path.best, path: path.points }),
+      ...(path?.rankSelection === undefined
+        ? {}
+        : {
+            rankSelection: {
+              rank: path.rankSelection.rank,
+              heldOutNllByRank: path.rankSelection.heldOutNll,
+              U: Array.from(path.rankSelection.U),
+            },
+          }),
       coefficients: individuals,
     };
     process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
@@ -135,6 +144,12 @@ export function logitFitCommand(flags: LogitFitFlags): void {
         `λ1 = ${fit.lambda1.toPrecision(4)} (${path.best.lambda1Ratio.toPrecision(3)} λ1_max), ` +
         `λ2 = ${fit.lambda2.toPrecision(4)} (${path.best.lambda2Ratio.toPrecision(3)} λ2_max)`,
     `objective ${fit.objective.toFixed(6)}, mean NLL ${fit.nll.toFixed(6)}, rank(U) = ${fit.rank}, nonzeros(w) = ${fit.nonzeros}`,
+    ...(path?.rankSelection === undefined
+      ? []
+      : [
+          `rank chosen by held-out truncation (one-SE rule): ${path.rankSelection.rank} ` +
+            `(held-out NLL by rank 0…${path.best.rank}: ${path.rankSelection.heldOutNll.map((v) => v.toFixed(4)).join(' ')})`,
+        ]),
     certificateText(fit),
     'shared effect w:',
     ...names.map(
