@@ -5,6 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { OrchardError } from '../../core/errors.ts';
+import { parseCsv } from '../../data/loaders.ts';
 import type { ChoiceIndividual, ChoicePanel, ChoiceSituation } from './data.ts';
 
 const KEY_COLUMNS = ['individual', 'situation', 'alternative', 'chosen'] as const;
@@ -14,32 +15,6 @@ function invalid(line: number, column: string, message: string): OrchardError {
   return new OrchardError('DATA_INVALID', `choice CSV ${where}: ${message}`, [{ path: where, message }]);
 }
 
-/** Splits one CSV line; fields may be double-quoted with "" as an escaped quote. */
-function splitLine(text: string, line: number): string[] {
-  const fields: string[] = [];
-  let field = '';
-  let quoted = false;
-  for (let k = 0; k < text.length; k++) {
-    const ch = text[k];
-    if (quoted) {
-      if (ch === '"' && text[k + 1] === '"') {
-        field += '"';
-        k++;
-      } else if (ch === '"') quoted = false;
-      else field += ch;
-    } else if (ch === '"' && field.trim() === '') {
-      quoted = true;
-      field = '';
-    } else if (ch === ',') {
-      fields.push(field.trim());
-      field = '';
-    } else field += ch;
-  }
-  if (quoted) throw invalid(line, '', 'unterminated quoted field');
-  fields.push(field.trim());
-  return fields;
-}
-
 interface PendingSituation {
   readonly line: number;
   readonly alternatives: Map<string, { line: number; chosen: number; attrs: Float64Array }>;
@@ -47,40 +22,36 @@ interface PendingSituation {
 
 /** Parses long-format choice CSV text into a ChoicePanel (individuals and situations in first-seen order). */
 export function parseChoiceCsv(text: string): ChoicePanel {
-  const lines = text.split(/\r?\n/);
-  const headerIndex = lines.findIndex((l) => l.trim() !== '');
-  if (headerIndex < 0) throw invalid(1, '', 'the file is empty');
+  // RFC 4180 records (quoted fields may hold commas, doubled quotes and newlines), blank lines skipped.
+  const records = parseCsv(text, 'choice CSV')
+    .map((r) => ({ line: r.line, fields: r.fields.map((f) => f.trim()) }))
+    .filter((r) => r.fields.some((f) => f !== ''));
+  const headerRecord = records[0];
+  if (headerRecord === undefined) throw invalid(1, '', 'the file is empty');
+  const headerLine = headerRecord.line;
   // Key columns match case-insensitively; attribute names keep their spelling for reports.
-  const header = splitLine(lines[headerIndex] as string, headerIndex + 1);
+  const header = headerRecord.fields;
   const index = new Map<string, number>();
   for (const [k, name] of header.entries()) {
-    if (name === '') throw invalid(headerIndex + 1, `#${k + 1}`, 'empty column name');
-    if (index.has(name.toLowerCase())) throw invalid(headerIndex + 1, name, 'duplicate column');
+    if (name === '') throw invalid(headerLine, `#${k + 1}`, 'empty column name');
+    if (index.has(name.toLowerCase())) throw invalid(headerLine, name, 'duplicate column');
     index.set(name.toLowerCase(), k);
   }
   for (const key of KEY_COLUMNS) {
     if (!index.has(key))
-      throw invalid(headerIndex + 1, key, `missing required column (need ${KEY_COLUMNS.join(', ')})`);
+      throw invalid(headerLine, key, `missing required column (need ${KEY_COLUMNS.join(', ')})`);
   }
   const keySet = new Set<string>(KEY_COLUMNS);
   const attributeColumns = header
     .map((name, k) => ({ name, k }))
     .filter((c) => !keySet.has(c.name.toLowerCase()));
   if (attributeColumns.length === 0)
-    throw invalid(
-      headerIndex + 1,
-      '',
-      'no attribute columns besides individual, situation, alternative, chosen',
-    );
+    throw invalid(headerLine, '', 'no attribute columns besides individual, situation, alternative, chosen');
   const d = attributeColumns.length;
   const col = (name: string): number => index.get(name) as number;
   const people = new Map<string, Map<string, PendingSituation>>();
   let rows = 0;
-  for (let li = headerIndex + 1; li < lines.length; li++) {
-    const raw = lines[li] as string;
-    if (raw.trim() === '') continue;
-    const line = li + 1;
-    const fields = splitLine(raw, line);
+  for (const { line, fields } of records.slice(1)) {
     if (fields.length !== header.length)
       throw invalid(line, '', `expected ${header.length} fields, found ${fields.length}`);
     const person = fields[col('individual')] as string;
@@ -120,7 +91,7 @@ export function parseChoiceCsv(text: string): ChoicePanel {
     pending.alternatives.set(alternative, { line, chosen: Number(chosenText), attrs });
     rows++;
   }
-  if (rows === 0) throw invalid(headerIndex + 1, '', 'no data rows after the header');
+  if (rows === 0) throw invalid(headerLine, '', 'no data rows after the header');
   const individuals: ChoiceIndividual[] = [];
   for (const [person, situations] of people) {
     const list: ChoiceSituation[] = [];

@@ -118,8 +118,9 @@ test('choice CSV errors name the line and column', () => {
       },
     );
   }
+  assert.throws(() => parseChoiceCsv(`${head}\n"1,1,a,1,2.5,3`), /unterminated quoted field/);
   const ok = parseChoiceCsv(
-    `Individual,Situation,Alternative,Chosen,Price\n"A, Jr.",1,a,1,2.5\n"A, Jr.",1,b,0,1\n`,
+    `Individual,Situation,Alternative,Chosen,Price\n"A, Jr.",1,a,1,2.5\n\n"A, Jr.",1,"b\n(""two"" lines)",0,1\n`,
   );
   assert.deepEqual(ok.attributes, ['Price']);
   assert.equal(ok.individuals[0]?.id, 'A, Jr.');
