@@ -1,0 +1,102 @@
+/**
+ * Runs a guard over a labelled dataset and keeps, per example, the ground truth next to the guard's
+ * score, verdict and categories. An example whose *input* the guard refuses (an oversized image, an
+ * empty text after trimming…) is kept with its error and left out of the metrics; a runtime failure
+ * (unreachable endpoint, broken model) stops the run, since every later example would fail too.
+ */
+import type { Guard } from '../guard.ts';
+import { GUARD_INPUT_ERRORS, GuardError, type GuardResult, type ScoreSource } from '../types.ts';
+import type { EvalDataset, EvalExample } from './datasets.ts';
+
+export interface EvalPrediction {
+  readonly id: string;
+  readonly line: number;
+  /** Ground truth. */
+  readonly unsafe: boolean;
+  readonly categories: readonly string[];
+  readonly language?: string;
+  /** The guard's answer (absent when `error` is set). */
+  readonly score?: number;
+  readonly predictedUnsafe?: boolean;
+  readonly predictedCategories?: readonly string[];
+  readonly unknownCategories?: readonly string[];
+  readonly scoreSource?: ScoreSource;
+  readonly error?: { readonly code: string; readonly message: string };
+}
+
+export interface RunEvalOptions {
+  /** Requests in flight at once [4]. */
+  readonly concurrency?: number;
+  /** Called after each example with (done, total). */
+  readonly onProgress?: (done: number, total: number) => void;
+  readonly signal?: AbortSignal;
+}
+
+function request(example: EvalExample) {
+  return {
+    ...(example.response === undefined ? {} : { response: example.response }),
+    ...(example.image === undefined ? {} : { image: { path: example.image } }),
+  };
+}
+
+function toPrediction(example: EvalExample, result: GuardResult): EvalPrediction {
+  return {
+    id: example.id,
+    line: example.line,
+    unsafe: example.unsafe,
+    categories: example.categories,
+    ...(example.language === undefined ? {} : { language: example.language }),
+    score: result.score,
+    predictedUnsafe: !result.safe,
+    predictedCategories: result.categories,
+    ...(result.unknownCategories === undefined ? {} : { unknownCategories: result.unknownCategories }),
+    ...(result.scoreSource === undefined ? {} : { scoreSource: result.scoreSource }),
+  };
+}
+
+export async function runEval(
+  guard: Guard,
+  dataset: EvalDataset,
+  options: RunEvalOptions = {},
+): Promise<EvalPrediction[]> {
+  const concurrency = options.concurrency ?? 4;
+  if (!Number.isSafeInteger(concurrency) || concurrency < 1)
+    throw new GuardError('INVALID_OPTION', `concurrency must be a positive integer, got ${concurrency}`);
+  const examples = dataset.examples;
+  const out: EvalPrediction[] = new Array(examples.length);
+  let next = 0;
+  let done = 0;
+  let failed: unknown;
+  const worker = async (): Promise<void> => {
+    while (failed === undefined && next < examples.length) {
+      const i = next++;
+      const example = examples[i] as EvalExample;
+      try {
+        const result = await guard.check(example.text, {
+          ...request(example),
+          ...(options.signal === undefined ? {} : { signal: options.signal }),
+        });
+        out[i] = toPrediction(example, result);
+      } catch (e) {
+        if (e instanceof GuardError && GUARD_INPUT_ERRORS.has(e.code)) {
+          out[i] = {
+            id: example.id,
+            line: example.line,
+            unsafe: example.unsafe,
+            categories: example.categories,
+            ...(example.language === undefined ? {} : { language: example.language }),
+            error: { code: e.code, message: e.message },
+          };
+        } else {
+          failed ??= e;
+          return;
+        }
+      }
+      done++;
+      options.onProgress?.(done, examples.length);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, examples.length) }, worker));
+  if (failed !== undefined) throw failed;
+  return out;
+}
