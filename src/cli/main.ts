@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { ConfigError } from '../core/errors.ts';
+import { registerGuard } from './commands/guard.ts';
 import { registerKrr } from './commands/krr.ts';
 import { registerLogit } from './commands/logit.ts';
 import { registerLottery } from './commands/lottery.ts';
@@ -38,6 +39,7 @@ export function buildProgram(): Command {
   registerPrivacy(program);
   registerLottery(program);
   registerKrr(program);
+  registerGuard(program);
   registerServe(program);
   return program;
 }
