@@ -99,17 +99,51 @@ export type PrivacySpec = z.infer<typeof PrivacySpecSchema>;
  * Secure aggregation of each FedBuff buffer (see src/privacy/secagg/README.md): the buffer's K
  * updates form one SecAgg group and the server learns only their weighted sum.
  */
-export const SecureAggregationSpecSchema = z.strictObject({
-  /** Coordinate clipping range of the (example-share × staleness)-weighted delta. */
-  clipRange: z.number().positive().default(1),
-  modulusBits: z.number().int().min(2).max(32).default(32),
-  /** 'secagg': all pairs; 'secagg+': sparse random neighbour graph. */
-  mode: z.enum(['secagg', 'secagg+']).default('secagg'),
-  /** Simulated probability that a group member vanishes before sending its masked input. */
-  dropoutRate: z.number().min(0).lt(1).default(0),
-  /** Seeds the simulated protocol dropouts and the SecAgg+ graph. */
-  seed: z.number().int().nonnegative().default(0),
-});
+export const SecureAggregationSpecSchema = z
+  .strictObject({
+    /** Coordinate clipping range of the (example-share × staleness)-weighted delta. */
+    clipRange: z.number().positive().default(1),
+    modulusBits: z.number().int().min(2).max(32).default(32),
+    /** 'secagg': all pairs; 'secagg+': sparse random neighbour graph. */
+    mode: z.enum(['secagg', 'secagg+']).default('secagg'),
+    /** Simulated probability that a group member vanishes before sending its masked input. */
+    dropoutRate: z.number().min(0).lt(1).default(0),
+    /** Seeds the simulated protocol dropouts and the SecAgg+ graph. */
+    seed: z.number().int().nonnegative().default(0),
+    /**
+     * How a buffer becomes a group. 'arrival': the K updates that would fill one plaintext buffer
+     * (same steps as plain FedBuff). 'checkin': clients join a forming group when they are assigned
+     * work (keys are shared before training); it sums the first K reports, or what it has at the
+     * timeout (see src/privacy/secagg/README.md).
+     */
+    grouping: z.enum(['arrival', 'checkin']).default('arrival'),
+    /** 'checkin': extra members per group to absorb stragglers (0.3: 13 members for K = 10). */
+    overSelection: z.number().min(0).max(4).default(0.3),
+    /** 'checkin': virtual seconds a full group waits for its K reports before closing with fewer (absent: no timeout). */
+    groupTimeout: z.number().positive().optional(),
+    /**
+     * Shamir threshold t over each client's holders (its neighbours and itself); default the
+     * smallest majority. Must exceed half the holders (security against the server) and be
+     * reachable by the reports that close a group (checked against the group size at start).
+     */
+    threshold: z.number().int().min(2).optional(),
+    /** 'secagg+' only: neighbours per client (graph degree); default about 3·log2 of the group. */
+    neighbours: z.number().int().min(2).optional(),
+  })
+  .superRefine((spec, ctx) => {
+    if (spec.neighbours !== undefined && spec.mode !== 'secagg+')
+      ctx.addIssue({
+        code: 'custom',
+        path: ['neighbours'],
+        message: "only with mode 'secagg+' (SecAgg connects every pair)",
+      });
+    if (spec.grouping === 'arrival' && spec.groupTimeout !== undefined)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['groupTimeout'],
+        message: "only with grouping 'checkin' (an arrival group closes when its K-th update arrives)",
+      });
+  });
 export type SecureAggregationSpec = z.infer<typeof SecureAggregationSpecSchema>;
 
 export const StrategySpecSchema = z.discriminatedUnion('kind', [

@@ -10,12 +10,17 @@
  *
  * With a privacy block (DP-FedBuff, see dp.ts): each update is clipped, weighted by its staleness
  * weight alone (≤ 1, never by examples), the buffer sum is noised and divided by K.
+ *
+ * With a secureAggregation block each buffer is one SecAgg group and the server part only receives
+ * the protocol's output (src/privacy/secagg/README.md, "Secure aggregation under FedBuff"). Groups
+ * form by arrival (the K updates that would fill a plaintext buffer) or at check-in (clients join a
+ * forming cohort when assigned; it closes at K reports, at its timeout, or when nobody is left).
  */
-import { OrchardError } from '../../core/errors.ts';
+import { ConfigError, OrchardError } from '../../core/errors.ts';
 import { Rng } from '../../core/rng.ts';
 import type { RandomSource } from '../../privacy/dp/noise.ts';
 import { secureBufferSumBlocking } from '../../privacy/secagg/blocking.ts';
-import type { BufferContribution } from '../../privacy/secagg/buffer.ts';
+import { type BufferContribution, type GroupShape, groupShape } from '../../privacy/secagg/buffer.ts';
 import { SecAggError } from '../../privacy/secagg/errors.ts';
 import { accumulate, allocAccumulator } from '../aggregate.ts';
 import type { OptimizerSpec, PrivacySpec, SecureAggregationSpec, StalenessSpec } from '../spec.ts';
@@ -57,6 +62,48 @@ interface GroupMember {
 }
 
 const NONE: readonly number[] = Object.freeze([]);
+/** Stands in for a silent member's delta (never read by the protocol). */
+const EMPTY = new Float32Array(0);
+
+/** A check-in cohort: members in check-in order (their protocol ids), reports, departures. */
+interface Cohort {
+  readonly members: number[];
+  readonly reports: Map<number, GroupMember>;
+  /** Members that dropped out or whose report was rejected: they will never send a masked input. */
+  readonly gone: Set<number>;
+  /** Infinity while members may still join; then closing time + groupTimeout (or now, if done). */
+  deadline: number;
+}
+
+/** Members of a check-in cohort: ⌈K·(1 + overSelection)⌉. */
+export function checkinGroupSize(bufferSize: number, spec: SecureAggregationSpec): number {
+  return Math.ceil(bufferSize * (1 + spec.overSelection) - 1e-9);
+}
+
+/**
+ * The group shape a FedBuff secure-aggregation spec implies for buffer size K; a ConfigError with
+ * `secureAggregation.*` paths when it is invalid (threshold not a majority of holders or above K,
+ * neighbour count impossible for the group).
+ */
+export function secureGroupShape(bufferSize: number, spec: SecureAggregationSpec): GroupShape {
+  const size = spec.grouping === 'checkin' ? checkinGroupSize(bufferSize, spec) : bufferSize;
+  const shape = groupShape({
+    size,
+    mode: spec.mode,
+    reporters: bufferSize,
+    neighbours: spec.neighbours,
+    threshold: spec.threshold,
+  });
+  if ('issues' in shape)
+    throw new ConfigError(
+      shape.issues.map((i) => ({
+        path: `secureAggregation.${i.field === 'size' ? 'bufferSize' : i.field}`,
+        message: i.message,
+      })),
+      'secure aggregation config',
+    );
+  return shape;
+}
 
 export class FedBuff implements Strategy, DurableStrategy, Partial<PrivateStrategy> {
   readonly name: string;
@@ -95,6 +142,10 @@ export class FedBuff implements Strategy, DurableStrategy, Partial<PrivateStrate
             noiseSource,
           );
     this.secAgg = options.secureAggregation;
+    this.secAggShape =
+      options.secureAggregation === undefined
+        ? undefined
+        : secureGroupShape(options.bufferSize, options.secureAggregation);
     this.secAggRng = new Rng(options.secureAggregation?.seed ?? 0);
     this.name =
       this.dp === undefined ? (this.secAgg === undefined ? 'fedbuff' : 'fedbuff-secagg') : 'dp-fedbuff';
@@ -111,10 +162,17 @@ export class FedBuff implements Strategy, DurableStrategy, Partial<PrivateStrate
   }
   private readonly numParams: number;
   private readonly secAgg: SecureAggregationSpec | undefined;
+  private readonly secAggShape: GroupShape | undefined;
   private readonly secAggRng: Rng;
   private group: GroupMember[] = [];
+  /** Check-in grouping: the cohort open for joining, and every cohort by member. */
+  private forming: Cohort | undefined;
+  private readonly cohortOf = new Map<number, Cohort>();
+  private readonly openCohorts = new Set<Cohort>();
   /** Secure-aggregation groups that aborted below threshold (their updates were dropped). */
   abortedGroups = 0;
+  /** Reports lost in aborted groups (counted in outcomes too, except for groups closed by a timer). */
+  abortedUpdates = 0;
 
   privacySpent?(): PrivacySpent;
   wouldExceedBudget?(): boolean;
@@ -128,16 +186,64 @@ export class FedBuff implements Strategy, DurableStrategy, Partial<PrivateStrate
   }
   /** Updates waiting in the buffer (exposed for tests and progress reports). */
   get bufferedUpdates(): number {
-    return this.dp?.pending ?? (this.secAgg === undefined ? this.buffered : this.group.length);
+    if (this.dp !== undefined) return this.dp.pending;
+    if (this.secAgg === undefined) return this.buffered;
+    let n = this.group.length;
+    for (const c of this.openCohorts) n += c.reports.size;
+    return n;
+  }
+
+  private get checkin(): boolean {
+    return this.secAgg?.grouping === 'checkin';
   }
 
   demand(_now: number, inFlight: number, concurrency: number): number {
     return Math.max(0, concurrency - inFlight);
   }
 
-  assign(clientId: number, _now: number): Assignment {
+  assign(clientId: number, now: number): Assignment {
     this.admission.assign(clientId, this.versionNo);
+    if (this.checkin) this.joinCohort(clientId, now);
     return { version: this.versionNo, params: this.stepper.params };
+  }
+
+  /**
+   * Check-in: the client joins the forming cohort (round 0, its keys, happens now; round 1, the
+   * shares, once the cohort is complete — both before its update exists). A full cohort stops
+   * taking members and its timeout starts.
+   */
+  private joinCohort(clientId: number, now: number): void {
+    const size = (this.secAggShape as GroupShape).size;
+    let cohort = this.forming;
+    if (cohort === undefined) {
+      cohort = { members: [], reports: new Map(), gone: new Set(), deadline: Number.POSITIVE_INFINITY };
+      this.forming = cohort;
+      this.openCohorts.add(cohort);
+    }
+    cohort.members.push(clientId);
+    this.cohortOf.set(clientId, cohort);
+    if (cohort.members.length >= size) this.stopJoining(cohort, now);
+  }
+
+  private stopJoining(cohort: Cohort, now: number): void {
+    if (this.forming === cohort) this.forming = undefined;
+    cohort.deadline = now + ((this.secAgg as SecureAggregationSpec).groupTimeout ?? Number.POSITIVE_INFINITY);
+    this.closeIfSettled(cohort, now);
+  }
+
+  /** A full cohort whose every member has reported or left has nothing to wait for. */
+  private closeIfSettled(cohort: Cohort, now: number): void {
+    if (this.forming !== cohort && cohort.reports.size + cohort.gone.size >= cohort.members.length)
+      cohort.deadline = Math.min(cohort.deadline, now);
+  }
+
+  /** A member that will never send a masked input (dropout, rejected report). */
+  private leaveCohort(clientId: number, now: number): void {
+    const cohort = this.cohortOf.get(clientId);
+    if (cohort === undefined) return;
+    this.cohortOf.delete(clientId);
+    cohort.gone.add(clientId);
+    this.closeIfSettled(cohort, now);
   }
 
   resumeAssignment(clientId: number, version: number): void {
@@ -176,12 +282,16 @@ export class FedBuff implements Strategy, DurableStrategy, Partial<PrivateStrate
     this.versionNo = snapshot.version;
   }
 
-  onUpdate(update: ClientUpdate, _now: number): UpdateOutcome {
+  onUpdate(update: ClientUpdate, now: number): UpdateOutcome {
     // The DP path's norm rejects non-finite updates itself (fail closed), in the same pass.
     const admitted = this.admission.admit(update, this.numParams, this.versionNo, this.dp === undefined);
-    if ('kind' in admitted) return admitted;
+    if ('kind' in admitted) {
+      if (this.checkin && admitted.reason !== 'not_assigned') this.leaveCohort(update.clientId, now);
+      return admitted;
+    }
     if (this.dp !== undefined) return this.onPrivateUpdate(update, admitted, this.dp);
-    if (this.secAgg !== undefined) return this.onSecureUpdate(update, admitted, this.secAgg);
+    if (this.checkin) return this.onCheckinUpdate(update, admitted, now);
+    if (this.secAgg !== undefined) return this.onSecureUpdate(update, admitted);
     const weight = update.numExamples * admitted.weight;
     accumulate(this.buffer, weight, update.delta);
     this.buffered++;
@@ -213,7 +323,6 @@ export class FedBuff implements Strategy, DurableStrategy, Partial<PrivateStrate
   private onSecureUpdate(
     update: ClientUpdate,
     admitted: { readonly staleness: number; readonly weight: number },
-    spec: SecureAggregationSpec,
   ): UpdateOutcome {
     this.group.push({
       clientId: update.clientId,
@@ -233,17 +342,137 @@ export class FedBuff implements Strategy, DurableStrategy, Partial<PrivateStrate
       };
     const members = this.group;
     this.group = [];
+    const result = this.secureStep(members, NONE);
+    if (result.kind === 'aborted')
+      return {
+        kind: 'rejected',
+        reason: 'secagg_abort',
+        message: result.message,
+        count: members.length,
+      };
+    return {
+      kind: 'accepted',
+      staleness: admitted.staleness,
+      weight,
+      stepped: true,
+      version: this.versionNo,
+      abandoned: NONE,
+    };
+  }
+
+  /**
+   * Check-in grouping: the report is the member's own input, weighted client-side by the staleness
+   * the server announces at the masked-input round (the current version), since the server never
+   * sees it alone. The K-th report closes the cohort.
+   */
+  private onCheckinUpdate(
+    update: ClientUpdate,
+    admitted: { readonly staleness: number; readonly weight: number },
+    now: number,
+  ): UpdateOutcome {
+    const weight = update.numExamples * admitted.weight;
+    const cohort = this.cohortOf.get(update.clientId);
+    if (cohort === undefined)
+      throw new OrchardError('INVALID_STATE', `client ${update.clientId} is in no secure-aggregation cohort`);
+    this.cohortOf.delete(update.clientId);
+    cohort.reports.set(update.clientId, {
+      clientId: update.clientId,
+      delta: update.delta,
+      numExamples: update.numExamples,
+      stalenessWeight: admitted.weight,
+    });
+    if (cohort.reports.size < this.options.bufferSize) {
+      this.closeIfSettled(cohort, now);
+      return {
+        kind: 'accepted',
+        staleness: admitted.staleness,
+        weight,
+        stepped: false,
+        version: this.versionNo,
+        abandoned: NONE,
+      };
+    }
+    const closed = this.closeCohort(cohort);
+    if (closed.kind === 'aborted')
+      return {
+        kind: 'rejected',
+        reason: 'secagg_abort',
+        message: closed.message,
+        count: closed.lost,
+      };
+    return {
+      kind: 'accepted',
+      staleness: admitted.staleness,
+      weight,
+      stepped: true,
+      version: this.versionNo,
+      abandoned: closed.abandoned,
+    };
+  }
+
+  /**
+   * Ends a cohort: its members that never reported are stragglers, abandoned here and treated by
+   * the protocol as dropouts after sharing keys (their masks are removed from t shares); the
+   * reports are summed by the protocol.
+   */
+  private closeCohort(cohort: Cohort):
+    | { readonly kind: 'stepped'; readonly abandoned: readonly number[] }
+    | {
+        readonly kind: 'aborted';
+        readonly message: string;
+        readonly lost: number;
+        readonly abandoned: readonly number[];
+      } {
+    if (this.forming === cohort) this.forming = undefined;
+    this.openCohorts.delete(cohort);
+    const abandoned: number[] = [];
+    for (const id of cohort.members)
+      if (!cohort.reports.has(id) && !cohort.gone.has(id)) {
+        abandoned.push(id);
+        this.admission.drop(id);
+        this.cohortOf.delete(id);
+      }
+    const reporters = [...cohort.reports.values()];
+    const result =
+      cohort.members.length < 3
+        ? ({ kind: 'aborted', message: `a cohort of ${cohort.members.length} is too small` } as const)
+        : this.secureStep(
+            cohort.members.map(
+              (id) =>
+                cohort.reports.get(id) ?? { clientId: id, delta: EMPTY, numExamples: 0, stalenessWeight: 0 },
+            ),
+            cohort.members.flatMap((id, i) => (cohort.reports.has(id) ? [] : [i])),
+          );
+    if (result.kind === 'aborted') return { ...result, lost: reporters.length, abandoned };
+    return { kind: 'stepped', abandoned };
+  }
+
+  /**
+   * One group through the real protocol: `members` in protocol order, `silent` the positions that
+   * shared keys but will send no masked input (their delta is never read). On success steps the
+   * model with the survivors' example-weighted mean; below threshold counts an abort.
+   */
+  private secureStep(
+    members: readonly GroupMember[],
+    silent: readonly number[],
+  ): { readonly kind: 'stepped' } | { readonly kind: 'aborted'; readonly message: string } {
+    const spec = this.secAgg as SecureAggregationSpec;
+    const shape = this.secAggShape as GroupShape;
     // Example counts are public here, as in the plain protocol; they set the shared scale so every
     // client's weight lies in [0, 1].
     let maxExamples = 0;
     for (const m of members) maxExamples = Math.max(maxExamples, m.numExamples);
+    const zeros = new Float32Array(this.numParams);
     const contributions: BufferContribution[] = members.map((m) => ({
       clientId: m.clientId,
-      delta: m.delta,
-      weight: (m.numExamples / maxExamples) * m.stalenessWeight,
+      delta: m.delta.length === 0 ? zeros : m.delta,
+      weight: maxExamples > 0 ? (m.numExamples / maxExamples) * m.stalenessWeight : 0,
     }));
-    const vanished: number[] = [];
-    for (let i = 0; i < members.length; i++) if (this.secAggRng.next() < spec.dropoutRate) vanished.push(i);
+    const silentSet = new Set(silent);
+    const vanished = [...silent];
+    for (let i = 0; i < members.length; i++)
+      if (!silentSet.has(i) && this.secAggRng.next() < spec.dropoutRate) vanished.push(i);
+    const lost = members.length - silent.length;
     let sum: ReturnType<typeof secureBufferSumBlocking>;
     try {
       sum = secureBufferSumBlocking(contributions, {
@@ -252,16 +481,17 @@ export class FedBuff implements Strategy, DurableStrategy, Partial<PrivateStrate
         mode: spec.mode,
         graphSeed: spec.seed + this.versionNo,
         modulusBits: spec.modulusBits,
+        ...(spec.mode === 'secagg+' ? { degree: shape.degree } : {}),
+        threshold: shape.threshold,
         dropouts: { beforeMaskedInput: vanished },
       });
     } catch (error) {
       if (error instanceof SecAggError && error.reason === 'BELOW_THRESHOLD') {
         this.abortedGroups++;
+        this.abortedUpdates += lost;
         return {
-          kind: 'rejected',
-          reason: 'secagg_abort',
+          kind: 'aborted',
           message: `secure-aggregation group of ${members.length} aborted: ${error.message}`,
-          count: members.length,
         };
       }
       throw error;
@@ -275,14 +505,7 @@ export class FedBuff implements Strategy, DurableStrategy, Partial<PrivateStrate
     for (let i = 0; i < step.length; i++) step[i] = (sum.weightedSum[i] as number) * scale;
     this.stepper.step(step);
     this.versionNo++;
-    return {
-      kind: 'accepted',
-      staleness: admitted.staleness,
-      weight,
-      stepped: true,
-      version: this.versionNo,
-      abandoned: NONE,
-    };
+    return { kind: 'stepped' };
   }
 
   private onPrivateUpdate(
@@ -309,15 +532,41 @@ export class FedBuff implements Strategy, DurableStrategy, Partial<PrivateStrate
     };
   }
 
-  onDropout(clientId: number, _now: number): void {
+  onDropout(clientId: number, now: number): void {
     this.admission.drop(clientId);
+    if (this.checkin) this.leaveCohort(clientId, now);
   }
 
   nextDeadline(): number {
-    return Number.POSITIVE_INFINITY;
+    let next = Number.POSITIVE_INFINITY;
+    for (const c of this.openCohorts) if (c.deadline < next) next = c.deadline;
+    return next;
   }
 
-  onTimer(_now: number): TimerOutcome {
-    return { stepped: false, version: this.versionNo, abandoned: NONE };
+  /**
+   * Closes every cohort whose timeout passed (or that has nothing left to wait for) with the reports
+   * it has. A cohort that aborts here loses its reports without a 'rejected' outcome to carry them:
+   * they are counted in abortedUpdates.
+   */
+  onTimer(now: number): TimerOutcome {
+    let stepped = false;
+    const abandoned: number[] = [];
+    for (const cohort of [...this.openCohorts]) {
+      if (cohort.deadline > now) continue;
+      if (cohort.reports.size === 0) {
+        this.openCohorts.delete(cohort);
+        for (const id of cohort.members)
+          if (!cohort.gone.has(id)) {
+            abandoned.push(id);
+            this.admission.drop(id);
+            this.cohortOf.delete(id);
+          }
+        continue;
+      }
+      const closed = this.closeCohort(cohort);
+      abandoned.push(...closed.abandoned);
+      if (closed.kind === 'stepped') stepped = true;
+    }
+    return { stepped, version: this.versionNo, abandoned: abandoned.length > 0 ? abandoned : NONE };
   }
 }

@@ -32,6 +32,10 @@ export interface SecureBufferOptions {
   readonly mode: 'secagg' | 'secagg+';
   /** Seed of the SecAgg+ graph relabelling. */
   readonly graphSeed?: number;
+  /** SecAgg+ degree (default: groupShape's). */
+  readonly degree?: number;
+  /** Shamir threshold over holders (default: the smallest majority). */
+  readonly threshold?: number;
   readonly modulusBits?: number;
   /** Dropouts by position in `contributions` (simulated stragglers). */
   readonly dropouts?: DropoutPlan;
@@ -75,11 +79,11 @@ export async function secureBufferSum(
   const graph =
     options.mode === 'secagg'
       ? completeGraph(k)
-      : hararyGraph(k, evenDegree(k), new Rng(options.graphSeed ?? 0));
+      : hararyGraph(k, options.degree ?? defaultDegree(k), new Rng(options.graphSeed ?? 0));
   const params: SecAggParams = {
     sessionId: options.crypto.randomBytes(16),
     graph,
-    threshold: majorityThreshold(graph.degree + 1),
+    threshold: options.threshold ?? majorityThreshold(graph.degree + 1),
     dimension: dim + 1,
     encoding: fixedPointFor(clip, k, options.modulusBits ?? 32),
   };
@@ -101,7 +105,64 @@ export async function secureBufferSum(
 }
 
 /** SecAgg+ degree for K clients, made even when K is odd (a k-regular graph needs K·k even). */
-function evenDegree(k: number): number {
+export function defaultDegree(k: number): number {
   const d = secAggPlusDegree(k);
   return d >= k - 1 || (k * d) % 2 === 0 ? d : d - 1;
+}
+
+/** The graph and threshold a group of `size` clients will use. */
+export interface GroupShape {
+  readonly size: number;
+  /** Neighbours per client (size − 1 for SecAgg). */
+  readonly degree: number;
+  readonly threshold: number;
+}
+
+/**
+ * Checks a group configuration before any protocol runs, so a bad one is a config error rather than
+ * a failure at the first buffer. `reporters` is how many masked inputs close a group (K): a
+ * threshold above it could never be met. Returns the shape or the problems, each under `field`.
+ */
+export function groupShape(o: {
+  readonly size: number;
+  readonly mode: 'secagg' | 'secagg+';
+  readonly reporters: number;
+  readonly neighbours?: number | undefined;
+  readonly threshold?: number | undefined;
+}): GroupShape | { readonly issues: readonly { readonly field: string; readonly message: string }[] } {
+  const issues: { field: string; message: string }[] = [];
+  const { size, reporters } = o;
+  if (!(Number.isInteger(size) && size >= 3))
+    return {
+      issues: [
+        { field: 'size', message: `a secure-aggregation group needs at least 3 clients, got ${size}` },
+      ],
+    };
+  let degree = size - 1;
+  if (o.mode === 'secagg+') {
+    degree = o.neighbours ?? defaultDegree(size);
+    if (!(Number.isInteger(degree) && degree >= 2 && degree <= size - 1))
+      issues.push({
+        field: 'neighbours',
+        message: `must be an integer in [2, ${size - 1}] for a group of ${size}, got ${degree}`,
+      });
+    else if (degree < size - 1 && (size * degree) % 2 !== 0)
+      issues.push({
+        field: 'neighbours',
+        message: `no ${degree}-regular graph on ${size} clients (size × neighbours must be even)`,
+      });
+  }
+  const holders = degree + 1;
+  const threshold = o.threshold ?? majorityThreshold(holders);
+  if (!(Number.isInteger(threshold) && 2 * threshold > holders && threshold <= holders))
+    issues.push({
+      field: 'threshold',
+      message: `must be an integer above half of the ${holders} holders and at most ${holders}, got ${threshold}`,
+    });
+  else if (threshold > reporters)
+    issues.push({
+      field: 'threshold',
+      message: `${threshold} exceeds the ${reporters} reports that close a group: every group would abort`,
+    });
+  return issues.length > 0 ? { issues } : { size, degree, threshold };
 }
