@@ -1,0 +1,164 @@
+/**
+ * `orchard guard serve`: an HTTP moderation endpoint in the shape of OpenAI's moderations API
+ * (see moderations.ts for the request, response and category mapping).
+ *
+ * Routes: `POST /v1/moderations` (also `/moderations`), `GET /health` → `{status, model}`. Anything
+ * else is a 404/405 in OpenAI's error shape. Bodies must be JSON (`content-type: application/json`)
+ * and at most `maxBodyBytes`; a request that takes longer than `requestTimeoutMs` is answered 504 and
+ * its guard work aborted; a client that disconnects aborts its work too.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Guard } from '../guard.ts';
+import { errorFor, ModerationRequestError, moderate, parseModerationRequest } from './moderations.ts';
+
+export interface ModerationServerOptions {
+  readonly guard: Guard;
+  /** Name reported as `model` [the backend's name]. */
+  readonly model?: string;
+  /** [127.0.0.1] */
+  readonly host?: string;
+  /** [0: any free port] */
+  readonly port?: number;
+  /** Largest accepted body [16 MiB: a 10 MiB image as base64 plus JSON]. */
+  readonly maxBodyBytes?: number;
+  readonly maxInputs?: number;
+  /** Whole-request deadline [120000]. */
+  readonly requestTimeoutMs?: number;
+}
+
+export interface ModerationServer {
+  readonly url: string;
+  readonly port: number;
+  readonly server: Server;
+  close(): Promise<void>;
+}
+
+function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  if (res.headersSent || res.destroyed) return;
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+function sendError(res: ServerResponse, e: ModerationRequestError): void {
+  sendJson(res, e.status, e.toJSON());
+}
+
+/**
+ * The body, or a 413 once an oversized one has been drained (answering before the upload ends would
+ * make many clients see a reset instead of the 413). Nothing past the limit is kept in memory.
+ */
+function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > maxBytes) chunks.length = 0;
+      else chunks.push(c);
+    });
+    req.on('end', () => {
+      if (size <= maxBytes) resolve(Buffer.concat(chunks));
+      else
+        reject(
+          new ModerationRequestError(413, `the body is ${size} bytes; the limit is ${maxBytes}`, {
+            code: 'body_too_large',
+          }),
+        );
+    });
+    req.on('error', reject);
+  });
+}
+
+export async function startModerationServer(options: ModerationServerOptions): Promise<ModerationServer> {
+  const guard = options.guard;
+  const model = options.model ?? guard.backend.name;
+  const maxBodyBytes = options.maxBodyBytes ?? 16 * 1024 * 1024;
+  const requestTimeoutMs = options.requestTimeoutMs ?? 120_000;
+  const limits = options.maxInputs === undefined ? {} : { maxInputs: options.maxInputs };
+
+  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (path === '/health') {
+      if (req.method !== 'GET')
+        throw new ModerationRequestError(405, 'use GET /health', { code: 'method_not_allowed' });
+      sendJson(res, 200, { status: 'ok', model });
+      return;
+    }
+    if (path !== '/v1/moderations' && path !== '/moderations')
+      throw new ModerationRequestError(404, `no route ${req.method} ${path}; use POST /v1/moderations`, {
+        code: 'not_found',
+      });
+    if (req.method !== 'POST')
+      throw new ModerationRequestError(405, `use POST ${path}`, { code: 'method_not_allowed' });
+    const type = req.headers['content-type'] ?? '';
+    if (!/^application\/json\b/i.test(type))
+      throw new ModerationRequestError(415, `content-type must be application/json, got '${type}'`, {
+        code: 'unsupported_media_type',
+      });
+    const raw = await readBody(req, maxBodyBytes);
+    let body: unknown;
+    try {
+      body = JSON.parse(raw.toString('utf8'));
+    } catch (e) {
+      throw new ModerationRequestError(400, `the body is not valid JSON: ${(e as Error).message}`, {
+        code: 'invalid_json',
+      });
+    }
+    const items = parseModerationRequest(body, limits);
+    const abort = new AbortController();
+    const timer = setTimeout(() => abort.abort(), requestTimeoutMs);
+    const onClose = () => {
+      if (!res.writableFinished) abort.abort();
+    };
+    res.on('close', onClose);
+    try {
+      const response = await moderate(guard, items, model, abort.signal);
+      sendJson(res, 200, response);
+    } catch (e) {
+      if (abort.signal.aborted && !res.destroyed)
+        throw new ModerationRequestError(504, `moderation took longer than ${requestTimeoutMs} ms`, {
+          code: 'timeout',
+        });
+      throw e;
+    } finally {
+      clearTimeout(timer);
+      res.off('close', onClose);
+    }
+  };
+
+  const server = createServer((req, res) => {
+    handle(req, res).catch((e: unknown) => {
+      const err = errorFor(e);
+      if (err.status === 500)
+        process.stderr.write(
+          `orchard guard serve: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`,
+        );
+      sendError(res, err);
+    });
+  });
+  server.requestTimeout = requestTimeoutMs + 5_000;
+  server.headersTimeout = 30_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port ?? 0, options.host ?? '127.0.0.1', () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const address = server.address() as AddressInfo;
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  return {
+    url: `http://${host}:${address.port}`,
+    port: address.port,
+    server,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeIdleConnections();
+        server.close(() => resolve());
+        // Requests still running get a short grace period, then their sockets go.
+        setTimeout(() => server.closeAllConnections(), 2_000).unref();
+      }),
+  };
+}
