@@ -500,12 +500,12 @@ export class OrchardClient {
     if (spec.contentType !== undefined) headers['content-type'] = spec.contentType;
     if (spec.token !== undefined) headers.authorization = `Bearer ${spec.token}`;
     if (spec.idempotencyKey !== undefined) headers['idempotency-key'] = spec.idempotencyKey;
-    const started = this.platform.now();
+    const started = monotonicNow();
     const report = (status: number, error?: ClientErrorLike): void =>
       this.options.onRequest?.({
         route: spec.route,
         status,
-        ms: this.platform.now() - started,
+        ms: monotonicNow() - started,
         attempt,
         ...(error !== undefined ? { error } : {}),
       });
@@ -598,6 +598,11 @@ async function apiErrorFrom(res: Response): Promise<ApiError> {
   if (retryAfterMs === undefined && header !== null && /^\d+$/.test(header.trim()))
     retryAfterMs = Number(header) * 1000;
   return new ApiError(res.status, code, message, retryAfterMs);
+}
+
+/** Sub-millisecond monotonic time for latencies (performance.now exists in Node and browsers). */
+function monotonicNow(): number {
+  return typeof performance !== 'undefined' ? performance.now() : Date.now();
 }
 
 function hex(bytes: Uint8Array): string {

@@ -19,4 +19,4 @@ export {
 export { ApiError, type ClientErrorCode, isRetryable, OrchardClientError } from './errors.ts';
 export { type FetchLike, type KeyValueStore, MemoryStore, type Platform } from './platform.ts';
 export { backoffDelay, DEFAULT_RETRY, type RetryPolicy, retryPolicy } from './retry.ts';
-export { type LocalTrainerOptions, localTrainer } from './trainer.ts';
+export { type LocalTrainerOptions, localTrainer, TrainerContext } from './trainer.ts';

@@ -21,6 +21,14 @@ export interface LocalTrainerOptions {
   readonly seed: number;
   /** Overrides `seed` with a stream per trip (the fleet derives one from (seed, device, trip)). */
   readonly rngForTrip?: (input: TrainInput) => Rng;
+  /** Models and scratch buffers to share between trainers (a fleet of thousands of devices). */
+  readonly context?: TrainerContext;
+}
+
+/** Built models (by spec) and training scratch; safe to share because training is synchronous. */
+export class TrainerContext {
+  readonly models = new Map<string, Model>();
+  readonly scratch = new TrainScratch();
 }
 
 const MODEL_KINDS = new Set(['softmax', 'mlp', 'cnn', 'embedding_bag']);
@@ -46,8 +54,7 @@ function checkPlan(plan: TrainInput['plan']): { model: ModelSpec; local: LocalTr
 
 /** A Trainer over `data`; models are built once per distinct model spec and reused. */
 export function localTrainer(data: Examples, options: LocalTrainerOptions): Trainer {
-  const models = new Map<string, Model>();
-  const scratch = new TrainScratch();
+  const { models, scratch } = options.context ?? new TrainerContext();
   const stream = new Rng(options.seed);
   const input = {
     inputKind: data.kind,
@@ -56,7 +63,7 @@ export function localTrainer(data: Examples, options: LocalTrainerOptions): Trai
   };
   return (job: TrainInput): TrainOutput => {
     const { model: spec, local } = checkPlan(job.plan);
-    const cacheKey = JSON.stringify(spec);
+    const cacheKey = `${JSON.stringify(spec)}|${input.inputKind}|${input.inputDim}|${input.numClasses}`;
     let model = models.get(cacheKey);
     if (model === undefined) {
       try {

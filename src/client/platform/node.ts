@@ -1,10 +1,11 @@
 /**
- * Node adapter: global fetch (undici, keep-alive), node:crypto random bytes, timers, and either an
- * in-memory store or a JSON file store that survives restarts.
+ * Node adapter: global fetch (or nodeHttpFetch, a bounded keep-alive pool), node:crypto random
+ * bytes, timers, and either an in-memory store or a JSON file store that survives restarts.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, renameSync } from 'node:fs';
 import { open } from 'node:fs/promises';
+import { Agent, request as httpRequest } from 'node:http';
 import { dirname } from 'node:path';
 import {
   type FetchLike,
@@ -91,4 +92,58 @@ export function nodePlatform(options: NodePlatformOptions = {}): Platform {
     sleep: timerSleep,
     now: () => Date.now(),
   };
+}
+
+/**
+ * A fetch over node:http with its own keep-alive agent, so a process simulating thousands of
+ * devices shares a bounded pool of connections (global fetch opens one per concurrent request).
+ * Supports what the SDK sends: method, headers, a string or byte body, an abort signal.
+ */
+export function nodeHttpFetch(options: { maxSockets?: number } = {}): FetchLike & { agent: Agent } {
+  const agent = new Agent({ keepAlive: true, maxSockets: options.maxSockets ?? 256, scheduling: 'fifo' });
+  const fetchLike = (input: string, init: RequestInit): Promise<Response> =>
+    new Promise<Response>((resolve, reject) => {
+      const url = new URL(input);
+      const headers: Record<string, string> = {};
+      new Headers(init.headers).forEach((v, k) => {
+        headers[k] = v;
+      });
+      const body = init.body;
+      let bytes: Uint8Array | undefined;
+      if (typeof body === 'string') bytes = Buffer.from(body, 'utf8');
+      else if (body instanceof Uint8Array) bytes = body;
+      else if (body !== undefined && body !== null) {
+        reject(new TypeError('nodeHttpFetch sends only string or Uint8Array bodies'));
+        return;
+      }
+      if (bytes !== undefined) headers['content-length'] = String(bytes.length);
+      const req = httpRequest(
+        {
+          host: url.hostname.replace(/^\[|\]$/g, ''),
+          port: url.port,
+          path: `${url.pathname}${url.search}`,
+          method: init.method ?? 'GET',
+          headers,
+          agent,
+          ...(init.signal ? { signal: init.signal } : {}),
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('error', reject);
+          res.on('end', () => {
+            const out = new Headers();
+            for (const [k, v] of Object.entries(res.headers))
+              if (typeof v === 'string') out.set(k, v);
+              else if (Array.isArray(v)) for (const x of v) out.append(k, x);
+            const status = res.statusCode ?? 0;
+            const nullBody = status === 204 || status === 304;
+            resolve(new Response(nullBody ? null : Buffer.concat(chunks), { status, headers: out }));
+          });
+        },
+      );
+      req.on('error', reject);
+      req.end(bytes);
+    });
+  return Object.assign(fetchLike, { agent });
 }
