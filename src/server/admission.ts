@@ -29,6 +29,10 @@ export class LocalAdmissionCounter implements AdmissionCounter {
 
   constructor(private readonly now: () => number = Date.now) {}
 
+  private readonly lastSlotSweep = new Map<string, number>();
+
+  /** The task's slots, with lapsed ones dropped. Sweeps run at most every 100 ms (a full scan),
+   *  so a slot may outlive its deadline by that much: admission errs on the cautious side. */
   private live(taskId: string): Map<string, number> {
     let slots = this.slots.get(taskId);
     if (slots === undefined) {
@@ -36,7 +40,10 @@ export class LocalAdmissionCounter implements AdmissionCounter {
       this.slots.set(taskId, slots);
     }
     const t = this.now();
-    for (const [id, expiresAt] of slots) if (expiresAt <= t) slots.delete(id);
+    if (t - (this.lastSlotSweep.get(taskId) ?? Number.NEGATIVE_INFINITY) >= 100) {
+      this.lastSlotSweep.set(taskId, t);
+      for (const [id, expiresAt] of slots) if (expiresAt <= t) slots.delete(id);
+    }
     return slots;
   }
 
