@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Matrix, SVD } from 'ml-matrix';
 import { Rng } from '../../core/rng.ts';
-import { type CompiledPanel, compilePanel } from './data.ts';
+import { type CompiledPanel, compilePanel, splitHoldout } from './data.ts';
 import { meanNll, relativeError } from './model.ts';
 import { simulatePanel } from './simulate.ts';
 import { fitLatentLogit, fitLatentLogitPath, geometricGrid, lambdaMax, truncateFit } from './solver.ts';
@@ -179,6 +179,15 @@ test('the λ path starts at zero, picks the lowest held-out NLL and warm starts 
   const minHeld = Math.min(...path.points.map((p) => p.heldOutNll));
   assert.equal(path.best.heldOutNll, minHeld);
   assert.ok(path.points.every((p) => p.converged));
+  // Warm starts: the same λs fitted from zero on the same training split need more iterations in total.
+  const { train } = splitHoldout(panel, 0.25, 0);
+  const cold = path.points.reduce(
+    (sum, p) =>
+      sum + fitLatentLogit(train, { lambda1: p.lambda1, lambda2: p.lambda2 }).certificate.iterations,
+    0,
+  );
+  const warm = path.points.reduce((sum, p) => sum + p.iterations, 0);
+  assert.ok(warm < cold, `warm-started path ${warm} iterations vs ${cold} from zero`);
 });
 
 test('bad solver arguments are typed errors', () => {
