@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { ConfigError } from '../core/errors.ts';
+import { registerFleet } from './commands/fleet.ts';
 import { registerGuard } from './commands/guard.ts';
 import { registerKrr } from './commands/krr.ts';
 import { registerLogit } from './commands/logit.ts';
@@ -41,6 +42,7 @@ export function buildProgram(): Command {
   registerKrr(program);
   registerGuard(program);
   registerServe(program);
+  registerFleet(program);
   return program;
 }
 

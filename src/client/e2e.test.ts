@@ -104,10 +104,11 @@ test('server + fleet reach the simulator accuracy on the same task (within 0.03)
     timing: { duration: DURATION, msPerSecond: 20 },
     seed: 5,
   });
-  assert.equal(summary.accepted, UPDATES);
+  // Uploads in flight when the last wanted one was accepted may still land, so "at least".
+  assert.ok(summary.accepted >= UPDATES);
   assert.equal(summary.rejectedTotal, 0);
   assert.deepEqual(summary.errors, {});
-  assert.equal(summary.lastVersion, FINAL_VERSION);
+  assert.ok(summary.lastVersion >= FINAL_VERSION);
 
   // The evaluation of the last version is recorded asynchronously; poll for it (bounded).
   let served: { version: number; accuracy: number }[] = [];
