@@ -28,6 +28,8 @@ import {
   type ImageSource,
 } from '../../guard/types.ts';
 import { parseIntegerOption } from '../options.ts';
+import { registerGuardEval } from './guard-eval.ts';
+import { registerGuardServe } from './guard-serve.ts';
 
 export interface GuardIo {
   readonly out: (s: string) => void;
@@ -271,5 +273,7 @@ export function registerGuard(program: Command, io: GuardIo = STD_IO): Command {
   const guard = program.command('guard').description('Llama Guard 3 safety moderation (check, render, …)');
   registerGuardCheck(guard, io);
   registerGuardRender(guard, io);
+  registerGuardEval(guard, io);
+  registerGuardServe(guard, io);
   return guard;
 }
