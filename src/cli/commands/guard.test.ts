@@ -140,6 +140,13 @@ describe('orchard guard (the real binary)', () => {
     assert.ok(
       r.stdout.endsWith('violated categories.<|eot_id|><|start_header_id|>assistant<|end_header_id|>'),
     );
+    const piped = spawnSync(process.execPath, [BIN, 'guard', 'render', '-'], {
+      input: 'from\nstdin',
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    assert.equal(piped.status, 0, piped.stderr);
+    assert.ok(piped.stdout.includes('<BEGIN CONVERSATION>\n\nUser: from\nstdin\n\n<END CONVERSATION>'));
     const conv = join(dir, 'bad.json');
     writeFileSync(conv, JSON.stringify([{ role: 'assistant', content: 'hi' }]));
     const bad = spawnSync(process.execPath, [BIN, 'guard', 'render', '--conversation', conv], {

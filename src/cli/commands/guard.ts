@@ -128,16 +128,29 @@ export async function promptOptionsOf(flags: GuardPromptFlags): Promise<PromptOp
   };
 }
 
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
 /** The conversation the flags describe: the text argument or --conversation, plus --response/--image. */
 export async function inputOf(
   text: string | undefined,
   flags: GuardPromptFlags,
 ): Promise<{ input: CheckInput; response?: string; image?: ImageSource }> {
   if ((text === undefined) === (flags.conversation === undefined)) {
-    throw usage('', 'give the text to check or --conversation <file.json> (exactly one)');
+    throw usage(
+      '',
+      'give the text to check (or - to read it from stdin) or --conversation <file.json>, not both',
+    );
   }
   const input =
-    flags.conversation !== undefined ? await readConversationFile(flags.conversation) : (text as string);
+    flags.conversation !== undefined
+      ? await readConversationFile(flags.conversation)
+      : text === '-'
+        ? await readStdin()
+        : (text as string);
   return {
     input,
     ...(flags.response !== undefined ? { response: flags.response } : {}),
@@ -211,7 +224,7 @@ export function registerGuardCheck(guard: Command, io: GuardIo = STD_IO): void {
       guard
         .command('check')
         .description('judge a prompt (or, with --response, the reply to it) against the safety policy')
-        .argument('[text]', 'the user prompt to check'),
+        .argument('[text]', 'the user prompt to check (- reads it from stdin)'),
     ),
   )
     .option('--json', 'print the result as JSON')
@@ -245,7 +258,7 @@ export function registerGuardRender(guard: Command, io: GuardIo = STD_IO): void 
     guard
       .command('render')
       .description('print the exact prompt the model would be given (special tokens as text)')
-      .argument('[text]', 'the user prompt'),
+      .argument('[text]', 'the user prompt (- reads it from stdin)'),
   )
     .option('--json', 'print {variant, classifiedRole, prefixLength, text} as JSON')
     .action(async (text: string | undefined, flags: GuardPromptFlags & { json?: boolean }) =>
