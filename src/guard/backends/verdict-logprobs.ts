@@ -2,8 +2,8 @@
  * P(unsafe) from the top logprobs an HTTP server returns for the generated tokens.
  *
  * The verdict position is the first generated token that is not blank (the 1B model often writes
- * `\n\n` before `safe`/`unsafe`). At that position the alternatives are the chosen token plus its
- * top-N list; entries whose text trims to `safe` (or `unsafe`) are pooled with log-sum-exp (a server
+ * `\n\n` before `safe`/`unsafe`); byte-level BPE spellings (`ĊĊ`, `Ġsafe`) count as their text.
+ * At that position the alternatives are the chosen token plus its top-N list; entries whose text trims to `safe` (or `unsafe`) are pooled with log-sum-exp (a server
  * may list both `safe` and ` safe`), then renormalised over the two verdicts exactly as the local
  * backend does with logits (`pUnsafeFromLogits`).
  *
@@ -38,6 +38,14 @@ export interface VerdictLogprobs {
   readonly position: number;
 }
 
+/**
+ * Token text as plain text: some servers report byte-level BPE strings (`Ġsafe`, `ĊĊ`), where `Ġ`
+ * stands for a space and `Ċ` for a newline, instead of decoded text.
+ */
+function plain(token: string): string {
+  return token.replace(/\u0120/g, ' ').replace(/\u010a/g, '\n');
+}
+
 function describe(alts: readonly TokenLogprob[]): string {
   return alts
     .slice(0, 8)
@@ -46,7 +54,7 @@ function describe(alts: readonly TokenLogprob[]): string {
 }
 
 export function verdictFromLogprobs(positions: readonly GeneratedPosition[]): VerdictLogprobs {
-  const position = positions.findIndex((p) => p.token.trim() !== '');
+  const position = positions.findIndex((p) => plain(p.token).trim() !== '');
   if (position < 0)
     throw new GuardError(
       'BAD_RESPONSE',
@@ -63,7 +71,7 @@ export function verdictFromLogprobs(positions: readonly GeneratedPosition[]): Ve
   const safeLps: number[] = [];
   const unsafeLps: number[] = [];
   for (const [token, lp] of byToken) {
-    const t = token.trim();
+    const t = plain(token).trim();
     if (t === 'safe') safeLps.push(lp);
     else if (t === 'unsafe') unsafeLps.push(lp);
   }
