@@ -1,28 +1,15 @@
 import assert from 'node:assert/strict';
-import { after, describe, test } from 'node:test';
-import { type RedisInstance, skipUnlessService, startRedis } from '../../testing/services.ts';
+import { describe, test } from 'node:test';
+import { skipUnlessService } from '../../testing/services.ts';
 import { ScaleoutError } from './errors.ts';
 import { type FencedLease, LocalFencedLease, RedisLease } from './lease.ts';
-import { connectRedis, type RedisClient } from './redis.ts';
+import { sharedTestRedis, sleep } from './testkit.ts';
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const isCode = (code: string) => (e: unknown) => e instanceof ScaleoutError && e.code === code;
 
-let redis: Promise<RedisInstance> | null = null;
-const clients: RedisClient[] = [];
-const getRedis = () => {
-  redis ??= startRedis();
-  return redis;
-};
-async function client(): Promise<RedisClient> {
-  const c = await connectRedis((await getRedis()).url);
-  clients.push(c);
-  return c;
-}
-after(async () => {
-  for (const c of clients) c.disconnect();
-  if (redis) await (await redis).stop();
-});
+const redis = sharedTestRedis();
+const client = () => redis.client();
+const getRedis = () => redis.get();
 
 /** One suite, run against the in-process and the Redis lease. `make` returns independent handles on one lease space. */
 function leaseSuite(name: string, make: () => Promise<() => Promise<FencedLease>>, skip: string | false) {

@@ -51,8 +51,11 @@ export interface PartialExchange {
   pull(taskId: string, leaderId: string, max: number, waitMs?: number): Promise<DeliveredPartial[]>;
   /** Marks partials done; they are never delivered again. Unknown ids are ignored. */
   ack(taskId: string, deliveryIds: readonly string[]): Promise<void>;
-  /** A new leader (just won the lease) takes every unacknowledged partial now; returns how many. */
-  takeOver(taskId: string, leaderId: string): Promise<number>;
+  /**
+   * A new leader (just won the lease) takes every partial an earlier leader pulled and never
+   * acknowledged, at once. It folds them (skipping ids it already has) and acknowledges them.
+   */
+  takeOver(taskId: string, leaderId: string): Promise<DeliveredPartial[]>;
 }
 
 export function validatePartial(p: PartialAggregate): void {
@@ -158,8 +161,10 @@ export class LocalPartialExchange implements PartialExchange {
     for (const id of deliveryIds) p.delete(id);
   }
 
-  async takeOver(taskId: string, leaderId: string): Promise<number> {
-    return this.claim(taskId, leaderId, Number.MAX_SAFE_INTEGER, 0).length;
+  async takeOver(taskId: string, leaderId: string): Promise<DeliveredPartial[]> {
+    requireString(taskId, 'taskId');
+    requireString(leaderId, 'leaderId');
+    return this.claim(taskId, leaderId, Number.MAX_SAFE_INTEGER, 0);
   }
 }
 
@@ -343,13 +348,12 @@ export class RedisPartialExchange implements PartialExchange {
     }
   }
 
-  async takeOver(taskId: string, leaderId: string): Promise<number> {
+  async takeOver(taskId: string, leaderId: string): Promise<DeliveredPartial[]> {
     requireString(taskId, 'taskId');
     requireString(leaderId, 'leaderId');
     await this.ensureGroup(taskId);
+    const out: DeliveredPartial[] = [];
     let start = '0-0';
-    let claimed = 0;
-    // JUSTID: ownership moves to us (and the idle clock restarts) without fetching the payloads.
     do {
       const reply = (await this.call('XAUTOCLAIM', [
         this.streamKey(taskId),
@@ -359,12 +363,11 @@ export class RedisPartialExchange implements PartialExchange {
         start,
         'COUNT',
         100,
-        'JUSTID',
-      ])) as [Buffer, Buffer[], unknown];
-      claimed += reply[1]?.length ?? 0;
+      ])) as [Buffer, StreamEntry[], unknown];
+      out.push(...toDelivered(reply[1] ?? []));
       start = reply[0].toString();
     } while (start !== '0-0');
-    return claimed;
+    return out;
   }
 }
 
