@@ -134,7 +134,10 @@ export function buildEvalReport(
 
 const fmt = (x: number | null, digits = 3): string => (x === null ? '—' : x.toFixed(digits));
 
-/** PR curve (step-wise, as AP integrates it) with the operating point at the threshold marked. */
+/**
+ * PR curve with the operating point at the threshold marked. Drawn step-before: precision Pₖ holds
+ * over (Rₖ₋₁, Rₖ], so the area under the drawn curve is exactly the reported AP.
+ */
 export function prCurveSpec(report: EvalReport): vl.TopLevelSpec {
   const curve = thinCurve(report.prCurve, 800);
   // Start at recall 0 with the first point's precision so the step shape is visible from the axis.
@@ -153,7 +156,7 @@ export function prCurveSpec(report: EvalReport): vl.TopLevelSpec {
     layer: [
       {
         data: { values },
-        mark: { type: 'line', interpolate: 'step-after' },
+        mark: { type: 'line', interpolate: 'step-before' },
         encoding: {
           x: { field: 'recall', type: 'quantitative', title: 'recall', scale: { domain: [0, 1] } },
           y: { field: 'precision', type: 'quantitative', title: 'precision', scale: { domain: [0, 1] } },
