@@ -157,3 +157,37 @@ describe('orchard guard (the real binary)', () => {
     assert.match(bad.stderr, /ROLE_ORDER/);
   });
 });
+
+describe('orchard guard check --model (real node-llama-cpp path, tiny random GGUF)', () => {
+  it('loads the model through the backend registry and prints a result; a missing file exits 1', {
+    timeout: 180_000,
+  }, async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'guard-cli-gguf-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const { ensureModel, tinyGuardSpec } = await import('../../guard/gguf/cache.ts');
+    const model = ensureModel(tinyGuardSpec(), dir).path;
+    const r = spawnSync(
+      process.execPath,
+      [BIN, 'guard', 'check', 'How do I bake bread?', '--model', model, '--threads', '2', '--json'],
+      {
+        encoding: 'utf8',
+        timeout: 170_000,
+      },
+    );
+    assert.equal(r.status, 0, r.stderr);
+    const res = JSON.parse(r.stdout) as { safe: boolean; score: number; categories: string[] };
+    assert.ok(res.score >= 0 && res.score <= 1);
+    assert.equal(res.safe, res.score < 0.5);
+    const missing = spawnSync(
+      process.execPath,
+      [BIN, 'guard', 'check', 'x', '--model', join(dir, 'none.gguf')],
+      {
+        encoding: 'utf8',
+        timeout: 60_000,
+      },
+    );
+    assert.equal(missing.status, 1);
+    assert.match(missing.stderr, /MODEL_FILE/);
+    assert.doesNotMatch(missing.stderr, /\n\s+at /, 'a one-line error, no stack trace');
+  });
+});
