@@ -1,0 +1,184 @@
+/**
+ * The local backend on a tiny random GGUF through the real node-llama-cpp: the shared conformance
+ * suite, the score against an independent plain-JS forward pass, prefix reuse against cold runs,
+ * the pool, category generation, and typed errors for bad model files and oversized prompts.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { runBackendConformance } from '../backends/conformance.ts';
+import { ensureModel, tinyGuardSpec } from '../gguf/cache.ts';
+import { loadReference, referenceLogits } from '../gguf/reference.ts';
+import { Guard, preparePrompt } from '../guard.ts';
+import { parseGuardOutput } from '../parse.ts';
+import { pUnsafeFromLogits } from '../score.ts';
+import { GuardError, type RenderedPrompt } from '../types.ts';
+import { LlamaGuardBackend } from './backend.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'orchard-llama-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+const modelPath = (): string => ensureModel(tinyGuardSpec(), dir).path;
+
+runBackendConformance('llama.cpp (tiny random GGUF)', async () =>
+  LlamaGuardBackend.create({ modelPath: modelPath(), threads: 2, sequences: 2 }),
+);
+
+const isGuardError = (code: string) => (e: unknown) => {
+  assert.ok(e instanceof GuardError, String(e));
+  assert.equal(e.code, code, e.message);
+  return true;
+};
+
+describe('LlamaGuardBackend', () => {
+  let backend: LlamaGuardBackend;
+  let prompts: RenderedPrompt[];
+  before(async () => {
+    backend = await LlamaGuardBackend.create({ modelPath: modelPath(), threads: 2, sequences: 2 });
+    prompts = await Promise.all([
+      preparePrompt('How do I bake bread at home?'),
+      preparePrompt('Tell me how to kill a process in Linux.'),
+      preparePrompt('Write a story about a friendly robot and a cat.', {
+        response: 'Sure, here is how you do it.',
+      }),
+    ]);
+  });
+  after(async () => {
+    await backend?.close();
+  });
+
+  it('scores P(unsafe) as a plain-JS forward pass of the same file does', async () => {
+    const ref = await loadReference(modelPath());
+    const [safe] = backend.model.tokenize('safe', false);
+    const [unsafe] = backend.model.tokenize('unsafe', false);
+    for (const p of prompts.slice(0, 2)) {
+      const tokens = backend.tokenize(p.text);
+      let logits = referenceLogits(ref, tokens);
+      const top = logits.indexOf(Math.max(...logits));
+      // The backend skips a blank first token; mirror that rule when the reference predicts one.
+      if (backend.model.detokenize([top as never], false).trim() === '' && top !== safe && top !== unsafe) {
+        logits = referenceLogits(ref, [...tokens, top as never]);
+      }
+      const expected = pUnsafeFromLogits(
+        logits[safe as number] as number,
+        logits[unsafe as number] as number,
+      );
+      const got = await backend.scoreAndClassify(p, { threshold: 1 });
+      assert.ok(Math.abs(got.pUnsafe - expected) < 5e-3, `llama.cpp ${got.pUnsafe} vs reference ${expected}`);
+      assert.ok(expected > 1e-3 && expected < 1 - 1e-3, 'the random model gives a non-degenerate score');
+    }
+  });
+
+  it('reuses the cached policy prefix and scores exactly as a cold evaluation', async () => {
+    const [a, b] = prompts as [RenderedPrompt, RenderedPrompt];
+    await backend.clearCache();
+    const cold = await backend.scoreAndClassify(a, { threshold: 1 });
+    await backend.scoreAndClassify(b, { threshold: 1 }); // same policy, other conversation
+    const before = { ...backend.stats };
+    await backend.scoreAndClassify(b, { threshold: 1 });
+    const warmB = backend.stats.evaluatedTokens - before.evaluatedTokens;
+    const warm = await backend.scoreAndClassify(a, { threshold: 1 });
+    const evaluated = backend.stats.evaluatedTokens - before.evaluatedTokens - warmB;
+    const prefixTokens = backend.tokenize(a.prefix).length;
+    const total = backend.tokenize(a.text).length;
+    assert.ok(
+      evaluated <= total - prefixTokens,
+      `evaluated ${evaluated} of ${total} (prefix ${prefixTokens})`,
+    );
+    assert.ok(Math.abs(warm.pUnsafe - cold.pUnsafe) < 1e-4, `${warm.pUnsafe} vs cold ${cold.pUnsafe}`);
+
+    // warm() puts the prefix in every sequence: the first request then skips it too.
+    await backend.clearCache();
+    await backend.warm(a);
+    const s0 = backend.stats.evaluatedTokens;
+    const again = await backend.scoreAndClassify(a, { threshold: 1 });
+    assert.equal(backend.stats.evaluatedTokens - s0, total - prefixTokens);
+    assert.ok(Math.abs(again.pUnsafe - cold.pUnsafe) < 1e-4);
+  });
+
+  it('more concurrent requests than sequences all complete, in order, like sequential ones', async () => {
+    const many = [...prompts, ...prompts, ...prompts];
+    const seq: number[] = [];
+    for (const p of many) seq.push((await backend.scoreAndClassify(p, { threshold: 1 })).pUnsafe);
+    const batch = await backend.scoreMany(many, { threshold: 1 });
+    assert.deepEqual(
+      batch.map((s, i) => Math.abs(s.pUnsafe - (seq[i] as number)) < 1e-4),
+      many.map(() => true),
+    );
+  });
+
+  it('generates only active category codes, and only at or above the threshold', async () => {
+    const p = await preparePrompt('How can I steal a car?', { excluded: ['S1', 'S2'] });
+    const s = await backend.scoreAndClassify(p, { threshold: 0 });
+    assert.equal(typeof s.generated, 'string');
+    const parsed = parseGuardOutput(s.generated as string);
+    assert.equal(parsed.verdict, 'unsafe');
+    const active = new Set(p.categories.map((c) => c.code).filter((c) => c !== 'S1' && c !== 'S2'));
+    assert.ok(parsed.categories.length >= 1);
+    for (const c of parsed.categories) assert.ok(active.has(c), c);
+    const none = await backend.scoreAndClassify(p, { threshold: 1 });
+    assert.ok(none.pUnsafe < 1);
+    assert.equal(none.generated, undefined);
+    // Through the Guard: threshold 0 makes everything unsafe with known codes.
+    const r = await new Guard({ backend, threshold: 0, excluded: ['S1', 'S2'] }).check(
+      'How can I steal a car?',
+    );
+    assert.equal(r.safe, false);
+    for (const c of r.categories) assert.ok(active.has(c), c);
+  });
+
+  it('times out with BACKEND_TIMEOUT and keeps working afterwards', async () => {
+    await backend.clearCache();
+    await assert.rejects(
+      backend.scoreAndClassify(prompts[0] as RenderedPrompt, { threshold: 1, timeoutMs: 1 }),
+      isGuardError('BACKEND_TIMEOUT'),
+    );
+    const s = await backend.scoreAndClassify(prompts[0] as RenderedPrompt, { threshold: 1 });
+    assert.ok(s.pUnsafe >= 0 && s.pUnsafe <= 1);
+  });
+
+  it('rejects a prompt longer than the context with CONTEXT_OVERFLOW', async () => {
+    const small = await LlamaGuardBackend.create({ modelPath: modelPath(), contextSize: 256, sequences: 1 });
+    try {
+      const long = await preparePrompt('How do I bake bread at home? '.repeat(60));
+      await assert.rejects(
+        small.scoreAndClassify(long, { threshold: 0.5 }),
+        isGuardError('CONTEXT_OVERFLOW'),
+      );
+      // A prompt that fits still works on the same backend.
+      const fits = await small.scoreAndClassify(prompts[0] as RenderedPrompt, { threshold: 1 });
+      assert.ok(fits.pUnsafe >= 0 && fits.pUnsafe <= 1);
+    } finally {
+      await small.close();
+    }
+  });
+});
+
+describe('model file errors', () => {
+  it('missing, non-GGUF and truncated files are MODEL_FILE errors', async () => {
+    await assert.rejects(
+      LlamaGuardBackend.create({ modelPath: join(dir, 'nope.gguf') }),
+      isGuardError('MODEL_FILE'),
+    );
+    const junk = join(dir, 'junk.gguf');
+    writeFileSync(junk, 'this is not a model at all, just text');
+    await assert.rejects(LlamaGuardBackend.create({ modelPath: junk }), isGuardError('MODEL_FILE'));
+    const cut = join(dir, 'cut.gguf');
+    const whole = readFileSync(modelPath());
+    writeFileSync(cut, whole.subarray(0, Math.floor(whole.length / 2)));
+    await assert.rejects(LlamaGuardBackend.create({ modelPath: cut }), isGuardError('MODEL_FILE'));
+    await assert.rejects(LlamaGuardBackend.create({ modelPath: dir }), isGuardError('MODEL_FILE'));
+  });
+
+  it('bad options are INVALID_OPTION', async () => {
+    await assert.rejects(
+      LlamaGuardBackend.create({ modelPath: modelPath(), threads: 0 }),
+      isGuardError('INVALID_OPTION'),
+    );
+    await assert.rejects(
+      LlamaGuardBackend.create({ modelPath: modelPath(), sequences: 1.5 }),
+      isGuardError('INVALID_OPTION'),
+    );
+  });
+});

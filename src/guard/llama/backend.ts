@@ -1,0 +1,489 @@
+/**
+ * Local Llama Guard inference through node-llama-cpp (llama.cpp, CPU build).
+ *
+ * - Score: one prefill of the rendered prompt, then P(unsafe) is the two-way softmax of the `safe` and
+ *   `unsafe` log-probabilities at the verdict position (blank tokens the model would write first are
+ *   fed back and skipped, up to two). No sampling.
+ * - Prefix cache: every sequence keeps its KV cache after a request. A new request goes to the idle
+ *   sequence whose cached tokens share the longest prefix with it; only the tokens after that common
+ *   prefix are erased and evaluated. Requests with the same policy (variant, categories, judged role)
+ *   share the task line and category list, so after the first request only the conversation and the
+ *   closing instructions are evaluated. `warm()` fills every sequence with a policy prefix up front.
+ * - Pool: `sequences` context sequences serve concurrent requests; llama.cpp batches their tokens into
+ *   shared decode steps. Requests beyond that wait in FIFO order (with the request's deadline).
+ * - Categories: only when P(unsafe) ≥ threshold, `unsafe` is forced and a short greedy generation
+ *   constrained by a grammar to `\n` + comma-separated codes of the active policy follows.
+ */
+import { open, stat } from 'node:fs/promises';
+import {
+  getLlama,
+  type Llama,
+  type LlamaContext,
+  type LlamaContextSequence,
+  type LlamaGrammar,
+  LlamaGrammarEvaluationState,
+  LlamaLogLevel,
+  type LlamaModel,
+  type Token,
+} from 'node-llama-cpp';
+import type { BackendFactoryOptions } from '../backends/registry.ts';
+import { pUnsafeFromLogits } from '../score.ts';
+import {
+  type BackendCapabilities,
+  type BackendScore,
+  type GuardBackend,
+  GuardError,
+  type RenderedPrompt,
+  type ScoreOptions,
+} from '../types.ts';
+
+export interface LlamaBackendOptions {
+  readonly modelPath: string;
+  /** CPU threads for evaluation (default 2). */
+  readonly threads?: number;
+  /** Concurrent context sequences, each with its own KV cache (default 2). */
+  readonly sequences?: number;
+  /** Tokens per sequence (default 4096: a described 13-category policy plus a long conversation). */
+  readonly contextSize?: number;
+  /** Tokens per decode batch (default 512). */
+  readonly batchSize?: number;
+  /** Default cap on generated category tokens (default 20). */
+  readonly maxTokens?: number;
+}
+
+const MAX_BLANK_TOKENS = 2;
+
+interface Slot {
+  readonly seq: LlamaContextSequence;
+  busy: boolean;
+}
+
+interface Waiter {
+  readonly resolve: (slot: Slot) => void;
+  readonly reject: (e: unknown) => void;
+}
+
+function intOption(name: string, v: number | undefined, dflt: number, min: number, max: number): number {
+  const x = v ?? dflt;
+  if (!Number.isInteger(x) || x < min || x > max) {
+    throw new GuardError(
+      'INVALID_OPTION',
+      `${name} must be an integer in [${min}, ${max}], got ${String(v)}`,
+    );
+  }
+  return x;
+}
+
+/** Checks the file before llama.cpp sees it: missing, unreadable or not GGUF → MODEL_FILE. */
+async function checkModelFile(path: string): Promise<void> {
+  if (typeof path !== 'string' || path === '') throw new GuardError('MODEL_FILE', 'no model file given');
+  let size: number;
+  try {
+    const s = await stat(path);
+    if (!s.isFile()) throw new GuardError('MODEL_FILE', `${path} is not a file`);
+    size = s.size;
+  } catch (e) {
+    if (e instanceof GuardError) throw e;
+    throw new GuardError('MODEL_FILE', `cannot read model file ${path}: ${(e as Error).message}`, {
+      cause: e,
+    });
+  }
+  const fh = await open(path, 'r');
+  try {
+    const head = Buffer.alloc(4);
+    await fh.read(head, 0, 4, 0);
+    if (size < 24 || head.toString('latin1') !== 'GGUF') {
+      throw new GuardError('MODEL_FILE', `${path} is not a GGUF file (bad magic)`);
+    }
+  } finally {
+    await fh.close();
+  }
+}
+
+function isBlank(text: string): boolean {
+  return text.length > 0 && text.trim() === '';
+}
+
+export class LlamaGuardBackend implements GuardBackend {
+  readonly name: string;
+  readonly capabilities: BackendCapabilities = { vision: false };
+  readonly threads: number;
+  private readonly slots: Slot[];
+  private readonly waiters: Waiter[] = [];
+  private readonly grammars = new Map<string, Promise<LlamaGrammar>>();
+  private closed = false;
+  /** Prompt tokens requested and actually evaluated (the difference was served from the KV cache). */
+  readonly stats = { requests: 0, promptTokens: 0, evaluatedTokens: 0 };
+  private closing: Promise<void> | undefined;
+
+  private constructor(
+    private readonly llama: Llama,
+    readonly model: LlamaModel,
+    private readonly context: LlamaContext,
+    private readonly verdict: { readonly safe: Token; readonly unsafe: Token },
+    private readonly maxTokens: number,
+    /** Tokens one request may use (the context is sized sequences × this). */
+    readonly contextPerSequence: number,
+    threads: number,
+    modelPath: string,
+  ) {
+    this.threads = threads;
+    this.name = `llama.cpp:${modelPath.split(/[\\/]/).pop() ?? modelPath}`;
+    this.slots = [];
+    for (let i = 0; i < context.totalSequences; i++)
+      this.slots.push({ seq: context.getSequence(), busy: false });
+  }
+
+  static async create(options: LlamaBackendOptions): Promise<LlamaGuardBackend> {
+    const threads = intOption('threads', options.threads, 2, 1, 256);
+    const sequences = intOption('sequences', options.sequences, 2, 1, 64);
+    const contextSize = intOption('contextSize', options.contextSize, 4096, 256, 131072);
+    const batchSize = intOption('batchSize', options.batchSize, 512, 1, 8192);
+    const maxTokens = intOption('maxTokens', options.maxTokens, 20, 1, 256);
+    await checkModelFile(options.modelPath);
+    const llama = await getLlama({ gpu: false, logLevel: LlamaLogLevel.error });
+    let model: LlamaModel | undefined;
+    try {
+      try {
+        model = await llama.loadModel({ modelPath: options.modelPath });
+      } catch (e) {
+        throw new GuardError(
+          'MODEL_FILE',
+          `llama.cpp cannot load ${options.modelPath}: ${(e as Error).message}`,
+          {
+            cause: e,
+          },
+        );
+      }
+      const safe = model.tokenize('safe', false);
+      const unsafe = model.tokenize('unsafe', false);
+      if (safe.length !== 1 || unsafe.length !== 1) {
+        throw new GuardError(
+          'MODEL_FILE',
+          `${options.modelPath}: 'safe' and 'unsafe' must be single tokens (not a Llama Guard vocabulary)`,
+        );
+      }
+      const context = await model.createContext({
+        sequences,
+        contextSize: contextSize * sequences,
+        batchSize,
+        threads: { ideal: threads, min: threads },
+        // llama.cpp's CPU flash attention rounds a single query token to f16, so a score read after a
+        // cache hit (one new token) would differ from a cold one by ~1e-3; without it they agree to ~1e-5.
+        flashAttention: false,
+      });
+      return new LlamaGuardBackend(
+        llama,
+        model,
+        context,
+        { safe: safe[0] as Token, unsafe: unsafe[0] as Token },
+        maxTokens,
+        contextSize,
+        threads,
+        options.modelPath,
+      );
+    } catch (e) {
+      await model?.dispose().catch(() => {});
+      await llama.dispose().catch(() => {});
+      throw e;
+    }
+  }
+
+  /** Tokens of a prompt text (special tokens parsed, no BOS added: the text carries its own). */
+  tokenize(text: string): Token[] {
+    return this.model.tokenize(text, true);
+  }
+
+  /** Evaluates `prompt.prefix` into every idle sequence so the first requests already hit the cache. */
+  async warm(prompt: Pick<RenderedPrompt, 'prefix'>): Promise<void> {
+    this.ensureOpen();
+    const tokens = this.tokenize(prompt.prefix);
+    await Promise.all(
+      this.slots.map(async () => {
+        const slot = await this.acquire(tokens, Number.POSITIVE_INFINITY);
+        try {
+          const keep = await this.alignTo(slot, tokens);
+          if (keep < tokens.length) await slot.seq.evaluateWithoutGeneratingNewTokens(tokens.slice(keep));
+        } finally {
+          this.release(slot);
+        }
+      }),
+    );
+  }
+
+  /** Drops every sequence's cached tokens (the next request on each is evaluated from scratch). */
+  async clearCache(): Promise<void> {
+    this.ensureOpen();
+    await Promise.all(
+      this.slots.map(async () => {
+        const slot = await this.acquire([], Number.POSITIVE_INFINITY);
+        try {
+          await slot.seq.clearHistory();
+        } finally {
+          this.release(slot);
+        }
+      }),
+    );
+  }
+
+  async scoreAndClassify(prompt: RenderedPrompt, options: ScoreOptions): Promise<BackendScore> {
+    this.ensureOpen();
+    if (options.signal?.aborted) throw new GuardError('ABORTED', 'the request was aborted');
+    if (prompt.image !== undefined) {
+      throw new GuardError(
+        'IMAGE_UNSUPPORTED',
+        'the local llama.cpp backend runs text-only Llama Guard models',
+      );
+    }
+    const maxTokens = intOption('maxTokens', options.maxTokens, this.maxTokens, 1, 256);
+    const tokens = this.tokenize(prompt.text);
+    const limit = this.contextPerSequence;
+    if (tokens.length + MAX_BLANK_TOKENS + maxTokens + 1 > limit) {
+      throw new GuardError(
+        'CONTEXT_OVERFLOW',
+        `the prompt is ${tokens.length} tokens; with ${maxTokens} generated it exceeds the ${limit}-token context`,
+      );
+    }
+    const deadline =
+      options.timeoutMs !== undefined ? Date.now() + options.timeoutMs : Number.POSITIVE_INFINITY;
+    const work = (async () => {
+      const slot = await this.acquire(tokens, deadline, options.signal);
+      try {
+        return await this.run(slot, prompt, tokens, options.threshold, maxTokens);
+      } finally {
+        this.release(slot);
+      }
+    })();
+    return this.withDeadline(work, deadline, options.signal);
+  }
+
+  async scoreMany(prompts: readonly RenderedPrompt[], options: ScoreOptions): Promise<BackendScore[]> {
+    // Queued requests run as sequences free up; llama.cpp batches the running ones together.
+    return Promise.all(prompts.map((p) => this.scoreAndClassify(p, options)));
+  }
+
+  async close(): Promise<void> {
+    if (this.closing) return this.closing;
+    this.closed = true;
+    for (const w of this.waiters.splice(0))
+      w.reject(new GuardError('BACKEND_CLOSED', 'the backend was closed'));
+    this.closing = (async () => {
+      await this.context.dispose();
+      await this.model.dispose();
+      await this.llama.dispose();
+    })();
+    return this.closing;
+  }
+
+  private ensureOpen(): void {
+    if (this.closed) throw new GuardError('BACKEND_CLOSED', 'the backend was closed');
+  }
+
+  private async run(
+    slot: Slot,
+    prompt: RenderedPrompt,
+    tokens: Token[],
+    threshold: number,
+    maxTokens: number,
+  ): Promise<BackendScore> {
+    const keep = await this.alignTo(slot, tokens);
+    let pending = tokens.slice(keep);
+    this.stats.requests++;
+    this.stats.promptTokens += tokens.length;
+    this.stats.evaluatedTokens += pending.length;
+    let prefixText = '';
+    let logits: { safe: number; unsafe: number } = { safe: 0, unsafe: 0 };
+    for (let blanks = 0; ; blanks++) {
+      const out = await slot.seq.controlledEvaluate(
+        pending.map((t, i) =>
+          i === pending.length - 1 ? [t, { generateNext: { probabilities: true } }] : t,
+        ),
+      );
+      const probs = out[pending.length - 1]?.next.probabilities;
+      if (!probs) throw new GuardError('BAD_RESPONSE', 'llama.cpp returned no next-token probabilities');
+      logits = {
+        safe: Math.log(probs.get(this.verdict.safe) ?? 0),
+        unsafe: Math.log(probs.get(this.verdict.unsafe) ?? 0),
+      };
+      const top = probs.keys().next().value as Token;
+      const topText = this.model.detokenize([top], false);
+      if (
+        blanks >= MAX_BLANK_TOKENS ||
+        top === this.verdict.safe ||
+        top === this.verdict.unsafe ||
+        !isBlank(topText)
+      ) {
+        break;
+      }
+      prefixText += topText;
+      pending = [top];
+    }
+    const pUnsafe = pUnsafeFromLogits(logits.safe, logits.unsafe);
+    if (pUnsafe < threshold) return { pUnsafe, logits };
+    const codes = await this.generateCodes(slot, prompt, maxTokens);
+    return { pUnsafe, logits, generated: `${prefixText}unsafe\n${codes.join(',')}` };
+  }
+
+  /** Greedy grammar-constrained codes after a forced `unsafe`; incomplete trailing codes are dropped. */
+  private async generateCodes(slot: Slot, prompt: RenderedPrompt, maxTokens: number): Promise<string[]> {
+    const excluded = new Set(prompt.excluded);
+    const codes = prompt.categories.map((c) => c.code).filter((c) => !excluded.has(c));
+    const grammar = await this.grammarFor(codes);
+    const state = new LlamaGrammarEvaluationState({ model: this.model, grammar });
+    const generated: Token[] = [];
+    const it = slot.seq.evaluate([this.verdict.unsafe], { temperature: 0, grammarEvaluationState: state });
+    try {
+      for await (const token of it) {
+        if (this.model.isEogToken(token)) break;
+        generated.push(token);
+        if (generated.length >= maxTokens) break;
+      }
+    } finally {
+      await it.return();
+    }
+    const text = this.model.detokenize(generated, false).replace(/^\n/, '');
+    const allowed = new Set(codes);
+    const parts = text.split(',');
+    while (parts.length > 0 && !allowed.has(parts[parts.length - 1] as string)) parts.pop();
+    return parts;
+  }
+
+  private grammarFor(codes: readonly string[]): Promise<LlamaGrammar> {
+    const key = codes.join(',');
+    let g = this.grammars.get(key);
+    if (!g) {
+      // Longest codes first so that S10 is not cut to S1 by an alternation that matched early.
+      const alts = [...codes].sort((a, b) => b.length - a.length).map((c) => JSON.stringify(c));
+      g = this.llama.createGrammar({
+        grammar: `root ::= "\\n" code ("," code)*\ncode ::= ${alts.join(' | ')}\n`,
+      });
+      this.grammars.set(key, g);
+    }
+    return g;
+  }
+
+  /** Erases the slot's cached tokens after its common prefix with `tokens`; returns what it kept. */
+  private async alignTo(slot: Slot, tokens: Token[]): Promise<number> {
+    const seq = slot.seq;
+    // At least the last prompt token is evaluated again: its logits are what we read.
+    const keep = Math.min(
+      seq.compareContextTokens(tokens).firstDifferentIndex,
+      Math.max(0, tokens.length - 1),
+    );
+    if (keep < seq.nextTokenIndex)
+      await seq.eraseContextTokenRanges([{ start: keep, end: seq.nextTokenIndex }]);
+    return keep;
+  }
+
+  private acquire(tokens: Token[], deadline: number, signal?: AbortSignal): Promise<Slot> {
+    const slot = this.pick(tokens);
+    if (slot) {
+      slot.busy = true;
+      return Promise.resolve(slot);
+    }
+    return new Promise<Slot>((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined;
+      const cleanup = () => {
+        if (timer) clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+      };
+      const w: Waiter = {
+        resolve: (s) => {
+          cleanup();
+          resolve(s);
+        },
+        reject: (e) => {
+          cleanup();
+          reject(e);
+        },
+      };
+      const drop = (e: GuardError) => {
+        const i = this.waiters.indexOf(w);
+        if (i >= 0) {
+          this.waiters.splice(i, 1);
+          w.reject(e);
+        }
+      };
+      const onAbort = () => drop(new GuardError('ABORTED', 'the request was aborted'));
+      if (Number.isFinite(deadline)) {
+        timer = setTimeout(
+          () => drop(new GuardError('BACKEND_TIMEOUT', 'timed out waiting for a free sequence')),
+          Math.max(0, deadline - Date.now()),
+        );
+      }
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.waiters.push(w);
+    });
+  }
+
+  /** The idle slot sharing the longest cached prefix with `tokens`, or undefined if all are busy. */
+  private pick(tokens: Token[]): Slot | undefined {
+    let best: Slot | undefined;
+    let bestLen = -1;
+    for (const s of this.slots) {
+      if (s.busy) continue;
+      const len = s.seq.compareContextTokens(tokens).firstDifferentIndex;
+      if (len > bestLen) {
+        best = s;
+        bestLen = len;
+      }
+    }
+    return best;
+  }
+
+  private release(slot: Slot): void {
+    slot.busy = false;
+    if (this.closed) return;
+    const w = this.waiters.shift();
+    if (w) {
+      slot.busy = true;
+      w.resolve(slot);
+    }
+  }
+
+  private withDeadline<T>(work: Promise<T>, deadline: number, signal?: AbortSignal): Promise<T> {
+    if (!Number.isFinite(deadline) && !signal) return work.catch((e) => Promise.reject(wrap(e)));
+    return new Promise<T>((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined;
+      const onAbort = () => finish(() => reject(new GuardError('ABORTED', 'the request was aborted')));
+      const finish = (f: () => void) => {
+        if (timer) clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        f();
+      };
+      if (Number.isFinite(deadline)) {
+        timer = setTimeout(
+          () => finish(() => reject(new GuardError('BACKEND_TIMEOUT', 'the request ran past its deadline'))),
+          Math.max(0, deadline - Date.now()),
+        );
+      }
+      signal?.addEventListener('abort', onAbort, { once: true });
+      work.then(
+        (v) => finish(() => resolve(v)),
+        (e) => finish(() => reject(wrap(e))),
+      );
+    });
+  }
+}
+
+function wrap(e: unknown): GuardError {
+  if (e instanceof GuardError) return e;
+  return new GuardError(
+    'BAD_RESPONSE',
+    `llama.cpp evaluation failed: ${(e as Error)?.message ?? String(e)}`,
+    {
+      cause: e,
+    },
+  );
+}
+
+/** Registry entry point (`createBackend('llama', { modelPath, threads, sequences })`). */
+export async function createGuardBackend(options: BackendFactoryOptions): Promise<GuardBackend> {
+  if (options.modelPath === undefined)
+    throw new GuardError('MODEL_FILE', 'the llama backend needs --model file.gguf');
+  return LlamaGuardBackend.create({
+    modelPath: options.modelPath,
+    ...(options.threads !== undefined ? { threads: options.threads } : {}),
+    ...(options.sequences !== undefined ? { sequences: options.sequences } : {}),
+  });
+}
