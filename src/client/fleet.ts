@@ -64,6 +64,8 @@ export interface FleetOptions {
   /** Default: nodeHttpFetch with a pool of min(concurrency, 512) connections. */
   readonly fetch?: FetchLike;
   readonly attributes?: Readonly<Record<string, string | number | boolean>>;
+  /** Workers start spread evenly over this many ms (default 100 when more than 100 run at once). */
+  readonly rampMs?: number;
 }
 
 export interface FleetProgress {
@@ -140,6 +142,7 @@ function checkOptions(o: FleetOptions): void {
     bad.push(`msPerSecond must be ≥ 0, got ${t.msPerSecond}`);
   if (t.speedSigma !== undefined && !(t.speedSigma >= 0))
     bad.push(`speedSigma must be ≥ 0, got ${t.speedSigma}`);
+  if (o.rampMs !== undefined && !(o.rampMs >= 0)) bad.push(`rampMs must be ≥ 0, got ${o.rampMs}`);
   if (bad.length > 0) throw new OrchardClientError('invalid_argument', `fleet: ${bad.join('; ')}`);
 }
 
@@ -368,10 +371,11 @@ export async function runFleet(options: FleetOptions): Promise<FleetSummary> {
       ? null
       : setTimeout(() => halt('duration'), options.durationSeconds * 1000);
   try {
-    // Workers start spread over the first 100 ms so a large fleet does not register in one burst.
+    // Workers start spread over a ramp so a large fleet does not register in one burst.
+    const ramp = options.rampMs ?? (concurrency > 100 ? 100 : 0);
     await Promise.all(
       Array.from({ length: concurrency }, async (_, w) => {
-        if (concurrency > 100 && !(await sleep((w / concurrency) * 100))) return;
+        if (ramp > 0 && !(await sleep((w / concurrency) * ramp))) return;
         await worker(w);
       }),
     );
