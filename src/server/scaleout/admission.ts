@@ -69,13 +69,17 @@ export class RedisAdmission implements AdmissionCounter {
     return r === 1;
   }
 
+  /**
+   * Best effort: while Redis is unreachable this resolves without freeing anything, and the slot
+   * lapses at its deadline instead (callers fire-and-forget releases; a rejection would be unhandled).
+   */
   async release(taskId: string, slotId: string): Promise<void> {
     requireString(taskId, 'taskId');
     requireString(slotId, 'slotId');
     try {
       await this.redis.zrem(`${this.prefix}inflight:${taskId}`, slotId);
-    } catch (err) {
-      throw mapRedisError(err);
+    } catch {
+      // The deadline frees the slot.
     }
   }
 
