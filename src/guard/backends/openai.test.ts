@@ -189,6 +189,20 @@ test('completions: our rendered prompt byte for byte (BOS left to the server unl
   assert.equal(bodyOf(s, 2).prompt, p8.text.slice(' <|begin_of_text|>'.length));
 });
 
+test('chat mode cannot judge a turn other than the last one', async (t) => {
+  const s = await server(t, chatReply({ safe: -0.1, unsafe: -2 }));
+  const backend = new OpenAiBackend({ endpoint: `${s.url}/v1`, model: 'lg3' });
+  const prompt = await renderForTest('1b', [
+    { role: 'user', content: 'q' },
+    { role: 'assistant', content: 'a' },
+  ]);
+  await assert.rejects(
+    backend.scoreAndClassify({ ...prompt, classifiedRole: 'user' }, OPTS),
+    (e) => isGuardError(e, 'INVALID_OPTION') && /completions endpoint/.test(e.message),
+  );
+  assert.equal(s.requests.length, 0);
+});
+
 test('completions mode refuses images before sending anything', async (t) => {
   const s = await server(t, () => ({ json: {} }), 'completions');
   const backend = new OpenAiBackend({ endpoint: `${s.url}/v1/completions`, model: 'lg3' });

@@ -209,6 +209,22 @@ test('backend failures: unreachable → 502, slow → 504', async (t) => {
   assert.ok(Date.now() - started < 1_500);
 });
 
+test('past maxConcurrentRequests a request gets 429 instead of waiting', async (t) => {
+  const { post } = await serve(t, {
+    backend: new FakeGuardBackend({ delayMs: 300 }),
+    maxConcurrentRequests: 1,
+  });
+  const [a, b] = await Promise.all([
+    post({ input: 'x' }),
+    new Promise((r) => setTimeout(r, 50)).then(() => post({ input: 'y' })),
+  ]);
+  assert.equal(a.status, 200);
+  assert.equal(b.status, 429);
+  assert.equal(b.body.error.code, 'rate_limit_exceeded');
+  assert.equal(b.body.error.type, 'rate_limit_error');
+  assert.equal((await post({ input: 'z' })).status, 200); // the slot is free again
+});
+
 test('the mapping table only names S-codes of the taxonomy', () => {
   for (const code of Object.keys(OPENAI_CATEGORY_MAP)) assert.match(code, /^S(1[0-4]|[1-9])$/);
 });

@@ -5,7 +5,8 @@
  * Routes: `POST /v1/moderations` (also `/moderations`), `GET /health` → `{status, model}`. Anything
  * else is a 404/405 in OpenAI's error shape. Bodies must be JSON (`content-type: application/json`)
  * and at most `maxBodyBytes`; a request that takes longer than `requestTimeoutMs` is answered 504 and
- * its guard work aborted; a client that disconnects aborts its work too.
+ * its guard work aborted; a client that disconnects aborts its work too. At most
+ * `maxConcurrentRequests` moderations run at once; the next one gets a 429 instead of a queue slot.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -25,6 +26,8 @@ export interface ModerationServerOptions {
   readonly maxInputs?: number;
   /** Whole-request deadline [120000]. */
   readonly requestTimeoutMs?: number;
+  /** Moderation requests handled at once; more are refused with 429 rather than queued [16]. */
+  readonly maxConcurrentRequests?: number;
 }
 
 export interface ModerationServer {
@@ -77,6 +80,8 @@ export async function startModerationServer(options: ModerationServerOptions): P
   const maxBodyBytes = options.maxBodyBytes ?? 16 * 1024 * 1024;
   const requestTimeoutMs = options.requestTimeoutMs ?? 120_000;
   const limits = options.maxInputs === undefined ? {} : { maxInputs: options.maxInputs };
+  const maxConcurrent = options.maxConcurrentRequests ?? 16;
+  let inFlight = 0;
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const path = (req.url ?? '/').split('?')[0];
@@ -107,6 +112,16 @@ export async function startModerationServer(options: ModerationServerOptions): P
       });
     }
     const items = parseModerationRequest(body, limits);
+    if (inFlight >= maxConcurrent)
+      throw new ModerationRequestError(
+        429,
+        `busy: ${maxConcurrent} moderation requests are already running; retry later`,
+        {
+          type: 'rate_limit_error',
+          code: 'rate_limit_exceeded',
+        },
+      );
+    inFlight++;
     const abort = new AbortController();
     const timer = setTimeout(() => abort.abort(), requestTimeoutMs);
     const onClose = () => {
@@ -123,6 +138,7 @@ export async function startModerationServer(options: ModerationServerOptions): P
         });
       throw e;
     } finally {
+      inFlight--;
       clearTimeout(timer);
       res.off('close', onClose);
     }
