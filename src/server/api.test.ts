@@ -373,7 +373,10 @@ test('seeded random frame corruption: always a typed 4xx or success, never a 5xx
     let body: Uint8Array = frame;
     if (kind === 0) body = frame.subarray(0, rng.int(frame.length));
     else if (kind === 1)
-      for (let f = 0; f < 1 + rng.int(4); f++) body[rng.int(Math.min(frame.length, 64))] ^= 1 << rng.int(8);
+      for (let f = 0; f < 1 + rng.int(4); f++) {
+        const at = rng.int(Math.min(frame.length, 64));
+        body[at] = (body[at] as number) ^ (1 << rng.int(8));
+      }
     else body = Uint8Array.from({ length: rng.int(200) }, () => rng.int(256));
     const res = await upload(tokenA, body, { key: a.assignmentId });
     codes.add(res.status);

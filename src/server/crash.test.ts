@@ -6,25 +6,23 @@
  * an independent float64 replay of the acknowledged updates. Versions never go backwards.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { Rng } from '../core/rng.ts';
-import {
-  BINARY_CONTENT_TYPE,
-  type CheckinResponse,
-  decodeFrame,
-  encodeFrame,
-  FRAME_KIND_UPDATE,
-  type StatusResponse,
-  type UpdateResponse,
-} from './protocol.ts';
+import { decodeFrame, type StatusResponse, type UpdateResponse } from './protocol.ts';
 import { parseTaskSpec, taskRuntime } from './task.ts';
+import {
+  checkinDevice,
+  registerDevice,
+  startServeChild,
+  stopChild,
+  type Train,
+  uploadUpdate,
+} from './test-helpers.ts';
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const K = 4;
 const TASK = {
   taskId: 'crash',
@@ -49,93 +47,16 @@ function deltaOf(i: number): Float32Array {
   return d;
 }
 
-interface Server {
-  readonly child: ChildProcess;
-  readonly url: string;
-  readonly enrollmentKey: string;
-}
-
-function startChild(dataDir: string, taskFile: string): Promise<Server> {
-  const child = spawn(
-    process.execPath,
-    ['--import', 'tsx', 'src/cli/main.ts', 'serve', '--port', '0', '--data-dir', dataDir, '--task', taskFile],
-    { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  return new Promise((resolve, reject) => {
-    let out = '';
-    let err = '';
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`server did not start within 20 s: ${out} ${err}`));
-    }, 20_000);
-    child.stderr?.on('data', (c: Buffer) => {
-      err += c.toString();
-    });
-    child.stdout?.on('data', (c: Buffer) => {
-      out += c.toString();
-      const url = /dashboard:\s+(\S+)\//.exec(out)?.[1];
-      const key = /enrollment key:\s+(\S+)/.exec(out)?.[1];
-      if (url !== undefined && key !== undefined) {
-        clearTimeout(timer);
-        resolve({ child, url, enrollmentKey: key });
-      }
-    });
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`server exited with ${code}: ${err}`));
-    });
-  });
-}
-
-function kill9(child: ChildProcess): Promise<void> {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) return resolve();
-    child.once('exit', () => resolve());
-    child.kill('SIGKILL');
-  });
-}
-
-type Train = Extract<CheckinResponse, { action: 'train' }>;
 interface Upload {
   readonly index: number;
   readonly token: string;
   readonly assignment: Train;
 }
 
-async function send(url: string, u: Upload): Promise<UpdateResponse> {
-  const body = encodeFrame(
-    FRAME_KIND_UPDATE,
-    {
-      taskId: u.assignment.taskId,
-      assignmentId: u.assignment.assignmentId,
-      baseVersion: u.assignment.version,
-      numExamples: 1,
-    },
-    deltaOf(u.index),
-  );
-  const res = await fetch(`${url}/v1/tasks/crash/updates`, {
-    method: 'POST',
-    body,
-    headers: {
-      authorization: `Bearer ${u.token}`,
-      'content-type': BINARY_CONTENT_TYPE,
-      'idempotency-key': u.assignment.assignmentId,
-    },
-    signal: AbortSignal.timeout(10_000),
-  });
-  const text = await res.text();
-  if (res.status !== 200) throw new Error(`upload ${u.index}: ${res.status} ${text}`);
-  return JSON.parse(text) as UpdateResponse;
-}
+const send = (url: string, u: Upload) => uploadUpdate(url, u.token, u.assignment, deltaOf(u.index));
 
 async function checkin(url: string, token: string): Promise<Train> {
-  const res = await fetch(`${url}/v1/checkin`, {
-    method: 'POST',
-    body: '{}',
-    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-    signal: AbortSignal.timeout(10_000),
-  });
-  const body = (await res.json()) as CheckinResponse;
+  const body = await checkinDevice(url, token);
   if (body.action !== 'train') throw new Error(`check-in said ${JSON.stringify(body)}`);
   return body;
 }
@@ -154,7 +75,7 @@ test('kill -9 at 20 random points: every acknowledged update applied exactly onc
   const dataDir = join(dir, 'data');
   let current: ChildProcess | null = null;
   t.after(async () => {
-    if (current !== null) await kill9(current);
+    if (current !== null) await stopChild(current);
     rmSync(dir, { recursive: true, force: true });
   });
 
@@ -168,16 +89,11 @@ test('kill -9 at 20 random points: every acknowledged update applied exactly onc
   const WORKERS = 4;
 
   for (let round = 0; round < 20; round++) {
-    const server = await startChild(dataDir, taskFile);
+    const server = await startServeChild(['--data-dir', dataDir, '--task', taskFile]);
     current = server.child;
     if (tokens.length === 0)
       for (let w = 0; w < WORKERS; w++) {
-        const res = await fetch(`${server.url}/v1/devices/register`, {
-          method: 'POST',
-          body: JSON.stringify({ enrollmentKey: server.enrollmentKey }),
-          headers: { 'content-type': 'application/json' },
-        });
-        tokens.push(((await res.json()) as { token: string }).token);
+        tokens.push((await registerDevice(server.url, server.enrollmentKey)).token);
       }
     const before = await status(server.url);
     assert.ok(
@@ -216,13 +132,13 @@ test('kill -9 at 20 random points: every acknowledged update applied exactly onc
     const workers = tokens.map(worker);
     await new Promise((r) => setTimeout(r, rng.uniform(30, 400)));
     killed = true;
-    await kill9(server.child);
+    await stopChild(server.child);
     current = null;
     await Promise.all(workers);
   }
 
   // Final run: settle the unknowns, fill the last buffer, compare with the reference.
-  const server = await startChild(dataDir, taskFile);
+  const server = await startServeChild(['--data-dir', dataDir, '--task', taskFile]);
   current = server.child;
   const token = tokens[0] as string;
   for (const u of unknown) {
@@ -257,7 +173,7 @@ test('kill -9 at 20 random points: every acknowledged update applied exactly onc
     `${acked.size} updates over 20 kills; ${duplicatesAfterCrash} retried uploads had been applied before the crash`,
   );
   assert.ok(acked.size > 100, `only ${acked.size} updates went through`);
-  await kill9(server.child);
+  await stopChild(server.child);
   current = null;
   tokens = [];
 });

@@ -15,7 +15,7 @@ import { TaskCoordinator } from './coordinator.ts';
 import { buildHttp, type HttpLimits } from './http.ts';
 import { type Lease, LocalLease } from './lease.ts';
 import { type SelectableTask, Selector } from './selector.ts';
-import { SqliteStorage } from './storage/sqlite.ts';
+import { openStorage } from './storage/index.ts';
 import type { Storage } from './storage/types.ts';
 import { defaultTask, parseTaskSpec, type TaskSpec, taskRuntime } from './task.ts';
 
@@ -26,7 +26,8 @@ export type Role = 'coordinator' | 'selector' | 'aggregator';
 export const ALL_ROLES: readonly Role[] = ['coordinator', 'selector', 'aggregator'];
 
 export interface ServerOptions {
-  /** A Storage instance, or a URL: `sqlite:<path>`, `sqlite::memory:`, `postgres://…`. Default: SQLite in dataDir. */
+  /** A Storage instance, or a URL (see storage/index.ts): a folder, `sqlite:<path>`, `sqlite::memory:`,
+   *  `postgres://…`. Default: SQLite file orchard.db in dataDir. */
   readonly storage?: Storage | string;
   /** Data folder (SQLite file, server secrets). Default ./orchard-data. */
   readonly dataDir?: string;
@@ -93,22 +94,6 @@ function loadSecrets(dataDir: string | null): Secrets {
   return secrets;
 }
 
-/** Opens the storage a URL names (backends are loaded on demand). */
-export async function openStorage(url: string, dataDir: string): Promise<Storage> {
-  if (url.startsWith('postgres://') || url.startsWith('postgresql://')) {
-    const modulePath = './storage/postgres.ts';
-    const mod = (await import(modulePath)) as {
-      PostgresStorage?: new (options: { connectionString: string }) => Storage;
-    };
-    if (mod.PostgresStorage === undefined)
-      throw new ConfigError([{ path: 'storage', message: 'no PostgreSQL backend' }], 'storage');
-    return new mod.PostgresStorage({ connectionString: url });
-  }
-  const path = url.startsWith('sqlite:') ? url.slice('sqlite:'.length) : url;
-  if (path === '') throw new ConfigError([{ path: 'storage', message: `no path in ${url}` }], 'storage');
-  return new SqliteStorage({ path: path === ':memory:' ? path : resolve(dataDir, path) });
-}
-
 export async function startServer(options: ServerOptions = {}): Promise<RunningServer> {
   const log = options.log ?? (() => {});
   const roles = new Set(options.roles ?? ALL_ROLES);
@@ -139,7 +124,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   const storage =
     typeof options.storage === 'object'
       ? options.storage
-      : await openStorage(options.storage ?? 'sqlite:orchard.db', dataDir ?? '.');
+      : await openStorage(options.storage ?? dataDir ?? '.');
   await storage.init();
 
   const spec: TaskSpec = options.task === undefined ? defaultTask() : parseTaskSpec(options.task);
@@ -169,7 +154,13 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
       inFlight: () => admission.inFlight(spec.taskId),
       log,
     });
-    await coordinator.start();
+    try {
+      await coordinator.start();
+    } catch (error) {
+      await coordinator.close();
+      if (ownsStorage) await storage.close();
+      throw error;
+    }
     coordinators.set(spec.taskId, coordinator);
   }
 

@@ -37,22 +37,20 @@ function parseRoles(value: string): readonly Role[] {
   );
 }
 
-/** Shared lease and admission counters from src/server/scaleout (Redis), loaded only when asked for. */
+/** Shared coordinator leases and admission counters for several processes (src/server/scaleout). */
 async function redisPrimitives(
   url: string,
 ): Promise<{ lease: Lease; admission: AdmissionCounter; close: () => Promise<void> }> {
-  const modulePath = '../../server/scaleout/index.ts';
-  const mod = (await import(modulePath).catch(() => null)) as {
-    connectRedisPrimitives?: (
-      url: string,
-    ) => Promise<{ lease: Lease; admission: AdmissionCounter; close: () => Promise<void> }>;
-  } | null;
-  if (mod?.connectRedisPrimitives === undefined)
-    throw new ConfigError(
-      [{ path: '--redis', message: 'this build has no Redis scale-out module' }],
-      'arguments',
-    );
-  return mod.connectRedisPrimitives(url);
+  // Loaded on demand: ioredis is only needed by multi-process deployments.
+  const { connectRedis, RedisAdmission, RedisLease } = await import('../../server/scaleout/index.ts');
+  const redis = await connectRedis(url);
+  return {
+    lease: new RedisLease(redis),
+    admission: new RedisAdmission(redis),
+    close: async () => {
+      redis.disconnect();
+    },
+  };
 }
 
 export async function serve(
@@ -84,7 +82,13 @@ export async function serve(
     ...(task === undefined ? {} : { task }),
     ...(redis === null ? {} : { lease: redis.lease, admission: redis.admission }),
   };
-  const server = await startServer(options);
+  let server: Awaited<ReturnType<typeof startServer>>;
+  try {
+    server = await startServer(options);
+  } catch (error) {
+    await redis?.close();
+    throw error;
+  }
   out(`orchard serve: task ${server.taskId}, roles ${flags.role}`);
   out(`dashboard:      ${server.url}/`);
   out(`enrollment key: ${server.enrollmentKey}`);

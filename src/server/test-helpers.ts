@@ -1,0 +1,129 @@
+/** Helpers for server tests: `orchard serve` as a child process, device registration, updates. */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import {
+  BINARY_CONTENT_TYPE,
+  type CheckinResponse,
+  encodeFrame,
+  FRAME_KIND_UPDATE,
+  type UpdateResponse,
+} from './protocol.ts';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
+export interface ServeChild {
+  readonly child: ChildProcess;
+  readonly url: string;
+  readonly enrollmentKey: string;
+  readonly adminToken: string;
+}
+
+/** Starts `orchard serve --port 0 …args` and resolves once it printed its URL (20 s deadline). */
+export function startServeChild(args: readonly string[]): Promise<ServeChild> {
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', 'src/cli/main.ts', 'serve', '--port', '0', ...args],
+    {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  return new Promise((resolve, reject) => {
+    let out = '';
+    let err = '';
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`server did not start within 20 s: ${out} ${err}`));
+    }, 20_000);
+    child.stderr?.on('data', (c: Buffer) => {
+      err += c.toString();
+    });
+    child.stdout?.on('data', (c: Buffer) => {
+      out += c.toString();
+      const url = /dashboard:\s+(\S+)\//.exec(out)?.[1];
+      const enrollmentKey = /enrollment key:\s+(\S+)/.exec(out)?.[1];
+      const adminToken = /admin token:\s+(\S+)/.exec(out)?.[1];
+      if (url !== undefined && enrollmentKey !== undefined && adminToken !== undefined) {
+        clearTimeout(timer);
+        resolve({ child, url, enrollmentKey, adminToken });
+      }
+    });
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`server exited with ${code}: ${err}`));
+    });
+  });
+}
+
+/** SIGKILL (default) or SIGTERM, resolving once the process is gone. */
+export function stopChild(child: ChildProcess, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve();
+    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    child.once('exit', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    child.kill(signal);
+  });
+}
+
+export async function registerDevice(
+  url: string,
+  enrollmentKey: string,
+): Promise<{ deviceId: string; token: string }> {
+  const res = await fetch(`${url}/v1/devices/register`, {
+    method: 'POST',
+    body: JSON.stringify({ enrollmentKey }),
+    headers: { 'content-type': 'application/json' },
+    signal: AbortSignal.timeout(10_000),
+  });
+  if (res.status !== 201) throw new Error(`register: ${res.status} ${await res.text()}`);
+  return (await res.json()) as { deviceId: string; token: string };
+}
+
+export type Train = Extract<CheckinResponse, { action: 'train' }>;
+
+export async function checkinDevice(url: string, token: string): Promise<CheckinResponse> {
+  const res = await fetch(`${url}/v1/checkin`, {
+    method: 'POST',
+    body: '{}',
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+    signal: AbortSignal.timeout(10_000),
+  });
+  if (res.status !== 200) throw new Error(`check-in: ${res.status} ${await res.text()}`);
+  return (await res.json()) as CheckinResponse;
+}
+
+/** Uploads `delta` for an assignment (idempotency key = the assignment id); throws on non-200. */
+export async function uploadUpdate(
+  url: string,
+  token: string,
+  assignment: Train,
+  delta: Float32Array,
+  numExamples = 1,
+): Promise<UpdateResponse> {
+  const body = encodeFrame(
+    FRAME_KIND_UPDATE,
+    {
+      taskId: assignment.taskId,
+      assignmentId: assignment.assignmentId,
+      baseVersion: assignment.version,
+      numExamples,
+    },
+    delta,
+  );
+  const res = await fetch(`${url}/v1/tasks/${assignment.taskId}/updates`, {
+    method: 'POST',
+    body: body as Uint8Array<ArrayBuffer>,
+    headers: {
+      authorization: `Bearer ${token}`,
+      'content-type': BINARY_CONTENT_TYPE,
+      'idempotency-key': assignment.assignmentId,
+    },
+    signal: AbortSignal.timeout(10_000),
+  });
+  const text = await res.text();
+  if (res.status !== 200) throw new Error(`upload: ${res.status} ${text}`);
+  return JSON.parse(text) as UpdateResponse;
+}
