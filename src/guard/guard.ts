@@ -9,7 +9,12 @@
  * threshold trades recall for false positives without re-running the model. Categories come from
  * the backend's short generation, which it runs only when the score reaches the threshold.
  */
-import { type ConversationOptions, prepareConversation, toConversation } from './conversation.ts';
+import {
+  type ConversationOptions,
+  prepareConversation,
+  type SpecialTokenPolicy,
+  toConversation,
+} from './conversation.ts';
 import { DEFAULT_MAX_IMAGE_BYTES } from './image.ts';
 import { parseGuardOutput } from './parse.ts';
 import { checkThreshold, DEFAULT_THRESHOLD, isUnsafe } from './score.ts';
@@ -35,6 +40,11 @@ export interface PromptOptions {
   /** Codes left out of the prompt; each must be in the list. */
   readonly excluded?: readonly string[];
   readonly maxImageBytes?: number;
+  /**
+   * Message text containing Llama 3 control tokens (`<|eot_id|>`, …): 'reject' (default, error
+   * SPECIAL_TOKEN) or 'allow' (rendered verbatim, as the HF templates do; only for trusted text).
+   */
+  readonly specialTokens?: SpecialTokenPolicy;
 }
 
 export interface GuardOptions extends PromptOptions {
@@ -73,11 +83,22 @@ export async function preparePrompt(
   policy?: Policy,
 ): Promise<RenderedPrompt> {
   const variant = checkVariant(options.variant ?? '1b');
+  if (
+    options.specialTokens !== undefined &&
+    options.specialTokens !== 'reject' &&
+    options.specialTokens !== 'allow'
+  ) {
+    throw new GuardError(
+      'INVALID_OPTION',
+      `specialTokens must be 'reject' or 'allow', got ${JSON.stringify(options.specialTokens)}`,
+    );
+  }
   const pol = policy ?? resolvePolicy(variant, options.categories, options.excluded);
   const conversation = toConversation(input, options.response);
   const prepared = await prepareConversation(conversation, variant, {
     ...(options.image !== undefined ? { image: options.image } : {}),
     maxBytes: options.maxImageBytes ?? DEFAULT_MAX_IMAGE_BYTES,
+    ...(options.specialTokens !== undefined ? { specialTokens: options.specialTokens } : {}),
   });
   const r = renderPrompt({ variant, messages: prepared.messages, policy: pol });
   return {
@@ -181,6 +202,7 @@ export class Guard {
     return {
       variant: this.variant,
       ...(this.options.maxImageBytes !== undefined ? { maxImageBytes: this.options.maxImageBytes } : {}),
+      ...(this.options.specialTokens !== undefined ? { specialTokens: this.options.specialTokens } : {}),
     };
   }
 

@@ -174,6 +174,7 @@ export type GuardErrorCode =
   | 'INVALID_CATEGORIES'
   | 'INVALID_OPTION'
   | 'INVALID_CONVERSATION'
+  | 'SPECIAL_TOKEN'
   // images
   | 'IMAGE_TYPE'
   | 'IMAGE_TOO_LARGE'
@@ -200,6 +201,7 @@ export const GUARD_INPUT_ERRORS: ReadonlySet<GuardErrorCode> = new Set<GuardErro
   'INVALID_CATEGORIES',
   'INVALID_OPTION',
   'INVALID_CONVERSATION',
+  'SPECIAL_TOKEN',
   'IMAGE_TYPE',
   'IMAGE_TOO_LARGE',
   'IMAGE_COUNT',

@@ -45,6 +45,7 @@ export interface GuardPromptFlags {
   readonly exclude?: string;
   readonly variant?: string;
   readonly maxImageBytes?: number;
+  readonly allowSpecialTokens?: boolean;
 }
 
 export interface GuardBackendFlags {
@@ -81,6 +82,10 @@ export function addPromptOptions(cmd: Command): Command {
     .option('--variant <v>', `template: ${GUARD_VARIANTS.join(', ')} (default 1b)`)
     .option('--max-image-bytes <n>', 'image size limit (default 10 MiB)', (v: string) =>
       parseIntegerOption('--max-image-bytes', v),
+    )
+    .option(
+      '--allow-special-tokens',
+      'render control-token text such as <|eot_id|> verbatim instead of refusing it',
     );
 }
 
@@ -125,6 +130,7 @@ export async function promptOptionsOf(flags: GuardPromptFlags): Promise<PromptOp
     ...(categories ? { categories } : {}),
     ...(excluded ? { excluded } : {}),
     ...(flags.maxImageBytes !== undefined ? { maxImageBytes: flags.maxImageBytes } : {}),
+    ...(flags.allowSpecialTokens ? { specialTokens: 'allow' as const } : {}),
   };
 }
 
