@@ -1,15 +1,21 @@
 /**
  * Secure aggregation costs at 1,000,000 floats.
  *
- * secagg.client_mask_1m: one SecAgg+ client with 20 neighbours (n = 100, k = 20) computes its masked
- * input: decrypting its 20 shares, 20 pairwise key agreements, fixed-point encoding and adding 21
- * AES-CTR masks (20 pairwise + 1 self). Baseline: expanding 20 AES-CTR masks of 4 MB with node:crypto,
- * the cryptographic floor named in issue 3 (goal: ours ≤ 1.5 × floor, i.e. ratio ≥ 0.67).
+ * secagg.client_mask_1m: one client with 20 neighbours computes its masked input: decrypting its 20
+ * shares, 20 pairwise key agreements, fixed-point encoding and adding 21 AES-CTR masks (20 pairwise +
+ * 1 self). Its group is the complete graph on 21 clients: the client's work (20 neighbours, 21
+ * holders, t = 11) is exactly that of a SecAgg+ client with k = 20 in a group of 100, and setting up
+ * a fresh group per repetition is five times cheaper, which buys more repetitions. Baseline:
+ * expanding 20 AES-CTR masks of 4 MB with node:crypto, the cryptographic floor named in issue 3.
+ * The ratio is the issue's own figure, ours / floor (LOWER is better, goal ≤ 1.5): the median of
+ * the per-pair ratios of 15 interleaved pairs after 3 warm-up pairs, so a slow phase of a shared
+ * machine inflates both halves of a pair rather than one side of the comparison.
  *
  * secagg.server_unmask_1m: the server of a SecAgg+ group of 100 (k = 20) with 10% of clients dropped
  * after sharing keys reconstructs the survivors' self-mask seeds and the dropped clients' keys from
  * Shamir shares and removes every mask from the sum. Baseline: expanding just the masks it must
- * regenerate (survivors' self masks plus the dropped clients' pairwise masks with surviving neighbours).
+ * regenerate (survivors' self masks plus the dropped clients' pairwise masks with surviving
+ * neighbours); ratio = baseline / ours as usual (no goal in the issue).
  *
  * Each client timing needs a fresh client (a client masks once), so rounds 0–1 are replayed untimed
  * before every repetition; ours and the baseline alternate so machine noise hits both.
@@ -73,33 +79,73 @@ function makeUpdate(seed: number): Float32Array {
   return Float32Array.from({ length: DIM }, () => rng.uniform(-1, 1));
 }
 
-async function clientMask(): Promise<BenchEntry> {
+const median = (t: readonly number[]) => {
+  const s = [...t].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 === 1 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
+};
+
+const CLIENT_WARMUP = 3;
+const CLIENT_PAIRS = 15;
+
+export async function clientMask(): Promise<BenchEntry> {
   const update = makeUpdate(1);
   const ours: number[] = [];
   const floor: number[] = [];
-  for (let rep = 0; rep < 9; rep++) {
-    // A fresh group per repetition; only one client is alive at a time, as on a real device.
-    const { clients, forwards } = await shareRounds(params(rep));
-    const f = forwards[0] as ForwardedShares;
+  const ratios: number[] = [];
+  for (let rep = 0; rep < CLIENT_WARMUP + CLIENT_PAIRS; rep++) {
+    // A fresh group per repetition; only one client masks, as on a real device.
+    const p: SecAggParams = {
+      sessionId: crypto.randomBytes(16),
+      graph: completeGraph(DEGREE + 1),
+      threshold: majorityThreshold(DEGREE + 1),
+      dimension: DIM,
+      encoding: fixedPointFor(1, GROUP),
+    };
+    const clients = Array.from({ length: DEGREE + 1 }, (_, i) => new SecAggClient(i, p, crypto));
+    const server = new SecAggServer(p, crypto);
+    for (const c of clients) server.receiveAdvertise(await c.advertise());
+    for (const b of server.closeAdvertise())
+      server.receiveShares(await (clients[b.to] as SecAggClient).shareKeys(b));
+    const f = server.closeShares()[0] as ForwardedShares;
     if (f.shares.length !== DEGREE) throw new Error(`client 0 has ${f.shares.length} neighbours`);
     collectGarbage();
+    // Alternate which side goes first, so neither always runs right after the collection.
+    const oursFirst = rep % 2 === 0;
+    let o = 0;
+    let b = 0;
+    if (!oursFirst) {
+      const s = process.hrtime.bigint();
+      expandMasks(DEGREE);
+      b = ms(s);
+    }
     let s = process.hrtime.bigint();
     await (clients[0] as SecAggClient).maskInput(f, update);
-    if (rep >= 2) ours.push(ms(s));
-    s = process.hrtime.bigint();
-    expandMasks(DEGREE);
-    if (rep >= 2) floor.push(ms(s));
+    o = ms(s);
+    if (oursFirst) {
+      s = process.hrtime.bigint();
+      expandMasks(DEGREE);
+      b = ms(s);
+    }
+    if (rep >= CLIENT_WARMUP) {
+      ours.push(o);
+      floor.push(b);
+      ratios.push(o / b);
+    }
   }
-  const o = robust(ours);
-  const b = robust(floor);
+  const o = median(ours);
+  const b = median(floor);
+  const sorted = [...ratios].sort((x, y) => x - y);
+  const q = (f: number) => (sorted[Math.round(f * (sorted.length - 1))] as number).toFixed(2);
   return {
     name: 'secagg.client_mask_1m',
     value: o,
     unit: 'ms',
     baseline: b,
-    ratio: b / o,
-    goal: '≥ 0.67 (ours ≤ 1.5× the AES-CTR floor)',
-    note: 'one SecAgg+ client, 20 neighbours, 1M floats, node:crypto; baseline = expanding 20 AES-128-CTR masks of 4 MB',
+    // Issue 3 defines this entry as ours / floor (lower is better).
+    ratio: median(ratios),
+    goal: '≤ 1.5 (ratio = client masking / 20 AES-CTR expansions)',
+    note: `ratio = client time / AES-CTR floor (lower is better), median of ${CLIENT_PAIRS} interleaved pairs (quartiles ${q(0.25)}–${q(0.75)}); one client, 20 neighbours, 1M floats, node:crypto; baseline = expanding 20 AES-128-CTR masks of 4 MB`,
   };
 }
 

@@ -76,5 +76,12 @@ test('non-finite inputs are refused, and decoding refuses counts beyond maxClien
   assert.throws(() => encodeFixedPoint([0, Number.NaN, 1], cfg, out), NonFiniteError);
   assert.throws(() => encodeFixedPoint([0, Number.POSITIVE_INFINITY, 1], cfg, out), NonFiniteError);
   assert.deepEqual([...out], [7, 7, 7]);
+  // The one-pass path (no caller array) refuses them too, wherever they sit.
+  for (const bad of [Number.NaN, Number.NEGATIVE_INFINITY])
+    for (const at of [0, 2]) {
+      const x = [0.5, -0.5, 0.25];
+      x[at] = bad;
+      assert.throws(() => encodeFixedPoint(x, cfg), NonFiniteError);
+    }
   assert.throws(() => decodeSum(new Uint32Array(3), 5, cfg), overflow);
 });

@@ -61,29 +61,37 @@ export function quantizationStep(config: FixedPointConfig): number {
   return (2 * config.clip) / (2 ** config.valueBits - 1);
 }
 
-/** Clips and encodes x; rejects NaN and ±Infinity (fail closed) before writing anything. */
+/**
+ * Clips and encodes x; rejects NaN and ±Infinity (fail closed). A caller-supplied `out` is left
+ * untouched on rejection (checked in a first pass); the default fresh array is encoded in one pass
+ * that checks as it goes, since a rejected array never escapes.
+ */
 export function encodeFixedPoint(
   x: ArrayLike<number>,
   config: FixedPointConfig,
-  out = new Uint32Array(x.length),
+  out?: Uint32Array,
 ): Uint32Array {
-  if (out.length !== x.length)
+  if (out !== undefined && out.length !== x.length)
     throw secaggError('INVALID_MESSAGE', `output has ${out.length} words for ${x.length} values`);
-  for (let i = 0; i < x.length; i++) {
-    const v = x[i] as number;
-    if (v - v !== 0) throw new NonFiniteError(`update coordinate ${i} is ${v}`);
-  }
+  if (out !== undefined)
+    for (let i = 0; i < x.length; i++) {
+      const v = x[i] as number;
+      if (v - v !== 0) throw new NonFiniteError(`update coordinate ${i} is ${v}`);
+    }
+  const target = out ?? new Uint32Array(x.length);
   const { clip } = config;
   const levels = 2 ** config.valueBits - 1;
   const scale = levels / (2 * clip);
   for (let i = 0; i < x.length; i++) {
     let c = x[i] as number;
+    // NaN fails both comparisons below and ±Infinity would be clipped: reject them here.
+    if (c - c !== 0) throw new NonFiniteError(`update coordinate ${i} is ${c}`);
     if (c > clip) c = clip;
     else if (c < -clip) c = -clip;
     // (c + clip)·scale ≥ 0, so adding 0.5 and truncating with >>> 0 is Math.round, twice as fast.
-    out[i] = ((c + clip) * scale + 0.5) >>> 0;
+    target[i] = ((c + clip) * scale + 0.5) >>> 0;
   }
-  return out;
+  return target;
 }
 
 /** Decodes Σ q_u (mod 2^m) over `count` clients into the float sum of their clipped values. */
