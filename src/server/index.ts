@@ -5,7 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { isAbsolute, join, resolve } from 'node:path';
 import { ConfigError } from '../core/errors.ts';
 import { type AdmissionCounter, LocalAdmissionCounter } from './admission.ts';
 import { Aggregator } from './aggregator.ts';
@@ -94,6 +94,14 @@ function loadSecrets(dataDir: string | null): Secrets {
   return secrets;
 }
 
+/** A relative `sqlite:<file>` is relative to the data folder; every other URL is used as given. */
+function storageUrl(url: string, dataDir: string): string {
+  const sqlite = /^sqlite:(?!\/\/)(.+)$/i.exec(url);
+  const path = sqlite?.[1];
+  if (path === undefined || path === ':memory:' || isAbsolute(path)) return url;
+  return `sqlite:${join(dataDir, path)}`;
+}
+
 export async function startServer(options: ServerOptions = {}): Promise<RunningServer> {
   const log = options.log ?? (() => {});
   const roles = new Set(options.roles ?? ALL_ROLES);
@@ -124,7 +132,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   const storage =
     typeof options.storage === 'object'
       ? options.storage
-      : await openStorage(options.storage ?? dataDir ?? '.');
+      : await openStorage(storageUrl(options.storage ?? dataDir ?? '.', dataDir ?? '.'));
   await storage.init();
 
   const spec: TaskSpec = options.task === undefined ? defaultTask() : parseTaskSpec(options.task);
