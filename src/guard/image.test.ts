@@ -45,6 +45,10 @@ describe('loadImage', () => {
     assert.deepEqual((await loadImage({ base64: b64 })).bytes, TINY_PNG);
     assert.deepEqual((await loadImage({ base64: `data:image/png;base64,${b64}` })).bytes, TINY_PNG);
     assert.deepEqual((await loadImage({ base64: b64.replace(/(.{8})/g, '$1\n') })).bytes, TINY_PNG);
+    const tailed = new Uint8Array([...TINY_PNG, 0xfb, 0xef, 0xbe, 0xff, 0xff, 0xff]); // encodes to '-' and '_'
+    const urlSafe = Buffer.from(tailed).toString('base64url');
+    assert.ok(/[-_]/.test(urlSafe), 'the fixture exercises the URL-safe alphabet');
+    assert.deepEqual((await loadImage({ base64: urlSafe })).bytes, tailed);
     const f = await loadImage({ path });
     assert.equal(f.mime, 'image/jpeg');
     assert.deepEqual(f.bytes, JPEG);

@@ -94,7 +94,8 @@ function fromBase64(input: string, maxBytes: number): GuardImage {
   }
   const img = fromBytes(
     new Uint8Array(
-      Buffer.from(payload, payload.includes('-') || payload.includes('_') ? 'base64url' : 'base64'),
+      // Node's base64 decoder accepts the URL-safe alphabet too.
+      Buffer.from(payload, 'base64'),
     ),
     maxBytes,
   );
