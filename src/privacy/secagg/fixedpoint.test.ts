@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { NonFiniteError } from '../../core/errors.ts';
+import { SecAggClient } from './client.ts';
+import { NodeCryptoProvider } from './crypto-node.ts';
 import { SecAggError } from './errors.ts';
 import {
   decodeSum,
@@ -10,6 +12,9 @@ import {
   quantizationStep,
   reduceModulus,
 } from './fixedpoint.ts';
+import { completeGraph, majorityThreshold } from './graph.ts';
+import type { ForwardedShares, SecAggParams } from './messages.ts';
+import { SecAggServer } from './server.ts';
 
 const overflow = (e: unknown) => e instanceof SecAggError && e.reason === 'OVERFLOW';
 
@@ -84,4 +89,36 @@ test('non-finite inputs are refused, and decoding refuses counts beyond maxClien
       assert.throws(() => encodeFixedPoint(x, cfg), NonFiniteError);
     }
   assert.throws(() => decodeSum(new Uint32Array(3), 5, cfg), overflow);
+});
+
+test('the protocol refuses groups the encoding cannot sum without wrapping, and unreduced words', async () => {
+  const crypto = new NodeCryptoProvider();
+  const params = (size: number, encoding = fixedPointFor(1, 4, 16)): SecAggParams => ({
+    sessionId: crypto.randomBytes(16),
+    graph: completeGraph(size),
+    threshold: majorityThreshold(size),
+    dimension: 3,
+    encoding,
+  });
+  // Five clients with an encoding sized for four: 5 · L could exceed 2^16 − 1.
+  assert.throws(() => new SecAggClient(0, params(5), crypto), overflow);
+  assert.throws(() => new SecAggServer(params(5), crypto), overflow);
+  // With a 16-bit modulus a masked word ≥ 2^16 (an input that could wrap the sum) is rejected.
+  const p = params(4);
+  const clients = Array.from({ length: 4 }, (_, i) => new SecAggClient(i, p, crypto));
+  const server = new SecAggServer(p, crypto);
+  for (const c of clients) server.receiveAdvertise(await c.advertise());
+  for (const b of server.closeAdvertise())
+    server.receiveShares(await (clients[b.to] as SecAggClient).shareKeys(b));
+  const f = server.closeShares()[0] as ForwardedShares;
+  const honest = await (clients[0] as SecAggClient).maskInput(f, [0.1, -0.2, 0.3]);
+  assert.ok(honest.masked.every((w) => w < 2 ** 16));
+  const wide = Uint32Array.from(honest.masked);
+  wide[1] = (wide[1] as number) + 2 ** 16;
+  assert.throws(
+    () => server.receiveMasked({ ...honest, masked: wide }),
+    (e: unknown) => e instanceof SecAggError && e.reason === 'INVALID_MESSAGE',
+  );
+  // The rejection changed nothing: the honest input is still accepted.
+  server.receiveMasked(honest);
 });
