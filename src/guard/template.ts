@@ -14,8 +14,9 @@
  *   usually blank lines before `safe`/`unsafe` (the parser and backends allow for that).
  * - The judged role comes from the message count's parity (odd → 'User', even → 'Agent'); with
  *   alternation enforced this is the last message's role.
- * - Custom categories on the 8B: its template has no parameters for them; we substitute the list in
- *   the same format (as Meta's cookbook does for the 8B). With the default list the output is exact.
+ * - Custom categories and exclusions on the 8B: its template has no parameters for them; we
+ *   substitute the list in the same format (as Meta's cookbook does for the 8B). With the default
+ *   list the output is exact.
  */
 import { categoryText, type Policy } from './taxonomy.ts';
 import type { ClassifiedRole, GuardModelVariant, PromptMessage } from './types.ts';

@@ -73,10 +73,11 @@ export interface PromptMessage {
 export interface RenderedPrompt {
   readonly variant: GuardModelVariant;
   /**
-   * The full prompt, starting with `<|begin_of_text|>` and ending with the assistant header
-   * (`<|start_header_id|>assistant<|end_header_id|>\n\n`): the next token is the verdict.
-   * Special tokens appear as their literal text; a llama.cpp backend must tokenize with special
-   * tokens enabled.
+   * The full prompt, starting with `<|begin_of_text|>` (the 8B template puts a space before it)
+   * and ending with the assistant header `<|start_header_id|>assistant<|end_header_id|>` — with no
+   * blank line after it, as published, so models usually emit `\n\n` before the verdict.
+   * Special tokens appear as their literal text (message text containing them is refused unless
+   * allowed); a llama.cpp backend tokenizes with special tokens enabled and adds no second BOS.
    */
   readonly text: string;
   /**
