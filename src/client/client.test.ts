@@ -261,3 +261,15 @@ test('base64 and the stores agree with Node Buffer', async () => {
   await m.delete('k');
   assert.equal(await m.get('k'), null);
 });
+
+test('an assignment whose model version is gone ends as expired, and the next trip checks in again', async (t) => {
+  const server = await fakeServer(t);
+  const c = client(server);
+  server.inject('model', { kind: 'status', status: 404, code: 'not_found' });
+  const outcome = await c.runOnce();
+  assert.equal(outcome.kind, 'expired');
+  assert.equal(server.requests.filter((r) => r.route === 'model').length, 1, 'a 404 is not retried');
+  const next = await c.runOnce();
+  assert.equal(next.kind, 'accepted');
+  assert.equal(server.requests.filter((r) => r.route === 'checkin').length, 2);
+});

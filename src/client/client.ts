@@ -83,7 +83,14 @@ export type TripOutcome =
   /** The server refused the update for good (stale, norm bound, not assigned, …); it was discarded. */
   | { readonly kind: 'rejected'; readonly error: ApiError }
   /** No work now; come back after `retryAfterMs`. */
-  | { readonly kind: 'wait'; readonly retryAfterMs: number; readonly reason: string };
+  | { readonly kind: 'wait'; readonly retryAfterMs: number; readonly reason: string }
+  /** The assignment went stale before training (its model version is no longer served); check in again. */
+  | { readonly kind: 'expired'; readonly error: ApiError };
+
+/** True when a model download failed because the assigned version is gone (the server moved on). */
+export function isExpiredAssignment(e: unknown): e is ApiError {
+  return e instanceof ApiError && (e.code === 'not_found' || e.code === 'unknown_version');
+}
 
 /** One HTTP exchange, reported to `onRequest` (latency histograms, logging). */
 export interface RequestEvent {
@@ -390,7 +397,14 @@ export class OrchardClient {
         return { kind: 'wait', retryAfterMs: answer.retryAfterMs, reason: answer.reason };
       assignment = answer;
     }
-    const prepared = await this.prepare(assignment, signal);
+    let prepared: PendingUpload;
+    try {
+      prepared = await this.prepare(assignment, signal);
+    } catch (e) {
+      if (!isExpiredAssignment(e)) throw e;
+      await this.abandon();
+      return { kind: 'expired', error: e };
+    }
     return this.submit(prepared, signal);
   }
 

@@ -9,13 +9,22 @@
  * `concurrency` devices run trips at once; each trip picks an idle device uniformly at random (as
  * the simulator does), unless every device runs at once, when each worker owns one device.
  */
+
+import { setMaxListeners } from 'node:events';
 import { Rng } from '../core/rng.ts';
 import { createDataset } from '../data/index.ts';
 import type { DatasetSpec } from '../data/spec.ts';
 import type { FederatedDataset } from '../data/types.ts';
 import type { DurationSpec } from '../sim/spec.ts';
 import { TripTiming } from '../sim/timing.ts';
-import { type Assignment, OrchardClient, type RequestEvent, type TripOutcome } from './client.ts';
+import {
+  type Assignment,
+  isExpiredAssignment,
+  OrchardClient,
+  type PendingUpload,
+  type RequestEvent,
+  type TripOutcome,
+} from './client.ts';
 import { OrchardClientError } from './errors.ts';
 import { LatencyHistogram } from './histogram.ts';
 import { nodeHttpFetch, nodePlatform } from './platform/node.ts';
@@ -101,6 +110,8 @@ export interface FleetSummary {
   readonly rejected: Readonly<Record<string, number>>;
   readonly rejectedTotal: number;
   readonly waits: number;
+  /** Assignments whose model version was no longer served when the device fetched it. */
+  readonly expired: number;
   readonly dropouts: number;
   /** Trips that failed without a server verdict, by client error code. */
   readonly errors: Readonly<Record<string, number>>;
@@ -158,6 +169,8 @@ export async function runFleet(options: FleetOptions): Promise<FleetSummary> {
   const dropoutRng = Rng.derive(seed, FLEET_STREAM, DROPOUT_STREAM);
   const fetchImpl = options.fetch ?? nodeHttpFetch({ maxSockets: Math.min(concurrency, 512) });
   const stop = new AbortController();
+  // Every sleeping worker and open request listens on this one signal.
+  setMaxListeners(0, stop.signal);
   const onOuterAbort = () => stop.abort(new Error('aborted'));
   options.signal?.addEventListener('abort', onOuterAbort, { once: true });
   if (options.signal?.aborted) stop.abort(new Error('aborted'));
@@ -171,7 +184,15 @@ export async function runFleet(options: FleetOptions): Promise<FleetSummary> {
   const onRequest = (e: RequestEvent) => {
     if (e.route !== 'register' && e.status >= 200 && e.status < 300) histograms[e.route].record(e.ms);
   };
-  const counts = { accepted: 0, duplicates: 0, waits: 0, dropouts: 0, errorsTotal: 0, rejectedTotal: 0 };
+  const counts = {
+    accepted: 0,
+    duplicates: 0,
+    waits: 0,
+    expired: 0,
+    dropouts: 0,
+    errorsTotal: 0,
+    rejectedTotal: 0,
+  };
   const rejected: Record<string, number> = {};
   const errors: Record<string, number> = {};
   let stalenessSum = 0;
@@ -307,7 +328,16 @@ export async function runFleet(options: FleetOptions): Promise<FleetSummary> {
         await client.abandon();
         return 0;
       }
-      const prepared = await client.prepare(answer, stop.signal);
+      let prepared: PendingUpload;
+      try {
+        prepared = await client.prepare(answer, stop.signal);
+      } catch (e) {
+        if (!isExpiredAssignment(e)) throw e;
+        // The server moved past the assigned version before this device fetched it.
+        counts.expired++;
+        await client.abandon();
+        return 0;
+      }
       if (!(await sleep(simulatedMs))) return 0;
       record(await client.submit(prepared, stop.signal));
       histograms.trip.record(performance.now() - started);
@@ -395,6 +425,7 @@ export async function runFleet(options: FleetOptions): Promise<FleetSummary> {
     rejected,
     rejectedTotal: counts.rejectedTotal,
     waits: counts.waits,
+    expired: counts.expired,
     dropouts: counts.dropouts,
     errors,
     updatesPerSecond: counts.accepted / Math.max(elapsedSeconds, 1e-9),

@@ -6,6 +6,7 @@
 export {
   type Assignment,
   type DeviceIdentity,
+  isExpiredAssignment,
   OrchardClient,
   type OrchardClientOptions,
   type PendingUpload,

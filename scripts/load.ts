@@ -1,0 +1,223 @@
+/**
+ * Load test (not part of `npm test`): a server process (the default MNIST FedBuff task, SQLite in
+ * a temp folder) and, in this process, a fleet of simulated devices (default 10,000, every one
+ * running its own check-in → train → upload loop) over loopback for a set time (default 10 min).
+ * Reports accepted updates/s, p50/p99 latencies per request kind, and memory: the server's and the
+ * fleet's RSS sampled over the run, with the growth between the second and the last quarter of the
+ * run (after warm-up) and the least-squares slope over the second half.
+ *
+ *   npx tsx scripts/load.ts                                   # 10,000 devices, 10 minutes
+ *   npx tsx scripts/load.ts --devices 10000 --minutes 2 --out load.json
+ *
+ * Flags: --devices N, --minutes M, --concurrency C (the task's target of devices training at once),
+ * --wait-ms W (the pacing the server gives devices it turns away), --ms-per-second S (simulated
+ * training time scale), --sample-seconds S, --out FILE (JSON report).
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { type FleetSummary, runFleet } from '../src/client/fleet.ts';
+
+interface Args {
+  devices: number;
+  minutes: number;
+  concurrency: number;
+  waitMs: number;
+  msPerSecond: number;
+  sampleSeconds: number;
+  out: string | null;
+}
+
+function parseArgs(argv: readonly string[]): Args {
+  const args: Args = {
+    devices: 10_000,
+    minutes: 10,
+    concurrency: 1000,
+    waitMs: 5000,
+    msPerSecond: 100,
+    sampleSeconds: 10,
+    out: null,
+  };
+  const numeric = { devices: 1, minutes: 0, concurrency: 1, waitMs: 1, msPerSecond: 0, sampleSeconds: 1 };
+  for (let i = 0; i < argv.length; i += 2) {
+    const flag = argv[i] as string;
+    const value = argv[i + 1];
+    const key = flag.replace(/^--/, '').replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+    if (value === undefined) throw new Error(`${flag} needs a value`);
+    if (key === 'out') args.out = value;
+    else if (key in numeric) {
+      const n = Number(value);
+      const min = numeric[key as keyof typeof numeric];
+      if (!(Number.isFinite(n) && n >= min))
+        throw new Error(`${flag} must be a number ≥ ${min}, got ${value}`);
+      (args as unknown as Record<string, number>)[key] = n;
+    } else throw new Error(`unknown flag ${flag}`);
+  }
+  if (!(args.minutes > 0)) throw new Error('--minutes must be > 0');
+  return args;
+}
+
+const repoRoot = resolve(fileURLToPath(new URL('..', import.meta.url)));
+
+/** Starts the server in its own process, so its RSS is measured apart from the fleet's. */
+async function startServerProcess(
+  dataDir: string,
+  args: Args,
+): Promise<{ child: ChildProcess; url: string; enrollmentKey: string }> {
+  const code = `
+    const { startServer, defaultTask } = await import(${JSON.stringify(join(repoRoot, 'src/server/index.ts'))});
+    const task = { ...defaultTask(), concurrency: ${args.concurrency}, waitMs: ${args.waitMs}, evalEvery: 20 };
+    const s = await startServer({ dataDir: ${JSON.stringify(dataDir)}, task, log: (m) => process.stderr.write(m + '\\n') });
+    process.stdout.write(JSON.stringify({ url: s.url, enrollmentKey: s.enrollmentKey }) + '\\n');
+    const stop = () => s.close().then(() => process.exit(0));
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
+  `;
+  const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], {
+    cwd: repoRoot,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const line = await new Promise<string>((resolveLine, reject) => {
+    const timer = setTimeout(() => reject(new Error('server did not start within 60 s')), 60_000);
+    const rl = createInterface({ input: child.stdout as NodeJS.ReadableStream });
+    rl.once('line', (l) => {
+      clearTimeout(timer);
+      resolveLine(l);
+    });
+    child.once('exit', (c) => {
+      clearTimeout(timer);
+      reject(new Error(`server exited with ${c} before starting`));
+    });
+  });
+  const { url, enrollmentKey } = JSON.parse(line) as { url: string; enrollmentKey: string };
+  return { child, url, enrollmentKey };
+}
+
+/** Resident set size of a process in MiB (Linux /proc); NaN elsewhere. */
+function rssMiB(pid: number): number {
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) / 1024 : Number.NaN;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+interface Sample {
+  readonly t: number;
+  readonly serverRssMiB: number;
+  readonly fleetRssMiB: number;
+  readonly fleetHeapMiB: number;
+  readonly accepted: number;
+  readonly updatesPerSecond: number;
+}
+
+/** Growth (%) from the 2nd to the 4th quarter of the run and the slope (MiB/min) over its 2nd half. */
+function trend(
+  samples: readonly Sample[],
+  key: 'serverRssMiB' | 'fleetRssMiB',
+): { growthPct: number; slopeMiBPerMin: number } {
+  const end = samples.at(-1)?.t ?? 0;
+  const mean = (xs: readonly Sample[]) => xs.reduce((s, x) => s + x[key], 0) / Math.max(1, xs.length);
+  const q2 = samples.filter((s) => s.t >= end * 0.25 && s.t < end * 0.5);
+  const q4 = samples.filter((s) => s.t >= end * 0.75);
+  const half = samples.filter((s) => s.t >= end * 0.5);
+  const mt = half.reduce((s, x) => s + x.t, 0) / Math.max(1, half.length);
+  const my = mean(half);
+  let num = 0;
+  let den = 0;
+  for (const s of half) {
+    num += (s.t - mt) * (s[key] - my);
+    den += (s.t - mt) ** 2;
+  }
+  return {
+    growthPct: ((mean(q4) - mean(q2)) / mean(q2)) * 100,
+    slopeMiBPerMin: den > 0 ? (num / den) * 60 : 0,
+  };
+}
+
+async function main(): Promise<void> {
+  const args = parseArgs(process.argv.slice(2));
+  const dataDir = mkdtempSync(join(tmpdir(), 'orchard-load-'));
+  const { child, url, enrollmentKey } = await startServerProcess(dataDir, args);
+  const serverPid = child.pid as number;
+  process.stderr.write(
+    `load: ${args.devices} devices → ${url} for ${args.minutes} min (target concurrency ${args.concurrency}, wait ${args.waitMs} ms)\n`,
+  );
+  const samples: Sample[] = [];
+  const started = performance.now();
+  let accepted = 0;
+  let lastAccepted = 0;
+  let lastT = 0;
+  const sample = () => {
+    const t = (performance.now() - started) / 1000;
+    const mem = process.memoryUsage();
+    const s: Sample = {
+      t,
+      serverRssMiB: rssMiB(serverPid),
+      fleetRssMiB: mem.rss / 2 ** 20,
+      fleetHeapMiB: mem.heapUsed / 2 ** 20,
+      accepted,
+      updatesPerSecond: t > lastT ? (accepted - lastAccepted) / (t - lastT) : 0,
+    };
+    samples.push(s);
+    lastAccepted = accepted;
+    lastT = t;
+    process.stderr.write(
+      `[${t.toFixed(0)}s] accepted ${accepted} (${s.updatesPerSecond.toFixed(0)}/s) server RSS ${s.serverRssMiB.toFixed(0)} MiB, fleet RSS ${s.fleetRssMiB.toFixed(0)} MiB\n`,
+    );
+  };
+  const sampler = setInterval(sample, args.sampleSeconds * 1000);
+  let summary: FleetSummary;
+  try {
+    summary = await runFleet({
+      server: url,
+      enrollmentKey,
+      clients: args.devices,
+      durationSeconds: args.minutes * 60,
+      timing: { msPerSecond: args.msPerSecond },
+      rampMs: 10_000,
+      progressEveryMs: 1000,
+      onProgress: (p) => {
+        accepted = p.accepted;
+      },
+    });
+    accepted = summary.accepted;
+    sample();
+  } finally {
+    clearInterval(sampler);
+    const exited = new Promise<void>((r) => child.once('exit', () => r()));
+    child.kill('SIGTERM');
+    const killer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    await exited;
+    clearTimeout(killer);
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+  const server = trend(samples, 'serverRssMiB');
+  const fleet = trend(samples, 'fleetRssMiB');
+  // "Flat": under 10% growth from the 2nd to the last quarter (warm-up excluded).
+  const verdict = (g: number) => (Math.abs(g) < 10 ? 'flat' : 'GROWING');
+  const ms = (x: number) => `${x.toFixed(1)} ms`;
+  const lines = [
+    `devices           ${summary.clients}, ${summary.elapsedSeconds.toFixed(0)} s`,
+    `accepted          ${summary.accepted} (${summary.updatesPerSecond.toFixed(1)} updates/s), rejected ${summary.rejectedTotal} ${JSON.stringify(summary.rejected)}`,
+    `waits / expired   ${summary.waits} / ${summary.expired}, errors ${JSON.stringify(summary.errors)}`,
+    ...(['checkin', 'model', 'update', 'trip'] as const).map(
+      (k) =>
+        `${k.padEnd(8)} latency  p50 ${ms(summary.latency[k].p50)}  p99 ${ms(summary.latency[k].p99)}  (${summary.latency[k].count})`,
+    ),
+    `server RSS        ${samples[0]?.serverRssMiB.toFixed(0)} → ${samples.at(-1)?.serverRssMiB.toFixed(0)} MiB; Q2→Q4 ${server.growthPct.toFixed(1)}%, slope ${server.slopeMiBPerMin.toFixed(2)} MiB/min: ${verdict(server.growthPct)}`,
+    `fleet RSS         ${samples[0]?.fleetRssMiB.toFixed(0)} → ${samples.at(-1)?.fleetRssMiB.toFixed(0)} MiB; Q2→Q4 ${fleet.growthPct.toFixed(1)}%, slope ${fleet.slopeMiBPerMin.toFixed(2)} MiB/min: ${verdict(fleet.growthPct)}`,
+  ];
+  process.stdout.write(`${lines.join('\n')}\n`);
+  if (args.out !== null)
+    writeFileSync(
+      args.out,
+      `${JSON.stringify({ args, summary, memory: { server, fleet }, samples }, null, 2)}\n`,
+    );
+}
+
+await main();
