@@ -97,6 +97,37 @@ describe('runKrr', () => {
     assert.ok(online.compute.tuningFlops > 0);
   });
 
+  for (const signal of ['loo', 'recent'] as const) {
+    it(`divergence safeguards hold with an absurd step size (${signal} signal): clipped, bounded, backtracked`, () => {
+      const series = wave(400, 3, 0.1);
+      const input = {
+        window: 48,
+        lambda: 10,
+        gamma: 0.002,
+        online: { every: 6, blockSize: 6, stepSize: 1e6, signal },
+        lambdaBounds: [1e-3, 10] as [number, number],
+      };
+      const r = runKrr(series, 'online', input);
+      assert.ok(Number.isFinite(r.rmse) && r.predictions.some(Number.isFinite));
+      for (const [k, p] of r.trajectory.entries()) {
+        assert.ok(p.lambda >= 1e-3 && p.lambda <= 10 && p.gamma >= 1e-3 && p.gamma <= 10, JSON.stringify(p));
+        const prev = r.trajectory[k - 1];
+        if (prev === undefined) continue;
+        const move = Math.max(
+          Math.abs(Math.log(p.lambda / prev.lambda)),
+          Math.abs(Math.log(p.gamma / prev.gamma)),
+        );
+        assert.ok(move <= 0.5 + 1e-9, `step ${k} moved ${move} in log space (clip is 0.5)`);
+      }
+      assert.ok(r.compute.hyperSteps > 10);
+      // Full-size steps that raise the validation error are undone: backtracking must have happened.
+      assert.ok(r.compute.rejectedSteps > 0, `${signal}: ${r.compute.rejectedSteps} rejected steps`);
+      // The poor start (λ = 10) is left behind, and the run still beats keeping it.
+      const fixed = runKrr(series, 'fixed', input);
+      assert.ok(r.rmse < fixed.rmse, `${signal}: online ${r.rmse} vs fixed ${fixed.rmse}`);
+    });
+  }
+
   it('grid and random re-tune on schedule and count their work', () => {
     const series = wave(300);
     const input = { window: 32, retune: { every: 40, gridLambdas: 3, gridGammas: 3, randomCandidates: 4 } };
