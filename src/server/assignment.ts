@@ -15,6 +15,20 @@ export interface AssignmentClaims {
 }
 
 const SIGNATURE_BYTES = 16;
+const NONCE_BYTES = 9;
+
+/** Nonces come from a pool refilled 4 kB at a time: one crypto call per ~450 assignments. */
+let noncePool = Buffer.alloc(0);
+let nonceAt = 0;
+function nonce(): string {
+  if (nonceAt + NONCE_BYTES > noncePool.length) {
+    noncePool = randomBytes(4095);
+    nonceAt = 0;
+  }
+  const out = noncePool.toString('base64url', nonceAt, nonceAt + NONCE_BYTES);
+  nonceAt += NONCE_BYTES;
+  return out;
+}
 
 export class AssignmentSigner {
   constructor(private readonly key: Uint8Array) {
@@ -27,13 +41,7 @@ export class AssignmentSigner {
 
   sign(claims: AssignmentClaims): string {
     const payload = Buffer.from(
-      JSON.stringify([
-        claims.taskId,
-        claims.deviceId,
-        claims.version,
-        claims.deadline,
-        randomBytes(9).toString('base64url'),
-      ]),
+      JSON.stringify([claims.taskId, claims.deviceId, claims.version, claims.deadline, nonce()]),
     ).toString('base64url');
     return `${payload}.${this.mac(payload).toString('base64url')}`;
   }

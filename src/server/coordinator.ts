@@ -11,6 +11,7 @@ import { OrchardError } from '../core/errors.ts';
 import type { DurableStrategy, Strategy, StrategySnapshot, UpdateOutcome } from '../fl/types.ts';
 import { evaluate } from '../nn/index.ts';
 import { ApiError } from './errors.ts';
+import { JournalWriter } from './journal.ts';
 import type { Lease } from './lease.ts';
 import { decodeFrame, encodeFrame, FRAME_KIND_MODEL, type UpdateResponse } from './protocol.ts';
 import type { Checkpoint, MetricRecord, Storage } from './storage/types.ts';
@@ -147,8 +148,8 @@ export class TaskCoordinator {
   private readonly published = new Map<number, PublishedModel>();
   private latest = -1;
   private lastCheckpointVersion = -1;
-  /** Journal appends run one after another so sequence numbers follow the fold order. */
-  private appendChain: Promise<unknown> = Promise.resolve();
+  /** Journal appends run in fold order (group-committed when the storage can batch). */
+  private readonly journal: JournalWriter;
   private checkpointChain: Promise<unknown> = Promise.resolve();
   private leaseTimer: NodeJS.Timeout | null = null;
   private recovering: Promise<void> | null = null;
@@ -167,6 +168,7 @@ export class TaskCoordinator {
   ) {
     this.taskId = runtime.spec.taskId;
     this.keepVersions = options.keepVersions ?? 32;
+    this.journal = new JournalWriter(options.storage);
     this.log = options.log ?? (() => {});
   }
 
@@ -241,9 +243,9 @@ export class TaskCoordinator {
   private async doRecover(): Promise<void> {
     this.state = 'recovering';
     // Appends still in flight must land (or fail) before the journal is read back.
-    await this.appendChain.catch(() => {});
+    await this.journal.settled();
     await this.checkpointChain.catch(() => {});
-    this.appendChain = Promise.resolve();
+    this.journal.reset();
     const storage = this.options.storage;
     const strategy = this.runtime.newStrategy();
     const checkpoint = await storage.latestCheckpoint(this.taskId);
@@ -346,21 +348,17 @@ export class TaskCoordinator {
           snapshot: outcome.version % this.runtime.spec.checkpointEvery === 0 ? strategy.snapshot() : null,
         }
       : null;
-    const storage = this.options.storage;
-    const append = this.appendChain.then(() =>
-      storage.appendAccepted({
-        taskId: this.taskId,
-        idempotencyKey: input.idempotencyKey,
-        deviceId: input.deviceId,
-        assignmentId: input.assignmentId,
-        baseVersion: input.baseVersion,
-        numExamples: input.numExamples,
-        delta: input.delta,
-        response,
-        acceptedAt: Date.now(),
-      }),
-    );
-    this.appendChain = append;
+    const append = this.journal.append({
+      taskId: this.taskId,
+      idempotencyKey: input.idempotencyKey,
+      deviceId: input.deviceId,
+      assignmentId: input.assignmentId,
+      baseVersion: input.baseVersion,
+      numExamples: input.numExamples,
+      delta: input.delta,
+      response,
+      acceptedAt: Date.now(),
+    });
     let result: Awaited<typeof append>;
     try {
       result = await append;
@@ -489,7 +487,7 @@ export class TaskCoordinator {
 
   async close(): Promise<void> {
     if (this.leaseTimer !== null) clearInterval(this.leaseTimer);
-    await this.appendChain.catch(() => {});
+    await this.journal.settled();
     await this.checkpointChain.catch(() => {});
     this.state = 'closed';
     this.listeners.clear();

@@ -9,9 +9,11 @@ import { AssignmentSigner } from './assignment.ts';
 import { bearerOf, DeviceAuth, sha256Hex } from './auth.ts';
 import { decodeStrategyState, encodeStrategyState, TaskCoordinator } from './coordinator.ts';
 import type { ApiError } from './errors.ts';
+import { supportsBatchAppend } from './journal.ts';
 import { LocalLease } from './lease.ts';
 import { isEligible, parseCheckinRequest, Selector } from './selector.ts';
 import { SqliteStorage } from './storage/sqlite.ts';
+import type { AppendResult, JournalEntryInput } from './storage/types.ts';
 import { defaultTask, parseTaskSpec, taskRuntime } from './task.ts';
 
 const KEY = new Uint8Array(32).fill(7);
@@ -234,4 +236,59 @@ test('the default task is the foundation preset: MNIST FedBuff K=10, concurrency
   assert.equal(d.dataset?.kind, 'mnist');
   assert.equal(d.model.kind, 'softmax');
   assert.throws(() => parseTaskSpec({ ...d, strategy: { kind: 'sync' } }), /asynchronous strategies/);
+});
+
+test('group commit: appends of one tick go out as one batch, in fold order, and replay equals the live model', async () => {
+  const inner = new SqliteStorage({ path: ':memory:' });
+  await inner.init();
+  const batches: number[] = [];
+  // A batching backend built from the plain one: records batch sizes, appends in order.
+  const storage = Object.assign(Object.create(inner) as SqliteStorage, {
+    async appendAcceptedBatch(entries: readonly JournalEntryInput[]): Promise<AppendResult[]> {
+      batches.push(entries.length);
+      const out: AppendResult[] = [];
+      for (const e of entries) out.push(await inner.appendAccepted(e));
+      return out;
+    },
+  });
+  assert.ok(supportsBatchAppend(storage));
+  const s = spec({
+    strategy: { kind: 'fedbuff', bufferSize: 4, staleness: { kind: 'polynomial', exponent: 1 } },
+  });
+  const c = new TaskCoordinator(taskRuntime(s), { storage, lease: new LocalLease(), holderId: 'h' });
+  await c.start();
+  const delta = (i: number) => new Float32Array(6).map((_, j) => ((i * 3 + j) % 7) / 32);
+  // Ten concurrent submissions, base version 0: staleness (and so weights) depend on fold order.
+  const results = await Promise.all(
+    Array.from({ length: 10 }, (_, i) =>
+      c.submit({
+        idempotencyKey: `k${i}`,
+        deviceId: 'd',
+        assignmentId: `a${i}`,
+        baseVersion: 0,
+        numExamples: 1,
+        delta: delta(i),
+      }),
+    ),
+  );
+  assert.ok(results.every((r) => !('kind' in r)));
+  assert.deepEqual(batches, [10]);
+  const live = Array.from(c.params() ?? []);
+  assert.equal(c.version, 2);
+  await c.close(); // waits for the checkpoint writes
+  const journal = await inner.journalSince('t', 0);
+  // Checkpoint at version 2 covers seqs 1–8; the two buffered updates remain, in submission order.
+  assert.deepEqual(
+    journal.map((e) => e.idempotencyKey),
+    ['k8', 'k9'],
+  );
+  const again = new TaskCoordinator(taskRuntime(s), {
+    storage: inner,
+    lease: new LocalLease(),
+    holderId: 'h2',
+  });
+  await again.start();
+  assert.deepEqual(Array.from(again.params() ?? []), live);
+  await again.close();
+  await inner.close();
 });
