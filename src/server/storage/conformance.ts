@@ -435,6 +435,35 @@ export function runStorageConformance(
         for (const e of journal) assert.equal(seqOfKey.get(e.idempotencyKey), e.seq);
       }));
 
+    test('appends issued without awaiting get seqs in call order and are seen by the next call', () =>
+      withDb(async (open) => {
+        const s = await open();
+        const keys = Array.from({ length: 40 }, (_, i) => `ordered-${i}`);
+        // Not awaited one by one: the caller relies on call order, as a server folding in order does.
+        const pending = keys.map((k) => s.appendAccepted(entry('t', k)));
+        const dup = s.appendAccepted(entry('t', 'ordered-3'));
+        // A checkpoint called right after must see all 40 (journalSeq 40 is valid only then).
+        await s.saveCheckpoint(checkpoint('t', 1, 40));
+        const results = await Promise.all(pending);
+        assert.deepEqual(
+          results,
+          keys.map((_, i) => ({ kind: 'appended', seq: i + 1 })),
+        );
+        assert.deepEqual(await dup, {
+          kind: 'duplicate',
+          seq: 4,
+          response: { status: 'accepted', key: 'ordered-3' },
+        });
+        assert.deepEqual(await s.journalSince('t', 0), []);
+        // And a read issued right after an un-awaited append sees it.
+        const late = s.appendAccepted(entry('t', 'late'));
+        assert.deepEqual(
+          (await s.journalSince('t', 40)).map((e) => e.idempotencyKey),
+          ['late'],
+        );
+        assert.deepEqual(await late, { kind: 'appended', seq: 41 });
+      }));
+
     test('close and reopen: tasks, checkpoints, journal, devices and metrics persist', () =>
       withDb(async (open) => {
         const s1 = await open();

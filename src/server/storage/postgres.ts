@@ -6,7 +6,9 @@
  * checkpoints of one task are serialized across connections and processes while other tasks
  * proceed in parallel. Under READ COMMITTED each later statement sees rows committed by the
  * previous lock holder, so the idempotency check after the lock is exact; the primary key on
- * (task_id, key) is the last line of defence.
+ * (task_id, key) is the last line of defence. Appends are group-committed per task: while one
+ * transaction of a task is in flight, later appends of that task queue and share the next one, in
+ * call order; reads and checkpoints of a task first wait for the appends called before them.
  *
  * Durability: with the server's default synchronous_commit=on, COMMIT returns after the WAL is
  * flushed, and `appendAccepted` resolves only after COMMIT. A COMMIT that fails on a broken
@@ -196,9 +198,37 @@ function mapError(err: unknown): unknown {
   return err;
 }
 
+interface QueuedAppend {
+  readonly entry: JournalEntryInput;
+  readonly delta: Buffer;
+  readonly response: string;
+  readonly resolve: (r: AppendResult) => void;
+  readonly reject: (err: unknown) => void;
+}
+
+interface AppendQueue {
+  items: QueuedAppend[];
+  running: Promise<void> | null;
+}
+
+/** Appends per transaction at most (bounds statement size: 10 parameters per row). */
+const MAX_APPEND_BATCH = 256;
+
+/** `($1, $2), ($3, $4)` for `rows` rows of `width` parameters. */
+function placeholders(rows: number, width: number): string {
+  const out: string[] = [];
+  for (let r = 0; r < rows; r++) {
+    const cols: string[] = [];
+    for (let c = 1; c <= width; c++) cols.push(`$${r * width + c}`);
+    out.push(`(${cols.join(', ')})`);
+  }
+  return out.join(', ');
+}
+
 export class PostgresStorage implements Storage {
   private readonly options: Required<PostgresStorageOptions>;
   private pool: pg.Pool | null = null;
+  private readonly appendQueues = new Map<string, AppendQueue>();
 
   constructor(options: PostgresStorageOptions) {
     if (typeof options.connectionString !== 'string' || options.connectionString.length === 0) {
@@ -238,6 +268,7 @@ export class PostgresStorage implements Storage {
   }
 
   async close(): Promise<void> {
+    for (const taskId of [...this.appendQueues.keys()]) await this.appendsSettled(taskId);
     const pool = this.pool;
     this.pool = null;
     await pool?.end();
@@ -312,6 +343,7 @@ export class PostgresStorage implements Storage {
     validateCheckpoint(cp);
     const params = float32ToBytes(cp.params);
     const state = bytesToBuffer(cp.state);
+    await this.appendsSettled(cp.taskId);
     await this.tx(async (c) => {
       const seqs = (await c.query(LOCK_SEQ, [cp.taskId])).rows[0] as Row;
       const latest = (
@@ -353,66 +385,125 @@ export class PostgresStorage implements Storage {
     return row ? checkpointFromRow(row) : null;
   }
 
-  async appendAccepted(e: JournalEntryInput): Promise<AppendResult> {
-    validateEntry(e);
-    const response = encodeJson(e.response, 'response');
-    const delta = float32ToBytes(e.delta);
-    // Fast path for replays: no lock, no transaction.
-    const known = await this.lookupIdempotencyKey(e.taskId, e.idempotencyKey);
-    if (known) return { kind: 'duplicate', ...known };
-    return this.tx<AppendResult>(async (c) => {
-      // Bumping the counter row locks it until COMMIT: appends of one task are serialized here.
-      const bumped = (
-        await c.query(
-          'INSERT INTO orchard_task_seq (task_id, last_seq, checkpoint_seq) VALUES ($1, 1, 0) ' +
-            'ON CONFLICT (task_id) DO UPDATE SET last_seq = orchard_task_seq.last_seq + 1 RETURNING last_seq',
-          [e.taskId],
-        )
-      ).rows[0] as Row;
-      const existing = (
-        await c.query('SELECT seq, response FROM orchard_idempotency WHERE task_id = $1 AND key = $2', [
-          e.taskId,
-          e.idempotencyKey,
-        ])
-      ).rows[0] as Row | undefined;
-      if (existing) {
-        // Rolling back also undoes the counter bump: a duplicate consumes no seq.
-        return {
-          rollback: {
-            kind: 'duplicate',
-            seq: num(existing.seq),
-            response: decodeJson(String(existing.response), 'response'),
-          },
-        };
+  /**
+   * Group commit per task: while one transaction of a task is in flight, later appends of that
+   * task queue up and go together in the next one (one lock, one commit). Seqs follow call order;
+   * each promise resolves after its transaction committed.
+   */
+  appendAccepted(e: JournalEntryInput): Promise<AppendResult> {
+    let item: Omit<QueuedAppend, 'resolve' | 'reject'>;
+    try {
+      validateEntry(e);
+      this.getPool();
+      item = { entry: e, delta: float32ToBytes(e.delta), response: encodeJson(e.response, 'response') };
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    let queue = this.appendQueues.get(e.taskId);
+    if (!queue) {
+      queue = { items: [], running: null };
+      this.appendQueues.set(e.taskId, queue);
+    }
+    const q = queue;
+    const done = new Promise<AppendResult>((resolve, reject) => q.items.push({ ...item, resolve, reject }));
+    q.running ??= this.drainAppends(e.taskId, q);
+    return done;
+  }
+
+  /** Commits the task's queued appends batch by batch until the queue is empty. */
+  private async drainAppends(taskId: string, q: AppendQueue): Promise<void> {
+    try {
+      while (q.items.length > 0) {
+        const batch = q.items.splice(0, MAX_APPEND_BATCH);
+        try {
+          const results = await this.appendBatch(taskId, batch);
+          for (const [i, item] of batch.entries()) item.resolve(results[i] as AppendResult);
+        } catch (err) {
+          // The transaction rolled back (or its outcome is unknown): none of the batch is acknowledged.
+          for (const item of batch) item.reject(err);
+        }
       }
-      const seq = num(bumped.last_seq);
-      await c.query('INSERT INTO orchard_idempotency (task_id, key, seq, response) VALUES ($1, $2, $3, $4)', [
-        e.taskId,
-        e.idempotencyKey,
-        seq,
-        response,
-      ]);
-      await c.query(
-        'INSERT INTO orchard_journal (task_id, seq, idempotency_key, device_id, assignment_id, base_version, ' +
-          'num_examples, delta, response, accepted_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)',
-        [
-          e.taskId,
-          seq,
-          e.idempotencyKey,
-          e.deviceId,
-          e.assignmentId,
-          e.baseVersion,
-          e.numExamples,
-          delta,
-          response,
-          e.acceptedAt,
-        ],
-      );
-      return { kind: 'appended', seq };
+    } finally {
+      q.running = null;
+      if (q.items.length === 0) this.appendQueues.delete(taskId);
+      else q.running = this.drainAppends(taskId, q);
+    }
+  }
+
+  /** Settles once every append of `taskId` called before now has committed or failed. */
+  private async appendsSettled(taskId: string): Promise<void> {
+    for (;;) {
+      const running = this.appendQueues.get(taskId)?.running;
+      if (!running) return;
+      await running;
+    }
+  }
+
+  private appendBatch(taskId: string, batch: readonly QueuedAppend[]): Promise<AppendResult[]> {
+    return this.tx(async (c) => {
+      // Taking the counter row's lock first serializes this task's writers across processes; the
+      // key lookup after it sees every key committed before.
+      const locked = (await c.query(LOCK_SEQ, [taskId])).rows[0] as Row;
+      let lastSeq = num(locked.last_seq);
+      const keys = batch.map((b) => b.entry.idempotencyKey);
+      const known = new Map<string, { seq: number; response: string }>();
+      for (const r of (
+        await c.query(
+          'SELECT key, seq, response FROM orchard_idempotency WHERE task_id = $1 AND key = ANY($2)',
+          [taskId, keys],
+        )
+      ).rows as Row[]) {
+        known.set(String(r.key), { seq: num(r.seq), response: String(r.response) });
+      }
+      const results: AppendResult[] = [];
+      const fresh: Array<{ item: QueuedAppend; seq: number }> = [];
+      for (const item of batch) {
+        const seen = known.get(item.entry.idempotencyKey);
+        if (seen) {
+          results.push({ kind: 'duplicate', seq: seen.seq, response: decodeJson(seen.response, 'response') });
+          continue;
+        }
+        const seq = ++lastSeq;
+        known.set(item.entry.idempotencyKey, { seq, response: item.response });
+        fresh.push({ item, seq });
+        results.push({ kind: 'appended', seq });
+      }
+      if (fresh.length > 0) {
+        await c.query('UPDATE orchard_task_seq SET last_seq = $2 WHERE task_id = $1', [taskId, lastSeq]);
+        const keyRows: unknown[] = [];
+        const entryRows: unknown[] = [];
+        for (const { item, seq } of fresh) {
+          const e = item.entry;
+          keyRows.push(taskId, e.idempotencyKey, seq, item.response);
+          entryRows.push(
+            taskId,
+            seq,
+            e.idempotencyKey,
+            e.deviceId,
+            e.assignmentId,
+            e.baseVersion,
+            e.numExamples,
+            item.delta,
+            item.response,
+            e.acceptedAt,
+          );
+        }
+        await c.query(
+          `INSERT INTO orchard_idempotency (task_id, key, seq, response) VALUES ${placeholders(fresh.length, 4)}`,
+          keyRows,
+        );
+        await c.query(
+          'INSERT INTO orchard_journal (task_id, seq, idempotency_key, device_id, assignment_id, base_version, ' +
+            `num_examples, delta, response, accepted_at) VALUES ${placeholders(fresh.length, 10)}`,
+          entryRows,
+        );
+      }
+      return results;
     });
   }
 
   async journalSince(taskId: string, afterSeq: number): Promise<JournalEntry[]> {
+    await this.appendsSettled(taskId);
     return (
       await this.query('SELECT * FROM orchard_journal WHERE task_id = $1 AND seq > $2 ORDER BY seq', [
         taskId,

@@ -84,7 +84,13 @@ export interface Storage {
   saveCheckpoint(checkpoint: Checkpoint): Promise<void>;
   latestCheckpoint(taskId: string): Promise<Checkpoint | null>;
 
-  /** Durably appends an accepted update and records its idempotency key, atomically. */
+  /**
+   * Durably appends an accepted update and records its idempotency key, atomically. Calls on one
+   * instance take effect in call order: concurrent appends of a task get seqs in the order they
+   * were called (so a caller need not await one before issuing the next), and any later call
+   * (read, checkpoint) observes them. Backends may commit several appends in one transaction
+   * (group commit); each promise still resolves only after its entry is durable.
+   */
   appendAccepted(entry: JournalEntryInput): Promise<AppendResult>;
   /** Entries with seq > afterSeq, in seq order. */
   journalSince(taskId: string, afterSeq: number): Promise<JournalEntry[]>;
