@@ -9,9 +9,12 @@
  *   npx tsx scripts/load.ts                                   # 10,000 devices, 10 minutes
  *   npx tsx scripts/load.ts --devices 10000 --minutes 2 --out load.json
  *
- * Flags: --devices N, --minutes M, --concurrency C (the task's target of devices training at once),
- * --wait-ms W (the pacing the server gives devices it turns away), --ms-per-second S (simulated
- * training time scale), --sample-seconds S, --out FILE (JSON report).
+ * Flags: --devices N, --minutes M, --concurrency C (the task's target of devices training at once,
+ * default 100 as in the default task), --wait-ms W (the pacing the server gives devices it turns
+ * away, default 30 s), --ms-per-second S (real ms per simulated second of training, default 1000:
+ * trips take the simulator's half-normal seconds in real time), --sample-seconds S, --out FILE.
+ * Devices are registered first (64 at a time) and the clock starts after that; memory samples
+ * cover only the timed part.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -35,9 +38,9 @@ function parseArgs(argv: readonly string[]): Args {
   const args: Args = {
     devices: 10_000,
     minutes: 10,
-    concurrency: 1000,
-    waitMs: 5000,
-    msPerSecond: 100,
+    concurrency: 100,
+    waitMs: 30_000,
+    msPerSecond: 1000,
     sampleSeconds: 10,
     out: null,
   };
@@ -148,7 +151,8 @@ async function main(): Promise<void> {
     `load: ${args.devices} devices → ${url} for ${args.minutes} min (target concurrency ${args.concurrency}, wait ${args.waitMs} ms)\n`,
   );
   const samples: Sample[] = [];
-  const started = performance.now();
+  let registration = { devices: 0, seconds: 0 };
+  let started = performance.now();
   let accepted = 0;
   let lastAccepted = 0;
   let lastT = 0;
@@ -170,7 +174,7 @@ async function main(): Promise<void> {
       `[${t.toFixed(0)}s] accepted ${accepted} (${s.updatesPerSecond.toFixed(0)}/s) server RSS ${s.serverRssMiB.toFixed(0)} MiB, fleet RSS ${s.fleetRssMiB.toFixed(0)} MiB\n`,
     );
   };
-  const sampler = setInterval(sample, args.sampleSeconds * 1000);
+  let sampler: NodeJS.Timeout | null = null;
   let summary: FleetSummary;
   try {
     summary = await runFleet({
@@ -180,6 +184,15 @@ async function main(): Promise<void> {
       durationSeconds: args.minutes * 60,
       timing: { msPerSecond: args.msPerSecond },
       rampMs: 10_000,
+      registerFirst: 64,
+      onRegistered: (n, seconds) => {
+        registration = { devices: n, seconds };
+        started = performance.now();
+        sampler = setInterval(sample, args.sampleSeconds * 1000);
+        process.stderr.write(
+          `registered ${n} devices in ${seconds.toFixed(1)} s (${(n / seconds).toFixed(0)}/s)\n`,
+        );
+      },
       progressEveryMs: 1000,
       onProgress: (p) => {
         accepted = p.accepted;
@@ -188,7 +201,7 @@ async function main(): Promise<void> {
     accepted = summary.accepted;
     sample();
   } finally {
-    clearInterval(sampler);
+    if (sampler !== null) clearInterval(sampler);
     const exited = new Promise<void>((r) => child.once('exit', () => r()));
     child.kill('SIGTERM');
     const killer = setTimeout(() => child.kill('SIGKILL'), 10_000);
@@ -202,7 +215,7 @@ async function main(): Promise<void> {
   const verdict = (g: number) => (Math.abs(g) < 10 ? 'flat' : 'GROWING');
   const ms = (x: number) => `${x.toFixed(1)} ms`;
   const lines = [
-    `devices           ${summary.clients}, ${summary.elapsedSeconds.toFixed(0)} s`,
+    `devices           ${summary.clients}, ${summary.elapsedSeconds.toFixed(0)} s (after registering them in ${registration.seconds.toFixed(0)} s)`,
     `accepted          ${summary.accepted} (${summary.updatesPerSecond.toFixed(1)} updates/s), rejected ${summary.rejectedTotal} ${JSON.stringify(summary.rejected)}`,
     `waits / expired   ${summary.waits} / ${summary.expired}, errors ${JSON.stringify(summary.errors)}`,
     ...(['checkin', 'model', 'update', 'trip'] as const).map(
@@ -216,7 +229,7 @@ async function main(): Promise<void> {
   if (args.out !== null)
     writeFileSync(
       args.out,
-      `${JSON.stringify({ args, summary, memory: { server, fleet }, samples }, null, 2)}\n`,
+      `${JSON.stringify({ args, registration, summary, memory: { server, fleet }, samples }, null, 2)}\n`,
     );
 }
 
