@@ -42,6 +42,8 @@ export interface ServerOptions {
   /** Roles this process runs (default all). The coordinator also aggregates: it folds updates. */
   readonly roles?: readonly Role[];
   readonly lease?: Lease;
+  /** Coordinator lease time-to-live; renewed every third of it (default 10 s). */
+  readonly leaseTtlMs?: number;
   readonly admission?: AdmissionCounter;
   readonly limits?: Partial<HttpLimits>;
   readonly log?: (message: string) => void;
@@ -159,6 +161,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
       storage,
       lease,
       holderId: `${process.pid}-${randomUUID()}`,
+      ...(options.leaseTtlMs === undefined ? {} : { leaseTtlMs: options.leaseTtlMs }),
       inFlight: () => admission.inFlight(spec.taskId),
       log,
     });
