@@ -148,7 +148,7 @@ export class TaskCoordinator {
   private readonly published = new Map<number, PublishedModel>();
   private latest = -1;
   private lastCheckpointVersion = -1;
-  /** Journal appends run in fold order (group-committed when the storage can batch). */
+  /** Journal appends, issued in fold order (the storage assigns seqs in call order). */
   private readonly journal: JournalWriter;
   private checkpointChain: Promise<unknown> = Promise.resolve();
   private leaseTimer: NodeJS.Timeout | null = null;
@@ -245,7 +245,6 @@ export class TaskCoordinator {
     // Appends still in flight must land (or fail) before the journal is read back.
     await this.journal.settled();
     await this.checkpointChain.catch(() => {});
-    this.journal.reset();
     const storage = this.options.storage;
     const strategy = this.runtime.newStrategy();
     const checkpoint = await storage.latestCheckpoint(this.taskId);
