@@ -324,9 +324,11 @@ export class SqliteStorage implements Storage {
       return { kind: 'appended', seq };
     };
     // In queue order, so seqs follow call order; a key repeated within the batch sees the first.
+    // IMMEDIATE: take the write lock at BEGIN, so a second process writing the same file waits
+    // (busy_timeout) instead of failing when a read transaction cannot be upgraded.
     this.appendTx = db.transaction((batch: readonly QueuedAppend[]) =>
       batch.map((q) => appendOne(q.entry, q.delta, q.response)),
-    );
+    ).immediate;
 
     this.checkpointTx = db.transaction((cp: Checkpoint) => {
       const latest = st.latestVersion.get(cp.taskId);
@@ -349,7 +351,7 @@ export class SqliteStorage implements Storage {
       st.truncateJournal.run(cp.taskId, cp.journalSeq);
       st.setCheckpointSeq.run(cp.taskId, cp.journalSeq);
       st.pruneCheckpoints.run(cp.taskId, cp.taskId, this.keepCheckpoints);
-    });
+    }).immediate;
   }
 
   async close(): Promise<void> {
