@@ -2,13 +2,11 @@
  * Gaussian noise for DP from a CRYPTOGRAPHIC source, sampled so that floating-point artefacts do not
  * reveal the noised value.
  *
- * Source. WebCrypto `crypto.getRandomValues` (the global in Node ≥ 19 and in browsers; Node backs it
- * with OpenSSL's CSPRNG). Never Math.random, never the experiment Rng: DP noise must be
- * unpredictable to the adversary, and a seeded generator is not.
- *
- * Bytes are drawn in large batches (up to 1 MiB per call, into a buffer reused between calls):
- * node:crypto's randomFillSync where it exists (about twice as fast as getRandomValues, which is
- * capped at 64 KiB per call), getRandomValues otherwise. Both are the platform CSPRNG.
+ * Source. The platform CSPRNG: node:crypto's randomFillSync in Node (OpenSSL), WebCrypto
+ * `crypto.getRandomValues` elsewhere (browsers). Never Math.random, never the experiment Rng: DP noise
+ * must be unpredictable to the adversary, and a seeded generator is not. Bytes are drawn in large
+ * batches (up to 1 MiB per call, into a buffer reused between calls and wiped after use);
+ * randomFillSync is about twice as fast as getRandomValues, which is capped at 64 KiB per call.
  *
  * Gaussians. The ziggurat method (Marsaglia & Tsang 2000, "The Ziggurat Method for Generating
  * Random Variables", J. Stat. Softw. 5(8)) with 128 layers, which is EXACT: it is a rejection
@@ -19,15 +17,16 @@
  * comparison; the rest go through the wedge test (one exp) or, for the base layer, Marsaglia's exact
  * tail algorithm beyond r ≈ 3.44 (two logs per try). The layer index and the position come from
  * disjoint bits, avoiding the correlation flaw Doornik (2005) found in the original code. It replaced
- * Box–Muller (one log, sqrt, cos and sin per pair), which was about 5× slower here and cut the tails
- * at |z| ≈ 8.57; the ziggurat's tail reaches r + 53·ln 2 / r ≈ 14.1.
+ * Box–Muller (one log, sqrt, cos and sin per pair), which made noising 1M floats about twice as slow
+ * and cut the tails at |z| ≈ 8.57; the ziggurat's tail reaches r + 53·ln 2 / r ≈ 14.1. The draw is
+ * fused with the snapping below, so the normals never touch memory.
  *
  * Floating-point defence ("snapping" to a grid, after Mironov 2012 "On significance of the least
  * significant bits for differential privacy", and the granularity idea of Google's secure noise
  * generation). The attack: the set of floats that x + noise can take depends on the low-order bits
  * of x, so the output can reveal x exactly even though real-valued noise would not. Defence: all
  * outputs lie on ONE fixed grid g = 2^k, chosen from a public bound B on |x| so that every multiple
- * of g up to B + 9σ is exactly representable in the output type. We round x to the grid
+ * of g up to B + 15.1σ (B + (MAX_STANDARD_NORMAL + 1)·σ) is exactly representable in the output type. We round x to the grid
  * (x′ = g·round(x/g)), round the scaled noise to the grid (n′ = g·round(σz/g)), and add exactly.
  * Because rounding commutes with adding multiples of g, x′ + n′ = g·round((x′ + σz)/g): a
  * post-processing of the Gaussian mechanism applied to x′, whose possible outputs no longer depend
@@ -35,15 +34,16 @@
  * most (g/2)·√d — `snapSensitivityInflation` reports it; it is ~1e-6 of σ for float32.
  *
  * Residual risk (documented, not eliminated): the continuous z is only approximately Gaussian — the
- * 2^-53 position lattice, the tail cut at ≈ 14.1 (probability < 1e-44), and layer tables computed
+ * 2^-53 position lattice, the tail cut at ≈ 14.1 (probability < 1e-44), the published r and v (13
+ * significant digits) that leave the top layer's area off by ~1e-9 relative, and tables computed
  * with Math.exp/log/sqrt, accurate to about an ulp but not correctly rounded — so per-grid-cell
- * probabilities deviate from the ideal ones by a relative amount of order 1e-12 or less that the DP
- * proof does not cover. An exact discrete Gaussian sampler (Canonne, Kamath & Steinke 2020) would
+ * probabilities deviate from the ideal ones by a relative amount of order 1e-9 that the DP proof
+ * does not cover (it would add about that much to ε per step). An exact discrete Gaussian sampler (Canonne, Kamath & Steinke 2020) would
  * remove this at a large speed cost.
  */
 import { ConfigError, invalidArgument, NonFiniteError } from '../../core/errors.ts';
 
-/** Where random bytes come from; the default is WebCrypto. Tests may inject a fixed source. */
+/** Where random bytes come from; the default is the platform CSPRNG. Tests may inject a fixed source. */
 export interface RandomSource {
   fill(bytes: Uint8Array): void;
 }
