@@ -89,7 +89,7 @@ test('kill -9 at 20 random points: every acknowledged update applied exactly onc
   const WORKERS = 4;
 
   for (let round = 0; round < 20; round++) {
-    const server = await startServeChild(['--data-dir', dataDir, '--task', taskFile]);
+    const server = await startServeChild(['--data-dir', dataDir, '--task', taskFile], 'serve');
     current = server.child;
     if (tokens.length === 0)
       for (let w = 0; w < WORKERS; w++) {
@@ -138,7 +138,7 @@ test('kill -9 at 20 random points: every acknowledged update applied exactly onc
   }
 
   // Final run: settle the unknowns, fill the last buffer, compare with the reference.
-  const server = await startServeChild(['--data-dir', dataDir, '--task', taskFile]);
+  const server = await startServeChild(['--data-dir', dataDir, '--task', taskFile], 'serve');
   current = server.child;
   const token = tokens[0] as string;
   for (const u of unknown) {
