@@ -162,9 +162,7 @@ test('a failed journal append answers 503, rebuilds from storage, and the retry 
   const retried = await uploadUpdate(s.url, device.token, second, new Float32Array(NUM_PARAMS).fill(0.5));
   assert.deepEqual([retried.duplicate, retried.version], [false, 1]);
   // FedBuff K=2, constant weights, SGD lr 1: x₁ = x₀ − (0.25 + 0.5)/2 in every coordinate.
-  const x0 = (await import('./task.ts')).taskRuntime(
-    (await import('./task.ts')).parseTaskSpec({ ...TASK, taskId: 'faulty' }),
-  ).initialParams;
+  const x0 = taskRuntime(parseTaskSpec({ ...TASK, taskId: 'faulty' })).initialParams;
   const x1 = s.coordinator?.params() ?? new Float32Array(0);
   for (let i = 0; i < NUM_PARAMS; i++)
     assert.ok(Math.abs((x1[i] as number) - ((x0[i] as number) - 0.375)) < 1e-6);
