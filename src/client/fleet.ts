@@ -174,12 +174,19 @@ export async function runFleet(options: FleetOptions): Promise<FleetSummary> {
   const durationRng = Rng.derive(seed, FLEET_STREAM, DURATION_STREAM);
   const dropoutRng = Rng.derive(seed, FLEET_STREAM, DROPOUT_STREAM);
   const fetchImpl = options.fetch ?? nodeHttpFetch({ maxSockets: Math.min(concurrency, 512) });
+  // One controller per worker, aborted together on stop: thousands of listeners on one shared
+  // signal would make every add/remove a linear scan (EventTarget checks for duplicates).
   const stop = new AbortController();
-  // Every sleeping worker and open request listens on this one signal.
-  setMaxListeners(0, stop.signal);
-  const onOuterAbort = () => stop.abort(new Error('aborted'));
+  const controllers = new Set<AbortController>();
+  const workerSignal = (): { signal: AbortSignal; done: () => void } => {
+    const ac = new AbortController();
+    setMaxListeners(0, ac.signal);
+    if (stop.signal.aborted) ac.abort(stop.signal.reason);
+    controllers.add(ac);
+    return { signal: ac.signal, done: () => controllers.delete(ac) };
+  };
+  const onOuterAbort = () => halt('aborted');
   options.signal?.addEventListener('abort', onOuterAbort, { once: true });
-  if (options.signal?.aborted) stop.abort(new Error('aborted'));
 
   const histograms = {
     checkin: new LatencyHistogram(),
@@ -279,11 +286,14 @@ export async function runFleet(options: FleetOptions): Promise<FleetSummary> {
   };
   const halt = (reason: NonNullable<typeof stopReason>) => {
     stopReason ??= reason;
+    if (stop.signal.aborted) return;
     stop.abort(new Error(`fleet stopped: ${reason}`));
+    for (const ac of controllers) ac.abort(stop.signal.reason);
   };
-  const sleep = (ms: number) =>
+  if (options.signal?.aborted) halt('aborted');
+  const sleep = (ms: number, signal: AbortSignal) =>
     new Promise<boolean>((resolve) => {
-      if (stop.signal.aborted) {
+      if (signal.aborted) {
         resolve(false);
         return;
       }
@@ -292,23 +302,23 @@ export async function runFleet(options: FleetOptions): Promise<FleetSummary> {
         resolve(false);
       };
       const timer = setTimeout(() => {
-        stop.signal.removeEventListener('abort', done);
+        signal.removeEventListener('abort', done);
         resolve(true);
       }, ms);
-      stop.signal.addEventListener('abort', done, { once: true });
+      signal.addEventListener('abort', done, { once: true });
     });
 
   /** One trip of device k; returns how long the worker should pause before the next one. */
-  const trip = async (k: number): Promise<number> => {
+  const trip = async (k: number, signal: AbortSignal): Promise<number> => {
     const client = clientFor(k);
     const started = performance.now();
     try {
       const pending = await client.pendingUpload();
       if (pending !== null) {
-        record(await client.submit(pending, stop.signal, true));
+        record(await client.submit(pending, signal, true));
         return 0;
       }
-      const answer = await client.checkin(stop.signal);
+      const answer = await client.checkin(signal);
       if (answer.action === 'wait') {
         counts.waits++;
         // "No sooner than": come back within 1–1.5× the hint, so turned-away devices spread out.
@@ -331,13 +341,13 @@ export async function runFleet(options: FleetOptions): Promise<FleetSummary> {
       if (dropAt !== null) {
         // Gone mid-trip: nothing is uploaded and the assignment lapses on the server.
         counts.dropouts++;
-        await sleep(dropAt * simulatedMs);
+        await sleep(dropAt * simulatedMs, signal);
         await client.abandon();
         return 0;
       }
       let prepared: PendingUpload;
       try {
-        prepared = await client.prepare(answer, stop.signal);
+        prepared = await client.prepare(answer, signal);
       } catch (e) {
         if (!isExpiredAssignment(e)) throw e;
         // The server moved past the assigned version before this device fetched it.
@@ -345,12 +355,12 @@ export async function runFleet(options: FleetOptions): Promise<FleetSummary> {
         await client.abandon();
         return 0;
       }
-      if (!(await sleep(simulatedMs))) return 0;
-      record(await client.submit(prepared, stop.signal));
+      if (!(await sleep(simulatedMs, signal))) return 0;
+      record(await client.submit(prepared, signal));
       histograms.trip.record(performance.now() - started);
       return 0;
     } catch (e) {
-      if (stop.signal.aborted) return 0;
+      if (signal.aborted) return 0;
       countError(e);
       // Back off a little so a dead server is not hammered by every worker at once.
       return 200 + 300 * selectRng.next();
@@ -369,18 +379,18 @@ export async function runFleet(options: FleetOptions): Promise<FleetSummary> {
   const bound = concurrency === n;
   if (!bound) for (let k = 0; k < n; k++) idle.push(k);
 
-  const worker = async (w: number) => {
-    while (!stop.signal.aborted) {
+  const worker = async (w: number, signal: AbortSignal) => {
+    while (!signal.aborted) {
       const k = bound ? w : pick();
       busy++;
       let pause: number;
       try {
-        pause = await trip(k);
+        pause = await trip(k, signal);
       } finally {
         busy--;
         if (!bound) idle.push(k);
       }
-      if (pause > 0 && !(await sleep(pause))) break;
+      if (pause > 0 && !(await sleep(pause, signal))) break;
     }
   };
 
@@ -389,14 +399,16 @@ export async function runFleet(options: FleetOptions): Promise<FleetSummary> {
     let next = 0;
     await Promise.all(
       Array.from({ length: Math.max(1, Math.min(options.registerFirst, n)) }, async () => {
-        while (next < n && !stop.signal.aborted) {
+        const { signal, done } = workerSignal();
+        while (next < n && !signal.aborted) {
           const k = next++;
           try {
-            await clientFor(k).register(stop.signal);
+            await clientFor(k).register(signal);
           } catch (e) {
-            if (!stop.signal.aborted) countError(e);
+            if (!signal.aborted) countError(e);
           }
         }
+        done();
       }),
     );
     options.onRegistered?.(n, (performance.now() - t0) / 1000);
@@ -430,8 +442,13 @@ export async function runFleet(options: FleetOptions): Promise<FleetSummary> {
     const ramp = options.rampMs ?? (concurrency > 100 ? 100 : 0);
     await Promise.all(
       Array.from({ length: concurrency }, async (_, w) => {
-        if (ramp > 0 && !(await sleep((w / concurrency) * ramp))) return;
-        await worker(w);
+        const { signal, done } = workerSignal();
+        try {
+          if (ramp > 0 && !(await sleep((w / concurrency) * ramp, signal))) return;
+          await worker(w, signal);
+        } finally {
+          done();
+        }
       }),
     );
   } finally {
