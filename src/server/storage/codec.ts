@@ -84,6 +84,18 @@ export function validateEntry(entry: JournalEntryInput): void {
   if (entry.numExamples < 0) invalid('numExamples must be ≥ 0');
   if (!(entry.delta instanceof Float32Array)) invalid('delta must be a Float32Array');
   finiteNumber(entry.acceptedAt, 'acceptedAt');
+  if (entry.fencingToken !== undefined) validateFencingToken(entry.fencingToken);
+}
+
+export function validateFencingToken(token: unknown): void {
+  nonNegativeInteger(token, 'fencingToken');
+}
+
+export function fencedError(taskId: string, token: number, fence: number): StorageError {
+  return new StorageError(
+    'FENCED',
+    `fencing token ${token} is below task ${taskId}'s fence ${fence}: another coordinator took over the lease`,
+  );
 }
 
 export function validateCheckpoint(cp: Checkpoint): void {
@@ -93,6 +105,7 @@ export function validateCheckpoint(cp: Checkpoint): void {
   if (!(cp.params instanceof Float32Array)) invalid('params must be a Float32Array');
   if (!(cp.state instanceof Uint8Array)) invalid('state must be a Uint8Array');
   finiteNumber(cp.createdAt, 'createdAt');
+  if (cp.fencingToken !== undefined) validateFencingToken(cp.fencingToken);
 }
 
 export function validateDevice(d: DeviceRecord): void {

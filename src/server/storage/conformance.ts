@@ -464,6 +464,59 @@ export function runStorageConformance(
         assert.deepEqual(await late, { kind: 'appended', seq: 41 });
       }));
 
+    test('fencing: writes with a token below the fence are FENCED and write nothing', () =>
+      withDb(async (open) => {
+        const s = await open();
+        const fenced = (p: Promise<unknown>) => rejectsWith(p, 'FENCED');
+        // Holder 1 (token 10) works; holder 2 (token 11) takes over and fences before reading.
+        assert.equal((await s.appendAccepted(entry('t', 'a', { fencingToken: 10 }))).seq, 1);
+        await s.fence('t', 11);
+        await fenced(s.appendAccepted(entry('t', 'b', { fencingToken: 10 })));
+        await fenced(s.saveCheckpoint({ ...checkpoint('t', 1, 1), fencingToken: 10 }));
+        await fenced(s.fence('t', 10));
+        assert.equal(await s.lookupIdempotencyKey('t', 'b'), null);
+        assert.equal(await s.latestCheckpoint('t'), null);
+        // The new holder's writes pass; the stale holder's 'b' consumed no seq.
+        assert.deepEqual(await s.appendAccepted(entry('t', 'c', { fencingToken: 11 })), {
+          kind: 'appended',
+          seq: 2,
+        });
+        await s.saveCheckpoint({ ...checkpoint('t', 1, 2), fencingToken: 11 });
+        // A write with a larger token raises the fence by itself.
+        await s.appendAccepted(entry('t', 'd', { fencingToken: 12 }));
+        await fenced(s.appendAccepted(entry('t', 'e', { fencingToken: 11 })));
+        // Writes without a token, and other tasks, are not fenced.
+        assert.equal((await s.appendAccepted(entry('t', 'f'))).kind, 'appended');
+        assert.equal((await s.appendAccepted(entry('u', 'a', { fencingToken: 1 }))).seq, 1);
+        // In one batch of concurrent appends, only the fenced one fails.
+        const batch = await Promise.allSettled([
+          s.appendAccepted(entry('t', 'g', { fencingToken: 12 })),
+          s.appendAccepted(entry('t', 'h', { fencingToken: 3 })),
+          s.appendAccepted(entry('t', 'i')),
+        ]);
+        assert.deepEqual(
+          batch.map((r) => r.status),
+          ['fulfilled', 'rejected', 'fulfilled'],
+        );
+        assert.deepEqual(
+          (await s.journalSince('t', 2)).map((e) => [e.seq, e.idempotencyKey]),
+          [
+            [3, 'd'],
+            [4, 'f'],
+            [5, 'g'],
+            [6, 'i'],
+          ],
+        );
+        await rejectsWith(s.fence('t', -1), 'INVALID_INPUT');
+        await rejectsWith(s.appendAccepted(entry('t', 'j', { fencingToken: 1.5 })), 'INVALID_INPUT');
+        // The fence persists.
+        await s.close();
+        const s2 = await open();
+        await rejectsWith(s2.appendAccepted(entry('t', 'k', { fencingToken: 11 })), 'FENCED');
+        await s2.fence('t', 1_764_000_000_000_123); // a RedisLease-sized token is exact
+        await rejectsWith(s2.fence('t', 1_764_000_000_000_122), 'FENCED');
+      }));
+
     test('close and reopen: tasks, checkpoints, journal, devices and metrics persist', () =>
       withDb(async (open) => {
         const s1 = await open();

@@ -23,10 +23,12 @@ import {
   copyBytes,
   decodeJson,
   encodeJson,
+  fencedError,
   float32ToBytes,
   validateCheckpoint,
   validateDevice,
   validateEntry,
+  validateFencingToken,
   validateLimit,
   validateMetric,
   validateTask,
@@ -109,6 +111,10 @@ CREATE TABLE IF NOT EXISTS orchard_metrics (
   vals text NOT NULL
 );
 CREATE INDEX IF NOT EXISTS orchard_metrics_task ON orchard_metrics (task_id, id);
+CREATE TABLE IF NOT EXISTS orchard_fences (
+  task_id text PRIMARY KEY,
+  token bigint NOT NULL
+);
 `;
 
 /** Serializes schema creation across processes starting at once (CREATE … IF NOT EXISTS can race). */
@@ -223,6 +229,22 @@ function placeholders(rows: number, width: number): string {
     out.push(`(${cols.join(', ')})`);
   }
   return out.join(', ');
+}
+
+/** The task's fence (0 if none); call with the task's seq row locked. */
+async function readFence(c: pg.PoolClient, taskId: string): Promise<number> {
+  const row = (await c.query('SELECT token FROM orchard_fences WHERE task_id = $1', [taskId])).rows[0] as
+    | Row
+    | undefined;
+  return row ? num(row.token) : 0;
+}
+
+async function writeFence(c: pg.PoolClient, taskId: string, token: number): Promise<void> {
+  await c.query(
+    'INSERT INTO orchard_fences (task_id, token) VALUES ($1, $2) ' +
+      'ON CONFLICT (task_id) DO UPDATE SET token = GREATEST(orchard_fences.token, excluded.token)',
+    [taskId, token],
+  );
 }
 
 export class PostgresStorage implements Storage {
@@ -346,6 +368,11 @@ export class PostgresStorage implements Storage {
     await this.appendsSettled(cp.taskId);
     await this.tx(async (c) => {
       const seqs = (await c.query(LOCK_SEQ, [cp.taskId])).rows[0] as Row;
+      if (cp.fencingToken !== undefined) {
+        const fence = await readFence(c, cp.taskId);
+        if (cp.fencingToken < fence) throw fencedError(cp.taskId, cp.fencingToken, fence);
+        if (cp.fencingToken > fence) await writeFence(c, cp.taskId, cp.fencingToken);
+      }
       const latest = (
         await c.query('SELECT max(version) AS v FROM orchard_checkpoints WHERE task_id = $1', [cp.taskId])
       ).rows[0] as Row;
@@ -417,7 +444,11 @@ export class PostgresStorage implements Storage {
         const batch = q.items.splice(0, MAX_APPEND_BATCH);
         try {
           const results = await this.appendBatch(taskId, batch);
-          for (const [i, item] of batch.entries()) item.resolve(results[i] as AppendResult);
+          for (const [i, item] of batch.entries()) {
+            const r = results[i];
+            if (r instanceof StorageError) item.reject(r);
+            else item.resolve(r as AppendResult);
+          }
         } catch (err) {
           // The transaction rolled back (or its outcome is unknown): none of the batch is acknowledged.
           for (const item of batch) item.reject(err);
@@ -439,12 +470,17 @@ export class PostgresStorage implements Storage {
     }
   }
 
-  private appendBatch(taskId: string, batch: readonly QueuedAppend[]): Promise<AppendResult[]> {
+  private appendBatch(
+    taskId: string,
+    batch: readonly QueuedAppend[],
+  ): Promise<Array<AppendResult | StorageError>> {
     return this.tx(async (c) => {
       // Taking the counter row's lock first serializes this task's writers across processes; the
       // key lookup after it sees every key committed before.
       const locked = (await c.query(LOCK_SEQ, [taskId])).rows[0] as Row;
       let lastSeq = num(locked.last_seq);
+      const initialFence = await readFence(c, taskId);
+      let fence = initialFence;
       const keys = batch.map((b) => b.entry.idempotencyKey);
       const known = new Map<string, { seq: number; response: string }>();
       for (const r of (
@@ -455,9 +491,18 @@ export class PostgresStorage implements Storage {
       ).rows as Row[]) {
         known.set(String(r.key), { seq: num(r.seq), response: String(r.response) });
       }
-      const results: AppendResult[] = [];
+      const results: Array<AppendResult | StorageError> = [];
       const fresh: Array<{ item: QueuedAppend; seq: number }> = [];
       for (const item of batch) {
+        const token = item.entry.fencingToken;
+        if (token !== undefined) {
+          if (token < fence) {
+            // Fails alone and writes nothing; the rest of the batch commits.
+            results.push(fencedError(taskId, token, fence));
+            continue;
+          }
+          fence = token;
+        }
         const seen = known.get(item.entry.idempotencyKey);
         if (seen) {
           results.push({ kind: 'duplicate', seq: seen.seq, response: decodeJson(seen.response, 'response') });
@@ -468,6 +513,7 @@ export class PostgresStorage implements Storage {
         fresh.push({ item, seq });
         results.push({ kind: 'appended', seq });
       }
+      if (fence > initialFence) await writeFence(c, taskId, fence);
       if (fresh.length > 0) {
         await c.query('UPDATE orchard_task_seq SET last_seq = $2 WHERE task_id = $1', [taskId, lastSeq]);
         const keyRows: unknown[] = [];
@@ -521,6 +567,21 @@ export class PostgresStorage implements Storage {
       [taskId, key],
     );
     return row ? { seq: num(row.seq), response: decodeJson(String(row.response), 'response') } : null;
+  }
+
+  async fence(taskId: string, token: number): Promise<void> {
+    if (typeof taskId !== 'string' || taskId.length === 0) {
+      throw new StorageError('INVALID_INPUT', 'taskId must be a non-empty string');
+    }
+    validateFencingToken(token);
+    // Appends called before the fence keep their place in call order.
+    await this.appendsSettled(taskId);
+    await this.tx(async (c) => {
+      await c.query(LOCK_SEQ, [taskId]);
+      const fence = await readFence(c, taskId);
+      if (token < fence) throw fencedError(taskId, token, fence);
+      if (token > fence) await writeFence(c, taskId, token);
+    });
   }
 
   async putDevice(d: DeviceRecord): Promise<void> {

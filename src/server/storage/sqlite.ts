@@ -18,10 +18,12 @@ import {
   copyBytes,
   decodeJson,
   encodeJson,
+  fencedError,
   float32ToBytes,
   validateCheckpoint,
   validateDevice,
   validateEntry,
+  validateFencingToken,
   validateLimit,
   validateMetric,
   validateTask,
@@ -101,6 +103,10 @@ CREATE TABLE IF NOT EXISTS metrics (
   vals TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS metrics_task ON metrics (task_id, id);
+CREATE TABLE IF NOT EXISTS fences (
+  task_id TEXT PRIMARY KEY,
+  token INTEGER NOT NULL
+);
 `;
 
 interface TaskRow {
@@ -245,6 +251,11 @@ function prepare(db: Database.Database) {
     ),
     deviceByToken: db.prepare<[string], DeviceRow>('SELECT * FROM devices WHERE token_hash = ?'),
     revokeDevice: db.prepare('UPDATE devices SET revoked_at = COALESCE(revoked_at, ?) WHERE device_id = ?'),
+    getFence: db.prepare<[string], { token: number }>('SELECT token FROM fences WHERE task_id = ?'),
+    raiseFence: db.prepare(
+      'INSERT INTO fences (task_id, token) VALUES (?, ?) ' +
+        'ON CONFLICT (task_id) DO UPDATE SET token = max(token, excluded.token)',
+    ),
     appendMetric: db.prepare('INSERT INTO metrics (task_id, version, at, vals) VALUES (?, ?, ?, ?)'),
     metrics: db.prepare<[string, number], MetricRow>(
       'SELECT task_id, version, at, vals FROM (SELECT * FROM metrics WHERE task_id = ? ' +
@@ -259,7 +270,8 @@ export class SqliteStorage implements Storage {
   private readonly busyTimeoutMs: number;
   private db: Database.Database | null = null;
   private st: Statements | null = null;
-  private appendTx: ((batch: readonly QueuedAppend[]) => AppendResult[]) | null = null;
+  private appendTx: ((batch: readonly QueuedAppend[]) => Array<AppendResult | StorageError>) | null = null;
+  private fenceTx: ((taskId: string, token: number) => void) | null = null;
   /** Appends waiting for the next group commit (one transaction, one fsync for all of them). */
   private queued: QueuedAppend[] = [];
   private flushScheduled = false;
@@ -300,7 +312,16 @@ export class SqliteStorage implements Storage {
     this.db = db;
     this.st = st;
 
+    /** Throws FENCED if `token` is below the task's fence, else raises the fence to it. */
+    const checkFence = (taskId: string, token: number | undefined) => {
+      if (token === undefined) return;
+      const fence = st.getFence.get(taskId)?.token ?? 0;
+      if (token < fence) throw fencedError(taskId, token, fence);
+      if (token > fence) st.raiseFence.run(taskId, token);
+    };
+    this.fenceTx = db.transaction((taskId: string, token: number) => checkFence(taskId, token)).immediate;
     const appendOne = (e: JournalEntryInput, delta: Buffer, response: string): AppendResult => {
+      checkFence(e.taskId, e.fencingToken);
       const existing = st.lookupKey.get(e.taskId, e.idempotencyKey);
       if (existing) {
         return { kind: 'duplicate', seq: existing.seq, response: decodeJson(existing.response, 'response') };
@@ -327,10 +348,19 @@ export class SqliteStorage implements Storage {
     // IMMEDIATE: take the write lock at BEGIN, so a second process writing the same file waits
     // (busy_timeout) instead of failing when a read transaction cannot be upgraded.
     this.appendTx = db.transaction((batch: readonly QueuedAppend[]) =>
-      batch.map((q) => appendOne(q.entry, q.delta, q.response)),
+      batch.map((q): AppendResult | StorageError => {
+        try {
+          return appendOne(q.entry, q.delta, q.response);
+        } catch (err) {
+          // A fenced entry fails alone (it wrote nothing: the check comes first); others commit.
+          if (err instanceof StorageError && err.code === 'FENCED') return err;
+          throw err;
+        }
+      }),
     ).immediate;
 
     this.checkpointTx = db.transaction((cp: Checkpoint) => {
+      checkFence(cp.taskId, cp.fencingToken);
       const latest = st.latestVersion.get(cp.taskId);
       if (latest && cp.version <= latest.version) {
         throw new StorageError(
@@ -361,6 +391,7 @@ export class SqliteStorage implements Storage {
     this.st = null;
     this.appendTx = null;
     this.checkpointTx = null;
+    this.fenceTx = null;
     db?.close();
   }
 
@@ -379,7 +410,7 @@ export class SqliteStorage implements Storage {
     const batch = this.queued;
     if (batch.length === 0) return;
     this.queued = [];
-    let results: AppendResult[];
+    let results: Array<AppendResult | StorageError>;
     try {
       if (!this.appendTx) throw new StorageError('BACKEND_UNAVAILABLE', 'SqliteStorage is not open');
       results = this.appendTx(batch);
@@ -389,7 +420,11 @@ export class SqliteStorage implements Storage {
       for (const q of batch) q.reject(mapped);
       return;
     }
-    for (const [i, q] of batch.entries()) q.resolve(results[i] as AppendResult);
+    for (const [i, q] of batch.entries()) {
+      const r = results[i];
+      if (r instanceof StorageError) q.reject(r);
+      else q.resolve(r as AppendResult);
+    }
   }
 
   /** Runs a synchronous database call, mapping driver errors to StorageError. */
@@ -468,6 +503,17 @@ export class SqliteStorage implements Storage {
   ): Promise<{ seq: number; response: unknown } | null> {
     const row = this.run((st) => st.lookupKey.get(taskId, key));
     return row ? { seq: row.seq, response: decodeJson(row.response, 'response') } : null;
+  }
+
+  async fence(taskId: string, token: number): Promise<void> {
+    if (typeof taskId !== 'string' || taskId.length === 0) {
+      throw new StorageError('INVALID_INPUT', 'taskId must be a non-empty string');
+    }
+    validateFencingToken(token);
+    this.run(() => {
+      if (!this.fenceTx) throw new StorageError('BACKEND_UNAVAILABLE', 'SqliteStorage is not open');
+      this.fenceTx(taskId, token);
+    });
   }
 
   async putDevice(device: DeviceRecord): Promise<void> {

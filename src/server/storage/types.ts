@@ -25,6 +25,8 @@ export interface Checkpoint {
   /** Journal entries with seq ≤ journalSeq are already folded into this checkpoint. */
   readonly journalSeq: number;
   readonly createdAt: number;
+  /** Optional lease fencing token of the writer; see `Storage.fence`. Not stored with the checkpoint. */
+  readonly fencingToken?: number;
 }
 
 export interface JournalEntryInput {
@@ -39,6 +41,8 @@ export interface JournalEntryInput {
   /** The outcome returned to the client (JSON), stored so a replayed request gets the same answer. */
   readonly response: unknown;
   readonly acceptedAt: number;
+  /** Optional lease fencing token of the writer; see `Storage.fence`. Not stored with the entry. */
+  readonly fencingToken?: number;
 }
 
 export interface JournalEntry extends JournalEntryInput {
@@ -97,6 +101,17 @@ export interface Storage {
   /** The stored response for an already-applied key, or null. */
   lookupIdempotencyKey(taskId: string, key: string): Promise<{ seq: number; response: unknown } | null>;
 
+  /**
+   * Fencing against a coordinator that lost its lease without noticing (paused, partitioned from
+   * Redis): a new lease holder calls `fence(taskId, token)` with its lease's fencing token BEFORE
+   * reading the checkpoint and journal. From then on an append or checkpoint of that task carrying
+   * a smaller `fencingToken` is rejected with StorageError('FENCED') and writes nothing, so a stale
+   * holder can neither slip an entry in after the new holder read the journal nor overwrite its
+   * checkpoints. Writes carrying a larger token raise the fence; writes without a token are not
+   * checked. Rejects with FENCED if `token` is below the current fence.
+   */
+  fence(taskId: string, token: number): Promise<void>;
+
   putDevice(device: DeviceRecord): Promise<void>;
   deviceByTokenHash(tokenHash: string): Promise<DeviceRecord | null>;
   /** Marks a device revoked; returns false if unknown. */
@@ -113,7 +128,9 @@ export type StorageErrorCode =
   | 'BACKEND_UNAVAILABLE'
   | 'CORRUPT'
   /** A malformed argument (wrong type, negative count, journalSeq out of range); nothing written. */
-  | 'INVALID_INPUT';
+  | 'INVALID_INPUT'
+  /** The write carried a fencing token below the task's fence (its lease was taken over); nothing written. */
+  | 'FENCED';
 
 export class StorageError extends Error {
   constructor(
