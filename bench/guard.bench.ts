@@ -109,16 +109,23 @@ export async function run(): Promise<BenchEntry[]> {
       flashAttention: false,
     });
     let decodeTokS: number;
+    let decodeCpuMs = 0;
     try {
       const seq = ctx.getSequence();
       const it = seq.evaluate(backend.tokenize(long.text), { temperature: 0 });
       let n = 0;
       let t0 = 0;
+      let c0 = process.cpuUsage();
       for await (const _ of it) {
-        if (n === 0) t0 = performance.now(); // first token = end of the prefill
+        if (n === 0) {
+          t0 = performance.now(); // first token = end of the prefill
+          c0 = process.cpuUsage();
+        }
         if (++n > DECODE_TOKENS) break;
       }
       decodeTokS = DECODE_TOKENS / ((performance.now() - t0) / 1000);
+      const c = process.cpuUsage(c0);
+      decodeCpuMs = (c.user + c.system) / 1000 / THREADS / DECODE_TOKENS;
       await it.return();
     } finally {
       await ctx.dispose();
@@ -176,7 +183,7 @@ export async function run(): Promise<BenchEntry[]> {
         baseline: null,
         ratio: null,
         goal: '≥ 30',
-        note: `greedy, ${DECODE_TOKENS} tokens after a ${nl.all}-token prompt, ${THREADS} threads`,
+        note: `greedy, ${DECODE_TOKENS} tokens after a ${nl.all}-token prompt, ${THREADS} threads; CPU time per thread ${decodeCpuMs.toFixed(0)} ms/token`,
       },
       {
         name: 'guard.model_mb',
