@@ -1,8 +1,10 @@
 /**
  * Coordinator leases with fencing tokens. At most one holder owns a key at a time; a holder
  * renews before the TTL runs out and stops acting as soon as a renewal fails. Each fresh
- * acquisition gets a fencing token larger than every earlier one of that key, so storage or peers
- * can refuse writes from a holder that lost its lease without noticing (a stale token).
+ * acquisition gets a fencing token larger than every earlier one of that key, so storage can refuse
+ * writes from a holder that lost its lease without noticing: the new holder calls
+ * `storage.fence(taskId, token)` before recovering and passes `fencingToken` with its appends and
+ * checkpoints (src/server/storage/types.ts).
  *
  * Both classes also satisfy the server's `Lease` (src/server/lease.ts): `tryAcquire` = acquire or
  * renew, true while owned.

@@ -6,8 +6,8 @@
  *     Reads the journal, takes the updates with seq % mod === rem, sums them in batches
  *     (Σ nᵢ·Δᵢ, weight Σ nᵢ) and pushes each batch to the exchange as one partial.
  *   leader <storage> <redis> <leaderId> <expectedPartials> <delayMs>
- *     Takes the task's lease, restores its folded sum and applied partial ids from the latest
- *     checkpoint, takes over partials a dead leader left unacknowledged, then folds partials one
+ *     Takes the task's lease, fences storage with its token, restores its folded sum and applied
+ *     partial ids from the latest checkpoint, takes over partials a dead leader left unacknowledged, then folds partials one
  *     by one: checkpoint (sum + applied ids) first, acknowledge after. Prints `FOLDED <n>`.
  */
 import { pathToFileURL } from 'node:url';
@@ -80,10 +80,15 @@ async function leader(args: string[]): Promise<void> {
   const exchange = new RedisPartialExchange(redis);
   // Wait for the lease: a killed leader's lease runs out after its TTL.
   const deadline = Date.now() + 20_000;
-  while (!(await lease.tryAcquire(MP_TASK, leaderId, LEASE_TTL_MS))) {
+  let grant = await lease.acquire(MP_TASK, leaderId, LEASE_TTL_MS);
+  while (grant === null) {
     if (Date.now() > deadline) throw new Error('lease never became free');
     await sleep(50);
+    grant = await lease.acquire(MP_TASK, leaderId, LEASE_TTL_MS);
   }
+  const token = grant.fencingToken;
+  // Fence before reading: from now on the previous leader's writes are refused by storage.
+  await storage.fence(MP_TASK, token);
   const renew = setInterval(() => {
     lease.tryAcquire(MP_TASK, leaderId, LEASE_TTL_MS).then(
       (held) => {
@@ -101,7 +106,7 @@ async function leader(args: string[]): Promise<void> {
   if (cp) folder.sum.set(cp.params);
   folder.weight = saved.weight;
   folder.count = saved.count;
-  process.stdout.write(`LEADING ${leaderId} from version ${version}\n`);
+  process.stdout.write(`LEADING ${leaderId} token ${token} from version ${version}\n`);
 
   const apply = async (delivered: DeliveredPartial[]) => {
     for (const d of delivered) {
@@ -118,6 +123,7 @@ async function leader(args: string[]): Promise<void> {
           state: Buffer.from(JSON.stringify(state)),
           journalSeq: 0,
           createdAt: Date.now(),
+          fencingToken: token,
         });
         process.stdout.write(`FOLDED ${folder.appliedIds.size}\n`);
         await sleep(Number(delayMs));

@@ -14,7 +14,7 @@ import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { Rng } from '../../core/rng.ts';
 import { requireService, startRedis } from '../../testing/services.ts';
-import { openStorage } from '../storage/index.ts';
+import { openStorage, StorageError } from '../storage/index.ts';
 import { MP_DIM, MP_TASK } from './multiprocess-child.ts';
 
 const CHILD = fileURLToPath(new URL('./multiprocess-child.ts', import.meta.url));
@@ -123,6 +123,22 @@ test('two aggregator processes + Redis exchange + a leader killed mid-way: resul
 
   const check = await openStorage(storageUrl);
   try {
+    // The killed leader's token is fenced off: a late write from it would be refused.
+    const tokenOf = (c: Child) =>
+      Number(/token (\d+)/.exec(c.lines.find((l) => l.startsWith('LEADING')) ?? '')?.[1]);
+    assert.ok(tokenOf(leader2) > tokenOf(leader1));
+    await assert.rejects(
+      check.saveCheckpoint({
+        taskId: MP_TASK,
+        version: 1_000,
+        params: new Float32Array(MP_DIM),
+        state: new Uint8Array(0),
+        journalSeq: 0,
+        createdAt: Date.now(),
+        fencingToken: tokenOf(leader1),
+      }),
+      (e: unknown) => e instanceof StorageError && e.code === 'FENCED',
+    );
     const cp = await check.latestCheckpoint(MP_TASK);
     assert.ok(cp);
     const state = JSON.parse(Buffer.from(cp.state).toString()) as {
