@@ -96,7 +96,11 @@ export interface Storage {
    * (group commit); each promise still resolves only after its entry is durable.
    */
   appendAccepted(entry: JournalEntryInput): Promise<AppendResult>;
-  /** Entries with seq > afterSeq, in seq order. */
+  /**
+   * Entries with seq > afterSeq, in seq order. Entries become visible in seq order, also with
+   * several writer processes (seqs are assigned under the task's write lock and committed before
+   * the next writer gets it), so a reader can tail the journal by its last seen seq without gaps.
+   */
   journalSince(taskId: string, afterSeq: number): Promise<JournalEntry[]>;
   /** The stored response for an already-applied key, or null. */
   lookupIdempotencyKey(taskId: string, key: string): Promise<{ seq: number; response: unknown } | null>;
