@@ -7,7 +7,7 @@
  */
 import type { AdmissionCounter } from './admission.ts';
 import type { AssignmentSigner } from './assignment.ts';
-import type { Rejected, TaskCoordinator } from './coordinator.ts';
+import type { FoldInput, Rejected } from './coordinator.ts';
 import { ApiError } from './errors.ts';
 import {
   decodeFrame,
@@ -17,10 +17,78 @@ import {
   type UpdateResponse,
 } from './protocol.ts';
 import type { Storage } from './storage/types.ts';
+import type { TaskSpec } from './task.ts';
+
+/** What the aggregator hands a validated update to. */
+export interface AggregationTarget {
+  readonly numParams: number;
+  readonly runtime: { readonly spec: TaskSpec };
+  countRejection(reason: string): void;
+  /** Resolves once the update is durable (or refused without any state change). */
+  submit(input: FoldInput): Promise<UpdateResponse | Rejected>;
+}
+
+/**
+ * An aggregator in its own process (distributed mode): it journals validated updates and answers;
+ * the coordinator holding the task's lease folds the journal in seq order (see
+ * TaskCoordinator.startTailing). Staleness is judged against the newest version this process
+ * knows (from the checkpoints), so the answer's `version`/`staleness` are that estimate.
+ */
+export class JournalTarget implements AggregationTarget {
+  readonly numParams: number;
+  private readonly rejected: Record<string, number> = {};
+  constructor(
+    readonly runtime: { readonly spec: TaskSpec; readonly initialParams: Float32Array },
+    private readonly storage: Storage,
+    private readonly version: () => number | null,
+  ) {
+    this.numParams = runtime.initialParams.length;
+  }
+
+  countRejection(reason: string): void {
+    this.rejected[reason] = (this.rejected[reason] ?? 0) + 1;
+  }
+
+  async submit(input: FoldInput): Promise<UpdateResponse | Rejected> {
+    const version = this.version();
+    if (version === null)
+      throw new ApiError('unavailable', 'no model version known yet; retry shortly', 1000);
+    const spec = this.runtime.spec.strategy;
+    const staleness = Math.max(0, version - input.baseVersion);
+    const maxStaleness = 'maxStaleness' in spec ? spec.maxStaleness : Number.MAX_SAFE_INTEGER;
+    if (staleness > maxStaleness)
+      return {
+        kind: 'rejected',
+        reason: 'stale',
+        message: `staleness ${staleness} exceeds maxStaleness ${maxStaleness}`,
+      };
+    const response: UpdateResponse = { accepted: true, duplicate: false, staleness, version };
+    let result: Awaited<ReturnType<Storage['appendAccepted']>>;
+    try {
+      result = await this.storage.appendAccepted({
+        taskId: this.runtime.spec.taskId,
+        idempotencyKey: input.idempotencyKey,
+        deviceId: input.deviceId,
+        assignmentId: input.assignmentId,
+        baseVersion: input.baseVersion,
+        numExamples: input.numExamples,
+        delta: input.delta,
+        response,
+        acceptedAt: Date.now(),
+      });
+    } catch (error) {
+      throw new ApiError('unavailable', `the update could not be stored: ${(error as Error).message}`, 1000);
+    }
+    return result.kind === 'duplicate'
+      ? { ...(result.response as UpdateResponse), duplicate: true }
+      : response;
+  }
+}
 
 export interface AggregatorOptions {
   readonly storage: Storage;
-  readonly coordinator: (taskId: string) => TaskCoordinator | null;
+  /** Where validated updates go: the local coordinator (embedded) or the journal (distributed). */
+  readonly coordinator: (taskId: string) => AggregationTarget | null;
   readonly admission: AdmissionCounter;
   readonly signer: AssignmentSigner;
   readonly now?: () => number;
@@ -189,7 +257,7 @@ export class Aggregator {
   }
 
   private refuse(
-    coordinator: TaskCoordinator,
+    coordinator: AggregationTarget,
     code: (typeof REJECTION_CODES)[keyof typeof REJECTION_CODES] | 'norm_bound',
     message: string,
   ): never {

@@ -112,6 +112,14 @@ export interface CoordinatorOptions {
   /** Clients training now (from the admission counter), for metrics. */
   readonly inFlight?: () => Promise<number>;
   readonly log?: (message: string) => void;
+  /**
+   * Distributed mode: aggregators in other processes journal updates and this coordinator folds
+   * the journal in seq order, polling every `tailIntervalMs` (its own `submit` is not used). A
+   * journaled update the strategy refuses at fold time (staler than maxStaleness by then) is
+   * counted and skipped, the same way on every replay.
+   */
+  readonly tail?: boolean;
+  readonly tailIntervalMs?: number;
 }
 
 type State = 'stopped' | 'recovering' | 'ready' | 'lost_lease' | 'closed';
@@ -152,6 +160,10 @@ export class TaskCoordinator {
   private readonly journal: JournalWriter;
   private checkpointChain: Promise<unknown> = Promise.resolve();
   private leaseTimer: NodeJS.Timeout | null = null;
+  private tailTimer: NodeJS.Timeout | null = null;
+  private tailing = false;
+  /** Seq of the last journal entry folded into the strategy. */
+  private foldedSeq = 0;
   private recovering: Promise<void> | null = null;
   private readonly listeners = new Set<(event: ServerEvent) => void>();
   private readonly rate = new RateWindow();
@@ -209,6 +221,10 @@ export class TaskCoordinator {
         createdAt: Date.now(),
       });
     await this.recover();
+    if (this.options.tail === true) {
+      this.tailTimer = setInterval(() => void this.tail(), this.options.tailIntervalMs ?? 25);
+      this.tailTimer.unref();
+    }
   }
 
   private get leaseKey(): string {
@@ -263,6 +279,10 @@ export class TaskCoordinator {
     let lastSnapshot: { snapshot: StrategySnapshot; seq: number } | null = null;
     for (const entry of entries) {
       const outcome = this.fold(entry);
+      if (outcome.kind === 'rejected' && this.options.tail === true) {
+        this.countRejection(outcome.reason);
+        continue;
+      }
       if (outcome.kind === 'rejected') {
         // Only accepted updates are journaled and the fold is deterministic, so this means the
         // journal and checkpoint disagree: refuse to serve a model that silently lost an update.
@@ -276,6 +296,7 @@ export class TaskCoordinator {
         lastSnapshot = { snapshot: strategy.snapshot(), seq: entry.seq };
       }
     }
+    this.foldedSeq = entries.at(-1)?.seq ?? journalSeq;
     if (checkpoint === null && lastSnapshot === null)
       lastSnapshot = { snapshot: strategy.snapshot(), seq: journalSeq };
     if (lastSnapshot !== null && lastSnapshot.snapshot.version > this.lastCheckpointVersion)
@@ -326,6 +347,8 @@ export class TaskCoordinator {
    * durable. A rejection (stale, wrong version) changes nothing and is returned as is.
    */
   async submit(input: FoldInput): Promise<UpdateResponse | Rejected> {
+    if (this.options.tail === true)
+      throw new Error('a tailing coordinator folds the journal, not submissions');
     if (this.state !== 'ready' || this.strategy === null)
       throw new ApiError('unavailable', `task ${this.taskId} is ${this.state}; retry shortly`, 1000);
     const outcome = this.fold(input);
@@ -379,7 +402,45 @@ export class TaskCoordinator {
       this.publish(stepped.version, stepped.params, true);
       if (stepped.snapshot !== null) void this.saveCheckpoint(stepped.snapshot, result.seq);
     }
+    this.foldedSeq = Math.max(this.foldedSeq, result.seq);
     return response;
+  }
+
+  /** Distributed mode: folds journal entries other processes appended since the last fold. */
+  private async tail(): Promise<void> {
+    if (this.state !== 'ready' || this.tailing || this.strategy === null) return;
+    this.tailing = true;
+    try {
+      const entries = await this.options.storage.journalSince(this.taskId, this.foldedSeq);
+      if (this.state !== 'ready') return;
+      const strategy = this.strategy;
+      for (const entry of entries) {
+        if (entry.seq <= this.foldedSeq) continue;
+        const outcome = this.fold(entry);
+        this.foldedSeq = entry.seq;
+        if (outcome.kind === 'rejected') {
+          this.log(
+            `task ${this.taskId}: journal entry ${entry.seq} refused at fold time: ${outcome.message}`,
+          );
+          this.countRejection(outcome.reason);
+          continue;
+        }
+        this.counts.accepted++;
+        this.rate.add(Date.now());
+        this.stalenessSum += outcome.staleness;
+        this.stalenessCount++;
+        if (outcome.stepped) {
+          // Every entry behind this version is already durable (it was read from the journal).
+          this.publish(outcome.version, strategy.params, true);
+          if (outcome.version % this.runtime.spec.checkpointEvery === 0)
+            void this.saveCheckpoint(strategy.snapshot(), entry.seq);
+        }
+      }
+    } catch (error) {
+      this.failed(`reading the journal failed: ${(error as Error).message}`);
+    } finally {
+      this.tailing = false;
+    }
   }
 
   countRejection(reason: string): void {
@@ -486,6 +547,7 @@ export class TaskCoordinator {
 
   async close(): Promise<void> {
     if (this.leaseTimer !== null) clearInterval(this.leaseTimer);
+    if (this.tailTimer !== null) clearInterval(this.tailTimer);
     await this.journal.settled();
     await this.checkpointChain.catch(() => {});
     this.state = 'closed';

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { requireService, startPostgres, startRedis } from '../testing/services.ts';
 import { startServer } from './index.ts';
-import type { StatusResponse } from './protocol.ts';
+import { decodeFrame, type StatusResponse } from './protocol.ts';
 import {
   checkinDevice,
   registerDevice,
@@ -35,7 +35,7 @@ async function status(url: string): Promise<StatusResponse['tasks'][number] | un
   return ((await (await fetch(`${url}/v1/status`)).json()) as StatusResponse).tasks[0];
 }
 
-test('coordinator and selector as separate processes over Redis; a second coordinator is refused', async (t) => {
+test('coordinator, selector and aggregator as separate processes over Redis; a second coordinator is refused', async (t) => {
   if (!requireService(t, 'redis')) return;
   const redis = await startRedis();
   const dir = mkdtempSync(join(tmpdir(), 'orchard-deploy-'));
@@ -52,11 +52,17 @@ test('coordinator and selector as separate processes over Redis; a second coordi
   children.push(coordinator.child);
   const selector = await startServeChild([...common, '--role', 'selector']);
   children.push(selector.child);
+  const aggregator = await startServeChild([...common, '--role', 'aggregator']);
+  children.push(aggregator.child);
 
-  // The selector process has no update route; the coordinator process has no check-in route.
+  // Each process serves only its roles' routes.
   const device = await registerDevice(selector.url, selector.enrollmentKey);
   const auth = { authorization: `Bearer ${device.token}` };
   assert.equal((await fetch(`${coordinator.url}/v1/checkin`, { method: 'POST', headers: auth })).status, 404);
+  assert.equal(
+    (await fetch(`${selector.url}/v1/tasks/deploy/updates`, { method: 'POST', headers: auth })).status,
+    404,
+  );
   const a = await checkinDevice(selector.url, device.token);
   const b = await checkinDevice(selector.url, device.token);
   assert.equal(a.action, 'train');
@@ -65,22 +71,46 @@ test('coordinator and selector as separate processes over Redis; a second coordi
   assert.equal((await status(coordinator.url))?.inFlight, 2);
   assert.equal((await checkinDevice(selector.url, device.token)).action, 'wait');
 
-  // The selector signed the assignments; the coordinator process accepts them (same secrets).
+  // The selector signed the assignments (shared secrets); one update goes to the coordinator
+  // process's aggregator, one to the separate aggregator process; the coordinator folds both.
   const model = await fetch(`${coordinator.url}${(a as Train).modelUrl}`, { headers: auth });
   assert.equal(model.status, 200);
-  for (const assignment of [a, b] as Train[])
-    assert.equal(
-      (await uploadUpdate(coordinator.url, device.token, assignment, new Float32Array(NUM_PARAMS).fill(0.1)))
-        .accepted,
-      true,
-    );
-  const after = await status(coordinator.url);
+  const x0 = decodeFrame(new Uint8Array(await model.arrayBuffer())).floats;
+  const ra = await uploadUpdate(
+    coordinator.url,
+    device.token,
+    a as Train,
+    new Float32Array(NUM_PARAMS).fill(0.125),
+  );
+  const rb = await uploadUpdate(
+    aggregator.url,
+    device.token,
+    b as Train,
+    new Float32Array(NUM_PARAMS).fill(0.375),
+  );
+  assert.deepEqual([ra.accepted, rb.accepted], [true, true]);
+  // A replay at the other aggregator is recognized (the journal's key is shared).
+  assert.equal(
+    (await uploadUpdate(coordinator.url, device.token, b as Train, new Float32Array(NUM_PARAMS))).duplicate,
+    true,
+  );
+  const deadline = Date.now() + 5000;
+  let after = await status(coordinator.url);
+  while (after?.version !== 1 && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 50));
+    after = await status(coordinator.url);
+  }
   assert.equal(after?.version, 1);
   assert.equal(after?.inFlight, 0);
+  // FedBuff K=2, constant weights, SGD lr 1: x₁ = x₀ − (0.125 + 0.375)/2, the replay applied once.
+  const next = await fetch(`${coordinator.url}/v1/tasks/deploy/models/1`, { headers: auth });
+  const x1 = decodeFrame(new Uint8Array(await next.arrayBuffer())).floats;
+  for (let i = 0; i < NUM_PARAMS; i++)
+    assert.ok(Math.abs((x1[i] as number) - ((x0[i] as number) - 0.25)) < 1e-6);
   // The selector learns the new version from the checkpoint the coordinator wrote (polled every 500 ms).
   await new Promise((r) => setTimeout(r, 1200));
-  const next = await checkinDevice(selector.url, device.token);
-  assert.equal(next.action === 'train' ? next.version : JSON.stringify(next), 1);
+  const third = await checkinDevice(selector.url, device.token);
+  assert.equal(third.action === 'train' ? third.version : JSON.stringify(third), 1);
 
   // The lease lives in Redis: another coordinator for the task cannot start.
   await assert.rejects(

@@ -8,7 +8,7 @@ import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from '
 import { isAbsolute, join, resolve } from 'node:path';
 import { ConfigError } from '../core/errors.ts';
 import { type AdmissionCounter, LocalAdmissionCounter } from './admission.ts';
-import { Aggregator } from './aggregator.ts';
+import { type AggregationTarget, Aggregator, JournalTarget } from './aggregator.ts';
 import { AssignmentSigner } from './assignment.ts';
 import { DeviceAuth, newSecret } from './auth.ts';
 import { TaskCoordinator } from './coordinator.ts';
@@ -110,17 +110,9 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   for (const role of roles)
     if (!ALL_ROLES.includes(role))
       throw new ConfigError([{ path: 'roles', message: `unknown role ${role}` }], 'server');
-  if (roles.has('aggregator') && !roles.has('coordinator'))
-    throw new ConfigError(
-      [
-        {
-          path: 'roles',
-          message:
-            'an aggregator process needs the coordinator role in the same process (partial-aggregate exchange is not wired)',
-        },
-      ],
-      'server',
-    );
+  // All roles in one process: the coordinator folds each update before journaling it (exact
+  // answers). Otherwise aggregators journal and the coordinator folds the journal in seq order.
+  const embedded = ALL_ROLES.every((role) => roles.has(role));
   const usesDataDir =
     options.storage === undefined || typeof options.storage === 'string' || options.dataDir !== undefined;
   const dataDir = usesDataDir ? resolve(options.dataDir ?? './orchard-data') : null;
@@ -162,6 +154,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
       lease,
       holderId: `${process.pid}-${randomUUID()}`,
       ...(options.leaseTtlMs === undefined ? {} : { leaseTtlMs: options.leaseTtlMs }),
+      tail: !embedded,
       inFlight: () => admission.inFlight(spec.taskId),
       log,
     });
@@ -175,10 +168,10 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     coordinators.set(spec.taskId, coordinator);
   }
 
-  // A selector without a coordinator in this process learns versions from the checkpoints.
+  // Selectors and aggregators without a coordinator in this process learn versions from the checkpoints.
   let polledVersion: number | null = null;
   let poller: NodeJS.Timeout | null = null;
-  if (coordinator === null && roles.has('selector')) {
+  if (coordinator === null && (roles.has('selector') || roles.has('aggregator'))) {
     const poll = async () => {
       try {
         polledVersion = (await storage.latestCheckpoint(spec.taskId))?.version ?? null;
@@ -203,10 +196,17 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   const selector = roles.has('selector')
     ? new Selector({ tasks: () => [selectable], admission, signer })
     : null;
-  const aggregator =
-    coordinator === null || !roles.has('aggregator')
-      ? null
-      : new Aggregator({ storage, coordinator: (id) => coordinators.get(id) ?? null, admission, signer });
+  const target: AggregationTarget | null = embedded
+    ? coordinator
+    : new JournalTarget(runtime, storage, () => selectable.currentVersion());
+  const aggregator = roles.has('aggregator')
+    ? new Aggregator({
+        storage,
+        coordinator: (id) => (id === spec.taskId ? target : null),
+        admission,
+        signer,
+      })
+    : null;
 
   let dashboardHtml: (() => string) | null = null;
   try {

@@ -294,3 +294,63 @@ test('appends are issued without waiting for each other, in fold order; replay e
   await again.close();
   await inner.close();
 });
+
+test('distributed mode: the coordinator folds what aggregators journaled, skips (the same way on replay) what turned too stale', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'orchard-tail-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  // No checkpoint after version 0, so the restart replays every entry, the stale one included.
+  const s = spec({
+    strategy: { kind: 'fedbuff', bufferSize: 2, staleness: { kind: 'constant' }, maxStaleness: 0 },
+    checkpointEvery: 5,
+  });
+  const storage = new SqliteStorage({ path: join(dir, 'db.sqlite') });
+  await storage.init();
+  const open = async (holderId: string) => {
+    const c = new TaskCoordinator(taskRuntime(s), {
+      storage,
+      lease: new LocalLease(),
+      holderId,
+      tail: true,
+      tailIntervalMs: 5,
+    });
+    await c.start();
+    return c;
+  };
+  const c = await open('one');
+  const journal = (key: string, baseVersion: number, value: number) =>
+    storage.appendAccepted({
+      taskId: 't',
+      idempotencyKey: key,
+      deviceId: 'd',
+      assignmentId: key,
+      baseVersion,
+      numExamples: 1,
+      delta: new Float32Array(6).fill(value),
+      response: { accepted: true },
+      acceptedAt: 0,
+    });
+  // Two from version 0 make version 1; a third from version 0 is then staler than maxStaleness 0.
+  await journal('a', 0, 0.5);
+  await journal('b', 0, 0.25);
+  await journal('late', 0, 8);
+  await journal('c', 1, 0.125);
+  await journal('d', 1, 0.125);
+  const deadline = Date.now() + 5000;
+  while (c.version < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  assert.equal(c.version, 2);
+  assert.equal(c.counts.accepted, 4);
+  assert.deepEqual(c.counts.rejected, { stale: 1 });
+  const x0 = taskRuntime(s).initialParams;
+  const live = Array.from(c.params() ?? []);
+  // SGD lr 1, K = 2, constant weights: x₂ = x₀ − (0.5 + 0.25)/2 − (0.125 + 0.125)/2.
+  live.forEach((v, i) => {
+    assert.ok(Math.abs(v - ((x0[i] as number) - 0.5)) < 1e-6);
+  });
+  await c.close();
+  const again = await open('two');
+  assert.equal(again.version, 2);
+  assert.deepEqual(again.counts.rejected, { stale: 1 });
+  assert.deepEqual(Array.from(again.params() ?? []), live);
+  await again.close();
+  await storage.close();
+});

@@ -26,14 +26,9 @@ export interface ServeFlags {
 function parseRoles(value: string): readonly Role[] {
   if (value === 'all') return ALL_ROLES;
   if (value === 'coordinator') return ['coordinator', 'aggregator'];
-  if (value === 'selector') return ['selector'];
+  if (value === 'selector' || value === 'aggregator') return [value];
   throw new ConfigError(
-    [
-      {
-        path: '--role',
-        message: `expected all, coordinator or selector, got '${value}' (aggregation runs inside the coordinator)`,
-      },
-    ],
+    [{ path: '--role', message: `expected all, coordinator, selector or aggregator, got '${value}'` }],
     'arguments',
   );
 }
@@ -115,7 +110,11 @@ export function registerServe(program: Command): void {
       '--redis <url>',
       'Redis URL for shared coordinator leases and admission counters (several processes/machines)',
     )
-    .option('--role <role>', 'roles this process runs: all, coordinator (also aggregates) or selector', 'all')
+    .option(
+      '--role <role>',
+      'roles this process runs: all, coordinator (with an aggregator), selector or aggregator',
+      'all',
+    )
     .option('--task <file>', 'task definition JSON (default: the MNIST FedBuff task)')
     .action(async (flags: ServeFlags) => {
       const close = await serve(flags);
