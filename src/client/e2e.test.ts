@@ -20,7 +20,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { createDataset } from '../data/index.ts';
+import { parseTaskSpec, startServer } from '../server/index.ts';
 import type { MetricsResponse } from '../server/protocol.ts';
+import { taskRuntime } from '../server/task.ts';
 import { simulate } from '../sim/simulate.ts';
 import { runFleet } from './fleet.ts';
 
@@ -55,8 +57,6 @@ function tailMean(points: readonly { version: number; accuracy: number }[]): num
 test('server + fleet reach the simulator accuracy on the same task (within 0.03)', {
   timeout: 90_000,
 }, async (t) => {
-  const { startServer, parseTaskSpec } = await import('../server/index.ts');
-  const { taskRuntime } = await import('../server/task.ts');
   const spec = parseTaskSpec(TASK);
   if (spec.dataset === undefined) throw new Error('task has a dataset');
   const dataset = createDataset(spec.dataset, spec.seed);

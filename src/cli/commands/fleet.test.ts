@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import type { FleetSummary } from '../../client/fleet.ts';
 import { ConfigError } from '../../core/errors.ts';
+import { startServer } from '../../server/index.ts';
 import { EXIT_OK, EXIT_USAGE, main } from '../main.ts';
 import { type FleetFlags, fleetOptionsFrom } from './fleet.ts';
 
@@ -95,7 +96,6 @@ test('orchard fleet with a bad flag exits 2 and contacts nothing', async () => {
 test('orchard fleet trains against a running server and prints a JSON summary', {
   timeout: 60_000,
 }, async (t) => {
-  const { startServer } = await import('../../server/index.ts');
   const dir = mkdtempSync(join(tmpdir(), 'orchard-fleet-cli-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const server = await startServer({

@@ -13,6 +13,7 @@ import { OrchardClient } from '../../client/client.ts';
 import { runFleet } from '../../client/fleet.ts';
 import { nodePlatform } from '../../client/platform/node.ts';
 import { chromiumSkip, launchChromium } from '../../client/testing/browser.ts';
+import { startServer } from '../index.ts';
 import { dashboardHtml } from './page.ts';
 
 test('the page is self-contained: no external scripts, styles, fonts or images', () => {
@@ -36,7 +37,6 @@ test('the dashboard loads, draws charts and updates them while a fleet trains', 
   skip: chromiumSkip(),
   timeout: 90_000,
 }, async (t) => {
-  const { startServer } = await import('../index.ts');
   const dir = mkdtempSync(join(tmpdir(), 'orchard-dashboard-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const server = await startServer({
