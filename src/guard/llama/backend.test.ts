@@ -171,6 +171,18 @@ describe('model file errors', () => {
     await assert.rejects(LlamaGuardBackend.create({ modelPath: dir }), isGuardError('MODEL_FILE'));
   });
 
+  it('close() during requests: each settles with a score or BACKEND_CLOSED, later calls reject', async () => {
+    const b = await LlamaGuardBackend.create({ modelPath: modelPath(), sequences: 1 });
+    const p = await preparePrompt('How do I bake bread at home?');
+    const settled = Promise.allSettled([1, 2, 3].map(() => b.scoreAndClassify(p, { threshold: 1 })));
+    await b.close();
+    for (const r of await settled) {
+      if (r.status === 'rejected') isGuardError('BACKEND_CLOSED')(r.reason);
+      else assert.ok(r.value.pUnsafe >= 0 && r.value.pUnsafe <= 1);
+    }
+    await assert.rejects(b.scoreAndClassify(p, { threshold: 1 }), isGuardError('BACKEND_CLOSED'));
+  });
+
   it('bad options are INVALID_OPTION', async () => {
     await assert.rejects(
       LlamaGuardBackend.create({ modelPath: modelPath(), threads: 0 }),

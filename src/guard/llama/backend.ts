@@ -168,8 +168,9 @@ export class LlamaGuardBackend implements GuardBackend {
         contextSize: contextSize * sequences,
         batchSize,
         threads: { ideal: threads, min: threads },
-        // llama.cpp's CPU flash attention rounds a single query token to f16, so a score read after a
-        // cache hit (one new token) would differ from a cold one by ~1e-3; without it they agree to ~1e-5.
+        // llama.cpp's CPU flash attention computes in f16 with results that depend on how the tokens
+        // are split into batches, so a score read after a cache hit would differ from a cold one by
+        // ~1e-3; without it they agree to ~1e-5 (measured on the tiny test model).
         flashAttention: false,
       });
       return new LlamaGuardBackend(
@@ -250,6 +251,12 @@ export class LlamaGuardBackend implements GuardBackend {
       const slot = await this.acquire(tokens, deadline, options.signal);
       try {
         return await this.run(slot, prompt, tokens, options.threshold, maxTokens);
+      } catch (e) {
+        // close() during an evaluation disposes the context under it: report that, not the fallout.
+        if (this.closed && !(e instanceof GuardError)) {
+          throw new GuardError('BACKEND_CLOSED', 'the backend was closed during the request', { cause: e });
+        }
+        throw e;
       } finally {
         this.release(slot);
       }
