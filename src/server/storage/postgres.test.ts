@@ -8,6 +8,7 @@ import {
   skipUnlessService,
   startPostgres,
 } from '../../testing/services.ts';
+import { checkTwoWriters } from './append-child.ts';
 import { runStorageConformance } from './conformance.ts';
 import { PostgresStorage } from './postgres.ts';
 import { StorageError } from './types.ts';
@@ -68,6 +69,13 @@ test('postgres: nothing listening → BACKEND_UNAVAILABLE within the connect tim
   await assert.rejects(s.init(), isUnavailable);
   assert.ok(Date.now() - t0 < 5000, 'failed fast');
   await s.close();
+});
+
+test('postgres: two processes appending at once: every key once, seqs 1..n, tailable without gaps', async (t) => {
+  if (!requireService(t, 'postgres')) return;
+  const srv = await getServer();
+  await adminQuery('CREATE DATABASE multiwriter');
+  await checkTwoWriters(srv.urlFor('multiwriter'));
 });
 
 // Last in the file: it stops the shared server.

@@ -1,11 +1,10 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
+import { checkTwoWriters } from './append-child.ts';
 import { runStorageConformance } from './conformance.ts';
 import { SqliteStorage } from './sqlite.ts';
 import { StorageError } from './types.ts';
@@ -73,65 +72,8 @@ test('sqlite: a file that is not a database gives a typed error', async (t) => {
   assert.throws(() => new SqliteStorage({ path: '' }), StorageError);
 });
 
-/** Runs append-child.ts to completion and parses its result lines. */
-function runWriter(url: string, prefix: string, count: number) {
-  return new Promise<Array<{ key: string; kind: string; seq: number }>>((resolve, reject) => {
-    const child = spawn(
-      process.execPath,
-      [
-        '--import',
-        'tsx',
-        fileURLToPath(new URL('./append-child.ts', import.meta.url)),
-        url,
-        prefix,
-        String(count),
-      ],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d) => {
-      out += d;
-    });
-    child.stderr.on('data', (d) => {
-      err += d;
-    });
-    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      if (code !== 0) return reject(new Error(`writer ${prefix} exited ${code}: ${err}`));
-      resolve(
-        out
-          .trim()
-          .split('\n')
-          .map((l) => {
-            const [, key = '', kind = '', seq = '0'] = l.split(' ');
-            return { key, kind, seq: Number(seq) };
-          }),
-      );
-    });
-  });
-}
-
-test('sqlite: two processes appending to one file at once: every key once, seqs 1..n', async (t) => {
+test('sqlite: two processes appending to one file at once: every key once, seqs 1..n, tailable', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'orchard-sqlite-mw-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const url = join(dir, 'data');
-  const [a, b] = await Promise.all([runWriter(url, 'a', 40), runWriter(url, 'b', 40)]);
-  const appended = [...a, ...b].filter((r) => r.kind === 'appended');
-  // 40 own keys each + 40 shared keys appended by exactly one of the two.
-  assert.equal(appended.length, 120);
-  assert.equal(new Set(appended.map((r) => r.key)).size, 120);
-  assert.deepEqual(
-    appended.map((r) => r.seq).sort((x, y) => x - y),
-    Array.from({ length: 120 }, (_, i) => i + 1),
-  );
-  const seqOf = new Map(appended.map((r) => [r.key, r.seq]));
-  for (const r of [...a, ...b].filter((x) => x.kind === 'duplicate')) assert.equal(r.seq, seqOf.get(r.key));
-  const s = new SqliteStorage({ path: join(url, 'orchard.db') });
-  await s.init();
-  const journal = await s.journalSince('multi', 0);
-  await s.close();
-  assert.equal(journal.length, 120);
-  for (const e of journal) assert.equal(seqOf.get(e.idempotencyKey), e.seq);
+  await checkTwoWriters(join(dir, 'data'));
 });
