@@ -6,13 +6,14 @@
  *
  * Tolerance: the compared figure is the mean test accuracy over the last 10 evaluations (versions
  * 55, 60, …, 100; single evaluations of softmax on label-skewed data swing by ~±1.5 points from
- * version to version). The server run must land within 0.03 of the mean over three simulator seeds.
- * Why 0.03: the simulator's own seed-to-seed range of that figure is ~0.01 at this budget, and the
- * network run legitimately differs from any one simulated run in ways the simulator does not model:
- * which client goes when (scheduling by real time, not a seeded queue), and staleness shaped by
- * HTTP round trips as well as the scaled training times. A broken pipeline (updates dropped, applied
- * twice, wrong base version, wrong sign) moves the figure by far more than 0.03 — an untrained model
- * scores ~0.10 and training without the server step stays there.
+ * version to version). The server run must land within 0.02 of the mean over three simulator seeds.
+ * Why 0.02: the simulator's own seed-to-seed range of that figure is 0.006 here (0.872–0.878), and
+ * the network run legitimately differs from any one simulated run in ways the simulator does not
+ * model: which client goes when (real-time scheduling, not a seeded queue) and staleness shaped by
+ * HTTP round trips as well as the scaled training times. Five runs on a loaded 2-core machine
+ * landed within 0.002 of the simulator mean, so 0.02 leaves a 10× margin for slower machines while
+ * a broken pipeline (updates dropped or applied twice, wrong base version, wrong sign or weights)
+ * moves the figure by far more; an untrained model scores ~0.10.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -30,7 +31,7 @@ const UPDATES = 500;
 const BUFFER = 5;
 const CONCURRENCY = 10;
 const EVAL_EVERY = 5;
-const TOLERANCE = 0.03;
+const TOLERANCE = 0.02;
 const TASK = {
   taskId: 'e2e-mnist-fedbuff',
   seed: 3,
@@ -54,7 +55,7 @@ function tailMean(points: readonly { version: number; accuracy: number }[]): num
   return tail.reduce((s, p) => s + p.accuracy, 0) / tail.length;
 }
 
-test('server + fleet reach the simulator accuracy on the same task (within 0.03)', {
+test('server + fleet reach the simulator accuracy on the same task (within 0.02)', {
   timeout: 90_000,
 }, async (t) => {
   const spec = parseTaskSpec(TASK);
