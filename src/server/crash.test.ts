@@ -177,3 +177,98 @@ test('kill -9 at 20 random points: every acknowledged update applied exactly onc
   current = null;
   tokens = [];
 });
+
+test('roles as separate processes: kill -9 of a random role at 6 seeded points, nothing acknowledged lost or doubled', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'orchard-crash-roles-'));
+  const taskFile = join(dir, 'task.json');
+  writeFileSync(taskFile, JSON.stringify(TASK));
+  const common = ['--data-dir', join(dir, 'data'), '--task', taskFile];
+  type RoleName = 'coordinator' | 'aggregator' | 'selector';
+  const ROLES: readonly RoleName[] = ['coordinator', 'aggregator', 'selector'];
+  const running = new Map<RoleName, Awaited<ReturnType<typeof startServeChild>>>();
+  const start = async (role: RoleName) => {
+    running.set(role, await startServeChild([...common, '--role', role], 'serve'));
+  };
+  t.after(async () => {
+    for (const p of running.values()) await stopChild(p.child);
+    rmSync(dir, { recursive: true, force: true });
+  });
+  // The coordinator starts first: it stores the task and the version-0 checkpoint the others read.
+  for (const role of ROLES) await start(role);
+  const url = (role: RoleName) => (running.get(role) as { url: string }).url;
+  const server = running.get('selector') as { enrollmentKey: string };
+  const tokens: string[] = [];
+  for (let w = 0; w < 4; w++)
+    tokens.push((await registerDevice(url('selector'), server.enrollmentKey)).token);
+
+  const rng = new Rng(77);
+  const acked = new Map<number, UpdateResponse>();
+  let unknown: Upload[] = [];
+  let nextIndex = 0;
+  let lastVersion = 0;
+  // Uploads alternate between the coordinator's own aggregator and the separate aggregator.
+  const uploadTo = (index: number): RoleName => (index % 2 === 0 ? 'aggregator' : 'coordinator');
+  const victims: RoleName[] = [];
+  for (let round = 0; round < 6; round++) {
+    for (const u of unknown) acked.set(u.index, await send(url(uploadTo(u.index)), u));
+    unknown = [];
+    let killed = false;
+    const worker = async (token: string) => {
+      while (!killed) {
+        let assignment: Train;
+        try {
+          assignment = await checkin(url('selector'), token);
+        } catch {
+          return;
+        }
+        const u = { index: nextIndex++, token, assignment };
+        try {
+          acked.set(u.index, await send(url(uploadTo(u.index)), u));
+        } catch {
+          unknown.push(u);
+          return;
+        }
+      }
+    };
+    const workers = tokens.map(worker);
+    await new Promise((r) => setTimeout(r, rng.uniform(50, 400)));
+    const victim = ROLES[rng.int(ROLES.length)] as RoleName;
+    victims.push(victim);
+    killed = true;
+    await stopChild((running.get(victim) as { child: ChildProcess }).child);
+    await Promise.all(workers);
+    await start(victim);
+    const version = (await status(url('coordinator'))).version;
+    assert.ok(version >= lastVersion, `round ${round}: version ${version} < ${lastVersion}`);
+    lastVersion = version;
+  }
+
+  for (const u of unknown) acked.set(u.index, await send(url(uploadTo(u.index)), u));
+  assert.equal(acked.size, nextIndex, 'every upload has a known outcome');
+  const token = tokens[0] as string;
+  while (acked.size % K !== 0) {
+    const u = { index: nextIndex++, token, assignment: await checkin(url('selector'), token) };
+    acked.set(u.index, await send(url('aggregator'), u));
+  }
+  // The coordinator folds the journal asynchronously: wait for the last version.
+  const deadline = Date.now() + 10_000;
+  let final = await status(url('coordinator'));
+  while (final.version < acked.size / K && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 50));
+    final = await status(url('coordinator'));
+  }
+  assert.equal(final.version, acked.size / K, `${acked.size} updates in buffers of ${K}`);
+  const model = await fetch(`${url('coordinator')}/v1/tasks/crash/models/${final.version}`, {
+    headers: { authorization: `Bearer ${token}` },
+  });
+  const served = decodeFrame(new Uint8Array(await model.arrayBuffer())).floats;
+  const reference = Float64Array.from(taskRuntime(parseTaskSpec(TASK)).initialParams);
+  for (const index of acked.keys()) {
+    const d = deltaOf(index);
+    for (let j = 0; j < NUM_PARAMS; j++) reference[j] = (reference[j] as number) - (d[j] as number) / K;
+  }
+  for (let j = 0; j < NUM_PARAMS; j++)
+    assert.ok(Math.abs((served[j] as number) - (reference[j] as number)) < 1e-4, `param ${j}`);
+  t.diagnostic(`${acked.size} updates; killed ${victims.join(', ')}`);
+  assert.ok(acked.size > 20, `only ${acked.size} updates went through`);
+});
