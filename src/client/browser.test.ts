@@ -18,7 +18,7 @@ import { FakeServer } from './testing/fake-server.ts';
 const PAGE = `
 import { OrchardClient } from '/src/client/client.ts';
 import { localTrainer } from '/src/client/trainer.ts';
-import { browserPlatform, IndexedDbStore } from '/src/client/platform/browser.ts';
+import { browserPlatform, IndexedDbStore, LocalStorageStore } from '/src/client/platform/browser.ts';
 const out = {};
 try {
   const cfg = await (await fetch('/config.json')).json();
@@ -37,6 +37,11 @@ try {
   out.second = await second.runOnce();
   out.pending = await second.pendingUpload();
   out.userAgent = navigator.userAgent;
+  const ls = new LocalStorageStore('orchard-test:');
+  await ls.set('k', new Uint8Array([0, 1, 254, 255, 7]));
+  out.localStorage = { value: Array.from(await ls.get('k')), raw: localStorage.getItem('orchard-test:k') };
+  await ls.delete('k');
+  out.localStorage.afterDelete = await ls.get('k');
 } catch (e) {
   out.error = String((e && e.stack) || e);
 }
@@ -106,10 +111,16 @@ test('the SDK runs check-in/train/upload trips in headless Chromium', {
     second: { kind: string; response: { version: number } };
     pending: unknown;
     userAgent: string;
+    localStorage: { value: number[]; raw: string; afterDelete: unknown };
   };
   assert.equal(out.error, undefined, out.error);
   assert.deepEqual(consoleErrors, []);
   assert.match(out.userAgent, /Chrome/);
+  assert.deepEqual(out.localStorage, {
+    value: [0, 1, 254, 255, 7],
+    raw: Buffer.from([0, 1, 254, 255, 7]).toString('base64'),
+    afterDelete: null,
+  });
   assert.equal(out.first.kind, 'accepted');
   assert.equal(out.first.response.duplicate, true, 'the lost answer was recovered by a same-key retry');
   assert.equal(out.second.kind, 'accepted');
