@@ -78,6 +78,42 @@ test('postgres: two processes appending at once: every key once, seqs 1..n, tail
   await checkTwoWriters(srv.urlFor('multiwriter'));
 });
 
+test('postgres: group commit bounded by bytes keeps call order and every byte', async (t) => {
+  if (!requireService(t, 'postgres')) return;
+  const srv = await getServer();
+  await adminQuery('CREATE DATABASE bigbatch');
+  const s = new PostgresStorage({ connectionString: srv.urlFor('bigbatch'), appendBatchBytes: 100_000 });
+  await s.init();
+  t.after(() => s.close());
+  // 40 kB deltas against a 100 kB bound: batches of at most 3 (the first append always goes).
+  const deltas = Array.from({ length: 20 }, (_, i) => new Float32Array(10_000).fill(i + 0.5));
+  const results = await Promise.all(
+    deltas.map((delta, i) =>
+      s.appendAccepted({
+        taskId: 'big',
+        idempotencyKey: `k${i}`,
+        deviceId: 'd',
+        assignmentId: 'a',
+        baseVersion: 0,
+        numExamples: 1,
+        delta,
+        response: null,
+        acceptedAt: 1,
+      }),
+    ),
+  );
+  assert.deepEqual(
+    results.map((r) => r.seq),
+    deltas.map((_, i) => i + 1),
+  );
+  const journal = await s.journalSince('big', 0);
+  assert.equal(journal.length, 20);
+  for (const [i, e] of journal.entries()) {
+    assert.equal(e.delta.length, 10_000);
+    assert.ok(e.delta.every((v) => v === i + 0.5));
+  }
+});
+
 // Last in the file: it stops the shared server.
 test('postgres: server stopped mid-use → typed errors, never a crash', async (t) => {
   if (!requireService(t, 'postgres')) return;

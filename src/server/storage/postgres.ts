@@ -55,6 +55,8 @@ export interface PostgresStorageOptions {
   readonly queryTimeoutMs?: number;
   /** Checkpoints kept per task; default 3. */
   readonly keepCheckpoints?: number;
+  /** Most delta bytes group-committed in one transaction (at least one append); default 16 MiB. */
+  readonly appendBatchBytes?: number;
 }
 
 const SCHEMA = `
@@ -219,6 +221,7 @@ interface AppendQueue {
 
 /** Appends per transaction at most (bounds statement size: 10 parameters per row). */
 const MAX_APPEND_BATCH = 256;
+const MAX_APPEND_BATCH_BYTES = 16 * 1024 * 1024;
 
 /** `($1, $2), ($3, $4)` for `rows` rows of `width` parameters. */
 function placeholders(rows: number, width: number): string {
@@ -266,6 +269,7 @@ export class PostgresStorage implements Storage {
       connectTimeoutMs: options.connectTimeoutMs ?? 5000,
       queryTimeoutMs: options.queryTimeoutMs ?? 30_000,
       keepCheckpoints: keep,
+      appendBatchBytes: options.appendBatchBytes ?? MAX_APPEND_BATCH_BYTES,
     };
   }
 
@@ -441,7 +445,15 @@ export class PostgresStorage implements Storage {
   private async drainAppends(taskId: string, q: AppendQueue): Promise<void> {
     try {
       while (q.items.length > 0) {
-        const batch = q.items.splice(0, MAX_APPEND_BATCH);
+        // Bounded by count and bytes (one multi-row INSERT carries the whole batch).
+        let take = 0;
+        let bytes = 0;
+        while (take < q.items.length && take < MAX_APPEND_BATCH) {
+          bytes += q.items[take]?.delta.byteLength ?? 0;
+          if (take > 0 && bytes > this.options.appendBatchBytes) break;
+          take++;
+        }
+        const batch = q.items.splice(0, take);
         try {
           const results = await this.appendBatch(taskId, batch);
           for (const [i, item] of batch.entries()) {
