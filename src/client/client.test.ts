@@ -273,3 +273,16 @@ test('an assignment whose model version is gone ends as expired, and the next tr
   assert.equal(next.kind, 'accepted');
   assert.equal(server.requests.filter((r) => r.route === 'checkin').length, 2);
 });
+
+test('a rate limit longer than the retry budget becomes wait advice', async (t) => {
+  const server = await fakeServer(t);
+  const c = client(server, { retry: { ...FAST, deadlineMs: 1000 } });
+  await c.register();
+  server.inject('checkin', { kind: 'status', status: 429, code: 'rate_limited', retryAfterMs: 60_000 });
+  const outcome = await c.runOnce();
+  assert.deepEqual(
+    outcome.kind === 'wait' ? { kind: outcome.kind, retryAfterMs: outcome.retryAfterMs } : outcome,
+    { kind: 'wait', retryAfterMs: 60_000 },
+  );
+  assert.equal(server.requests.filter((r) => r.route === 'checkin').length, 1);
+});

@@ -209,20 +209,29 @@ export class OrchardClient {
 
   async checkin(signal?: AbortSignal): Promise<CheckinResponse> {
     const { token } = await this.register(signal);
-    const res = await this.withRetry(signal, (attempt) =>
-      this.request(
-        {
-          route: 'checkin',
-          method: 'POST',
-          path: ROUTES.checkin,
-          body: JSON.stringify(this.options.attributes ? { attributes: this.options.attributes } : {}),
-          contentType: 'application/json',
-          token,
-        },
-        attempt,
-        signal,
-      ),
-    );
+    let res: Response;
+    try {
+      res = await this.withRetry(signal, (attempt) =>
+        this.request(
+          {
+            route: 'checkin',
+            method: 'POST',
+            path: ROUTES.checkin,
+            body: JSON.stringify(this.options.attributes ? { attributes: this.options.attributes } : {}),
+            contentType: 'application/json',
+            token,
+          },
+          attempt,
+          signal,
+        ),
+      );
+    } catch (e) {
+      // Rate limited for longer than the retry budget: that is pacing advice, not a failure.
+      const last = e instanceof OrchardClientError && e.code === 'retries_exhausted' ? e.cause : e;
+      if (last instanceof ApiError && last.code === 'rate_limited' && last.retryAfterMs !== undefined)
+        return { action: 'wait', retryAfterMs: last.retryAfterMs, reason: last.message };
+      throw e;
+    }
     const body = (await readJsonBody(res)) as CheckinResponse;
     if (body.action === 'train') {
       if (
