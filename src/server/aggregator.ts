@@ -198,7 +198,7 @@ export class Aggregator {
         return response;
       }
       if (claims.deadline < this.now()) {
-        void this.options.admission.release(routeTaskId, key);
+        this.releaseSlot(routeTaskId, key);
         return this.refuse(coordinator, 'not_assigned', 'the assignment has lapsed; check in again');
       }
       const delta = frame.floats;
@@ -242,7 +242,7 @@ export class Aggregator {
               trainLoss: header.trainLoss,
             };
       const outcome: UpdateResponse | Rejected = await coordinator.submit(input);
-      void this.options.admission.release(routeTaskId, key);
+      this.releaseSlot(routeTaskId, key);
       if ('kind' in outcome) {
         throw new ApiError(REJECTION_CODES[outcome.reason], outcome.message);
       }
@@ -254,6 +254,11 @@ export class Aggregator {
     } finally {
       this.pending.delete(key);
     }
+  }
+
+  /** Frees the admission slot; best effort (a slot not freed lapses at its deadline anyway). */
+  private releaseSlot(taskId: string, slotId: string): void {
+    this.options.admission.release(taskId, slotId).catch(() => {});
   }
 
   private refuse(

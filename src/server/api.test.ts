@@ -273,6 +273,23 @@ test('hostile requests get typed 4xx and change neither the model nor the journa
   assert.equal(chunked.status, 413, chunked.body);
   assert.equal((JSON.parse(chunked.body) as ApiErrorBody).error.code, 'payload_too_large');
 
+  // A client dropping mid-upload: headers and a third of the frame, then the connection closes.
+  await new Promise<void>((resolve, reject) => {
+    const url = new URL(server.url);
+    const socket = connect(Number(url.port), url.hostname, () => {
+      socket.write(
+        `POST /v1/tasks/fuzz/updates HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${tokenA}\r\n` +
+          `Content-Type: ${BINARY_CONTENT_TYPE}\r\nIdempotency-Key: ${a.assignmentId}\r\nContent-Length: ${good.length}\r\n\r\n`,
+      );
+      socket.write(good.subarray(0, Math.floor(good.length / 3)), () => {
+        socket.destroy();
+        resolve();
+      });
+    });
+    socket.on('error', reject);
+  });
+  await new Promise((r) => setTimeout(r, 50));
+
   // A slow body: headers and half the frame, then silence past the 300 ms body deadline.
   const slow = await new Promise<string>((resolve, reject) => {
     const url = new URL(server.url);

@@ -244,7 +244,11 @@ export class TaskCoordinator {
       this.state = 'lost_lease';
       this.log(`task ${this.taskId}: lost the coordinator lease`);
     } else if (held && this.state === 'lost_lease') {
-      void this.recover();
+      // On failure the state stays 'recovering' until the next renewal retries.
+      this.recover().catch((error: unknown) => {
+        this.log(`task ${this.taskId}: recovery failed: ${(error as Error).message}`);
+        this.state = 'lost_lease';
+      });
     }
   }
 

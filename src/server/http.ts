@@ -110,6 +110,9 @@ export function toApiError(error: unknown): ApiError {
   const e = error as { code?: string; statusCode?: number; message?: string };
   const message = e.message ?? 'error';
   if (e.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return new ApiError('payload_too_large', message);
+  // StorageError / ScaleoutError: a backend (database, Redis) is unreachable or lost its state.
+  if (e.code === 'BACKEND_UNAVAILABLE' || e.code === 'STATE_LOST')
+    return new ApiError('unavailable', 'a backend is unavailable; retry shortly', 1000);
   if (e.statusCode === 413) return new ApiError('payload_too_large', message);
   if (e.statusCode === 408) return new ApiError('timeout', message);
   if (e.statusCode === 404) return new ApiError('not_found', message);
