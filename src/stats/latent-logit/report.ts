@@ -45,7 +45,7 @@ function barSpec(title: string, data: Row[], axisTitle: string, log: boolean): v
     data: { values: data },
     mark: 'bar',
     encoding: {
-      x: { field: 'setting', type: 'nominal', title: null, axis: { labelAngle: 0, labelLimit: 200 } },
+      x: { field: 'setting', type: 'nominal', title: null, axis: { labelAngle: -20, labelLimit: 220 } },
       xOffset: { field: 'method', type: 'nominal' },
       y: {
         field: 'value',
@@ -53,7 +53,7 @@ function barSpec(title: string, data: Row[], axisTitle: string, log: boolean): v
         title: axisTitle,
         ...(log ? { scale: { type: 'log' } } : {}),
       },
-      color: { field: 'method', type: 'nominal', title: 'method' },
+      color: { field: 'method', type: 'nominal', title: 'method', legend: { labelLimit: 260 } },
       tooltip: [{ field: 'value', type: 'quantitative' }],
     },
   } as vl.TopLevelSpec;
@@ -132,10 +132,10 @@ function rankSpec(result: LogitReproResult): vl.TopLevelSpec {
     data: { values },
     mark: 'bar',
     encoding: {
-      x: { field: 'setting', type: 'nominal', title: null, axis: { labelAngle: 0, labelLimit: 200 } },
+      x: { field: 'setting', type: 'nominal', title: null, axis: { labelAngle: -20, labelLimit: 220 } },
       xOffset: { field: 'rule', type: 'nominal' },
       y: { field: 'rank', type: 'quantitative', title: 'rank of U' },
-      color: { field: 'rule', type: 'nominal', title: null },
+      color: { field: 'rule', type: 'nominal', title: null, legend: { labelLimit: 260 } },
     },
   } as vl.TopLevelSpec;
 }
