@@ -10,6 +10,7 @@ import {
   skipUnlessService,
   startPostgres,
   startRedis,
+  withFreshPortOnConflict,
 } from './services.ts';
 
 /** One raw RESP command over a fresh socket; resolves with the first reply line, or null on error. */
@@ -93,4 +94,30 @@ test('startPostgres: accepts SQL as superuser, stop shuts it down and removes it
   after.on('error', () => {});
   await assert.rejects(after.connect());
   assert.equal(existsSync(server.dir), false);
+});
+
+test('a start that lost its port to another process is retried on a new port; other failures are not', async () => {
+  let starts = 0;
+  let ports = 0;
+  await withFreshPortOnConflict(
+    async () => {
+      if (++starts < 3) throw new ServiceError('SERVICE_START_FAILED', 'bind: Address already in use');
+    },
+    async () => {
+      ports++;
+    },
+  );
+  assert.deepEqual([starts, ports], [3, 2]);
+  let tries = 0;
+  await assert.rejects(
+    withFreshPortOnConflict(
+      async () => {
+        tries++;
+        throw new ServiceError('SERVICE_START_FAILED', 'initdb: permission denied');
+      },
+      async () => {},
+    ),
+    /permission denied/,
+  );
+  assert.equal(tries, 1);
 });

@@ -179,6 +179,26 @@ function redisPing(port: number): Promise<boolean> {
   });
 }
 
+/**
+ * Runs `start`; if the service failed because its port was taken in the moment between picking it
+ * and binding it (another test process), picks a new port and tries again (3 attempts).
+ */
+export async function withFreshPortOnConflict(
+  start: () => Promise<void>,
+  newPort: () => Promise<void>,
+): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await start();
+      return;
+    } catch (err) {
+      const conflict = err instanceof ServiceError && /address already in use/i.test(err.message);
+      if (!conflict || attempt >= 3) throw err;
+      await newPort();
+    }
+  }
+}
+
 export interface RedisInstance {
   readonly url: string;
   readonly port: number;
@@ -196,7 +216,7 @@ export async function startRedis(options: { readyTimeoutMs?: number } = {}): Pro
   if (missing) throw new ServiceError('SERVICE_MISSING', missing);
   const readyMs = options.readyTimeoutMs ?? 10_000;
   const dir = mkdtempSync(join(tmpdir(), 'orchard-redis-'));
-  const port = await freePort();
+  let port = await freePort();
   let child: ChildProcess | null = null;
 
   const start = async () => {
@@ -232,7 +252,9 @@ export async function startRedis(options: { readyTimeoutMs?: number } = {}): Pro
   };
 
   try {
-    await start();
+    await withFreshPortOnConflict(start, async () => {
+      port = await freePort();
+    });
   } catch (err) {
     rmSync(dir, { recursive: true, force: true });
     throw err;
@@ -330,40 +352,50 @@ export async function startPostgres(options: { readyTimeoutMs?: number } = {}): 
     throw new ServiceError('SERVICE_START_FAILED', `initdb failed (${why}):\n${init.stderr ?? ''}`);
   }
 
-  const port = await freePort();
-  const child = spawn(
-    join(bin, 'postgres'),
-    [
-      '-D',
-      data,
-      '-p',
-      String(port),
-      '-k',
-      dir,
-      '-c',
-      'listen_addresses=127.0.0.1',
-      // Test instances: the OS page cache is durable enough (a killed client or server process
-      // does not lose it); real deployments keep fsync on.
-      '-c',
-      'fsync=off',
-      '-c',
-      'full_page_writes=off',
-      '-c',
-      'shared_buffers=16MB',
-      '-c',
-      'max_connections=60',
-    ],
-    { ...ids, env, cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  track(child);
-  const output = captureOutput(child);
-  const connectionString = `postgres://postgres@127.0.0.1:${port}/postgres`;
+  let port = await freePort();
+  let child: ChildProcess | null = null;
+  const launch = async () => {
+    const c = spawn(
+      join(bin, 'postgres'),
+      [
+        '-D',
+        data,
+        '-p',
+        String(port),
+        '-k',
+        dir,
+        '-c',
+        'listen_addresses=127.0.0.1',
+        // Test instances: the OS page cache is durable enough (a killed client or server process
+        // does not lose it); real deployments keep fsync on.
+        '-c',
+        'fsync=off',
+        '-c',
+        'full_page_writes=off',
+        '-c',
+        'shared_buffers=16MB',
+        '-c',
+        'max_connections=60',
+      ],
+      { ...ids, env, cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    track(c);
+    child = c;
+    const output = captureOutput(c);
+    const url = `postgres://postgres@127.0.0.1:${port}/postgres`;
+    await waitReady(`postgres on port ${port}`, c, output, () => pgReady(url), readyMs);
+  };
   try {
-    await waitReady(`postgres on port ${port}`, child, output, () => pgReady(connectionString), readyMs);
+    await withFreshPortOnConflict(launch, async () => {
+      port = await freePort();
+    });
   } catch (err) {
     cleanup();
     throw err;
   }
+  const connectionString = `postgres://postgres@127.0.0.1:${port}/postgres`;
+  const running = child as ChildProcess | null;
+  if (!running) throw new ServiceError('SERVICE_START_FAILED', 'postgres did not start');
   let stopped = false;
   return {
     connectionString,
@@ -373,7 +405,7 @@ export async function startPostgres(options: { readyTimeoutMs?: number } = {}): 
     async stop() {
       if (stopped) return;
       stopped = true;
-      await stopChild(child, 'SIGINT', 10_000);
+      await stopChild(running, 'SIGINT', 10_000);
       cleanup();
     },
   };
