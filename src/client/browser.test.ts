@@ -6,12 +6,17 @@
  * idempotency key is exercised too. Skipped locally without Chromium; fails in CI.
  */
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { Rng } from '../core/rng.ts';
+import { createDataset } from '../data/index.ts';
 import { syntheticDataset } from '../data/synthetic.ts';
 import type { DenseExamples } from '../data/types.ts';
 import { trainLocal } from '../fl/client.ts';
 import { createModel } from '../nn/index.ts';
+import { startServer } from '../server/index.ts';
 import { chromiumSkip, launchChromium, serveSdkPage } from './testing/browser.ts';
 import { FakeServer } from './testing/fake-server.ts';
 
@@ -48,6 +53,54 @@ try {
 window.__result = out;
 `;
 
+interface PageResult {
+  error?: string;
+  first: { kind: string; response: { duplicate: boolean; version: number } };
+  second: { kind: string; response: { version: number } };
+  pending: unknown;
+  userAgent: string;
+  localStorage: { value: number[]; raw: string; afterDelete: unknown };
+}
+
+/** Serves the page in front of `apiUrl`, runs it in a fresh headless Chromium, returns its result. */
+async function runPage(
+  t: { after(fn: () => Promise<void>): void },
+  apiUrl: string,
+  config: Record<string, unknown>,
+): Promise<PageResult> {
+  const page = await serveSdkPage({ apiUrl, pageScript: PAGE, config });
+  t.after(() => page.close());
+  const browser = await launchChromium();
+  t.after(() => browser.close());
+  const tab = await browser.newPage();
+  const pageErrors: string[] = [];
+  tab.on('pageerror', (e) => pageErrors.push(String(e)));
+  await tab.goto(`${page.url}/`);
+  await tab.waitForFunction(
+    () => (window as unknown as { __result?: unknown }).__result !== undefined,
+    null,
+    {
+      timeout: 60_000,
+    },
+  );
+  const out = (await tab.evaluate(() => (window as unknown as { __result: unknown }).__result)) as PageResult;
+  assert.equal(out.error, undefined, out.error);
+  assert.deepEqual(pageErrors, []);
+  return out;
+}
+
+function deviceConfig(device: DenseExamples, numClasses: number, enrollmentKey: string) {
+  return {
+    enrollmentKey,
+    n: device.n,
+    dim: device.dim,
+    x: Array.from(device.x.subarray(0, device.n * device.dim)),
+    y: Array.from(device.y.subarray(0, device.n)),
+    numClasses,
+    seed: 77,
+  };
+}
+
 test('CI has Chromium for the browser tests', { skip: process.env.CI === undefined }, () => {
   assert.equal(chromiumSkip(), false);
 });
@@ -78,43 +131,7 @@ test('the SDK runs check-in/train/upload trips in headless Chromium', {
   }).start();
   t.after(() => api.close());
   api.inject('update', { kind: 'reset-after-apply' });
-  const page = await serveSdkPage({
-    apiUrl: api.url,
-    pageScript: PAGE,
-    config: {
-      enrollmentKey: api.enrollmentKey,
-      n: device.n,
-      dim: device.dim,
-      x: Array.from(device.x.subarray(0, device.n * device.dim)),
-      y: Array.from(device.y.subarray(0, device.n)),
-      numClasses: 4,
-      seed: 77,
-    },
-  });
-  t.after(() => page.close());
-  const browser = await launchChromium();
-  t.after(() => browser.close());
-  const tab = await browser.newPage();
-  const consoleErrors: string[] = [];
-  tab.on('pageerror', (e) => consoleErrors.push(String(e)));
-  await tab.goto(`${page.url}/`);
-  await tab.waitForFunction(
-    () => (window as unknown as { __result?: unknown }).__result !== undefined,
-    null,
-    {
-      timeout: 60_000,
-    },
-  );
-  const out = (await tab.evaluate(() => (window as unknown as { __result: unknown }).__result)) as {
-    error?: string;
-    first: { kind: string; response: { duplicate: boolean } };
-    second: { kind: string; response: { version: number } };
-    pending: unknown;
-    userAgent: string;
-    localStorage: { value: number[]; raw: string; afterDelete: unknown };
-  };
-  assert.equal(out.error, undefined, out.error);
-  assert.deepEqual(consoleErrors, []);
+  const out = await runPage(t, api.url, deviceConfig(device, 4, api.enrollmentKey));
   assert.match(out.userAgent, /Chrome/);
   assert.deepEqual(out.localStorage, {
     value: [0, 1, 254, 255, 7],
@@ -134,4 +151,43 @@ test('the SDK runs check-in/train/upload trips in headless Chromium', {
   assert.ok(got);
   for (let i = 0; i < got.length; i++)
     assert.ok(Math.abs((got[i] as number) - (expected.delta[i] as number)) <= 1e-6, `coordinate ${i}`);
+});
+
+test('the SDK in Chromium trains against the real server', {
+  skip: chromiumSkip(),
+  timeout: 90_000,
+}, async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'orchard-browser-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const dataset = {
+    kind: 'synthetic',
+    alpha: 1,
+    beta: 1,
+    numClients: 4,
+    dim: 16,
+    numClasses: 4,
+    examplesPerClient: 20,
+    examplesSigma: 0,
+    testSize: 50,
+  } as const;
+  const server = await startServer({
+    dataDir: dir,
+    task: {
+      taskId: 'browser',
+      dataset,
+      model: { kind: 'softmax' },
+      strategy: { kind: 'fedbuff', bufferSize: 1 },
+      evalEvery: 0,
+    },
+  });
+  t.after(() => server.close());
+  // The task's seed (default 1) also seeds its dataset: this is client 2's share.
+  const device = createDataset(dataset, 1).client(2) as DenseExamples;
+  const out = await runPage(t, server.url, deviceConfig(device, 4, server.enrollmentKey));
+  assert.equal(out.first.kind, 'accepted');
+  assert.equal(out.first.response.version, 1);
+  assert.equal(out.second.kind, 'accepted');
+  assert.equal(out.second.response.version, 2);
+  const status = (await (await fetch(`${server.url}/v1/status`)).json()) as { tasks: { accepted: number }[] };
+  assert.equal(status.tasks[0]?.accepted, 2);
 });
