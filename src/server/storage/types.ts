@@ -57,7 +57,7 @@ export type AppendResult =
 
 export interface DeviceRecord {
   readonly deviceId: string;
-  /** SHA-256 of the bearer token, hex; the token itself is never stored. */
+  /** SHA-256 of the bearer token, 64 lowercase hex digits; the token itself is never stored. */
   readonly tokenHash: string;
   readonly createdAt: number;
   readonly revokedAt: number | null;
