@@ -211,8 +211,8 @@ async function main(): Promise<void> {
   }
   const server = trend(samples, 'serverRssMiB');
   const fleet = trend(samples, 'fleetRssMiB');
-  // "Flat": under 10% growth from the 2nd to the last quarter (warm-up excluded).
-  const verdict = (g: number) => (Math.abs(g) < 10 ? 'flat' : 'GROWING');
+  // "Flat": within ±10% from the 2nd to the last quarter (warm-up excluded); only growth is a leak sign.
+  const verdict = (g: number) => (g > 10 ? 'GROWING' : g < -10 ? 'shrinking' : 'flat');
   const ms = (x: number) => `${x.toFixed(1)} ms`;
   const lines = [
     `devices           ${summary.clients}, ${summary.elapsedSeconds.toFixed(0)} s (after registering them in ${registration.seconds.toFixed(0)} s)`,
