@@ -24,6 +24,11 @@ export interface AggregationTarget {
   readonly numParams: number;
   readonly runtime: { readonly spec: TaskSpec };
   countRejection(reason: string): void;
+  /**
+   * True when `submit` itself detects an already-applied key (it journals before anything else
+   * changes), so the aggregator need not look the key up first.
+   */
+  readonly journalDedups: boolean;
   /** Resolves once the update is durable (or refused without any state change). */
   submit(input: FoldInput): Promise<UpdateResponse | Rejected>;
 }
@@ -36,6 +41,7 @@ export interface AggregationTarget {
  */
 export class JournalTarget implements AggregationTarget {
   readonly numParams: number;
+  readonly journalDedups = true;
   private readonly rejected: Record<string, number> = {};
   constructor(
     readonly runtime: { readonly spec: TaskSpec; readonly initialParams: Float32Array },
@@ -135,10 +141,18 @@ function squaredNormOrNaN(values: Float32Array): number {
 export class Aggregator {
   /** Updates being folded/journaled now, by assignment: a concurrent replay waits for the first. */
   private readonly pending = new Map<string, Promise<UpdateResponse>>();
+  /** Keys this aggregator applied since it started, until their assignment lapses. */
+  private readonly recent = new Map<
+    string,
+    { readonly response: UpdateResponse; readonly deadline: number }
+  >();
+  private lastPrune = 0;
+  private readonly startedAt: number;
   private readonly now: () => number;
 
   constructor(private readonly options: AggregatorOptions) {
     this.now = options.now ?? Date.now;
+    this.startedAt = this.now();
   }
 
   /**
@@ -182,6 +196,8 @@ export class Aggregator {
     const key = header.assignmentId;
     const inFlight = this.pending.get(key);
     if (inFlight !== undefined) return { ...(await inFlight), duplicate: true };
+    const recent = this.recent.get(key);
+    if (recent !== undefined) return { ...recent.response, duplicate: true };
     let settle!: (response: UpdateResponse) => void;
     let fail!: (error: unknown) => void;
     const mine = new Promise<UpdateResponse>((resolve, reject) => {
@@ -191,7 +207,15 @@ export class Aggregator {
     mine.catch(() => {});
     this.pending.set(key, mine);
     try {
-      const applied = await this.options.storage.lookupIdempotencyKey(routeTaskId, key);
+      // A key can only have been applied before if its assignment predates this aggregator or has
+      // lapsed (then `recent` forgot it): everything applied since start is in `recent`. Skipping the
+      // storage read otherwise keeps reads from splitting the storage's group commits.
+      const issuedAt = claims.deadline - coordinator.runtime.spec.assignmentTtlMs;
+      const surelyNew = issuedAt > this.startedAt && claims.deadline >= this.now();
+      const applied =
+        coordinator.journalDedups || surelyNew
+          ? null
+          : await this.options.storage.lookupIdempotencyKey(routeTaskId, key);
       if (applied !== null) {
         const response = { ...(applied.response as UpdateResponse), duplicate: true };
         settle(response);
@@ -247,6 +271,7 @@ export class Aggregator {
         throw new ApiError(REJECTION_CODES[outcome.reason], outcome.message);
       }
       settle(outcome);
+      this.remember(key, outcome, claims.deadline);
       return outcome;
     } catch (error) {
       fail(error);
@@ -254,6 +279,14 @@ export class Aggregator {
     } finally {
       this.pending.delete(key);
     }
+  }
+
+  private remember(key: string, response: UpdateResponse, deadline: number): void {
+    this.recent.set(key, { response, deadline });
+    const now = this.now();
+    if (now - this.lastPrune < 10_000) return;
+    this.lastPrune = now;
+    for (const [k, entry] of this.recent) if (entry.deadline < now) this.recent.delete(k);
   }
 
   /** Frees the admission slot; best effort (a slot not freed lapses at its deadline anyway). */

@@ -150,6 +150,8 @@ class RateWindow {
 
 export class TaskCoordinator {
   readonly taskId: string;
+  /** It folds before journaling, so keys must be deduplicated before `submit`. */
+  readonly journalDedups = false;
   private state: State = 'stopped';
   private strategy: (Strategy & DurableStrategy) | null = null;
   private nextClientId = 1;
