@@ -16,7 +16,7 @@
  * form by arrival (the K updates that would fill a plaintext buffer) or at check-in (clients join a
  * forming cohort when assigned; it closes at K reports, at its timeout, or when nobody is left).
  */
-import { ConfigError, OrchardError } from '../../core/errors.ts';
+import { ConfigError, invalidArgument, OrchardError } from '../../core/errors.ts';
 import { Rng } from '../../core/rng.ts';
 import type { RandomSource } from '../../privacy/dp/noise.ts';
 import { secureBufferSumBlocking } from '../../privacy/secagg/blocking.ts';
@@ -103,6 +103,16 @@ export function secureGroupShape(bufferSize: number, spec: SecureAggregationSpec
       'secure aggregation config',
     );
   return shape;
+}
+
+/** A pre-weighted partial sum for `FedBuff.foldPartial`. */
+export interface PreWeightedPartial {
+  /** Σ nᵢ·w(sᵢ)·Δᵢ: examples × staleness weight, as `onUpdate` weights each update. */
+  readonly sum: Float32Array;
+  /** Σ nᵢ: the examples alone (the buffer is normalized by these). */
+  readonly examples: number;
+  /** Updates covered (they count towards the buffer size K). */
+  readonly count: number;
 }
 
 export class FedBuff implements Strategy, DurableStrategy, Partial<PrivateStrategy> {
@@ -314,6 +324,44 @@ export class FedBuff implements Strategy, DurableStrategy, Partial<PrivateStrate
       version: this.versionNo,
       abandoned: NONE,
     };
+  }
+
+  /**
+   * Folds a partial aggregate that was weighted elsewhere (scaled-out aggregators): `sum` is
+   * Σ nᵢ·w(sᵢ)·Δᵢ and `examples` Σ nᵢ over `count` updates, each already admitted (staleness
+   * checked and weighted by whoever accepted it). Equivalent to `onUpdate` of those updates one by
+   * one while the buffer does not fill in between; a partial is folded whole, so when it fills the
+   * buffer the step covers every update in it (the buffer may then hold more than K). Plain
+   * FedBuff only: the DP and secure-aggregation paths need each update on its own.
+   */
+  foldPartial(partial: PreWeightedPartial): { readonly stepped: boolean; readonly version: number } {
+    if (this.dp !== undefined || this.secAgg !== undefined)
+      throw new OrchardError('INVALID_STATE', `${this.name} cannot fold pre-summed partials`);
+    const { sum, examples, count } = partial;
+    if (sum.length !== this.numParams)
+      throw new OrchardError(
+        'SHAPE_MISMATCH',
+        `partial has ${sum.length} values, the model ${this.numParams}`,
+      );
+    if (!(Number.isSafeInteger(count) && count > 0))
+      throw invalidArgument(`partial count must be a positive integer, got ${count}`);
+    if (!(Number.isFinite(examples) && examples >= 0))
+      throw invalidArgument(`partial examples must be a finite number ≥ 0, got ${examples}`);
+    for (let i = 0; i < sum.length; i++)
+      if (!Number.isFinite(sum[i] as number)) throw invalidArgument(`partial sum[${i}] is not finite`);
+    accumulate(this.buffer, 1, sum);
+    this.buffered += count;
+    this.bufferedExamples += examples;
+    const stepped = this.buffered >= this.options.bufferSize;
+    if (stepped) {
+      normalize(this.buffer, this.bufferedExamples);
+      this.stepper.step(this.buffer);
+      this.versionNo++;
+      this.buffer.fill(0);
+      this.buffered = 0;
+      this.bufferedExamples = 0;
+    }
+    return { stepped, version: this.versionNo };
   }
 
   /**
