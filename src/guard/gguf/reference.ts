@@ -101,6 +101,12 @@ function rope(v: Float64Array, heads: number, headDim: number, pos: number, base
 
 /** Logits after the last token of `tokens` (a full, uncached evaluation). */
 export function referenceLogits(m: ReferenceModel, tokens: readonly number[]): Float64Array {
+  const out = m.tensors.get('output.weight') ?? get(m, 'token_embd.weight');
+  return matvec(out, referenceHidden(m, tokens), m.width, m.vocab);
+}
+
+/** The final hidden state (after output_norm) at the last token: what the output matrix multiplies. */
+export function referenceHidden(m: ReferenceModel, tokens: readonly number[]): Float64Array {
   const { width, heads, kvHeads, ffn, eps } = m;
   const headDim = width / heads;
   const kvWidth = headDim * kvHeads;
@@ -156,7 +162,5 @@ export function referenceLogits(m: ReferenceModel, tokens: readonly number[]): F
       return x1.map((v, i) => v + (d[i] as number));
     });
   }
-  const last = rmsNorm(xs[xs.length - 1] as Float64Array, get(m, 'output_norm.weight'), eps);
-  const out = m.tensors.get('output.weight') ?? emb;
-  return matvec(out, last, width, m.vocab);
+  return rmsNorm(xs[xs.length - 1] as Float64Array, get(m, 'output_norm.weight'), eps);
 }

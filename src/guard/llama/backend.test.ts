@@ -8,9 +8,10 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { readGgufFileInfo } from 'node-llama-cpp';
 import { runBackendConformance } from '../backends/conformance.ts';
 import { ensureModel, tinyGuardSpec } from '../gguf/cache.ts';
-import { loadReference, referenceLogits } from '../gguf/reference.ts';
+import { loadReference, referenceHidden, referenceLogits } from '../gguf/reference.ts';
 import { Guard, preparePrompt } from '../guard.ts';
 import { parseGuardOutput } from '../parse.ts';
 import { pUnsafeFromLogits } from '../score.ts';
@@ -67,6 +68,51 @@ describe('LlamaGuardBackend', () => {
       const got = await backend.scoreAndClassify(p, { threshold: 1 });
       assert.ok(Math.abs(got.pUnsafe - expected) < 5e-3, `llama.cpp ${got.pUnsafe} vs reference ${expected}`);
       assert.ok(expected > 1e-3 && expected < 1 - 1e-3, 'the random model gives a non-degenerate score');
+    }
+  });
+
+  it('skips blank tokens the model writes before its verdict and reads the score after them', async () => {
+    // A model that answers "\n\n" first, as the real 1B does: copy a tiny untied model and point the
+    // output row of the "\n\n" token along the final hidden state at the end of the prompt.
+    const base = ensureModel(tinyGuardSpec({ tiedEmbeddings: false, seed: 5 }), dir).path;
+    const p = prompts[0] as RenderedPrompt;
+    const tokens = backend.tokenize(p.text);
+    const [blank] = backend.model.tokenize('\n\n', false);
+    assert.equal(backend.model.tokenize('\n\n', false).length, 1);
+    const h = referenceHidden(await loadReference(base), tokens);
+    const norm = Math.hypot(...h);
+    const info = await readGgufFileInfo(base, { logWarnings: false });
+    const out = info.tensorInfo?.find((t) => t.name === 'output.weight');
+    assert.ok(out);
+    const bytes = Buffer.from(readFileSync(base));
+    const row = Number(out.fileOffset) + (blank as number) * h.length * 4;
+    for (let i = 0; i < h.length; i++) bytes.writeFloatLE((8 * (h[i] as number)) / norm, row + 4 * i);
+    const path = join(dir, 'blank-first.gguf');
+    writeFileSync(path, bytes);
+
+    const ref = await loadReference(path);
+    const [safe] = backend.model.tokenize('safe', false);
+    const [unsafe] = backend.model.tokenize('unsafe', false);
+    let seq: number[] = [...tokens];
+    let logits = referenceLogits(ref, seq);
+    let blanks = 0;
+    for (; blanks < 2; blanks++) {
+      const top = logits.indexOf(Math.max(...logits));
+      if (top !== blank) break;
+      seq = [...seq, top];
+      logits = referenceLogits(ref, seq);
+    }
+    assert.ok(blanks >= 1, 'the doctored model predicts a blank first');
+    const expected = pUnsafeFromLogits(logits[safe as number] as number, logits[unsafe as number] as number);
+
+    const b = await LlamaGuardBackend.create({ modelPath: path, sequences: 1 });
+    try {
+      const s = await b.scoreAndClassify(p, { threshold: 0 });
+      assert.ok(Math.abs(s.pUnsafe - expected) < 5e-3, `llama.cpp ${s.pUnsafe} vs reference ${expected}`);
+      assert.ok(s.generated?.startsWith('\n\n'.repeat(blanks)), JSON.stringify(s.generated));
+      assert.equal(parseGuardOutput(s.generated as string).verdict, 'unsafe');
+    } finally {
+      await b.close();
     }
   });
 
