@@ -5,15 +5,17 @@
  */
 import { randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { isAbsolute, join, resolve } from 'node:path';
+import { hostname } from 'node:os';
+import { join, resolve } from 'node:path';
 import { ConfigError } from '../core/errors.ts';
 import { type AdmissionCounter, LocalAdmissionCounter } from './admission.ts';
-import { type AggregationTarget, Aggregator, JournalTarget } from './aggregator.ts';
+import { type AggregationTarget, Aggregator, JournalTarget, PartialTarget } from './aggregator.ts';
 import { AssignmentSigner } from './assignment.ts';
 import { DeviceAuth, newSecret } from './auth.ts';
 import { TaskCoordinator } from './coordinator.ts';
 import { buildHttp, type HttpLimits } from './http.ts';
 import { type Lease, LocalLease } from './lease.ts';
+import type { PartialExchange } from './scaleout/partials.ts';
 import { type SelectableTask, Selector } from './selector.ts';
 import { openStorage } from './storage/index.ts';
 import type { Storage } from './storage/types.ts';
@@ -45,6 +47,15 @@ export interface ServerOptions {
   /** Coordinator lease time-to-live; renewed every third of it (default 10 s). */
   readonly leaseTtlMs?: number;
   readonly admission?: AdmissionCounter;
+  /**
+   * Partial-aggregate exchange (e.g. RedisPartialExchange). When roles run as separate processes,
+   * aggregators push partial sums of what they accepted and the coordinator folds those instead of
+   * tailing the journal. Unused by the embedded server (all roles in one process).
+   */
+  readonly exchange?: PartialExchange;
+  /** Partial-sum tuning: aggregator flush delay, leader orphan timeout (defaults 20 ms, 3 s). */
+  readonly partialFlushMs?: number;
+  readonly orphanAfterMs?: number;
   readonly limits?: Partial<HttpLimits>;
   readonly log?: (message: string) => void;
 }
@@ -96,14 +107,6 @@ function loadSecrets(dataDir: string | null): Secrets {
   return secrets;
 }
 
-/** A relative `sqlite:<file>` is relative to the data folder; every other URL is used as given. */
-function storageUrl(url: string, dataDir: string): string {
-  const sqlite = /^sqlite:(?!\/\/)(.+)$/i.exec(url);
-  const path = sqlite?.[1];
-  if (path === undefined || path === ':memory:' || isAbsolute(path)) return url;
-  return `sqlite:${join(dataDir, path)}`;
-}
-
 export async function startServer(options: ServerOptions = {}): Promise<RunningServer> {
   const log = options.log ?? (() => {});
   const roles = new Set(options.roles ?? ALL_ROLES);
@@ -126,7 +129,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   const storage =
     typeof options.storage === 'object'
       ? options.storage
-      : await openStorage(storageUrl(options.storage ?? dataDir ?? '.', dataDir ?? '.'));
+      : await openStorage(options.storage ?? dataDir ?? '.', { baseDir: dataDir ?? '.' });
   await storage.init();
 
   const spec: TaskSpec = options.task === undefined ? defaultTask() : parseTaskSpec(options.task);
@@ -146,6 +149,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   const lease = options.lease ?? new LocalLease();
   const signer = new AssignmentSigner(assignmentKey);
 
+  const exchange = embedded ? undefined : options.exchange;
   const coordinators = new Map<string, TaskCoordinator>();
   let coordinator: TaskCoordinator | null = null;
   if (roles.has('coordinator')) {
@@ -155,6 +159,14 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
       holderId: `${process.pid}-${randomUUID()}`,
       ...(options.leaseTtlMs === undefined ? {} : { leaseTtlMs: options.leaseTtlMs }),
       tail: !embedded,
+      ...(exchange === undefined
+        ? {}
+        : {
+            partials: {
+              exchange,
+              ...(options.orphanAfterMs === undefined ? {} : { orphanAfterMs: options.orphanAfterMs }),
+            },
+          }),
       inFlight: () => admission.inFlight(spec.taskId),
       log,
     });
@@ -196,9 +208,20 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   const selector = roles.has('selector')
     ? new Selector({ tasks: () => [selectable], admission, signer })
     : null;
+  const partialTarget =
+    exchange !== undefined && roles.has('aggregator')
+      ? new PartialTarget(
+          runtime,
+          storage,
+          () => selectable.currentVersion(),
+          exchange,
+          `${hostname()}-${process.pid}-${randomUUID().slice(0, 8)}`,
+          { ...(options.partialFlushMs === undefined ? {} : { flushMs: options.partialFlushMs }), log },
+        )
+      : null;
   const target: AggregationTarget | null = embedded
     ? coordinator
-    : new JournalTarget(runtime, storage, () => selectable.currentVersion());
+    : (partialTarget ?? new JournalTarget(runtime, storage, () => selectable.currentVersion()));
   const aggregator = roles.has('aggregator')
     ? new Aggregator({
         storage,
@@ -250,6 +273,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
       closed = true;
       if (poller !== null) clearInterval(poller);
       await app.close();
+      await partialTarget?.close();
       for (const co of coordinators.values()) await co.close();
       if (ownsStorage) await storage.close();
     },

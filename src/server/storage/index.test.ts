@@ -41,6 +41,34 @@ test('parseStorageUrl: folders, sqlite: forms, postgres URLs', () => {
   }
 });
 
+test('parseStorageUrl: baseDir resolves relative sqlite: paths only', () => {
+  const base = '/srv/data';
+  const parse = (url: string) => parseStorageUrl(url, { baseDir: base });
+  assert.deepEqual(parse('sqlite:main.db'), { kind: 'sqlite', file: '/srv/data/main.db' });
+  assert.deepEqual(parse('sqlite:sub/x.sqlite3'), { kind: 'sqlite', file: '/srv/data/sub/x.sqlite3' });
+  assert.deepEqual(parse('sqlite:db'), { kind: 'sqlite', file: '/srv/data/db/orchard.db' });
+  assert.deepEqual(parse('sqlite:/abs/main.db'), { kind: 'sqlite', file: '/abs/main.db' });
+  assert.deepEqual(parse('sqlite:///abs/main.db'), { kind: 'sqlite', file: '/abs/main.db' });
+  assert.deepEqual(parse('sqlite::memory:'), { kind: 'sqlite', file: ':memory:' });
+  // A plain folder path is not a sqlite: URL: it stays relative to the working directory.
+  assert.deepEqual(parse('./elsewhere'), { kind: 'sqlite', file: join('./elsewhere', 'orchard.db') });
+  assert.equal(parse('postgres://h/db').kind, 'postgres');
+  assert.throws(
+    () => parse('sqlite:'),
+    (e: unknown) => e instanceof ConfigError,
+  );
+});
+
+test('openStorage: baseDir puts a relative sqlite: file in the data folder', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'orchard-base-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const storage = await openStorage('sqlite:nested/main.db', { baseDir: dir });
+  await storage.putTask({ taskId: 't', spec: {}, createdAt: 1 });
+  await storage.close();
+  assert.ok(existsSync(join(dir, 'nested', 'main.db')));
+  assert.ok(!existsSync(join(process.cwd(), 'nested', 'main.db')));
+});
+
 test('parseStorageUrl: unknown schemes and empty values are ConfigErrors', () => {
   for (const bad of ['', '   ', 'mysql://h/db', 'redis://localhost:6379', 'sqlite:', 'postgres://']) {
     assert.throws(

@@ -5,9 +5,13 @@
  *   sqlite:<folder> | sqlite:<file.db>  the same, explicitly; a path ending .db/.sqlite/.sqlite3 is the file
  *   sqlite::memory:                     in-memory SQLite (tests; nothing persists)
  *   postgres://user:pass@host:5432/db   PostgreSQL (also postgresql://)
+ *
+ * With `baseDir` (the server's data folder), a relative `sqlite:<path>` resolves inside it, so
+ * `orchard serve --data-dir D --storage sqlite:main.db` uses D/main.db; a plain folder path and an
+ * absolute `sqlite:` path are used as given.
  */
 import { mkdirSync, statSync } from 'node:fs';
-import { dirname, extname, join } from 'node:path';
+import { dirname, extname, isAbsolute, join } from 'node:path';
 import { ConfigError } from '../../core/errors.ts';
 import { PostgresStorage, type PostgresStorageOptions } from './postgres.ts';
 import { SqliteStorage } from './sqlite.ts';
@@ -43,8 +47,13 @@ function sqliteFile(path: string): string {
     : join(path, 'orchard.db');
 }
 
+export interface ParseStorageOptions {
+  /** Folder a relative `sqlite:<path>` resolves in (the data folder); default: the working directory. */
+  readonly baseDir?: string;
+}
+
 /** Parses a `--storage` value without touching the backend. Throws ConfigError on anything else. */
-export function parseStorageUrl(url: string): StorageLocation {
+export function parseStorageUrl(url: string, options: ParseStorageOptions = {}): StorageLocation {
   if (typeof url !== 'string' || url.trim().length === 0) bad('empty storage URL');
   if (/^postgres(ql)?:\/\//i.test(url)) {
     let parsed: URL;
@@ -59,7 +68,10 @@ export function parseStorageUrl(url: string): StorageLocation {
   if (/^sqlite:/i.test(url)) {
     // Accept sqlite:path and sqlite:///abs/path (URL style).
     const rest = url.slice('sqlite:'.length);
-    return { kind: 'sqlite', file: sqliteFile(rest.startsWith('//') ? rest.slice(2) : rest) };
+    const path = rest.startsWith('//') ? rest.slice(2) : rest;
+    const { baseDir } = options;
+    const inBase = baseDir !== undefined && path.length > 0 && path !== ':memory:' && !isAbsolute(path);
+    return { kind: 'sqlite', file: sqliteFile(inBase ? join(baseDir, path) : path) };
   }
   // Any other scheme (two letters or more, so Windows drive letters stay paths) is a mistake.
   const scheme = /^([a-z][a-z0-9+.-]+):/i.exec(url);
@@ -73,14 +85,14 @@ export function redact(url: string): string {
   return url.replace(/^(postgres(?:ql)?:\/\/[^:/@]*:)[^@]*@/i, '$1***@');
 }
 
-export interface OpenStorageOptions {
+export interface OpenStorageOptions extends ParseStorageOptions {
   readonly postgres?: Omit<PostgresStorageOptions, 'connectionString'>;
   readonly keepCheckpoints?: number;
 }
 
 /** Opens and initializes the storage a URL names (creating the SQLite folder if needed). */
 export async function openStorage(url: string, options: OpenStorageOptions = {}): Promise<Storage> {
-  const loc = parseStorageUrl(url);
+  const loc = parseStorageUrl(url, options.baseDir === undefined ? {} : { baseDir: options.baseDir });
   const keep = options.keepCheckpoints === undefined ? {} : { keepCheckpoints: options.keepCheckpoints };
   let storage: Storage;
   if (loc.kind === 'postgres') {
