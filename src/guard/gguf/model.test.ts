@@ -57,12 +57,23 @@ test('llama.cpp tokenizes the guard prompt with our vocabulary: specials, verdic
   }
 });
 
-for (const [label, overrides] of [
-  ['F32, tied embeddings', {}],
+// Tolerances: with f32/f16 weights only llama.cpp's f16 KV cache differs from the reference (~1%);
+// with Q8_0/Q4_0 weights llama.cpp also rounds the activations to 8 bits for its integer dot
+// products, so agreement is looser, but still far tighter than a wrong block or nibble layout
+// (which scrambles the weights and with them the whole distribution).
+for (const [label, overrides, tv] of [
+  ['F32, tied embeddings', {}, 0.005],
   [
     'F16 matrices, separate output.weight',
     { weightType: 'F16', embeddingType: 'F16', tiedEmbeddings: false },
+    0.01,
   ],
+  [
+    'Q8_0 matrices, separate Q8_0 output.weight',
+    { weightType: 'Q8_0', embeddingType: 'Q8_0', tiedEmbeddings: false },
+    0.05,
+  ],
+  ['Q4_0 matrices and tied Q4_0 embeddings', { weightType: 'Q4_0', embeddingType: 'Q4_0' }, 0.05],
 ] as const) {
   test(`llama.cpp’s next-token distribution equals a plain-JS forward pass (${label})`, async () => {
     const spec = tinyGuardSpec({ ...overrides, seed: 3 });
@@ -81,14 +92,18 @@ for (const [label, overrides] of [
       const max = Math.max(...logits);
       const z = logits.reduce((a, l) => a + Math.exp(l - max), 0);
       let top = 0;
+      let distance = 0;
       for (let i = 0; i < logits.length; i++) {
         const p = Math.exp((logits[i] as number) - max) / z;
         const q = probs.get(i as Token) ?? 0;
-        // llama.cpp keeps the KV cache in f16: agreement to ~1% relative, far tighter than any layout slip.
-        assert.ok(Math.abs(p - q) <= 2e-3 + 0.03 * p, `token ${i}: reference ${p}, llama.cpp ${q}`);
+        distance += Math.abs(p - q) / 2;
+        if (tv === 0.01)
+          assert.ok(Math.abs(p - q) <= 2e-3 + 0.03 * p, `token ${i}: reference ${p}, llama.cpp ${q}`);
         if (p > Math.exp((logits[top] as number) - max) / z) top = i;
       }
-      assert.equal(probs.keys().next().value, top, 'same most likely token');
+      // Total variation distance between the two next-token distributions.
+      assert.ok(distance <= tv, `distance ${distance}`);
+      if (tv < 0.01) assert.equal(probs.keys().next().value, top, 'same most likely token');
       assert.equal(
         tensorLayout(spec, logits.length).some((t) => t.name === 'output.weight'),
         !spec.tiedEmbeddings,
