@@ -5,6 +5,8 @@
  * assignment is applied at most once, ever), then hands it to the coordinator, which folds it into
  * the strategy and resolves only once it is journaled durably. Rejections change nothing.
  */
+import { accumulate } from '../fl/aggregate.ts';
+import { stalenessWeight } from '../fl/staleness.ts';
 import type { AdmissionCounter } from './admission.ts';
 import type { AssignmentSigner } from './assignment.ts';
 import type { FoldInput, Rejected } from './coordinator.ts';
@@ -16,6 +18,7 @@ import {
   type UpdateHeader,
   type UpdateResponse,
 } from './protocol.ts';
+import type { PartialExchange } from './scaleout/partials.ts';
 import type { Storage } from './storage/types.ts';
 import type { TaskSpec } from './task.ts';
 
@@ -88,6 +91,132 @@ export class JournalTarget implements AggregationTarget {
     return result.kind === 'duplicate'
       ? { ...(result.response as UpdateResponse), duplicate: true }
       : response;
+  }
+}
+
+/**
+ * An aggregator process that sums what it accepts (distributed mode with a partial exchange): each
+ * update is journaled before the answer (durability), weighted n·w(s) with s = the newest version
+ * this process knows − the update's base version (the staleness it answers, stored in the journal
+ * entry), and added to the current partial; the partial is pushed to the exchange `flushMs` after
+ * its first update, or at once when it covers `maxCount` updates. The leader folds partials
+ * (TaskCoordinator `partials`). A partial whose push fails is not retried: its updates are in the
+ * journal, and the leader folds updates no partial brought from there.
+ */
+export class PartialTarget implements AggregationTarget {
+  readonly numParams: number;
+  readonly journalDedups = true;
+  private readonly rejected: Record<string, number> = {};
+  private readonly weight: (staleness: number) => number;
+  private batch: { sum: Float32Array; examples: number; keys: string[]; seqs: number[] } | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private counter = 0;
+  private readonly pushes = new Set<Promise<void>>();
+  private readonly flushMs: number;
+  private readonly maxCount: number;
+
+  constructor(
+    readonly runtime: { readonly spec: TaskSpec; readonly initialParams: Float32Array },
+    private readonly storage: Storage,
+    private readonly version: () => number | null,
+    private readonly exchange: PartialExchange,
+    private readonly aggregatorId: string,
+    options: {
+      readonly flushMs?: number;
+      readonly maxCount?: number;
+      readonly log?: (m: string) => void;
+    } = {},
+  ) {
+    this.numParams = runtime.initialParams.length;
+    const spec = runtime.spec.strategy;
+    this.weight = 'staleness' in spec ? stalenessWeight(spec.staleness) : () => 1;
+    this.flushMs = options.flushMs ?? 20;
+    this.maxCount = options.maxCount ?? ('bufferSize' in spec ? spec.bufferSize : 1);
+    this.log = options.log ?? (() => {});
+  }
+  private readonly log: (message: string) => void;
+
+  countRejection(reason: string): void {
+    this.rejected[reason] = (this.rejected[reason] ?? 0) + 1;
+  }
+
+  async submit(input: FoldInput): Promise<UpdateResponse | Rejected> {
+    const version = this.version();
+    if (version === null)
+      throw new ApiError('unavailable', 'no model version known yet; retry shortly', 1000);
+    const spec = this.runtime.spec.strategy;
+    const staleness = Math.max(0, version - input.baseVersion);
+    const maxStaleness = 'maxStaleness' in spec ? spec.maxStaleness : Number.MAX_SAFE_INTEGER;
+    const w = staleness > maxStaleness ? 0 : this.weight(staleness);
+    if (!(w > 0))
+      return {
+        kind: 'rejected',
+        reason: 'stale',
+        message: `staleness ${staleness} exceeds maxStaleness ${maxStaleness}`,
+      };
+    const response: UpdateResponse = { accepted: true, duplicate: false, staleness, version };
+    let result: Awaited<ReturnType<Storage['appendAccepted']>>;
+    try {
+      result = await this.storage.appendAccepted({
+        taskId: this.runtime.spec.taskId,
+        idempotencyKey: input.idempotencyKey,
+        deviceId: input.deviceId,
+        assignmentId: input.assignmentId,
+        baseVersion: input.baseVersion,
+        numExamples: input.numExamples,
+        delta: input.delta,
+        response,
+        acceptedAt: Date.now(),
+      });
+    } catch (error) {
+      throw new ApiError('unavailable', `the update could not be stored: ${(error as Error).message}`, 1000);
+    }
+    if (result.kind === 'duplicate') return { ...(result.response as UpdateResponse), duplicate: true };
+    this.batch ??= { sum: new Float32Array(this.numParams), examples: 0, keys: [], seqs: [] };
+    accumulate(this.batch.sum, input.numExamples * w, input.delta);
+    this.batch.examples += input.numExamples;
+    this.batch.keys.push(input.idempotencyKey);
+    this.batch.seqs.push(result.seq);
+    if (this.batch.seqs.length >= this.maxCount) this.flush();
+    else if (this.timer === null) {
+      this.timer = setTimeout(() => this.flush(), this.flushMs);
+      this.timer.unref();
+    }
+    return response;
+  }
+
+  /** Pushes the current partial (if any). */
+  flush(): void {
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+    const batch = this.batch;
+    this.batch = null;
+    if (batch === null) return;
+    const id = `${this.aggregatorId}:${this.counter++}`;
+    const push = this.exchange
+      .push({
+        id,
+        taskId: this.runtime.spec.taskId,
+        aggregatorId: this.aggregatorId,
+        sum: batch.sum,
+        weight: batch.examples,
+        count: batch.seqs.length,
+        keys: batch.keys,
+        seqs: batch.seqs,
+      })
+      .catch((error: unknown) => {
+        this.log(
+          `partial ${id} not pushed (${(error as Error).message}); the leader folds it from the journal`,
+        );
+      });
+    this.pushes.add(push);
+    void push.finally(() => this.pushes.delete(push));
+  }
+
+  /** Pushes what is pending and waits for every push. */
+  async close(): Promise<void> {
+    this.flush();
+    await Promise.allSettled([...this.pushes]);
   }
 }
 

@@ -5,22 +5,53 @@
  * update behind it is durable, and checkpoints every `checkpointEvery` versions (the storage drops
  * the journal prefix the checkpoint covers in the same transaction). A lease makes sure only one
  * coordinator acts for a task.
+ *
+ * Fencing: with a fenced lease (RedisLease, LocalFencedLease) the coordinator fences the storage
+ * with its lease's token before it reads anything and passes the token with every append and
+ * checkpoint, so once another coordinator took the task over nothing a deposed one writes lands
+ * (StorageError 'FENCED' → it answers 503 and stops acting).
+ *
+ * Partial-sum leader (`partials`): aggregator processes journal each update they accept, fold it
+ * into a partial sum and push the partial through the exchange; this coordinator combines partials
+ * into the strategy (FedBuff.foldPartial) without reading the updates back. Exactly once: the
+ * checkpoint records the journal seqs folded so far (a water mark below which every entry is
+ * folded, plus the folded seqs above it); a partial with any seq already folded is not folded
+ * whole (its other seqs are folded from the journal); partials are acknowledged only after a
+ * checkpoint covering them is durable; and journal entries no partial brought within
+ * `orphanAfterMs` (aggregator crashed before pushing, exchange lost its queue) are folded from the
+ * journal. Staleness weights are computed by the accepting aggregator, against the newest version
+ * it knows, and stored in the journal entry's response; the journal path uses that same value, so
+ * an update weighs the same whichever path folds it. Each step is checkpointed before the version
+ * is published, so a published version never changes after a crash.
  */
 import { gzip } from 'node:zlib';
 import { OrchardError } from '../core/errors.ts';
+import { stalenessWeight } from '../fl/staleness.ts';
+import type { PreWeightedPartial } from '../fl/strategies/fedbuff.ts';
 import type { DurableStrategy, Strategy, StrategySnapshot, UpdateOutcome } from '../fl/types.ts';
 import { evaluate } from '../nn/index.ts';
 import { ApiError } from './errors.ts';
 import { JournalWriter } from './journal.ts';
 import type { Lease } from './lease.ts';
 import { decodeFrame, encodeFrame, FRAME_KIND_MODEL, type UpdateResponse } from './protocol.ts';
-import type { Checkpoint, MetricRecord, Storage } from './storage/types.ts';
+import type { DeliveredPartial, PartialExchange } from './scaleout/partials.ts';
+import {
+  type Checkpoint,
+  type JournalEntry,
+  type MetricRecord,
+  type Storage,
+  StorageError,
+} from './storage/types.ts';
 import type { TaskRuntime } from './task.ts';
 
 /** Frame kind of the strategy state inside a checkpoint (never sent over the wire). */
 const FRAME_KIND_STATE = 3;
 
-export function encodeStrategyState(snapshot: StrategySnapshot): Uint8Array {
+/**
+ * `foldedSeqs`: partial-sum leader only, the journal seqs above the checkpoint's journalSeq that
+ * the state already includes.
+ */
+export function encodeStrategyState(snapshot: StrategySnapshot, foldedSeqs?: readonly number[]): Uint8Array {
   const slots = snapshot.optimizer?.slots ?? [];
   const buffer = snapshot.buffer;
   const n = snapshot.params.length;
@@ -39,6 +70,7 @@ export function encodeStrategyState(snapshot: StrategySnapshot): Uint8Array {
     buffer: buffer ? { count: buffer.count, examples: buffer.examples } : null,
     optimizerSteps: snapshot.optimizer?.steps ?? 0,
     slots: slots.length,
+    ...(foldedSeqs === undefined ? {} : { foldedSeqs }),
   };
   return encodeFrame(FRAME_KIND_STATE, header, floats);
 }
@@ -72,6 +104,48 @@ export function decodeStrategyState(
   const slots = Array.from({ length: header.slots }, next);
   const base = { version, params, optimizer: { steps: header.optimizerSteps, slots } };
   return buffer ? { ...base, buffer } : base;
+}
+
+/** The journal seqs above journalSeq a checkpoint's state already includes (see encodeStrategyState). */
+export function decodeFoldedSeqs(bytes: Uint8Array): number[] {
+  const { header } = decodeFrame<{ foldedSeqs?: unknown }>(bytes, FRAME_KIND_STATE);
+  const seqs = header.foldedSeqs;
+  if (seqs === undefined) return [];
+  if (!(Array.isArray(seqs) && seqs.every((x) => Number.isSafeInteger(x) && x > 0)))
+    throw new OrchardError('INVALID_STATE', 'checkpoint state has malformed foldedSeqs');
+  return seqs as number[];
+}
+
+/** A strategy that folds pre-weighted partial sums (plain FedBuff). */
+interface PartialFolding {
+  foldPartial(partial: PreWeightedPartial): { readonly stepped: boolean; readonly version: number };
+}
+
+function foldsPartials(strategy: object): strategy is PartialFolding {
+  return typeof (strategy as Partial<PartialFolding>).foldPartial === 'function';
+}
+
+/** A fenced lease (src/server/scaleout/lease.ts) also hands out a fencing token. */
+interface FencingLease extends Lease {
+  acquire(key: string, holder: string, ttlMs: number): Promise<{ readonly fencingToken: number } | null>;
+}
+
+function isFencing(lease: Lease): lease is FencingLease {
+  return typeof (lease as Partial<FencingLease>).acquire === 'function';
+}
+
+function isFenced(error: unknown): boolean {
+  return error instanceof StorageError && error.code === 'FENCED';
+}
+
+export interface PartialLeaderOptions {
+  readonly exchange: PartialExchange;
+  /** How often the leader pulls partials (default 25 ms). */
+  readonly pullIntervalMs?: number;
+  /** How often it scans the journal above its water mark (default 500 ms). */
+  readonly sweepIntervalMs?: number;
+  /** A journal entry no partial brought within this long is folded from the journal (default 3 s). */
+  readonly orphanAfterMs?: number;
 }
 
 /** What the aggregator hands over once an update passed every stateless check. */
@@ -120,6 +194,8 @@ export interface CoordinatorOptions {
    */
   readonly tail?: boolean;
   readonly tailIntervalMs?: number;
+  /** Distributed mode with a partial-aggregate exchange: lead the partial sums instead of tailing. */
+  readonly partials?: PartialLeaderOptions;
 }
 
 type State = 'stopped' | 'recovering' | 'ready' | 'lost_lease' | 'closed';
@@ -175,6 +251,17 @@ export class TaskCoordinator {
   readonly counts = { accepted: 0, rejected: {} as Record<string, number> };
   private readonly keepVersions: number;
   private readonly log: (message: string) => void;
+  /** Fencing token of the lease this coordinator holds (undefined: the lease has none). */
+  private fencingToken: number | undefined;
+  // Partial-sum leader state (see the file comment).
+  private waterMark = 0;
+  private readonly foldedAbove = new Set<number>();
+  private readonly firstSeen = new Map<number, number>();
+  private toAck: string[] = [];
+  private needTakeOver = false;
+  private lastSweep = 0;
+  private leaderTimer: NodeJS.Timeout | null = null;
+  private leading: Promise<void> | null = null;
 
   constructor(
     readonly runtime: TaskRuntime,
@@ -211,7 +298,12 @@ export class TaskCoordinator {
   /** Takes the lease, stores the task definition if new, and recovers the model. */
   async start(): Promise<void> {
     const ttl = this.options.leaseTtlMs ?? 10_000;
-    if (!(await this.options.lease.tryAcquire(this.leaseKey, this.options.holderId, ttl)))
+    if (this.options.partials !== undefined && !foldsPartials(this.runtime.newStrategy()))
+      throw new OrchardError(
+        'CONFIG_INVALID',
+        `task ${this.taskId}: its strategy cannot fold partial sums (plain FedBuff only)`,
+      );
+    if ((await this.acquireLease(ttl)) === null)
       throw new ApiError('unavailable', `another coordinator holds the lease of task ${this.taskId}`);
     this.leaseTimer = setInterval(() => void this.renewLease(ttl), Math.max(50, ttl / 3));
     this.leaseTimer.unref();
@@ -223,7 +315,11 @@ export class TaskCoordinator {
         createdAt: Date.now(),
       });
     await this.recover();
-    if (this.options.tail === true) {
+    const partials = this.options.partials;
+    if (partials !== undefined) {
+      this.leaderTimer = setInterval(() => void this.leaderTick(partials), partials.pullIntervalMs ?? 25);
+      this.leaderTimer.unref();
+    } else if (this.options.tail === true) {
       this.tailTimer = setInterval(() => void this.tail(), this.options.tailIntervalMs ?? 25);
       this.tailTimer.unref();
     }
@@ -233,11 +329,37 @@ export class TaskCoordinator {
     return `orchard:coordinator:${this.taskId}`;
   }
 
+  /** Acquires or renews the lease: null when another holder owns it, else its fencing token. */
+  private async acquireLease(ttl: number): Promise<{ token: number | undefined } | null> {
+    const { lease, holderId } = this.options;
+    if (!isFencing(lease))
+      return (await lease.tryAcquire(this.leaseKey, holderId, ttl)) ? { token: undefined } : null;
+    const grant = await lease.acquire(this.leaseKey, holderId, ttl);
+    if (grant === null) return null;
+    const changed = this.fencingToken !== undefined && grant.fencingToken !== this.fencingToken;
+    this.fencingToken = grant.fencingToken;
+    // A new token means the lease lapsed in between and someone may have acted: rebuild.
+    if (changed && this.state === 'ready') this.deposed('the lease was re-acquired with a new fencing token');
+    return { token: grant.fencingToken };
+  }
+
+  /** `fencingToken` for writes (absent without a fenced lease). */
+  private get fence(): { fencingToken?: number } {
+    return this.fencingToken === undefined ? {} : { fencingToken: this.fencingToken };
+  }
+
+  /** Stops acting at once (lease gone or storage fenced); the lease renewal decides what follows. */
+  private deposed(why: string): void {
+    if (this.state === 'closed' || this.state === 'lost_lease') return;
+    this.state = 'lost_lease';
+    this.log(`task ${this.taskId}: ${why}; stopped acting`);
+  }
+
   private async renewLease(ttl: number): Promise<void> {
     if (this.state === 'closed') return;
     let held = false;
     try {
-      held = await this.options.lease.tryAcquire(this.leaseKey, this.options.holderId, ttl);
+      held = (await this.acquireLease(ttl)) !== null;
     } catch (error) {
       this.log(`lease renewal failed: ${(error as Error).message}`);
     }
@@ -264,12 +386,17 @@ export class TaskCoordinator {
 
   private async doRecover(): Promise<void> {
     this.state = 'recovering';
+    // A partial-leader pass in progress sees the state change and stops; let it finish first.
+    await this.leading?.catch(() => {});
     // Appends still in flight must land (or fail) before the journal is read back.
     await this.journal.settled();
     await this.checkpointChain.catch(() => {});
     const storage = this.options.storage;
+    // Fence before reading: from now on a deposed holder's appends and checkpoints are refused.
+    if (this.fencingToken !== undefined) await storage.fence(this.taskId, this.fencingToken);
     const strategy = this.runtime.newStrategy();
     const checkpoint = await storage.latestCheckpoint(this.taskId);
+    if (this.options.partials !== undefined) return this.recoverLeader(strategy, checkpoint);
     let journalSeq = 0;
     this.published.clear();
     if (checkpoint !== null) {
@@ -386,11 +513,20 @@ export class TaskCoordinator {
       delta: input.delta,
       response,
       acceptedAt: Date.now(),
+      ...this.fence,
     });
     let result: Awaited<typeof append>;
     try {
       result = await append;
     } catch (error) {
+      if (isFenced(error)) {
+        this.deposed('the storage refused a journal append (fenced: another coordinator took over)');
+        throw new ApiError(
+          'unavailable',
+          `task ${this.taskId} moved to another coordinator; retry shortly`,
+          1000,
+        );
+      }
       this.failed(`journal append failed: ${(error as Error).message}`);
       throw new ApiError('unavailable', 'the update could not be stored; retry shortly', 1000);
     }
@@ -443,9 +579,245 @@ export class TaskCoordinator {
         }
       }
     } catch (error) {
-      this.failed(`reading the journal failed: ${(error as Error).message}`);
+      if (isFenced(error)) this.deposed('the storage is fenced by another coordinator');
+      else this.failed(`reading the journal failed: ${(error as Error).message}`);
     } finally {
       this.tailing = false;
+    }
+  }
+
+  /** Partial-sum leader: restores the checkpoint; journal entries after it wait for their partials. */
+  private async recoverLeader(
+    strategy: Strategy & DurableStrategy,
+    checkpoint: Checkpoint | null,
+  ): Promise<void> {
+    this.foldedAbove.clear();
+    this.firstSeen.clear();
+    this.toAck = [];
+    if (checkpoint !== null) {
+      strategy.restore(decodeStrategyState(checkpoint.state, checkpoint.params, checkpoint.version));
+      this.waterMark = checkpoint.journalSeq;
+      for (const seq of decodeFoldedSeqs(checkpoint.state))
+        if (seq > this.waterMark) this.foldedAbove.add(seq);
+      this.lastCheckpointVersion = checkpoint.version;
+    } else {
+      this.waterMark = 0;
+      this.lastCheckpointVersion = -1;
+    }
+    this.strategy = strategy;
+    this.publish(strategy.version, strategy.params, false);
+    if (checkpoint === null && (await this.writeLeaderCheckpoint()) === null)
+      throw new OrchardError(
+        'INVALID_STATE',
+        `task ${this.taskId}: the first checkpoint could not be written`,
+      );
+    if (this.state !== 'recovering')
+      throw new OrchardError('INVALID_STATE', `task ${this.taskId}: deposed while recovering`);
+    // Partials an earlier leader pulled but never acknowledged come back at the next tick, and the
+    // first sweep starts the orphan clock of every unfolded journal entry.
+    this.needTakeOver = true;
+    this.lastSweep = 0;
+    this.log(
+      `task ${this.taskId}: leading partial sums from version ${strategy.version} (journal folded through seq ${this.waterMark}, +${this.foldedAbove.size})`,
+    );
+    this.state = 'ready';
+    this.emit({ type: 'version', data: { taskId: this.taskId, version: this.latest, at: Date.now() } });
+  }
+
+  private leaderTick(options: PartialLeaderOptions): void {
+    if (this.state !== 'ready' || this.leading !== null) return;
+    this.leading = this.lead(options)
+      .catch((error: unknown) => {
+        if (isFenced(error)) this.deposed('the storage is fenced by another coordinator');
+        else if (error instanceof Error && 'code' in error && error.code === 'STATE_LOST') {
+          // The queued partials are gone; their updates are in the journal and the sweep folds them.
+          this.log(`task ${this.taskId}: ${error.message}`);
+          this.lastSweep = 0;
+        } else this.log(`task ${this.taskId}: partial exchange: ${(error as Error).message}`);
+      })
+      .finally(() => {
+        this.leading = null;
+      });
+  }
+
+  private async lead(options: PartialLeaderOptions): Promise<void> {
+    const { exchange } = options;
+    if (this.needTakeOver) {
+      const taken = await exchange.takeOver(this.taskId, this.options.holderId);
+      this.needTakeOver = false;
+      await this.applyDeliveries(taken);
+    }
+    const now = Date.now();
+    if (now - this.lastSweep >= (options.sweepIntervalMs ?? 500)) {
+      this.lastSweep = now;
+      await this.sweep(options.orphanAfterMs ?? 3000);
+    }
+    if (this.state !== 'ready') return;
+    await this.applyDeliveries(await exchange.pull(this.taskId, this.options.holderId, 64, 0));
+  }
+
+  private isFolded(seq: number): boolean {
+    return seq <= this.waterMark || this.foldedAbove.has(seq);
+  }
+
+  private markFolded(seq: number): void {
+    this.foldedAbove.add(seq);
+    this.firstSeen.delete(seq);
+  }
+
+  private leaderStrategy(): Strategy & DurableStrategy & PartialFolding {
+    const strategy = this.strategy;
+    if (strategy === null || !foldsPartials(strategy)) throw new Error('partial leader not started');
+    return strategy;
+  }
+
+  /** Folds each delivered partial once; see the file comment for the rules. */
+  private async applyDeliveries(delivered: readonly DeliveredPartial[]): Promise<void> {
+    for (const { deliveryId, partial } of delivered) {
+      if (this.state !== 'ready') return;
+      const fresh = partial.seqs.filter((seq) => !this.isFolded(seq));
+      const whole =
+        fresh.length === partial.seqs.length &&
+        fresh.length === partial.count &&
+        new Set(fresh).size === fresh.length &&
+        partial.taskId === this.taskId;
+      if (fresh.length > 0 && whole) {
+        let stepped: boolean;
+        try {
+          stepped = this.leaderStrategy().foldPartial({
+            sum: partial.sum,
+            examples: partial.weight,
+            count: partial.count,
+          }).stepped;
+        } catch (error) {
+          this.log(
+            `task ${this.taskId}: partial ${partial.id} refused (${(error as Error).message}); folding its updates from the journal`,
+          );
+          await this.foldFromJournal(fresh);
+          this.toAck.push(deliveryId);
+          continue;
+        }
+        for (const seq of fresh) this.markFolded(seq);
+        this.countFolded(partial.count);
+        this.toAck.push(deliveryId);
+        if (stepped) await this.commitStep();
+      } else {
+        // Some of it is folded already (a re-delivery, or the sweep got there first): the rest
+        // comes from the journal, so nothing is counted twice.
+        if (fresh.length > 0) await this.foldFromJournal(fresh);
+        this.toAck.push(deliveryId);
+      }
+    }
+  }
+
+  private countFolded(count: number): void {
+    this.counts.accepted += count;
+    const now = Date.now();
+    for (let i = 0; i < count; i++) this.rate.add(now);
+  }
+
+  private async foldFromJournal(seqs: readonly number[]): Promise<void> {
+    const wanted = new Set(seqs);
+    const entries = await this.options.storage.journalSince(this.taskId, Math.min(...seqs) - 1);
+    for (const entry of entries) {
+      if (this.state !== 'ready') return;
+      if (!wanted.has(entry.seq) || this.isFolded(entry.seq)) continue;
+      if (this.foldEntry(entry)) await this.commitStep();
+    }
+  }
+
+  /** One journal entry as a partial of one, weighted by the staleness its aggregator answered. */
+  private foldEntry(entry: JournalEntry): boolean {
+    const spec = this.runtime.spec.strategy;
+    const answered = (entry.response as Partial<UpdateResponse> | null)?.staleness;
+    const staleness =
+      typeof answered === 'number' && Number.isInteger(answered) && answered >= 0 ? answered : 0;
+    const w = 'staleness' in spec ? stalenessWeight(spec.staleness)(staleness) : 1;
+    const factor = entry.numExamples * w;
+    const sum = new Float32Array(entry.delta.length);
+    for (let i = 0; i < sum.length; i++) sum[i] = factor * (entry.delta[i] as number);
+    const { stepped } = this.leaderStrategy().foldPartial({ sum, examples: entry.numExamples, count: 1 });
+    this.markFolded(entry.seq);
+    this.countFolded(1);
+    this.stalenessSum += staleness;
+    this.stalenessCount++;
+    return stepped;
+  }
+
+  /**
+   * Scans the journal above the water mark: entries unfolded for `orphanAfterMs` (since this leader
+   * first saw them) are folded from the journal; then the water mark moves over everything folded
+   * (and over seqs that do not exist: entries become visible in seq order).
+   */
+  private async sweep(orphanAfterMs: number): Promise<void> {
+    const entries = await this.options.storage.journalSince(this.taskId, this.waterMark);
+    let minUnfolded = Number.POSITIVE_INFINITY;
+    for (const entry of entries) {
+      if (this.state !== 'ready') return;
+      if (this.isFolded(entry.seq)) continue;
+      const now = Date.now();
+      const seen = this.firstSeen.get(entry.seq);
+      if (seen === undefined || now - seen < orphanAfterMs) {
+        if (seen === undefined) this.firstSeen.set(entry.seq, now);
+        minUnfolded = Math.min(minUnfolded, entry.seq);
+        continue;
+      }
+      this.log(
+        `task ${this.taskId}: journal entry ${entry.seq} came in no partial; folding it from the journal`,
+      );
+      if (this.foldEntry(entry)) await this.commitStep();
+    }
+    const maxVisible = entries.at(-1)?.seq ?? this.waterMark;
+    this.raiseWaterMark(Math.min(minUnfolded - 1, maxVisible));
+  }
+
+  private raiseWaterMark(to: number): void {
+    while (this.foldedAbove.has(this.waterMark + 1)) this.foldedAbove.delete(++this.waterMark);
+    if (to <= this.waterMark) return;
+    this.waterMark = to;
+    for (const seq of this.foldedAbove) if (seq <= to) this.foldedAbove.delete(seq);
+    for (const seq of this.firstSeen.keys()) if (seq <= to) this.firstSeen.delete(seq);
+  }
+
+  /** A step: checkpoint it (with the folded seqs), then publish it and acknowledge the partials. */
+  private async commitStep(): Promise<void> {
+    const acks = this.toAck;
+    this.toAck = [];
+    const snapshot = await this.writeLeaderCheckpoint();
+    if (snapshot === null) {
+      this.toAck = acks.concat(this.toAck);
+      return;
+    }
+    this.publish(snapshot.version, snapshot.params, true);
+    await this.options.partials?.exchange.ack(this.taskId, acks).catch((error: unknown) => {
+      // Unacknowledged partials come back and are skipped as already folded.
+      this.log(`task ${this.taskId}: acknowledging partials failed: ${(error as Error).message}`);
+    });
+  }
+
+  private async writeLeaderCheckpoint(): Promise<StrategySnapshot | null> {
+    this.raiseWaterMark(this.waterMark);
+    const snapshot = this.leaderStrategy().snapshot();
+    const checkpoint: Checkpoint = {
+      taskId: this.taskId,
+      version: snapshot.version,
+      params: snapshot.params,
+      state: encodeStrategyState(snapshot, [...this.foldedAbove]),
+      journalSeq: this.waterMark,
+      createdAt: Date.now(),
+      ...this.fence,
+    };
+    try {
+      await this.checkpointChain.catch(() => {});
+      await this.options.storage.saveCheckpoint(checkpoint);
+      this.lastCheckpointVersion = snapshot.version;
+      return snapshot;
+    } catch (error) {
+      if (isFenced(error)) this.deposed(`checkpoint ${snapshot.version} refused (fenced)`);
+      else if (this.state !== 'ready')
+        this.log(`task ${this.taskId}: checkpoint ${snapshot.version} failed: ${(error as Error).message}`);
+      else this.failed(`checkpoint ${snapshot.version} failed: ${(error as Error).message}`);
+      return null;
     }
   }
 
@@ -471,6 +843,7 @@ export class TaskCoordinator {
       state: encodeStrategyState(snapshot),
       journalSeq,
       createdAt: Date.now(),
+      ...this.fence,
     };
     const save = this.checkpointChain.then(async () => {
       if (checkpoint.version <= this.lastCheckpointVersion) return;
@@ -478,6 +851,7 @@ export class TaskCoordinator {
       this.lastCheckpointVersion = checkpoint.version;
     });
     this.checkpointChain = save.catch((error: unknown) => {
+      if (isFenced(error)) this.deposed(`checkpoint ${checkpoint.version} refused (fenced)`);
       this.log(`task ${this.taskId}: checkpoint ${checkpoint.version} failed: ${(error as Error).message}`);
     });
     return this.checkpointChain as Promise<void>;
@@ -554,6 +928,8 @@ export class TaskCoordinator {
   async close(): Promise<void> {
     if (this.leaseTimer !== null) clearInterval(this.leaseTimer);
     if (this.tailTimer !== null) clearInterval(this.tailTimer);
+    if (this.leaderTimer !== null) clearInterval(this.leaderTimer);
+    await this.leading?.catch(() => {});
     await this.journal.settled();
     await this.checkpointChain.catch(() => {});
     this.state = 'closed';

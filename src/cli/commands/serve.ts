@@ -11,6 +11,7 @@ import { ConfigError } from '../../core/errors.ts';
 import type { AdmissionCounter } from '../../server/admission.ts';
 import { ALL_ROLES, type Role, type ServerOptions, startServer } from '../../server/index.ts';
 import type { Lease } from '../../server/lease.ts';
+import type { PartialExchange } from '../../server/scaleout/partials.ts';
 import { parseIntegerOption } from '../options.ts';
 
 export interface ServeFlags {
@@ -34,15 +35,21 @@ function parseRoles(value: string): readonly Role[] {
 }
 
 /** Shared coordinator leases and admission counters for several processes (src/server/scaleout). */
-async function redisPrimitives(
-  url: string,
-): Promise<{ lease: Lease; admission: AdmissionCounter; close: () => Promise<void> }> {
+async function redisPrimitives(url: string): Promise<{
+  lease: Lease;
+  admission: AdmissionCounter;
+  exchange: PartialExchange;
+  close: () => Promise<void>;
+}> {
   // Loaded on demand: ioredis is only needed by multi-process deployments.
-  const { connectRedis, RedisAdmission, RedisLease } = await import('../../server/scaleout/index.ts');
+  const { connectRedis, RedisAdmission, RedisLease, RedisPartialExchange } = await import(
+    '../../server/scaleout/index.ts'
+  );
   const redis = await connectRedis(url);
   return {
     lease: new RedisLease(redis),
     admission: new RedisAdmission(redis),
+    exchange: new RedisPartialExchange(redis),
     close: async () => {
       redis.disconnect();
     },
@@ -76,7 +83,7 @@ export async function serve(
     log: (message) => process.stderr.write(`orchard serve: ${message}\n`),
     ...(flags.storage === undefined ? {} : { storage: flags.storage }),
     ...(task === undefined ? {} : { task }),
-    ...(redis === null ? {} : { lease: redis.lease, admission: redis.admission }),
+    ...(redis === null ? {} : { lease: redis.lease, admission: redis.admission, exchange: redis.exchange }),
   };
   let server: Awaited<ReturnType<typeof startServer>>;
   try {
@@ -108,7 +115,7 @@ export function registerServe(program: Command): void {
     )
     .option(
       '--redis <url>',
-      'Redis URL for shared coordinator leases and admission counters (several processes/machines)',
+      'Redis URL for shared coordinator leases, admission counters and the partial-sum exchange (several processes/machines)',
     )
     .option(
       '--role <role>',
