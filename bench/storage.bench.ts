@@ -1,5 +1,6 @@
 /**
- * Durable journal appends (src/server/storage), SQLite in a temp folder, WAL + synchronous=FULL.
+ * Durable journal appends (src/server/storage), SQLite in a temp folder, WAL fdatasync'd before
+ * each append resolves.
  *
  * storage.sqlite_append_grouped: appends per second of 7,850-float updates (the MNIST softmax
  * model) with 64 appends in flight, as a busy server issues them; group commit puts the appends of

@@ -101,3 +101,29 @@ test('sqlite: two processes appending to one file at once: every key once, seqs 
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   await checkTwoWriters(join(dir, 'data'));
 });
+
+test('sqlite: an in-memory database (no WAL file to sync) answers a series of writes and reads', async () => {
+  const s = new SqliteStorage({ path: ':memory:' });
+  await s.init();
+  for (let i = 0; i < 5; i++) {
+    await s.putTask({ taskId: `t${i}`, spec: { i }, createdAt: i });
+    const appended = await s.appendAccepted({
+      taskId: 't0',
+      idempotencyKey: `k${i}`,
+      deviceId: 'd',
+      assignmentId: `k${i}`,
+      baseVersion: 0,
+      numExamples: 1,
+      delta: new Float32Array([i]),
+      response: { i },
+      acceptedAt: i,
+    });
+    assert.deepEqual(appended, { kind: 'appended', seq: i + 1 });
+  }
+  assert.equal((await s.listTasks()).length, 5);
+  assert.deepEqual(
+    (await s.journalSince('t0', 0)).map((e) => e.delta[0]),
+    [0, 1, 2, 3, 4],
+  );
+  await s.close();
+});

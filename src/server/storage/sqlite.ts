@@ -15,7 +15,9 @@
  *
  * Checkpoints (copying WAL pages into the database file, about as much work as the append itself)
  * run on a second connection in a worker thread, so the event loop only writes the WAL; the main
- * connection checkpoints by itself only if the WAL grows past 256 MiB (the worker fell behind).
+ * connection also checkpoints once the WAL passes 64 MiB: a checkpoint running beside a busy writer
+ * never finishes the WAL, and only a writer's own complete checkpoint lets the WAL start over, so
+ * that one copies just the tail the worker had not reached yet.
  *
  * New files use 64 KiB pages: a 400 kB update is ~7 overflow pages instead of ~100 (less per-page
  * work per append); existing files keep their page size.
@@ -145,7 +147,7 @@ parentPort.on('message', (m) => {
 `;
 
 /** Main-connection checkpoint threshold in pages (64 KiB each): a backstop if the worker lags. */
-const BACKSTOP_CHECKPOINT_PAGES = 4096;
+const BACKSTOP_CHECKPOINT_PAGES = 1024;
 
 interface TaskRow {
   task_id: string;
@@ -368,8 +370,8 @@ export class SqliteStorage implements Storage {
         this.checkpointer.unref();
         // A failed checkpointer only costs speed: the backstop checkpoints on the main connection.
         this.checkpointer.on('error', () => {
-          db.pragma('wal_autocheckpoint = 1000');
           this.checkpointer = null;
+          if (this.db === db) db.pragma('wal_autocheckpoint = 1000');
         });
       }
     } catch (err) {
@@ -528,9 +530,21 @@ export class SqliteStorage implements Storage {
   private async durable(): Promise<void> {
     const target = this.commits;
     while (this.syncedCommits < target) {
-      this.syncing ??= this.syncWal();
+      if (this.syncing === null) {
+        const sync = this.syncWal();
+        this.syncing = sync;
+        // Cleared when it settles (syncWal may finish without waiting: no WAL to sync).
+        sync.then(
+          () => this.syncDone(sync),
+          () => this.syncDone(sync),
+        );
+      }
       await this.syncing;
     }
+  }
+
+  private syncDone(sync: Promise<void>): void {
+    if (this.syncing === sync) this.syncing = null;
   }
 
   private async syncWal(): Promise<void> {
@@ -554,8 +568,6 @@ export class SqliteStorage implements Storage {
         'BACKEND_UNAVAILABLE',
         `sqlite: syncing the WAL failed: ${(err as Error).message}`,
       );
-    } finally {
-      this.syncing = null;
     }
   }
 
