@@ -22,6 +22,7 @@ export interface ServeFlags {
   readonly redis?: string;
   readonly role: string;
   readonly task?: string;
+  readonly leaseTtl?: string;
 }
 
 function parseRoles(value: string): readonly Role[] {
@@ -74,6 +75,13 @@ export async function serve(
       );
     }
   }
+  const leaseTtlMs =
+    flags.leaseTtl === undefined ? undefined : parseIntegerOption('--lease-ttl', flags.leaseTtl);
+  if (leaseTtlMs !== undefined && leaseTtlMs < 100)
+    throw new ConfigError(
+      [{ path: '--lease-ttl', message: `must be ≥ 100 ms, got ${leaseTtlMs}` }],
+      'arguments',
+    );
   const redis = flags.redis === undefined ? null : await redisPrimitives(flags.redis);
   const options: ServerOptions = {
     port,
@@ -83,6 +91,7 @@ export async function serve(
     log: (message) => process.stderr.write(`orchard serve: ${message}\n`),
     ...(flags.storage === undefined ? {} : { storage: flags.storage }),
     ...(task === undefined ? {} : { task }),
+    ...(leaseTtlMs === undefined ? {} : { leaseTtlMs }),
     ...(redis === null ? {} : { lease: redis.lease, admission: redis.admission, exchange: redis.exchange }),
   };
   let server: Awaited<ReturnType<typeof startServer>>;
@@ -123,6 +132,10 @@ export function registerServe(program: Command): void {
       'all',
     )
     .option('--task <file>', 'task definition JSON (default: the MNIST FedBuff task)')
+    .option(
+      '--lease-ttl <ms>',
+      'coordinator lease time-to-live: a successor can take over this long after a coordinator dies (default 10000)',
+    )
     .action(async (flags: ServeFlags) => {
       const close = await serve(flags);
       await new Promise<void>((resolve) => {
