@@ -23,7 +23,7 @@ runStorageConformance('sqlite', async () => {
   };
 });
 
-test('sqlite: WAL mode, 64 KiB pages for a new file, and nothing resolves before the WAL sync', async (t) => {
+test('sqlite: WAL mode, 16 KiB pages for a new file, and nothing resolves before the WAL sync', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'orchard-sqlite-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const path = join(dir, 'orchard.db');
@@ -32,7 +32,7 @@ test('sqlite: WAL mode, 64 KiB pages for a new file, and nothing resolves before
   // Read the settings through a second, independent connection: both are stored in the file.
   const probe = new Database(path, { readonly: true });
   assert.equal(probe.pragma('journal_mode', { simple: true }), 'wal');
-  assert.equal(probe.pragma('page_size', { simple: true }), 65536);
+  assert.equal(probe.pragma('page_size', { simple: true }), 16384);
   probe.close();
   // The commit does not fsync (NORMAL); durability comes from the explicit WAL sync instead.
   const internals = s as unknown as { db: Database.Database; commits: number; syncedCommits: number };
