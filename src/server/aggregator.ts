@@ -72,22 +72,7 @@ export class JournalTarget implements AggregationTarget {
         message: `staleness ${staleness} exceeds maxStaleness ${maxStaleness}`,
       };
     const response: UpdateResponse = { accepted: true, duplicate: false, staleness, version };
-    let result: Awaited<ReturnType<Storage['appendAccepted']>>;
-    try {
-      result = await this.storage.appendAccepted({
-        taskId: this.runtime.spec.taskId,
-        idempotencyKey: input.idempotencyKey,
-        deviceId: input.deviceId,
-        assignmentId: input.assignmentId,
-        baseVersion: input.baseVersion,
-        numExamples: input.numExamples,
-        delta: input.delta,
-        response,
-        acceptedAt: Date.now(),
-      });
-    } catch (error) {
-      throw new ApiError('unavailable', `the update could not be stored: ${(error as Error).message}`, 1000);
-    }
+    const result = await journalAccepted(this.storage, this.runtime.spec.taskId, input, response);
     return result.kind === 'duplicate'
       ? { ...(result.response as UpdateResponse), duplicate: true }
       : response;
@@ -155,22 +140,7 @@ export class PartialTarget implements AggregationTarget {
         message: `staleness ${staleness} exceeds maxStaleness ${maxStaleness}`,
       };
     const response: UpdateResponse = { accepted: true, duplicate: false, staleness, version };
-    let result: Awaited<ReturnType<Storage['appendAccepted']>>;
-    try {
-      result = await this.storage.appendAccepted({
-        taskId: this.runtime.spec.taskId,
-        idempotencyKey: input.idempotencyKey,
-        deviceId: input.deviceId,
-        assignmentId: input.assignmentId,
-        baseVersion: input.baseVersion,
-        numExamples: input.numExamples,
-        delta: input.delta,
-        response,
-        acceptedAt: Date.now(),
-      });
-    } catch (error) {
-      throw new ApiError('unavailable', `the update could not be stored: ${(error as Error).message}`, 1000);
-    }
+    const result = await journalAccepted(this.storage, this.runtime.spec.taskId, input, response);
     if (result.kind === 'duplicate') return { ...(result.response as UpdateResponse), duplicate: true };
     this.batch ??= { sum: new Float32Array(this.numParams), examples: 0, keys: [], seqs: [] };
     accumulate(this.batch.sum, input.numExamples * w, input.delta);
@@ -430,5 +400,29 @@ export class Aggregator {
   ): never {
     coordinator.countRejection(code);
     throw new ApiError(code, message);
+  }
+}
+
+/** Journals an accepted update durably before the client is answered; a storage failure is a 503. */
+async function journalAccepted(
+  storage: Storage,
+  taskId: string,
+  input: FoldInput,
+  response: UpdateResponse,
+): Promise<Awaited<ReturnType<Storage['appendAccepted']>>> {
+  try {
+    return await storage.appendAccepted({
+      taskId,
+      idempotencyKey: input.idempotencyKey,
+      deviceId: input.deviceId,
+      assignmentId: input.assignmentId,
+      baseVersion: input.baseVersion,
+      numExamples: input.numExamples,
+      delta: input.delta,
+      response,
+      acceptedAt: Date.now(),
+    });
+  } catch (error) {
+    throw new ApiError('unavailable', `the update could not be stored: ${(error as Error).message}`, 1000);
   }
 }
