@@ -8,6 +8,7 @@
  *   (`{"error":{"message"}}` in OpenAI's shape, `{"error":"..."}` in Ollama's, else the body text)
  * - a 2xx body that is not JSON → BAD_RESPONSE
  */
+import type { z } from 'zod';
 import { GuardError } from '../types.ts';
 
 export class BackendHttpError extends GuardError {
@@ -154,6 +155,30 @@ export function checkEndpoint(endpoint: string | undefined, backend: string): st
   if (url.protocol !== 'http:' && url.protocol !== 'https:')
     throw new GuardError('INVALID_OPTION', `${backend} endpoint must be http(s), got '${endpoint}'`);
   return endpoint;
+}
+
+/** `value`, or `fallback` when unset; INVALID_OPTION unless an integer in [1, max]. */
+export function checkPositiveInt(
+  name: string,
+  value: number | undefined,
+  fallback: number,
+  max: number,
+): number {
+  if (value === undefined) return fallback;
+  if (!Number.isInteger(value) || value < 1 || value > max)
+    throw new GuardError('INVALID_OPTION', `${name} must be an integer in [1, ${max}], got ${value}`);
+  return value;
+}
+
+/** `value` checked against the answer's schema; BAD_RESPONSE naming the first mismatch otherwise. */
+export function parseShape<T>(schema: z.ZodType<T>, value: unknown, url: string): T {
+  const parsed = schema.safeParse(value);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const where = issue === undefined ? '' : `${issue.path.join('.') || '(root)'}: ${issue.message}`;
+    throw new GuardError('BAD_RESPONSE', `unexpected answer shape from ${url}: ${where}`);
+  }
+  return parsed.data;
 }
 
 /** Natural log of Σ exp(xᵢ), stable; −∞ for an empty list. */

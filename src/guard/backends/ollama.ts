@@ -21,10 +21,10 @@ import { z } from 'zod';
 import { imageToBase64 } from '../image.ts';
 import type { BackendCapabilities, GuardBackend, RenderedPrompt, ScoreOptions } from '../types.ts';
 import { GuardError } from '../types.ts';
-import { checkEndpoint, joinUrl, postJson, withoutBos } from './http.ts';
+import { checkEndpoint, checkPositiveInt, joinUrl, parseShape, postJson, withoutBos } from './http.ts';
 import type { HttpBackendScore } from './openai.ts';
 import type { BackendFactoryOptions } from './registry.ts';
-import { verdictFromLogprobs } from './verdict-logprobs.ts';
+import { logprobScore } from './verdict-logprobs.ts';
 
 export interface OllamaBackendOptions {
   /** Server base URL (`http://127.0.0.1:11434`) or the full `/api/generate` URL. */
@@ -74,13 +74,6 @@ export function verdictScore(text: string): 0 | 1 {
     'BAD_RESPONSE',
     `the model's answer does not start with 'safe' or 'unsafe': ${JSON.stringify(text.slice(0, 120))}`,
   );
-}
-
-function checkPositiveInt(name: string, value: number | undefined, fallback: number, max: number): number {
-  if (value === undefined) return fallback;
-  if (!Number.isInteger(value) || value < 1 || value > max)
-    throw new GuardError('INVALID_OPTION', `${name} must be an integer in [1, ${max}], got ${value}`);
-  return value;
 }
 
 export class OllamaBackend implements GuardBackend {
@@ -139,28 +132,15 @@ export class OllamaBackend implements GuardBackend {
       timeoutMs: options.timeoutMs ?? this.timeoutMs,
       signal: options.signal,
     });
-    const parsed = generateResponse.safeParse(json);
-    if (!parsed.success) {
-      const issue = parsed.error.issues[0];
-      throw new GuardError(
-        'BAD_RESPONSE',
-        `unexpected answer shape from ${this.url}: ${issue === undefined ? '' : `${issue.path.join('.') || '(root)'}: ${issue.message}`}`,
-      );
-    }
-    const { response, logprobs } = parsed.data;
+    const { response, logprobs } = parseShape(generateResponse, json, this.url);
     if (logprobs === null || logprobs === undefined || logprobs.length === 0) {
       const score = verdictScore(response);
       return { pUnsafe: score, generated: response, scoreSource: 'verdict' };
     }
-    const verdict = verdictFromLogprobs(
+    return logprobScore(
       logprobs.map((e) => ({ token: e.token, logprob: e.logprob, top: e.top_logprobs ?? [] })),
+      response,
     );
-    return {
-      pUnsafe: verdict.pUnsafe,
-      generated: response,
-      logits: { safe: verdict.safe, unsafe: verdict.unsafe },
-      scoreSource: verdict.bounded ? 'logprobs-bounded' : 'logprobs',
-    };
   }
 
   async close(): Promise<void> {

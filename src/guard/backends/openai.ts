@@ -27,9 +27,9 @@ import {
   type RenderedPrompt,
   type ScoreOptions,
 } from '../types.ts';
-import { checkEndpoint, joinUrl, postJson, withoutBos } from './http.ts';
+import { checkEndpoint, checkPositiveInt, joinUrl, parseShape, postJson, withoutBos } from './http.ts';
 import type { BackendFactoryOptions } from './registry.ts';
-import { type GeneratedPosition, verdictFromLogprobs } from './verdict-logprobs.ts';
+import { type GeneratedPosition, logprobScore } from './verdict-logprobs.ts';
 
 export type OpenAiMode = 'chat' | 'completions';
 
@@ -70,13 +70,6 @@ export function resolveOpenAiEndpoint(endpoint: string): { mode: OpenAiMode; url
   if (/\/chat\/completions$/.test(clean)) return { mode: 'chat', url: clean };
   if (/\/completions$/.test(clean)) return { mode: 'completions', url: clean };
   return { mode: 'chat', url: joinUrl(clean, '/chat/completions') };
-}
-
-function checkPositiveInt(name: string, value: number | undefined, fallback: number, max: number): number {
-  if (value === undefined) return fallback;
-  if (!Number.isInteger(value) || value < 1 || value > max)
-    throw new GuardError('INVALID_OPTION', `${name} must be an integer in [1, ${max}], got ${value}`);
-  return value;
 }
 
 type ChatContent =
@@ -157,16 +150,6 @@ const completionResponse = z.object({
     )
     .min(1),
 });
-
-function parseShape<T>(schema: z.ZodType<T>, value: unknown, url: string): T {
-  const parsed = schema.safeParse(value);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    const where = issue === undefined ? '' : `${issue.path.join('.') || '(root)'}: ${issue.message}`;
-    throw new GuardError('BAD_RESPONSE', `unexpected answer shape from ${url}: ${where}`);
-  }
-  return parsed.data;
-}
 
 export class OpenAiBackend implements GuardBackend {
   readonly name: string;
@@ -277,13 +260,7 @@ export class OpenAiBackend implements GuardBackend {
         top: Object.entries(lp.top_logprobs[i] ?? {}).map(([t, l]) => ({ token: t, logprob: l })),
       }));
     }
-    const verdict = verdictFromLogprobs(positions);
-    return {
-      pUnsafe: verdict.pUnsafe,
-      generated,
-      logits: { safe: verdict.safe, unsafe: verdict.unsafe },
-      scoreSource: verdict.bounded ? 'logprobs-bounded' : 'logprobs',
-    };
+    return logprobScore(positions, generated);
   }
 
   async close(): Promise<void> {

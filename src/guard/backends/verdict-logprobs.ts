@@ -16,6 +16,7 @@
 import { pUnsafeFromLogits } from '../score.ts';
 import { GuardError } from '../types.ts';
 import { logSumExp } from './http.ts';
+import type { HttpBackendScore } from './openai.ts';
 
 export interface TokenLogprob {
   readonly token: string;
@@ -86,4 +87,15 @@ export function verdictFromLogprobs(positions: readonly GeneratedPosition[]): Ve
   const safe = safeLps.length === 0 ? floor : logSumExp(safeLps);
   const unsafe = unsafeLps.length === 0 ? floor : logSumExp(unsafeLps);
   return { pUnsafe: pUnsafeFromLogits(safe, unsafe), safe, unsafe, bounded, position };
+}
+
+/** The HTTP backends' answer for generated tokens that carry logprobs. */
+export function logprobScore(positions: readonly GeneratedPosition[], generated: string): HttpBackendScore {
+  const verdict = verdictFromLogprobs(positions);
+  return {
+    pUnsafe: verdict.pUnsafe,
+    generated,
+    logits: { safe: verdict.safe, unsafe: verdict.unsafe },
+    scoreSource: verdict.bounded ? 'logprobs-bounded' : 'logprobs',
+  };
 }
