@@ -8,7 +8,7 @@ import { OrchardError } from '../../core/errors.ts';
 import { Rng } from '../../core/rng.ts';
 import { type CompiledPanel, compilePanel, type Panel } from './data.ts';
 import { haltonNormalDraws } from './halton.ts';
-import { individualNll } from './model.ts';
+import { individualNll, sliceSituation } from './model.ts';
 
 function asCompiled(panel: Panel | CompiledPanel): CompiledPanel {
   return 'kind' in panel ? compilePanel(panel) : panel;
@@ -453,23 +453,4 @@ export function mixedLogitHeldOutLogLik(fit: MixedLogitFit, test: CompiledPanel)
     for (const v of perSituation) total += Math.log(v);
   }
   return total / test.situations;
-}
-
-/** A one-individual, one-situation view of situation s of individual i (no copying of attributes). */
-function sliceSituation(panel: CompiledPanel, i: number, s: number): CompiledPanel {
-  const d = panel.d;
-  const altStart = panel.altStart[i] as Int32Array;
-  const a = altStart[s] as number;
-  const b = altStart[s + 1] as number;
-  const x = (panel.x[i] as Float64Array).subarray(a * d, b * d);
-  const chosen = Int32Array.of(((panel.chosen[i] as Int32Array)[s] as number) - a);
-  return {
-    d,
-    n: 1,
-    ids: [panel.ids[i] ?? ''],
-    x: [x],
-    altStart: [Int32Array.of(0, b - a)],
-    chosen: [chosen],
-    situations: 1,
-  };
 }

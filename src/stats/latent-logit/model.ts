@@ -75,29 +75,32 @@ export function meanNll(panel: CompiledPanel, B: ArrayLike<number>, gradB?: Floa
 /** −log P(chosen | β_i) of every situation, individual by individual in panel order. */
 export function situationNlls(panel: CompiledPanel, B: ArrayLike<number>): Float64Array {
   const out = new Float64Array(panel.situations);
-  const d = panel.d;
   let k = 0;
   for (let i = 0; i < panel.n; i++) {
-    const x = panel.x[i] as Float64Array;
-    const altStart = panel.altStart[i] as Int32Array;
-    const chosen = panel.chosen[i] as Int32Array;
-    for (let s = 0; s < chosen.length; s++) {
-      const a = altStart[s] as number;
-      const b = altStart[s + 1] as number;
-      const util = new Float64Array(b - a);
-      let max = -Infinity;
-      for (let r = a; r < b; r++) {
-        let u = 0;
-        for (let q = 0; q < d; q++) u += (x[r * d + q] as number) * (B[i * d + q] as number);
-        util[r - a] = u;
-        if (u > max) max = u;
-      }
-      let sum = 0;
-      for (const u of util) sum += Math.exp(u - max);
-      out[k++] = max + Math.log(sum) - (util[(chosen[s] as number) - a] as number);
-    }
+    const situations = (panel.chosen[i] as Int32Array).length;
+    for (let s = 0; s < situations; s++)
+      out[k++] = individualNll(sliceSituation(panel, i, s), 0, B, i * panel.d);
   }
   return out;
+}
+
+/** A one-individual, one-situation view of situation s of individual i (no copying of attributes). */
+export function sliceSituation(panel: CompiledPanel, i: number, s: number): CompiledPanel {
+  const d = panel.d;
+  const altStart = panel.altStart[i] as Int32Array;
+  const a = altStart[s] as number;
+  const b = altStart[s + 1] as number;
+  const x = (panel.x[i] as Float64Array).subarray(a * d, b * d);
+  const chosen = Int32Array.of(((panel.chosen[i] as Int32Array)[s] as number) - a);
+  return {
+    d,
+    n: 1,
+    ids: [panel.ids[i] ?? ''],
+    x: [x],
+    altStart: [Int32Array.of(0, b - a)],
+    chosen: [chosen],
+    situations: 1,
+  };
 }
 
 /** Mean log-likelihood per situation (higher is better): the held-out score of every method. */
