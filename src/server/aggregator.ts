@@ -11,6 +11,7 @@ import type { AdmissionCounter } from './admission.ts';
 import type { AssignmentSigner } from './assignment.ts';
 import type { FoldInput, Rejected } from './coordinator.ts';
 import { ApiError } from './errors.ts';
+import { journalEntry } from './journal.ts';
 import {
   decodeFrame,
   FRAME_KIND_UPDATE,
@@ -45,7 +46,6 @@ export interface AggregationTarget {
 export class JournalTarget implements AggregationTarget {
   readonly numParams: number;
   readonly journalDedups = true;
-  private readonly rejected: Record<string, number> = {};
   constructor(
     readonly runtime: { readonly spec: TaskSpec; readonly initialParams: Float32Array },
     private readonly storage: Storage,
@@ -54,29 +54,41 @@ export class JournalTarget implements AggregationTarget {
     this.numParams = runtime.initialParams.length;
   }
 
-  countRejection(reason: string): void {
-    this.rejected[reason] = (this.rejected[reason] ?? 0) + 1;
-  }
+  /** Nothing reads an aggregator process's counts; what the coordinator refuses it counts itself. */
+  countRejection(_reason: string): void {}
 
   async submit(input: FoldInput): Promise<UpdateResponse | Rejected> {
-    const version = this.version();
-    if (version === null)
-      throw new ApiError('unavailable', 'no model version known yet; retry shortly', 1000);
-    const spec = this.runtime.spec.strategy;
-    const staleness = Math.max(0, version - input.baseVersion);
-    const maxStaleness = 'maxStaleness' in spec ? spec.maxStaleness : Number.MAX_SAFE_INTEGER;
-    if (staleness > maxStaleness)
-      return {
-        kind: 'rejected',
-        reason: 'stale',
-        message: `staleness ${staleness} exceeds maxStaleness ${maxStaleness}`,
-      };
-    const response: UpdateResponse = { accepted: true, duplicate: false, staleness, version };
-    const result = await journalAccepted(this.storage, this.runtime.spec.taskId, input, response);
+    const judged = judgeStaleness(this.runtime.spec, this.version(), input.baseVersion);
+    if ('kind' in judged) return judged;
+    const result = await journalAccepted(this.storage, this.runtime.spec.taskId, input, judged.response);
     return result.kind === 'duplicate'
       ? { ...(result.response as UpdateResponse), duplicate: true }
-      : response;
+      : judged.response;
   }
+}
+
+/**
+ * The answer for an update trained on `baseVersion`, judged against `version` (the newest this
+ * process knows), and its staleness weight; or the stale rejection (past maxStaleness or weight 0).
+ */
+function judgeStaleness(
+  spec: TaskSpec,
+  version: number | null,
+  baseVersion: number,
+  weightOf: (staleness: number) => number = () => 1,
+): { readonly response: UpdateResponse; readonly weight: number } | Rejected {
+  if (version === null) throw new ApiError('unavailable', 'no model version known yet; retry shortly', 1000);
+  const strategy = spec.strategy;
+  const staleness = Math.max(0, version - baseVersion);
+  const maxStaleness = 'maxStaleness' in strategy ? strategy.maxStaleness : Number.MAX_SAFE_INTEGER;
+  const weight = staleness > maxStaleness ? 0 : weightOf(staleness);
+  if (!(weight > 0))
+    return {
+      kind: 'rejected',
+      reason: 'stale',
+      message: `staleness ${staleness} exceeds maxStaleness ${maxStaleness}`,
+    };
+  return { response: { accepted: true, duplicate: false, staleness, version }, weight };
 }
 
 /**
@@ -91,7 +103,6 @@ export class JournalTarget implements AggregationTarget {
 export class PartialTarget implements AggregationTarget {
   readonly numParams: number;
   readonly journalDedups = true;
-  private readonly rejected: Record<string, number> = {};
   private readonly weight: (staleness: number) => number;
   private batch: { sum: Float32Array; examples: number; keys: string[]; seqs: number[] } | null = null;
   private timer: NodeJS.Timeout | null = null;
@@ -121,29 +132,17 @@ export class PartialTarget implements AggregationTarget {
   }
   private readonly log: (message: string) => void;
 
-  countRejection(reason: string): void {
-    this.rejected[reason] = (this.rejected[reason] ?? 0) + 1;
-  }
+  /** Nothing reads an aggregator process's counts; what the leader refuses it counts itself. */
+  countRejection(_reason: string): void {}
 
   async submit(input: FoldInput): Promise<UpdateResponse | Rejected> {
-    const version = this.version();
-    if (version === null)
-      throw new ApiError('unavailable', 'no model version known yet; retry shortly', 1000);
-    const spec = this.runtime.spec.strategy;
-    const staleness = Math.max(0, version - input.baseVersion);
-    const maxStaleness = 'maxStaleness' in spec ? spec.maxStaleness : Number.MAX_SAFE_INTEGER;
-    const w = staleness > maxStaleness ? 0 : this.weight(staleness);
-    if (!(w > 0))
-      return {
-        kind: 'rejected',
-        reason: 'stale',
-        message: `staleness ${staleness} exceeds maxStaleness ${maxStaleness}`,
-      };
-    const response: UpdateResponse = { accepted: true, duplicate: false, staleness, version };
+    const judged = judgeStaleness(this.runtime.spec, this.version(), input.baseVersion, this.weight);
+    if ('kind' in judged) return judged;
+    const { response, weight } = judged;
     const result = await journalAccepted(this.storage, this.runtime.spec.taskId, input, response);
     if (result.kind === 'duplicate') return { ...(result.response as UpdateResponse), duplicate: true };
     this.batch ??= { sum: new Float32Array(this.numParams), examples: 0, keys: [], seqs: [] };
-    accumulate(this.batch.sum, input.numExamples * w, input.delta);
+    accumulate(this.batch.sum, input.numExamples * weight, input.delta);
     this.batch.examples += input.numExamples;
     this.batch.keys.push(input.idempotencyKey);
     this.batch.seqs.push(result.seq);
@@ -411,17 +410,7 @@ async function journalAccepted(
   response: UpdateResponse,
 ): Promise<Awaited<ReturnType<Storage['appendAccepted']>>> {
   try {
-    return await storage.appendAccepted({
-      taskId,
-      idempotencyKey: input.idempotencyKey,
-      deviceId: input.deviceId,
-      assignmentId: input.assignmentId,
-      baseVersion: input.baseVersion,
-      numExamples: input.numExamples,
-      delta: input.delta,
-      response,
-      acceptedAt: Date.now(),
-    });
+    return await storage.appendAccepted(journalEntry(taskId, input, response));
   } catch (error) {
     throw new ApiError('unavailable', `the update could not be stored: ${(error as Error).message}`, 1000);
   }

@@ -31,7 +31,7 @@ import type { PreWeightedPartial } from '../fl/strategies/fedbuff.ts';
 import type { DurableStrategy, Strategy, StrategySnapshot, UpdateOutcome } from '../fl/types.ts';
 import { evaluate } from '../nn/index.ts';
 import { ApiError } from './errors.ts';
-import { JournalWriter } from './journal.ts';
+import { JournalWriter, journalEntry } from './journal.ts';
 import type { Lease } from './lease.ts';
 import { decodeFrame, encodeFrame, FRAME_KIND_MODEL, type UpdateResponse } from './protocol.ts';
 import type { DeliveredPartial, PartialExchange } from './scaleout/partials.ts';
@@ -503,18 +503,7 @@ export class TaskCoordinator {
           snapshot: outcome.version % this.runtime.spec.checkpointEvery === 0 ? strategy.snapshot() : null,
         }
       : null;
-    const append = this.journal.append({
-      taskId: this.taskId,
-      idempotencyKey: input.idempotencyKey,
-      deviceId: input.deviceId,
-      assignmentId: input.assignmentId,
-      baseVersion: input.baseVersion,
-      numExamples: input.numExamples,
-      delta: input.delta,
-      response,
-      acceptedAt: Date.now(),
-      ...this.fence,
-    });
+    const append = this.journal.append({ ...journalEntry(this.taskId, input, response), ...this.fence });
     let result: Awaited<typeof append>;
     try {
       result = await append;

@@ -4,7 +4,24 @@
  * for the previous one: the backend commits the appends of one event-loop turn together (group
  * commit) and each caller still resolves only once its own entry is durable.
  */
+import type { FoldInput } from './coordinator.ts';
+import type { UpdateResponse } from './protocol.ts';
 import type { AppendResult, JournalEntryInput, Storage } from './storage/types.ts';
+
+/** The journal entry of an accepted update and the answer it got. */
+export function journalEntry(taskId: string, input: FoldInput, response: UpdateResponse): JournalEntryInput {
+  return {
+    taskId,
+    idempotencyKey: input.idempotencyKey,
+    deviceId: input.deviceId,
+    assignmentId: input.assignmentId,
+    baseVersion: input.baseVersion,
+    numExamples: input.numExamples,
+    delta: input.delta,
+    response,
+    acceptedAt: Date.now(),
+  };
+}
 
 export class JournalWriter {
   private readonly inFlight = new Set<Promise<AppendResult>>();
