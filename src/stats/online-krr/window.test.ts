@@ -264,6 +264,28 @@ describe('closed-form leave-one-out and its gradient', () => {
     return { w, xs, ys };
   }
 
+  /** g against central differences (step 1e-4 in log space) of f(log λ, log γ), to 1e-5 relative. */
+  function assertMatchesFiniteDifferences(
+    g: { dLogLambda: number; dLogGamma: number },
+    f: (logLambda: number, logGamma: number) => number,
+    lambda: number,
+    gamma: number,
+  ): void {
+    const h = 1e-4;
+    const fdLambda =
+      (f(Math.log(lambda) + h, Math.log(gamma)) - f(Math.log(lambda) - h, Math.log(gamma))) / (2 * h);
+    const fdGamma =
+      (f(Math.log(lambda), Math.log(gamma) + h) - f(Math.log(lambda), Math.log(gamma) - h)) / (2 * h);
+    assert.ok(
+      Math.abs(g.dLogLambda - fdLambda) < 1e-5 * (1 + Math.abs(fdLambda)),
+      `${g.dLogLambda} vs ${fdLambda}`,
+    );
+    assert.ok(
+      Math.abs(g.dLogGamma - fdGamma) < 1e-5 * (1 + Math.abs(fdGamma)),
+      `${g.dLogGamma} vs ${fdGamma}`,
+    );
+  }
+
   for (const b of [1, 3, 4]) {
     it(`equals the naive refit-without-each-block error (block size ${b})`, () => {
       const { w, xs, ys } = filled('rbf', 0.05, 0.8, 1);
@@ -286,20 +308,8 @@ describe('closed-form leave-one-out and its gradient', () => {
       const gamma = type === 'polynomial' ? 0.3 : 0.6;
       const { w, xs, ys } = filled(type, lambda, gamma, 4);
       const g = looGradient(w, { blockSize: b });
-      const h = 1e-4;
       const f = (ll: number, lg: number) => Math.log(naiveLoo(type, xs, ys, Math.exp(ll), Math.exp(lg), b));
-      const fdLambda =
-        (f(Math.log(lambda) + h, Math.log(gamma)) - f(Math.log(lambda) - h, Math.log(gamma))) / (2 * h);
-      const fdGamma =
-        (f(Math.log(lambda), Math.log(gamma) + h) - f(Math.log(lambda), Math.log(gamma) - h)) / (2 * h);
-      assert.ok(
-        Math.abs(g.dLogLambda - fdLambda) < 1e-5 * (1 + Math.abs(fdLambda)),
-        `${g.dLogLambda} vs ${fdLambda}`,
-      );
-      assert.ok(
-        Math.abs(g.dLogGamma - fdGamma) < 1e-5 * (1 + Math.abs(fdGamma)),
-        `${g.dLogGamma} vs ${fdGamma}`,
-      );
+      assertMatchesFiniteDifferences(g, f, lambda, gamma);
     });
   }
 
@@ -363,19 +373,7 @@ describe('closed-form leave-one-out and its gradient', () => {
         const r = naiveRecent('rbf', xs, ys, Math.exp(ll), Math.exp(lg), m, gap);
         return Math.log(r.reduce((a, v) => a + v * v, 0) / m);
       };
-      const h = 1e-4;
-      const fdLambda =
-        (f(Math.log(lambda) + h, Math.log(gamma)) - f(Math.log(lambda) - h, Math.log(gamma))) / (2 * h);
-      const fdGamma =
-        (f(Math.log(lambda), Math.log(gamma) + h) - f(Math.log(lambda), Math.log(gamma) - h)) / (2 * h);
-      assert.ok(
-        Math.abs(g.dLogLambda - fdLambda) < 1e-5 * (1 + Math.abs(fdLambda)),
-        `${g.dLogLambda} vs ${fdLambda}`,
-      );
-      assert.ok(
-        Math.abs(g.dLogGamma - fdGamma) < 1e-5 * (1 + Math.abs(fdGamma)),
-        `${g.dLogGamma} vs ${fdGamma}`,
-      );
+      assertMatchesFiniteDifferences(g, f, lambda, gamma);
     }
     assert.throws(() => recentResiduals(w, 12, 1), /cannot hold out/);
     assert.throws(() => recentGradient(w, 0), /integer >= 1/);
