@@ -306,23 +306,36 @@ export class FedBuff implements Strategy, DurableStrategy, Partial<PrivateStrate
     accumulate(this.buffer, weight, update.delta);
     this.buffered++;
     this.bufferedExamples += update.numExamples;
-    let stepped = false;
-    if (this.buffered >= this.options.bufferSize) {
-      normalize(this.buffer, this.bufferedExamples);
-      this.stepper.step(this.buffer);
-      this.versionNo++;
-      this.buffer.fill(0);
-      this.buffered = 0;
-      this.bufferedExamples = 0;
-      stepped = true;
-    }
+    const stepped = this.stepIfFull();
+    return this.accepted(admitted, weight, stepped);
+  }
+
+  /** Plain buffer: once it holds K updates, steps with their example-weighted mean and empties it. */
+  private stepIfFull(): boolean {
+    if (this.buffered < this.options.bufferSize) return false;
+    normalize(this.buffer, this.bufferedExamples);
+    this.stepper.step(this.buffer);
+    this.versionNo++;
+    this.buffer.fill(0);
+    this.buffered = 0;
+    this.bufferedExamples = 0;
+    return true;
+  }
+
+  /** The outcome of an admitted update, at the version after any step it triggered. */
+  private accepted(
+    admitted: { readonly staleness: number },
+    weight: number,
+    stepped: boolean,
+    abandoned: readonly number[] = NONE,
+  ): UpdateOutcome {
     return {
       kind: 'accepted',
       staleness: admitted.staleness,
       weight,
       stepped,
       version: this.versionNo,
-      abandoned: NONE,
+      abandoned,
     };
   }
 
@@ -352,15 +365,7 @@ export class FedBuff implements Strategy, DurableStrategy, Partial<PrivateStrate
     accumulate(this.buffer, 1, sum);
     this.buffered += count;
     this.bufferedExamples += examples;
-    const stepped = this.buffered >= this.options.bufferSize;
-    if (stepped) {
-      normalize(this.buffer, this.bufferedExamples);
-      this.stepper.step(this.buffer);
-      this.versionNo++;
-      this.buffer.fill(0);
-      this.buffered = 0;
-      this.bufferedExamples = 0;
-    }
+    const stepped = this.stepIfFull();
     return { stepped, version: this.versionNo };
   }
 
@@ -379,15 +384,7 @@ export class FedBuff implements Strategy, DurableStrategy, Partial<PrivateStrate
       stalenessWeight: admitted.weight,
     });
     const weight = update.numExamples * admitted.weight;
-    if (this.group.length < this.options.bufferSize)
-      return {
-        kind: 'accepted',
-        staleness: admitted.staleness,
-        weight,
-        stepped: false,
-        version: this.versionNo,
-        abandoned: NONE,
-      };
+    if (this.group.length < this.options.bufferSize) return this.accepted(admitted, weight, false);
     const members = this.group;
     this.group = [];
     const result = this.secureStep(members, NONE);
@@ -398,14 +395,7 @@ export class FedBuff implements Strategy, DurableStrategy, Partial<PrivateStrate
         message: result.message,
         count: members.length,
       };
-    return {
-      kind: 'accepted',
-      staleness: admitted.staleness,
-      weight,
-      stepped: true,
-      version: this.versionNo,
-      abandoned: NONE,
-    };
+    return this.accepted(admitted, weight, true);
   }
 
   /**
@@ -431,14 +421,7 @@ export class FedBuff implements Strategy, DurableStrategy, Partial<PrivateStrate
     });
     if (cohort.reports.size < this.options.bufferSize) {
       this.closeIfSettled(cohort, now);
-      return {
-        kind: 'accepted',
-        staleness: admitted.staleness,
-        weight,
-        stepped: false,
-        version: this.versionNo,
-        abandoned: NONE,
-      };
+      return this.accepted(admitted, weight, false);
     }
     const closed = this.closeCohort(cohort);
     if (closed.kind === 'aborted')
@@ -448,14 +431,7 @@ export class FedBuff implements Strategy, DurableStrategy, Partial<PrivateStrate
         message: closed.message,
         count: closed.lost,
       };
-    return {
-      kind: 'accepted',
-      staleness: admitted.staleness,
-      weight,
-      stepped: true,
-      version: this.versionNo,
-      abandoned: closed.abandoned,
-    };
+    return this.accepted(admitted, weight, true, closed.abandoned);
   }
 
   /**
@@ -570,14 +546,7 @@ export class FedBuff implements Strategy, DurableStrategy, Partial<PrivateStrate
       this.versionNo++;
       stepped = true;
     }
-    return {
-      kind: 'accepted',
-      staleness: admitted.staleness,
-      weight,
-      stepped,
-      version: this.versionNo,
-      abandoned: NONE,
-    };
+    return this.accepted(admitted, weight, stepped);
   }
 
   onDropout(clientId: number, now: number): void {
