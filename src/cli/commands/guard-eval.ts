@@ -15,15 +15,15 @@ import {
 } from '../../guard/eval/datasets.ts';
 import { runEval } from '../../guard/eval/evaluate.ts';
 import { buildEvalReport, evalSummaryText, writeEvalOutputs } from '../../guard/eval/report.ts';
-import { Guard } from '../../guard/guard.ts';
 import { parseIntegerOption } from '../options.ts';
 import {
   addBackendOptions,
-  backendOf,
+  addPolicyOptions,
   type GuardBackendFlags,
   type GuardIo,
   type GuardPromptFlags,
   promptOptionsOf,
+  withGuard,
   withGuardErrors,
 } from './guard.ts';
 
@@ -76,27 +76,23 @@ function progressReporter(io: GuardIo, isTty: boolean): (done: number, total: nu
 
 export function registerGuardEval(guard: Command, io: GuardIo, isTty = process.stderr.isTTY === true): void {
   addBackendOptions(
-    guard
-      .command('eval')
-      .description('evaluate the guard on labelled data: precision, recall, F1, FPR, AUPRC, PR curve')
-      .requiredOption(
-        '-d, --data <file>',
-        'JSONL or CSV (optionally .gz): generic, XSTest or OpenAI moderation format',
-      )
-      .option('-f, --format <name>', `data format: ${EVAL_FORMATS.join(' | ')} (default: from the columns)`)
-      .option('-o, --out <dir>', 'folder for results.json and pr-curve.svg', 'orchard-out/guard-eval')
-      .option(
-        '--categories <file.json>',
-        'custom categories: [{code, name, description?}] or {"S1": "Name."}',
-      )
-      .option('--exclude <codes>', 'comma-separated category codes to leave out, e.g. S6,S7')
-      .option('--variant <v>', 'template: 1b, 8b or vision (default 1b)')
-      .option('--concurrency <n>', 'requests in flight (default 4)', (v: string) =>
-        parseIntegerOption('--concurrency', v),
-      )
-      .option('--limit <n>', 'evaluate only the first n examples', (v: string) =>
-        parseIntegerOption('--limit', v),
-      ),
+    addPolicyOptions(
+      guard
+        .command('eval')
+        .description('evaluate the guard on labelled data: precision, recall, F1, FPR, AUPRC, PR curve')
+        .requiredOption(
+          '-d, --data <file>',
+          'JSONL or CSV (optionally .gz): generic, XSTest or OpenAI moderation format',
+        )
+        .option('-f, --format <name>', `data format: ${EVAL_FORMATS.join(' | ')} (default: from the columns)`)
+        .option('-o, --out <dir>', 'folder for results.json and pr-curve.svg', 'orchard-out/guard-eval')
+        .option('--concurrency <n>', 'requests in flight (default 4)', (v: string) =>
+          parseIntegerOption('--concurrency', v),
+        )
+        .option('--limit <n>', 'evaluate only the first n examples', (v: string) =>
+          parseIntegerOption('--limit', v),
+        ),
+    ),
   )
     .option('--json', 'print the report (without per-example predictions) as JSON')
     .action(async (flags: EvalFlags) =>
@@ -105,24 +101,16 @@ export function registerGuardEval(guard: Command, io: GuardIo, isTty = process.s
         const dataset = loadData(flags);
         if (flags.concurrency !== undefined && flags.concurrency < 1)
           throw new ConfigError([{ path: '--concurrency', message: 'must be at least 1' }], 'arguments');
-        const backend = await backendOf(flags, promptOptions.variant ?? '1b');
-        try {
-          const g = new Guard({
-            backend,
-            ...promptOptions,
-            ...(flags.threshold !== undefined ? { threshold: flags.threshold } : {}),
-            ...(flags.timeout !== undefined ? { timeoutMs: flags.timeout } : {}),
-          });
-          io.err(
-            `guard eval: ${dataset.examples.length} examples (${dataset.format}) with ${backend.name}\n`,
-          );
+        await withGuard(flags, promptOptions, async (g) => {
+          const model = g.backend.name;
+          io.err(`guard eval: ${dataset.examples.length} examples (${dataset.format}) with ${model}\n`);
           const started = performance.now();
           const predictions = await runEval(g, dataset, {
             onProgress: progressReporter(io, isTty),
             ...(flags.concurrency !== undefined ? { concurrency: flags.concurrency } : {}),
           });
           const report = buildEvalReport(dataset, predictions, {
-            model: backend.name,
+            model,
             threshold: g.threshold,
             seconds: (performance.now() - started) / 1000,
           });
@@ -134,9 +122,7 @@ export function registerGuardEval(guard: Command, io: GuardIo, isTty = process.s
             io.out(evalSummaryText(report));
             io.out(`wrote ${paths.results}\nwrote ${paths.plot}\n`);
           }
-        } finally {
-          await backend.close();
-        }
+        });
       }),
     );
 }

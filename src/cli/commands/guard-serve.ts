@@ -4,16 +4,16 @@
  * src/guard/serve/moderations.ts) until SIGINT/SIGTERM, then closes the server and the backend.
  */
 import type { Command } from 'commander';
-import { Guard } from '../../guard/guard.ts';
 import { startModerationServer } from '../../guard/serve/server.ts';
 import { parseIntegerOption } from '../options.ts';
 import {
   addBackendOptions,
-  backendOf,
+  addPolicyOptions,
   type GuardBackendFlags,
   type GuardIo,
   type GuardPromptFlags,
   promptOptionsOf,
+  withGuard,
   withGuardErrors,
 } from './guard.ts';
 
@@ -27,52 +27,38 @@ interface ServeFlags
 
 /** Runs the server until `stop` fires (the CLI wires SIGINT/SIGTERM to it). */
 export async function runGuardServe(flags: ServeFlags, io: GuardIo, stop: AbortSignal): Promise<void> {
-  const promptOptions = await promptOptionsOf(flags);
-  const backend = await backendOf(flags, promptOptions.variant ?? '1b');
-  try {
-    const guard = new Guard({
-      backend,
-      ...promptOptions,
-      ...(flags.threshold !== undefined ? { threshold: flags.threshold } : {}),
-      ...(flags.timeout !== undefined ? { timeoutMs: flags.timeout } : {}),
-    });
+  await withGuard(flags, await promptOptionsOf(flags), async (guard) => {
     const server = await startModerationServer({
       guard,
       host: flags.host,
       port: flags.port,
       ...(flags.name !== undefined ? { model: flags.name } : {}),
     });
-    io.out(`guard serve: POST ${server.url}/v1/moderations (model ${flags.name ?? backend.name})\n`);
+    io.out(`guard serve: POST ${server.url}/v1/moderations (model ${flags.name ?? guard.backend.name})\n`);
     if (!stop.aborted)
       await new Promise<void>((resolve) => stop.addEventListener('abort', () => resolve(), { once: true }));
     await server.close();
     io.err('guard serve: stopped\n');
-  } finally {
-    await backend.close();
-  }
+  });
 }
 
 export function registerGuardServe(guard: Command, io: GuardIo): void {
   addBackendOptions(
-    guard
-      .command('serve')
-      .description(
-        'HTTP moderation endpoint in the shape of the OpenAI moderations API (POST /v1/moderations)',
-      )
-      .option(
-        '-p, --port <n>',
-        'port (0: any free port)',
-        (v: string) => parseIntegerOption('--port', v),
-        8080,
-      )
-      .option('--host <addr>', 'address to listen on', '127.0.0.1')
-      .option('--name <model>', 'model name reported in responses (default: the backend name)')
-      .option(
-        '--categories <file.json>',
-        'custom categories: [{code, name, description?}] or {"S1": "Name."}',
-      )
-      .option('--exclude <codes>', 'comma-separated category codes to leave out, e.g. S6,S7')
-      .option('--variant <v>', 'template: 1b, 8b or vision (default 1b)'),
+    addPolicyOptions(
+      guard
+        .command('serve')
+        .description(
+          'HTTP moderation endpoint in the shape of the OpenAI moderations API (POST /v1/moderations)',
+        )
+        .option(
+          '-p, --port <n>',
+          'port (0: any free port)',
+          (v: string) => parseIntegerOption('--port', v),
+          8080,
+        )
+        .option('--host <addr>', 'address to listen on', '127.0.0.1')
+        .option('--name <model>', 'model name reported in responses (default: the backend name)'),
+    ),
   ).action(async (flags: ServeFlags) =>
     withGuardErrors(async () => {
       const stop = new AbortController();

@@ -71,15 +71,22 @@ function parseThreshold(value: string): number {
   return v;
 }
 
-/** Flags that decide what prompt is rendered: shared by check, render and anything built on them. */
-export function addPromptOptions(cmd: Command): Command {
+/** Flags that set the policy and template: shared by every subcommand that renders prompts. */
+export function addPolicyOptions(cmd: Command): Command {
   return cmd
-    .option('-r, --response <text>', 'an agent reply to judge (response classification)')
-    .option('-i, --image <file>', 'one PNG/JPEG/WebP image (vision variant)')
-    .option('-c, --conversation <file.json>', 'OpenAI-format chat messages (roles user/assistant)')
     .option('--categories <file.json>', 'custom categories: [{code, name, description?}] or {"S1": "Name."}')
     .option('--exclude <codes>', 'comma-separated category codes to leave out, e.g. S6,S7')
-    .option('--variant <v>', `template: ${GUARD_VARIANTS.join(', ')} (default 1b)`)
+    .option('--variant <v>', `template: ${GUARD_VARIANTS.join(', ')} (default 1b)`);
+}
+
+/** Flags that decide what prompt is rendered: shared by check, render and anything built on them. */
+export function addPromptOptions(cmd: Command): Command {
+  return addPolicyOptions(
+    cmd
+      .option('-r, --response <text>', 'an agent reply to judge (response classification)')
+      .option('-i, --image <file>', 'one PNG/JPEG/WebP image (vision variant)')
+      .option('-c, --conversation <file.json>', 'OpenAI-format chat messages (roles user/assistant)'),
+  )
     .option('--max-image-bytes <n>', 'image size limit (default 10 MiB)', (v: string) =>
       parseIntegerOption('--max-image-bytes', v),
     )
@@ -195,6 +202,29 @@ export async function backendOf(flags: GuardBackendFlags, variant: GuardModelVar
 }
 
 /**
+ * Runs `run` with a Guard over the backend the flags pick (threshold and deadline from the flags too),
+ * closing the backend afterwards whatever happens.
+ */
+export async function withGuard<T>(
+  flags: GuardBackendFlags,
+  promptOptions: PromptOptions,
+  run: (guard: Guard) => Promise<T>,
+): Promise<T> {
+  const backend = await backendOf(flags, promptOptions.variant ?? '1b');
+  try {
+    const guard = new Guard({
+      backend,
+      ...promptOptions,
+      ...(flags.threshold !== undefined ? { threshold: flags.threshold } : {}),
+      ...(flags.timeout !== undefined ? { timeoutMs: flags.timeout } : {}),
+    });
+    return await run(guard);
+  } finally {
+    await backend.close();
+  }
+}
+
+/**
  * Maps guard errors to the CLI's exit codes: input errors become ConfigErrors (exit 2, listed like
  * other usage errors); runtime ones become a one-line error (exit 1) without a JS stack trace.
  */
@@ -239,22 +269,12 @@ export function registerGuardCheck(guard: Command, io: GuardIo = STD_IO): void {
         withGuardErrors(async () => {
           const promptOptions = await promptOptionsOf(flags);
           const { input, ...conv } = await inputOf(text, flags);
-          const variant = promptOptions.variant ?? '1b';
           // Validate the request before paying for a model load.
           await preparePrompt(input, { ...promptOptions, ...conv });
-          const backend = await backendOf(flags, variant);
-          try {
-            const g = new Guard({
-              backend,
-              ...promptOptions,
-              ...(flags.threshold !== undefined ? { threshold: flags.threshold } : {}),
-              ...(flags.timeout !== undefined ? { timeoutMs: flags.timeout } : {}),
-            });
+          await withGuard(flags, promptOptions, async (g) => {
             const r = await g.check(input, conv);
             io.out(flags.json ? `${JSON.stringify(r)}\n` : `${formatResult(r)}\n`);
-          } finally {
-            await backend.close();
-          }
+          });
         }),
     );
 }
