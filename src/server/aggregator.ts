@@ -224,8 +224,8 @@ function parseHeader(header: Record<string, unknown>): UpdateHeader {
   return typeof trainLoss === 'number' && Number.isFinite(trainLoss) ? { ...base, trainLoss } : base;
 }
 
-/** Squared L2 norm, or NaN as soon as a non-finite value shows up (one pass for both checks). */
-function squaredNormOrNaN(values: Float32Array): number {
+/** Squared L2 norm; not finite when a value is NaN/±Inf (one pass for both checks). */
+function squaredNormOrNonFinite(values: Float32Array): number {
   let sum = 0;
   for (let i = 0; i < values.length; i++) {
     const v = values[i] as number;
@@ -330,7 +330,7 @@ export class Aggregator {
           'shape',
           `update has ${delta.length} values, the model ${coordinator.numParams}`,
         );
-      const squaredNorm = squaredNormOrNaN(delta);
+      const squaredNorm = squaredNormOrNonFinite(delta);
       if (!Number.isFinite(squaredNorm)) {
         // Tell NaN/Inf apart from an overflowing (but finite) update.
         for (let i = 0; i < delta.length; i++)
