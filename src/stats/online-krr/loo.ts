@@ -35,6 +35,18 @@ export function blocksOf(n: number, blockSize: number): Array<[number, number]> 
   return out;
 }
 
+/** Cholesky factor of the diagonal block M_SS of the inverse, S = [start, end); the caller meters it. */
+function factorInverseBlock(window: KrrWindow, start: number, end: number, what: string): Float64Array {
+  const b = end - start;
+  const mbb = new Float64Array(b * b);
+  const l = new Float64Array(b * b);
+  for (let i = 0; i < b; i++)
+    for (let j = 0; j < b; j++) mbb[i * b + j] = window.inverseAt(start + i, start + j);
+  if (!choleskyInPlace(mbb, l, b, b))
+    throw new OrchardError('INVALID_STATE', `${what} of the inverse is not positive definite`);
+  return l;
+}
+
 /** e_B = (M_BB)⁻¹ α_B for one block, written into `out` at the block's positions. */
 function blockResidual(
   window: KrrWindow,
@@ -49,12 +61,7 @@ function blockResidual(
     window.meter.add(1);
     return;
   }
-  const mbb = new Float64Array(b * b);
-  const l = new Float64Array(b * b);
-  for (let i = 0; i < b; i++)
-    for (let j = 0; j < b; j++) mbb[i * b + j] = window.inverseAt(start + i, start + j);
-  if (!choleskyInPlace(mbb, l, b, b))
-    throw new OrchardError('INVALID_STATE', 'a diagonal block of the inverse is not positive definite');
+  const l = factorInverseBlock(window, start, end, 'a diagonal block');
   const rhs = alpha.slice(start, end);
   choleskySolve(l, b, b, rhs);
   out.set(rhs, start);
@@ -189,14 +196,8 @@ function recentSet(window: KrrWindow, recent: number, gap: number): { start: num
 
 /** Cholesky factor of M_SS for S = [start, n) (|S|³/3 flops). */
 function factorTail(window: KrrWindow, start: number): { l: Float64Array; s: number } {
-  const n = window.size;
-  const s = n - start;
-  const mss = new Float64Array(s * s);
-  const l = new Float64Array(s * s);
-  for (let i = 0; i < s; i++)
-    for (let j = 0; j < s; j++) mss[i * s + j] = window.inverseAt(start + i, start + j);
-  if (!choleskyInPlace(mss, l, s, s))
-    throw new OrchardError('INVALID_STATE', 'the trailing block of the inverse is not positive definite');
+  const s = window.size - start;
+  const l = factorInverseBlock(window, start, window.size, 'the trailing block');
   window.meter.add((s * s * s) / 3);
   return { l, s };
 }
