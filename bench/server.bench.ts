@@ -50,7 +50,7 @@ function post(
   url: string,
   path: string,
   headers: Record<string, string>,
-  body: Uint8Array | string,
+  ...chunks: Array<Uint8Array | string>
 ) {
   return new Promise<{ status: number; body: string }>((resolve, reject) => {
     const req = request(`${url}${path}`, { method: 'POST', agent, headers }, (res) => {
@@ -63,7 +63,8 @@ function post(
     });
     req.on('error', reject);
     req.setTimeout(30_000, () => req.destroy(new Error('request timed out')));
-    req.end(body);
+    for (const chunk of chunks.slice(0, -1)) req.write(chunk);
+    req.end(chunks.at(-1));
   });
 }
 
@@ -98,28 +99,14 @@ async function load(job: LoadJob): Promise<number> {
     return withCount;
   };
   const upload = (path: string, headers: Record<string, string>, head: Buffer) =>
-    new Promise<{ status: number; body: string }>((resolve, reject) => {
-      const req = request(
-        `${job.url}${path}`,
-        {
-          method: 'POST',
-          agent,
-          headers: { ...headers, 'content-length': String(head.length + floatBytes.length) },
-        },
-        (res) => {
-          let text = '';
-          res.setEncoding('utf8');
-          res.on('data', (c: string) => {
-            text += c;
-          });
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
-        },
-      );
-      req.on('error', reject);
-      req.setTimeout(30_000, () => req.destroy(new Error('request timed out')));
-      req.write(head);
-      req.end(floatBytes);
-    });
+    post(
+      agent,
+      job.url,
+      path,
+      { ...headers, 'content-length': String(head.length + floatBytes.length) },
+      head,
+      floatBytes,
+    );
   // Assignments are fetched before the clock starts: the figure is uploads/s (check-ins have their own).
   const assignments: Array<Extract<CheckinResponse, { action: 'train' }>> = [];
   if (job.kind === 'ingest') for (let i = 0; i < job.prefetch; i++) assignments.push(await checkin());
