@@ -5,7 +5,7 @@ import { allFinite } from '../../core/vec.ts';
 import { createOptimizer, type Optimizer } from '../../nn/optim.ts';
 import type { OptimizerSpec, StalenessSpec } from '../spec.ts';
 import { type StalenessWeight, stalenessWeight } from '../staleness.ts';
-import type { ClientUpdate, RejectReason, UpdateOutcome } from '../types.ts';
+import type { ClientUpdate, RejectReason, StrategySnapshot, UpdateOutcome } from '../types.ts';
 
 export type Rejection = Extract<UpdateOutcome, { kind: 'rejected' }>;
 
@@ -15,10 +15,16 @@ export function reject(reason: RejectReason, message: string, staleness?: number
     : { kind: 'rejected', reason, message, staleness };
 }
 
-/** Validates a snapshot's version before a strategy adopts it. */
-export function checkSnapshotVersion(version: number): void {
+/** Validates a snapshot's version and model size before a strategy adopts any of it. */
+export function checkSnapshot(snapshot: StrategySnapshot, numParams: number): void {
+  const { version, params } = snapshot;
   if (!(Number.isInteger(version) && version >= 0))
     throw new OrchardError('INVALID_ARGUMENT', `snapshot version must be an integer ≥ 0, got ${version}`);
+  if (params.length !== numParams)
+    throw new OrchardError(
+      'SHAPE_MISMATCH',
+      `snapshot has ${params.length} parameters, the model ${numParams}`,
+    );
 }
 
 /**
@@ -65,13 +71,8 @@ export class ServerStepper {
   exportState(): { steps: number; slots: readonly Float32Array[] } {
     return this.optimizer.exportState();
   }
-  /** Restores parameters (copied) and optimizer state from a checkpoint. */
+  /** Restores parameters (copied; their length checked by checkSnapshot) and optimizer state. */
   restore(params: Float32Array, state: { steps: number; slots: readonly Float32Array[] }): void {
-    if (params.length !== this.params.length)
-      throw new OrchardError(
-        'SHAPE_MISMATCH',
-        `snapshot has ${params.length} parameters, the model ${this.params.length}`,
-      );
     this.optimizer.importState(state);
     this.params = new Float32Array(params);
   }

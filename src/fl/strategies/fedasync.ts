@@ -4,7 +4,7 @@
  * implemented as x ← x − α_s·delta on the current model (the usual FedAsync-with-deltas form; it
  * equals the paper's rule when the client's base is the current model). One version per update.
  */
-import { ConfigError, OrchardError } from '../../core/errors.ts';
+import { ConfigError } from '../../core/errors.ts';
 import { axpy } from '../../core/vec.ts';
 import type { StalenessSpec } from '../spec.ts';
 import type {
@@ -16,7 +16,7 @@ import type {
   TimerOutcome,
   UpdateOutcome,
 } from '../types.ts';
-import { AsyncAdmission, checkSnapshotVersion } from './common.ts';
+import { AsyncAdmission, checkSnapshot } from './common.ts';
 
 export interface FedAsyncOptions {
   readonly alpha: number;
@@ -70,12 +70,7 @@ export class FedAsync implements Strategy, DurableStrategy {
   }
 
   restore(snapshot: StrategySnapshot): void {
-    checkSnapshotVersion(snapshot.version);
-    if (snapshot.params.length !== this.current.length)
-      throw new OrchardError(
-        'SHAPE_MISMATCH',
-        `snapshot has ${snapshot.params.length} parameters, the model ${this.current.length}`,
-      );
+    checkSnapshot(snapshot, this.current.length);
     this.current = new Float32Array(snapshot.params);
     this.versionNo = snapshot.version;
   }

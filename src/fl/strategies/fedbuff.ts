@@ -33,7 +33,7 @@ import type {
   TimerOutcome,
   UpdateOutcome,
 } from '../types.ts';
-import { AsyncAdmission, checkSnapshotVersion, normalize, ServerStepper } from './common.ts';
+import { AsyncAdmission, checkSnapshot, normalize, ServerStepper } from './common.ts';
 import {
   DpAggregator,
   type PrivacyReport,
@@ -278,7 +278,7 @@ export class FedBuff implements Strategy, DurableStrategy, Partial<PrivateStrate
 
   restore(snapshot: StrategySnapshot): void {
     this.checkSnapshotable();
-    checkSnapshotVersion(snapshot.version);
+    checkSnapshot(snapshot, this.numParams);
     const buffer = snapshot.buffer ?? { sum: new Float32Array(this.numParams), count: 0, examples: 0 };
     if (buffer.sum.length !== this.numParams)
       throw new OrchardError(
