@@ -1,9 +1,30 @@
 /** Shared option parsing for CLI commands: bad values are ConfigErrors (exit code 2). */
-import { ConfigError } from '../core/errors.ts';
+import { ConfigError, type Issue } from '../core/errors.ts';
 
 export function parseIntegerOption(flag: string, value: string): number {
   if (!/^-?\d+$/.test(value.trim()) || !Number.isSafeInteger(Number(value))) {
     throw new ConfigError([{ path: flag, message: `expected an integer, got '${value}'` }], 'arguments');
   }
   return Number(value);
+}
+
+/**
+ * Gathers the issues of several option parsers so that one ConfigError names every bad flag:
+ * `attempt` runs a parser and, when it throws a ConfigError, keeps its issues and returns undefined.
+ */
+export function issueCollector(): {
+  readonly issues: Issue[];
+  readonly attempt: <T>(parse: () => T) => T | undefined;
+} {
+  const issues: Issue[] = [];
+  const attempt = <T>(parse: () => T): T | undefined => {
+    try {
+      return parse();
+    } catch (e) {
+      if (e instanceof ConfigError) issues.push(...e.issues);
+      else throw e;
+      return undefined;
+    }
+  };
+  return { issues, attempt };
 }

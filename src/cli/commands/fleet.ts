@@ -9,8 +9,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { type FleetOptions, type FleetSummary, runFleet } from '../../client/fleet.ts';
-import { ConfigError, type Issue } from '../../core/errors.ts';
-import { parseIntegerOption } from '../options.ts';
+import { ConfigError } from '../../core/errors.ts';
+import { issueCollector, parseIntegerOption } from '../options.ts';
 import { parseNumberOption } from './privacy.ts';
 
 export interface FleetFlags {
@@ -47,16 +47,7 @@ function enrollmentKeyOf(flags: FleetFlags): string | undefined {
 
 /** Parses every flag, collecting all problems into one ConfigError (exit code 2, nothing runs). */
 export function fleetOptionsFrom(flags: FleetFlags): FleetOptions {
-  const issues: Issue[] = [];
-  const attempt = <T>(parse: () => T): T | undefined => {
-    try {
-      return parse();
-    } catch (e) {
-      if (e instanceof ConfigError) issues.push(...e.issues);
-      else throw e;
-      return undefined;
-    }
-  };
+  const { issues, attempt } = issueCollector();
   const positiveInt = (flag: string, value: string | undefined): number | undefined => {
     if (value === undefined) return undefined;
     const n = attempt(() => parseIntegerOption(flag, value));

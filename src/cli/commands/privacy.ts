@@ -4,14 +4,14 @@
  * Bad numbers are ConfigErrors (exit code 2, nothing computed).
  */
 import type { Command } from 'commander';
-import { ConfigError, type Issue } from '../../core/errors.ts';
+import { ConfigError } from '../../core/errors.ts';
 import {
   ACCOUNTANTS,
   type AccountantKind,
   epsilonFor,
   noiseMultiplierFor,
 } from '../../privacy/dp/calibrate.ts';
-import { parseIntegerOption } from '../options.ts';
+import { issueCollector, parseIntegerOption } from '../options.ts';
 
 const DECIMAL = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
 
@@ -50,16 +50,7 @@ function parseFlags<K extends 'noiseMultiplier' | 'epsilon'>(
   main: K,
   mainFlag: string,
 ): Record<K, number> & { samplingRate: number; steps: number; delta: number; accountant: AccountantKind } {
-  const issues: Issue[] = [];
-  const attempt = <T>(parse: () => T): T | undefined => {
-    try {
-      return parse();
-    } catch (e) {
-      if (e instanceof ConfigError) issues.push(...e.issues);
-      else throw e;
-      return undefined;
-    }
-  };
+  const { issues, attempt } = issueCollector();
   const mainValue = attempt(() => parseNumberOption(mainFlag, raw[main] ?? ''));
   const samplingRate = attempt(() => parseNumberOption('--sampling-rate', raw.samplingRate));
   const steps = attempt(() => parseIntegerOption('--steps', raw.steps));
