@@ -68,6 +68,32 @@ async function status(url: string): Promise<StatusResponse['tasks'][number]> {
   return task;
 }
 
+/**
+ * The model served at `version` equals an independent float64 replay of the acknowledged updates:
+ * constant staleness weights, one example each, SGD lr 1 → x₀ − (1/K)·Σ δᵢ.
+ */
+async function assertServedModel(
+  url: string,
+  token: string,
+  version: number,
+  acked: Iterable<number>,
+): Promise<void> {
+  const model = await fetch(`${url}/v1/tasks/crash/models/${version}`, {
+    headers: { authorization: `Bearer ${token}` },
+  });
+  const served = decodeFrame(new Uint8Array(await model.arrayBuffer())).floats;
+  const reference = Float64Array.from(taskRuntime(parseTaskSpec(TASK)).initialParams);
+  for (const index of acked) {
+    const d = deltaOf(index);
+    for (let j = 0; j < NUM_PARAMS; j++) reference[j] = (reference[j] as number) - (d[j] as number) / K;
+  }
+  for (let j = 0; j < NUM_PARAMS; j++)
+    assert.ok(
+      Math.abs((served[j] as number) - (reference[j] as number)) < 1e-4,
+      `param ${j}: ${served[j]} vs ${reference[j]}`,
+    );
+}
+
 test('kill -9 at 20 random points: every acknowledged update applied exactly once, versions never go back', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'orchard-crash-'));
   const taskFile = join(dir, 'task.json');
@@ -153,22 +179,7 @@ test('kill -9 at 20 random points: every acknowledged update applied exactly onc
   }
   const final = await status(server.url);
   assert.equal(final.version, acked.size / K, `${acked.size} updates in buffers of ${K}`);
-  const model = await fetch(`${server.url}/v1/tasks/crash/models/${final.version}`, {
-    headers: { authorization: `Bearer ${token}` },
-  });
-  const served = decodeFrame(new Uint8Array(await model.arrayBuffer())).floats;
-
-  // Reference: constant staleness weights, one example each, SGD lr 1 → x₀ − (1/K)·Σ δᵢ.
-  const reference = Float64Array.from(taskRuntime(parseTaskSpec(TASK)).initialParams);
-  for (const index of acked.keys()) {
-    const d = deltaOf(index);
-    for (let j = 0; j < NUM_PARAMS; j++) reference[j] = (reference[j] as number) - (d[j] as number) / K;
-  }
-  for (let j = 0; j < NUM_PARAMS; j++)
-    assert.ok(
-      Math.abs((served[j] as number) - (reference[j] as number)) < 1e-4,
-      `param ${j}: ${served[j]} vs ${reference[j]}`,
-    );
+  await assertServedModel(server.url, token, final.version, acked.keys());
   t.diagnostic(
     `${acked.size} updates over 20 kills; ${duplicatesAfterCrash} retried uploads had been applied before the crash`,
   );
@@ -258,17 +269,7 @@ test('roles as separate processes: kill -9 of a random role at 6 seeded points, 
     final = await status(url('coordinator'));
   }
   assert.equal(final.version, acked.size / K, `${acked.size} updates in buffers of ${K}`);
-  const model = await fetch(`${url('coordinator')}/v1/tasks/crash/models/${final.version}`, {
-    headers: { authorization: `Bearer ${token}` },
-  });
-  const served = decodeFrame(new Uint8Array(await model.arrayBuffer())).floats;
-  const reference = Float64Array.from(taskRuntime(parseTaskSpec(TASK)).initialParams);
-  for (const index of acked.keys()) {
-    const d = deltaOf(index);
-    for (let j = 0; j < NUM_PARAMS; j++) reference[j] = (reference[j] as number) - (d[j] as number) / K;
-  }
-  for (let j = 0; j < NUM_PARAMS; j++)
-    assert.ok(Math.abs((served[j] as number) - (reference[j] as number)) < 1e-4, `param ${j}`);
+  await assertServedModel(url('coordinator'), token, final.version, acked.keys());
   t.diagnostic(`${acked.size} updates; killed ${victims.join(', ')}`);
   assert.ok(acked.size > 20, `only ${acked.size} updates went through`);
 });
