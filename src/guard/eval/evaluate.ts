@@ -39,13 +39,20 @@ function request(example: EvalExample) {
   };
 }
 
-function toPrediction(example: EvalExample, result: GuardResult): EvalPrediction {
+/** The example's identity and ground truth, which every prediction carries. */
+function truthOf(example: EvalExample): EvalPrediction {
   return {
     id: example.id,
     line: example.line,
     unsafe: example.unsafe,
     categories: example.categories,
     ...(example.language === undefined ? {} : { language: example.language }),
+  };
+}
+
+function toPrediction(example: EvalExample, result: GuardResult): EvalPrediction {
+  return {
+    ...truthOf(example),
     score: result.score,
     predictedUnsafe: !result.safe,
     predictedCategories: result.categories,
@@ -79,14 +86,7 @@ export async function runEval(
         out[i] = toPrediction(example, result);
       } catch (e) {
         if (e instanceof GuardError && GUARD_INPUT_ERRORS.has(e.code)) {
-          out[i] = {
-            id: example.id,
-            line: example.line,
-            unsafe: example.unsafe,
-            categories: example.categories,
-            ...(example.language === undefined ? {} : { language: example.language }),
-            error: { code: e.code, message: e.message },
-          };
+          out[i] = { ...truthOf(example), error: { code: e.code, message: e.message } };
         } else {
           failed ??= e;
           return;
