@@ -13,9 +13,7 @@
  */
 import { createServer, type IncomingHttpHeaders, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { prepareConversation } from '../conversation.ts';
-import { resolvePolicy } from '../taxonomy.ts';
-import { renderPrompt } from '../template.ts';
+import { preparePrompt } from '../guard.ts';
 import type { Category, Conversation, GuardModelVariant, ImageSource, RenderedPrompt } from '../types.ts';
 
 export interface RecordedRequest {
@@ -406,28 +404,12 @@ export function fakeOllamaAnswer(d: FakeDecision, withLogprobs: boolean, model =
 // ---------------------------------------------------------------------------------------------
 // Prompts rendered the way Guard renders them (validation, policy, template), for backend tests.
 
-export async function renderForTest(
+export function renderForTest(
   variant: GuardModelVariant,
   conversation: Conversation,
   options: { image?: ImageSource; categories?: readonly Category[]; excluded?: readonly string[] } = {},
 ): Promise<RenderedPrompt> {
-  const prepared = await prepareConversation(
-    conversation,
-    variant,
-    options.image === undefined ? {} : { image: options.image },
-  );
-  const policy = resolvePolicy(variant, options.categories, options.excluded);
-  const out = renderPrompt({ variant, messages: prepared.messages, policy });
-  return {
-    variant,
-    text: out.text,
-    prefix: out.prefix,
-    classifiedRole: out.classifiedRole,
-    messages: prepared.messages,
-    categories: policy.categories,
-    excluded: policy.excluded,
-    ...(prepared.image === undefined ? {} : { image: prepared.image }),
-  };
+  return preparePrompt(conversation, { variant, ...options });
 }
 
 /** A PNG signature followed by a few bytes: enough for the magic-byte check. */
