@@ -8,6 +8,18 @@ export function parseIntegerOption(flag: string, value: string): number {
   return Number(value);
 }
 
+const DECIMAL = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
+
+/** A finite decimal number; hex, blanks, 'Infinity' and trailing junk are refused. */
+export function parseNumberOption(flag: string, value: string): number {
+  const trimmed = value.trim();
+  const n = Number(trimmed);
+  if (!DECIMAL.test(trimmed) || !Number.isFinite(n)) {
+    throw new ConfigError([{ path: flag, message: `expected a number, got '${value}'` }], 'arguments');
+  }
+  return n;
+}
+
 /**
  * Gathers the issues of several option parsers so that one ConfigError names every bad flag:
  * `attempt` runs a parser and, when it throws a ConfigError, keeps its issues and returns undefined.

@@ -10,8 +10,7 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import { type FleetOptions, type FleetSummary, runFleet } from '../../client/fleet.ts';
 import { ConfigError } from '../../core/errors.ts';
-import { issueCollector, parseIntegerOption } from '../options.ts';
-import { parseNumberOption } from './privacy.ts';
+import { issueCollector, parseIntegerOption, parseNumberOption } from '../options.ts';
 
 export interface FleetFlags {
   readonly server: string;

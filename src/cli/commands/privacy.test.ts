@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { parseNumberOption } from './privacy.ts';
+import { parseNumberOption } from '../options.ts';
 
 const BIN = join(import.meta.dirname, '..', '..', '..', 'bin', 'orchard.js');
 

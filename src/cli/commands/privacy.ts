@@ -11,19 +11,7 @@ import {
   epsilonFor,
   noiseMultiplierFor,
 } from '../../privacy/dp/calibrate.ts';
-import { issueCollector, parseIntegerOption } from '../options.ts';
-
-const DECIMAL = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
-
-/** A finite decimal number; hex, blanks, 'Infinity' and trailing junk are refused. */
-export function parseNumberOption(flag: string, value: string): number {
-  const trimmed = value.trim();
-  const n = Number(trimmed);
-  if (!DECIMAL.test(trimmed) || !Number.isFinite(n)) {
-    throw new ConfigError([{ path: flag, message: `expected a number, got '${value}'` }], 'arguments');
-  }
-  return n;
-}
+import { issueCollector, parseIntegerOption, parseNumberOption } from '../options.ts';
 
 function parseAccountant(value: string): AccountantKind {
   if (!ACCOUNTANTS.includes(value as AccountantKind))
