@@ -8,6 +8,8 @@
  * version v keeps training from exactly version v.
  */
 
+import type { OptimizerState } from '../nn/optim.ts';
+
 export interface ClientUpdate {
   readonly clientId: number;
   /** The model version the client downloaded and trained from. */
@@ -70,7 +72,7 @@ export interface StrategySnapshot {
   /** FedBuff: the partly filled buffer (weighted sum, updates, examples). */
   readonly buffer?: { readonly sum: Float32Array; readonly count: number; readonly examples: number };
   /** Server optimizer state (momentum velocity, Adam moments and step count). */
-  readonly optimizer?: { readonly steps: number; readonly slots: readonly Float32Array[] };
+  readonly optimizer?: OptimizerState;
 }
 
 /**

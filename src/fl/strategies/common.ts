@@ -2,7 +2,7 @@
 
 import { OrchardError } from '../../core/errors.ts';
 import { allFinite } from '../../core/vec.ts';
-import { createOptimizer, type Optimizer } from '../../nn/optim.ts';
+import { createOptimizer, type Optimizer, type OptimizerState } from '../../nn/optim.ts';
 import type { OptimizerSpec, StalenessSpec } from '../spec.ts';
 import { type StalenessWeight, stalenessWeight } from '../staleness.ts';
 import type { ClientUpdate, RejectReason, StrategySnapshot, UpdateOutcome } from '../types.ts';
@@ -68,11 +68,11 @@ export class ServerStepper {
     this.optimizer = createOptimizer(spec, initialParams.length);
     this.params = new Float32Array(initialParams);
   }
-  exportState(): { steps: number; slots: readonly Float32Array[] } {
+  exportState(): OptimizerState {
     return this.optimizer.exportState();
   }
   /** Restores parameters (copied; their length checked by checkSnapshot) and optimizer state. */
-  restore(params: Float32Array, state: { steps: number; slots: readonly Float32Array[] }): void {
+  restore(params: Float32Array, state: OptimizerState): void {
     this.optimizer.importState(state);
     this.params = new Float32Array(params);
   }
