@@ -259,9 +259,9 @@ export function errorFor(e: unknown): ModerationRequestError {
         return new ModerationRequestError(503, 'the server is shutting down', { code });
       case 'ABORTED':
         return new ModerationRequestError(499, 'request aborted', { code });
+      case 'IMAGE_TOO_LARGE':
+        return new ModerationRequestError(413, e.message, { param: 'input', code });
       default:
-        if (e.code === 'IMAGE_TOO_LARGE')
-          return new ModerationRequestError(413, e.message, { param: 'input', code });
         return new ModerationRequestError(400, e.message, { param: 'input', code });
     }
   }
