@@ -87,14 +87,16 @@ export interface ModerationItem {
   readonly inputTypes: readonly ('text' | 'image')[];
 }
 
+const notDataUrl = (param: string) =>
+  bad(
+    'only data: URLs are accepted for images (the server does not fetch URLs or read files)',
+    param,
+    'image_url_not_data',
+  );
+
 function dataUrlImage(url: unknown, param: string): ContentPart {
   if (typeof url !== 'string' || url === '') throw bad('image_url needs a url', param);
-  if (!url.startsWith('data:'))
-    throw bad(
-      'only data: URLs are accepted for images (the server does not fetch URLs or read files)',
-      param,
-      'image_url_not_data',
-    );
+  if (!url.startsWith('data:')) throw notDataUrl(param);
   return { type: 'image', image: { base64: url } };
 }
 
@@ -155,12 +157,7 @@ export function parseModerationRequest(body: unknown, limits: ParseLimits = {}):
       if (typeof m.content === 'string') return m;
       // parseOpenAIConversation also resolves file paths; a server must not read local files.
       for (const p of m.content)
-        if (p.type === 'image' && !('base64' in (p.image as object)))
-          throw bad(
-            'only data: URLs are accepted for images (the server does not fetch URLs or read files)',
-            `messages[${i}]`,
-            'image_url_not_data',
-          );
+        if (p.type === 'image' && !('base64' in (p.image as object))) throw notDataUrl(`messages[${i}]`);
       return m;
     });
     return [{ conversation, inputTypes: typesOf(conversation) }];
