@@ -28,7 +28,7 @@ import {
 import { OrchardClientError } from './errors.ts';
 import { LatencyHistogram } from './histogram.ts';
 import { nodeHttpFetch, nodePlatform } from './platform/node.ts';
-import { type FetchLike, MemoryStore } from './platform.ts';
+import { type FetchLike, MemoryStore, timerSleep } from './platform.ts';
 import type { RetryPolicy } from './retry.ts';
 import { localTrainer, TrainerContext } from './trainer.ts';
 
@@ -291,22 +291,12 @@ export async function runFleet(options: FleetOptions): Promise<FleetSummary> {
     for (const ac of controllers) ac.abort(stop.signal.reason);
   };
   if (options.signal?.aborted) halt('aborted');
-  const sleep = (ms: number, signal: AbortSignal) =>
-    new Promise<boolean>((resolve) => {
-      if (signal.aborted) {
-        resolve(false);
-        return;
-      }
-      const done = () => {
-        clearTimeout(timer);
-        resolve(false);
-      };
-      const timer = setTimeout(() => {
-        signal.removeEventListener('abort', done);
-        resolve(true);
-      }, ms);
-      signal.addEventListener('abort', done, { once: true });
-    });
+  /** Resolves true after ms, false as soon as the signal aborts. */
+  const sleep = (ms: number, signal: AbortSignal): Promise<boolean> =>
+    timerSleep(ms, signal).then(
+      () => true,
+      () => false,
+    );
 
   /** One trip of device k; returns how long the worker should pause before the next one. */
   const trip = async (k: number, signal: AbortSignal): Promise<number> => {
