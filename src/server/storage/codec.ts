@@ -2,7 +2,14 @@
  * Helpers shared by the storage backends: byte-exact blob conversion and argument validation, so
  * both backends reject the same inputs with the same typed errors before touching the database.
  */
-import type { Checkpoint, DeviceRecord, JournalEntryInput, MetricRecord, TaskRecord } from './types.ts';
+import type {
+  Checkpoint,
+  DeviceRecord,
+  JournalEntry,
+  JournalEntryInput,
+  MetricRecord,
+  TaskRecord,
+} from './types.ts';
 import { StorageError } from './types.ts';
 
 /** A copy of the array's bytes (the caller may reuse or mutate its array after we return). */
@@ -141,4 +148,70 @@ export function checkJournalSeq(cp: Checkpoint, previousJournalSeq: number, last
   if (cp.journalSeq > lastSeq) {
     invalid(`journalSeq ${cp.journalSeq} is beyond the last appended seq ${lastSeq}`);
   }
+}
+
+// Rows as both backends return them (PostgreSQL's int8 parsed as numbers, see postgres.ts).
+export interface TaskRow {
+  task_id: string;
+  spec: string;
+  created_at: number;
+}
+export interface CheckpointRow {
+  task_id: string;
+  version: number;
+  params: Buffer;
+  state: Buffer;
+  journal_seq: number;
+  created_at: number;
+}
+export interface JournalRow {
+  task_id: string;
+  seq: number;
+  idempotency_key: string;
+  device_id: string;
+  assignment_id: string;
+  base_version: number;
+  num_examples: number;
+  delta: Buffer;
+  response: string;
+  accepted_at: number;
+}
+export interface DeviceRow {
+  device_id: string;
+  token_hash: string;
+  created_at: number;
+  revoked_at: number | null;
+}
+export function taskFromRow(r: TaskRow): TaskRecord {
+  return { taskId: r.task_id, spec: decodeJson(r.spec, 'task spec'), createdAt: r.created_at };
+}
+
+export function checkpointFromRow(r: CheckpointRow): Checkpoint {
+  return {
+    taskId: r.task_id,
+    version: r.version,
+    params: bytesToFloat32(r.params, 'checkpoint params'),
+    state: copyBytes(r.state),
+    journalSeq: r.journal_seq,
+    createdAt: r.created_at,
+  };
+}
+
+export function entryFromRow(r: JournalRow): JournalEntry {
+  return {
+    taskId: r.task_id,
+    seq: r.seq,
+    idempotencyKey: r.idempotency_key,
+    deviceId: r.device_id,
+    assignmentId: r.assignment_id,
+    baseVersion: r.base_version,
+    numExamples: r.num_examples,
+    delta: bytesToFloat32(r.delta, 'journal delta'),
+    response: decodeJson(r.response, 'journal response'),
+    acceptedAt: r.accepted_at,
+  };
+}
+
+export function deviceFromRow(r: DeviceRow): DeviceRecord {
+  return { deviceId: r.device_id, tokenHash: r.token_hash, createdAt: r.created_at, revokedAt: r.revoked_at };
 }

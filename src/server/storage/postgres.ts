@@ -18,13 +18,19 @@
 import pg from 'pg';
 import {
   bytesToBuffer,
-  bytesToFloat32,
+  type CheckpointRow,
   checkJournalSeq,
-  copyBytes,
+  checkpointFromRow,
+  type DeviceRow,
   decodeJson,
+  deviceFromRow,
   encodeJson,
+  entryFromRow,
   fencedError,
   float32ToBytes,
+  type JournalRow,
+  type TaskRow,
+  taskFromRow,
   validateCheckpoint,
   validateDevice,
   validateEntry,
@@ -129,51 +135,17 @@ const LOCK_SEQ =
 
 type Row = Record<string, unknown>;
 
-/** int8 columns arrive as strings (pg keeps 64-bit exact); our values fit in a double. */
-const num = (v: unknown): number => (typeof v === 'number' ? v : Number(v));
-
-function taskFromRow(r: Row): TaskRecord {
-  return {
-    taskId: String(r.task_id),
-    spec: decodeJson(String(r.spec), 'task spec'),
-    createdAt: num(r.created_at),
-  };
-}
-
-function checkpointFromRow(r: Row): Checkpoint {
-  return {
-    taskId: String(r.task_id),
-    version: num(r.version),
-    params: bytesToFloat32(r.params as Buffer, 'checkpoint params'),
-    state: copyBytes(r.state as Buffer),
-    journalSeq: num(r.journal_seq),
-    createdAt: num(r.created_at),
-  };
-}
-
-function entryFromRow(r: Row): JournalEntry {
-  return {
-    taskId: String(r.task_id),
-    seq: num(r.seq),
-    idempotencyKey: String(r.idempotency_key),
-    deviceId: String(r.device_id),
-    assignmentId: String(r.assignment_id),
-    baseVersion: num(r.base_version),
-    numExamples: num(r.num_examples),
-    delta: bytesToFloat32(r.delta as Buffer, 'journal delta'),
-    response: decodeJson(String(r.response), 'journal response'),
-    acceptedAt: num(r.accepted_at),
-  };
-}
-
-function deviceFromRow(r: Row): DeviceRecord {
-  return {
-    deviceId: String(r.device_id),
-    tokenHash: String(r.token_hash),
-    createdAt: num(r.created_at),
-    revokedAt: r.revoked_at === null ? null : num(r.revoked_at),
-  };
-}
+const INT8_OID = 20;
+/**
+ * int8 columns (seqs, versions, ids) parsed as numbers, as SQLite returns them, so both backends
+ * share the row conversion in codec.ts; every value we store fits a double exactly.
+ */
+const TYPES: pg.CustomTypesConfig = {
+  getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+    oid === INT8_OID
+      ? Number
+      : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
+};
 
 const NETWORK_CODES = new Set([
   'ECONNREFUSED',
@@ -239,7 +211,7 @@ async function readFence(c: pg.PoolClient, taskId: string): Promise<number> {
   const row = (await c.query('SELECT token FROM orchard_fences WHERE task_id = $1', [taskId])).rows[0] as
     | Row
     | undefined;
-  return row ? num(row.token) : 0;
+  return row ? (row.token as number) : 0;
 }
 
 async function writeFence(c: pg.PoolClient, taskId: string, token: number): Promise<void> {
@@ -281,6 +253,7 @@ export class PostgresStorage implements Storage {
         connectionTimeoutMillis: this.options.connectTimeoutMs,
         query_timeout: this.options.queryTimeoutMs,
         idleTimeoutMillis: 30_000,
+        types: TYPES,
       });
       // An idle client losing its connection emits here; without a listener the process would
       // crash. The next query gets a fresh connection or a typed error.
@@ -306,10 +279,10 @@ export class PostgresStorage implements Storage {
     return this.pool;
   }
 
-  private async query(text: string, values: unknown[] = []): Promise<Row[]> {
+  private async query<R = Row>(text: string, values: unknown[] = []): Promise<R[]> {
     const pool = this.getPool();
     try {
-      return (await pool.query(text, values)).rows as Row[];
+      return (await pool.query(text, values)).rows as R[];
     } catch (err) {
       throw mapError(err);
     }
@@ -357,12 +330,14 @@ export class PostgresStorage implements Storage {
   }
 
   async getTask(taskId: string): Promise<TaskRecord | null> {
-    const [row] = await this.query('SELECT * FROM orchard_tasks WHERE task_id = $1', [taskId]);
+    const [row] = await this.query<TaskRow>('SELECT * FROM orchard_tasks WHERE task_id = $1', [taskId]);
     return row ? taskFromRow(row) : null;
   }
 
   async listTasks(): Promise<TaskRecord[]> {
-    return (await this.query('SELECT * FROM orchard_tasks ORDER BY created_at, task_id')).map(taskFromRow);
+    return (await this.query<TaskRow>('SELECT * FROM orchard_tasks ORDER BY created_at, task_id')).map(
+      taskFromRow,
+    );
   }
 
   async saveCheckpoint(cp: Checkpoint): Promise<void> {
@@ -380,13 +355,13 @@ export class PostgresStorage implements Storage {
       const latest = (
         await c.query('SELECT max(version) AS v FROM orchard_checkpoints WHERE task_id = $1', [cp.taskId])
       ).rows[0] as Row;
-      if (latest.v !== null && cp.version <= num(latest.v)) {
+      if (latest.v !== null && cp.version <= (latest.v as number)) {
         throw new StorageError(
           'VERSION_NOT_INCREASING',
-          `checkpoint version ${cp.version} is not above the stored ${num(latest.v)} for task ${cp.taskId}`,
+          `checkpoint version ${cp.version} is not above the stored ${latest.v as number} for task ${cp.taskId}`,
         );
       }
-      checkJournalSeq(cp, num(seqs.checkpoint_seq), num(seqs.last_seq));
+      checkJournalSeq(cp, seqs.checkpoint_seq as number, seqs.last_seq as number);
       await c.query(
         'INSERT INTO orchard_checkpoints (task_id, version, params, state, journal_seq, created_at) ' +
           'VALUES ($1, $2, $3, $4, $5, $6)',
@@ -409,7 +384,7 @@ export class PostgresStorage implements Storage {
   }
 
   async latestCheckpoint(taskId: string): Promise<Checkpoint | null> {
-    const [row] = await this.query(
+    const [row] = await this.query<CheckpointRow>(
       'SELECT * FROM orchard_checkpoints WHERE task_id = $1 ORDER BY version DESC LIMIT 1',
       [taskId],
     );
@@ -490,7 +465,7 @@ export class PostgresStorage implements Storage {
       // Taking the counter row's lock first serializes this task's writers across processes; the
       // key lookup after it sees every key committed before.
       const locked = (await c.query(LOCK_SEQ, [taskId])).rows[0] as Row;
-      let lastSeq = num(locked.last_seq);
+      let lastSeq = locked.last_seq as number;
       const initialFence = await readFence(c, taskId);
       let fence = initialFence;
       const keys = batch.map((b) => b.entry.idempotencyKey);
@@ -501,7 +476,7 @@ export class PostgresStorage implements Storage {
           [taskId, keys],
         )
       ).rows as Row[]) {
-        known.set(String(r.key), { seq: num(r.seq), response: String(r.response) });
+        known.set(String(r.key), { seq: r.seq as number, response: String(r.response) });
       }
       const results: Array<AppendResult | StorageError> = [];
       const fresh: Array<{ item: QueuedAppend; seq: number }> = [];
@@ -563,10 +538,10 @@ export class PostgresStorage implements Storage {
   async journalSince(taskId: string, afterSeq: number): Promise<JournalEntry[]> {
     await this.appendsSettled(taskId);
     return (
-      await this.query('SELECT * FROM orchard_journal WHERE task_id = $1 AND seq > $2 ORDER BY seq', [
-        taskId,
-        afterSeq,
-      ])
+      await this.query<JournalRow>(
+        'SELECT * FROM orchard_journal WHERE task_id = $1 AND seq > $2 ORDER BY seq',
+        [taskId, afterSeq],
+      )
     ).map(entryFromRow);
   }
 
@@ -578,7 +553,7 @@ export class PostgresStorage implements Storage {
       'SELECT seq, response FROM orchard_idempotency WHERE task_id = $1 AND key = $2',
       [taskId, key],
     );
-    return row ? { seq: num(row.seq), response: decodeJson(String(row.response), 'response') } : null;
+    return row ? { seq: row.seq as number, response: decodeJson(String(row.response), 'response') } : null;
   }
 
   async fence(taskId: string, token: number): Promise<void> {
@@ -607,7 +582,9 @@ export class PostgresStorage implements Storage {
   }
 
   async deviceByTokenHash(tokenHash: string): Promise<DeviceRecord | null> {
-    const [row] = await this.query('SELECT * FROM orchard_devices WHERE token_hash = $1', [tokenHash]);
+    const [row] = await this.query<DeviceRow>('SELECT * FROM orchard_devices WHERE token_hash = $1', [
+      tokenHash,
+    ]);
     return row ? deviceFromRow(row) : null;
   }
 
@@ -642,8 +619,8 @@ export class PostgresStorage implements Storage {
     );
     return rows.map((r) => ({
       taskId: String(r.task_id),
-      version: num(r.version),
-      at: num(r.at),
+      version: r.version as number,
+      at: r.at as number,
       values: decodeJson(String(r.vals), 'metric values') as Record<string, unknown>,
     }));
   }

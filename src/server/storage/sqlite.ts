@@ -29,13 +29,19 @@ import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import {
   bytesToBuffer,
-  bytesToFloat32,
+  type CheckpointRow,
   checkJournalSeq,
-  copyBytes,
+  checkpointFromRow,
+  type DeviceRow,
   decodeJson,
+  deviceFromRow,
   encodeJson,
+  entryFromRow,
   fencedError,
   float32ToBytes,
+  type JournalRow,
+  type TaskRow,
+  taskFromRow,
   validateCheckpoint,
   validateDevice,
   validateEntry,
@@ -153,76 +159,11 @@ const BACKSTOP_CHECKPOINT_PAGES = 1024;
  *  rarely enough that its syncs do not queue on the disk in front of every commit's own sync. */
 const CHECKPOINT_EVERY_BYTES = 16 << 20;
 
-interface TaskRow {
-  task_id: string;
-  spec: string;
-  created_at: number;
-}
-interface CheckpointRow {
-  task_id: string;
-  version: number;
-  params: Buffer;
-  state: Buffer;
-  journal_seq: number;
-  created_at: number;
-}
-interface JournalRow {
-  task_id: string;
-  seq: number;
-  idempotency_key: string;
-  device_id: string;
-  assignment_id: string;
-  base_version: number;
-  num_examples: number;
-  delta: Buffer;
-  response: string;
-  accepted_at: number;
-}
-interface DeviceRow {
-  device_id: string;
-  token_hash: string;
-  created_at: number;
-  revoked_at: number | null;
-}
 interface MetricRow {
   task_id: string;
   version: number;
   at: number;
   vals: string;
-}
-
-function taskFromRow(r: TaskRow): TaskRecord {
-  return { taskId: r.task_id, spec: decodeJson(r.spec, 'task spec'), createdAt: r.created_at };
-}
-
-function checkpointFromRow(r: CheckpointRow): Checkpoint {
-  return {
-    taskId: r.task_id,
-    version: r.version,
-    params: bytesToFloat32(r.params, 'checkpoint params'),
-    state: copyBytes(r.state),
-    journalSeq: r.journal_seq,
-    createdAt: r.created_at,
-  };
-}
-
-function entryFromRow(r: JournalRow): JournalEntry {
-  return {
-    taskId: r.task_id,
-    seq: r.seq,
-    idempotencyKey: r.idempotency_key,
-    deviceId: r.device_id,
-    assignmentId: r.assignment_id,
-    baseVersion: r.base_version,
-    numExamples: r.num_examples,
-    delta: bytesToFloat32(r.delta, 'journal delta'),
-    response: decodeJson(r.response, 'journal response'),
-    acceptedAt: r.accepted_at,
-  };
-}
-
-function deviceFromRow(r: DeviceRow): DeviceRecord {
-  return { deviceId: r.device_id, tokenHash: r.token_hash, createdAt: r.created_at, revokedAt: r.revoked_at };
 }
 
 type Statements = ReturnType<typeof prepare>;
