@@ -447,16 +447,7 @@ export class FedBuff implements Strategy, DurableStrategy, Partial<PrivateStrate
         readonly lost: number;
         readonly abandoned: readonly number[];
       } {
-    if (this.forming === cohort) this.forming = undefined;
-    this.openCohorts.delete(cohort);
-    const abandoned: number[] = [];
-    for (const id of cohort.members)
-      if (!cohort.reports.has(id) && !cohort.gone.has(id)) {
-        abandoned.push(id);
-        this.admission.drop(id);
-        this.cohortOf.delete(id);
-      }
-    const reporters = [...cohort.reports.values()];
+    const abandoned = this.endCohort(cohort);
     const result =
       cohort.members.length < 3
         ? ({ kind: 'aborted', message: `a cohort of ${cohort.members.length} is too small` } as const)
@@ -467,8 +458,22 @@ export class FedBuff implements Strategy, DurableStrategy, Partial<PrivateStrate
             ),
             cohort.members.flatMap((id, i) => (cohort.reports.has(id) ? [] : [i])),
           );
-    if (result.kind === 'aborted') return { ...result, lost: reporters.length, abandoned };
+    if (result.kind === 'aborted') return { ...result, lost: cohort.reports.size, abandoned };
     return { kind: 'stepped', abandoned };
+  }
+
+  /** Takes a cohort off the open set and abandons its members that neither reported nor left. */
+  private endCohort(cohort: Cohort): number[] {
+    if (this.forming === cohort) this.forming = undefined;
+    this.openCohorts.delete(cohort);
+    const abandoned: number[] = [];
+    for (const id of cohort.members)
+      if (!cohort.reports.has(id) && !cohort.gone.has(id)) {
+        abandoned.push(id);
+        this.admission.drop(id);
+        this.cohortOf.delete(id);
+      }
+    return abandoned;
   }
 
   /**
@@ -570,14 +575,9 @@ export class FedBuff implements Strategy, DurableStrategy, Partial<PrivateStrate
     const abandoned: number[] = [];
     for (const cohort of [...this.openCohorts]) {
       if (cohort.deadline > now) continue;
+      // Nothing to sum: no protocol run, no abort counted.
       if (cohort.reports.size === 0) {
-        this.openCohorts.delete(cohort);
-        for (const id of cohort.members)
-          if (!cohort.gone.has(id)) {
-            abandoned.push(id);
-            this.admission.drop(id);
-            this.cohortOf.delete(id);
-          }
+        abandoned.push(...this.endCohort(cohort));
         continue;
       }
       const closed = this.closeCohort(cohort);
