@@ -55,9 +55,9 @@ function params(seed: number): SecAggParams {
 }
 
 /** Rounds 0 and 1 for the whole group; returns the clients, the server and the forwarded shares. */
-async function shareRounds(p: SecAggParams) {
-  const clients = Array.from({ length: GROUP }, (_, i) => new SecAggClient(i, p, crypto));
-  const server = new SecAggServer(p, crypto);
+async function shareRounds(p: SecAggParams, provider: CryptoProvider = crypto) {
+  const clients = Array.from({ length: p.graph.size }, (_, i) => new SecAggClient(i, p, provider));
+  const server = new SecAggServer(p, provider);
   for (const c of clients) server.receiveAdvertise(await c.advertise());
   for (const b of server.closeAdvertise())
     server.receiveShares(await (clients[b.to] as SecAggClient).shareKeys(b));
@@ -102,12 +102,8 @@ export async function clientMask(): Promise<BenchEntry> {
       dimension: DIM,
       encoding: fixedPointFor(1, GROUP),
     };
-    const clients = Array.from({ length: DEGREE + 1 }, (_, i) => new SecAggClient(i, p, crypto));
-    const server = new SecAggServer(p, crypto);
-    for (const c of clients) server.receiveAdvertise(await c.advertise());
-    for (const b of server.closeAdvertise())
-      server.receiveShares(await (clients[b.to] as SecAggClient).shareKeys(b));
-    const f = server.closeShares()[0] as ForwardedShares;
+    const { clients, forwards } = await shareRounds(p);
+    const f = forwards[0] as ForwardedShares;
     if (f.shares.length !== DEGREE) throw new Error(`client 0 has ${f.shares.length} neighbours`);
     collectGarbage();
     // Alternate which side goes first, so neither always runs right after the collection.
@@ -230,13 +226,8 @@ async function clientMaskWebCrypto(): Promise<BenchEntry> {
   const ours: number[] = [];
   const floor: number[] = [];
   for (let rep = 0; rep < 7; rep++) {
-    const params = p();
-    const clients = Array.from({ length: DEGREE + 1 }, (_, i) => new SecAggClient(i, params, web));
-    const server = new SecAggServer(params, web);
-    for (const c of clients) server.receiveAdvertise(await c.advertise());
-    for (const b of server.closeAdvertise())
-      server.receiveShares(await (clients[b.to] as SecAggClient).shareKeys(b));
-    const f = server.closeShares()[0] as ForwardedShares;
+    const { clients, forwards } = await shareRounds(p(), web);
+    const f = forwards[0] as ForwardedShares;
     collectGarbage();
     let s = process.hrtime.bigint();
     await (clients[0] as SecAggClient).maskInput(f, update);
