@@ -29,7 +29,9 @@ export function ensureSystemDeps() {
   }
   console.log(`installing system packages: ${missing.join(', ')}`);
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  const run = (args) => spawnSync('apt-get', args, { stdio: ['ignore', 'ignore', 'inherit'], env }).status;
+  // A deadline on every apt-get call: a hung mirror must fail the run, not stall it.
+  const run = (args) =>
+    spawnSync('apt-get', args, { stdio: ['ignore', 'ignore', 'inherit'], env, timeout: 15 * 60_000 }).status;
   if (run(['install', '-y', '-qq', ...missing]) !== 0) {
     run(['update', '-qq']);
     if (run(['install', '-y', '-qq', ...missing]) !== 0)
