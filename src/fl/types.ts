@@ -73,6 +73,17 @@ export interface StrategySnapshot {
   readonly buffer?: { readonly sum: Float32Array; readonly count: number; readonly examples: number };
   /** Server optimizer state (momentum velocity, Adam moments and step count). */
   readonly optimizer?: OptimizerState;
+  /**
+   * Sync rounds: the open round's number, how many of its selected clients already reported or
+   * dropped out, and when it opened / must close (driver time; null: not yet / no forced close).
+   * Its partial sum is `buffer` (count = updates received, examples = their example total).
+   */
+  readonly round?: {
+    readonly number: number;
+    readonly settled: number;
+    readonly openedAt: number | null;
+    readonly closeDueAt: number | null;
+  };
 }
 
 /**

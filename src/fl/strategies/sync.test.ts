@@ -306,3 +306,158 @@ test('the last selected client reporting closes a short round (after an earlier 
   assert.deepEqual(last.abandoned, []);
   assertClose(s.params, [-0.25, -0.75], 1e-7);
 });
+
+/**
+ * A seeded schedule of sync events (assign, update, dropout, timer) driven against `s` from event
+ * `from` on; clients that were open at a snapshot are resumed by the caller. Returns the trace of
+ * outcomes so two runs can be compared event by event.
+ */
+function driveSync(s: SyncRounds, events: readonly SyncEvent[], from: number, to: number): string[] {
+  const trace: string[] = [];
+  for (let i = from; i < to; i++) {
+    const e = events[i] as SyncEvent;
+    if (e.kind === 'assign') {
+      if (s.demand(e.at, 0, Number.POSITIVE_INFINITY) > 0) {
+        const a = s.assign(e.client, e.at);
+        trace.push(`assign ${e.client} v${a.version} r${a.round}`);
+      } else trace.push(`full ${e.client}`);
+    } else if (e.kind === 'update') {
+      const out = s.onUpdate(
+        { clientId: e.client, baseVersion: e.version(s), delta: e.delta, numExamples: e.examples },
+        e.at,
+      );
+      trace.push(
+        out.kind === 'accepted'
+          ? `ok ${e.client} v${out.version} ${out.stepped} [${out.abandoned.join(',')}]`
+          : `rej ${e.client} ${out.reason}`,
+      );
+    } else if (e.kind === 'dropout') {
+      s.onDropout(e.client, e.at);
+      trace.push(`drop ${e.client} r${s.round}`);
+    } else {
+      const out = s.onTimer(e.at);
+      trace.push(`timer ${out.stepped} v${out.version} [${out.abandoned.join(',')}]`);
+    }
+  }
+  return trace;
+}
+
+type SyncEvent =
+  | { kind: 'assign'; client: number; at: number }
+  | {
+      kind: 'update';
+      client: number;
+      at: number;
+      delta: Float32Array;
+      examples: number;
+      version: (s: SyncRounds) => number;
+    }
+  | { kind: 'dropout'; client: number; at: number }
+  | { kind: 'timer'; at: number };
+
+test('snapshot mid-round + restore + resumed clients continue exactly like an uninterrupted run', () => {
+  const options = {
+    cohortSize: 4,
+    overSelection: 0.5,
+    roundTimeout: 5,
+    minUpdates: 2,
+    serverOptimizer: { kind: 'momentum', lr: 0.5, momentum: 0.9, nesterov: false } as OptimizerSpec,
+  };
+  const n = 6;
+  const init = Float32Array.from({ length: n }, (_, i) => i / 10);
+  // Seeded schedule: clients are assigned, then report (with the version they were given), drop
+  // out, or go quiet; time advances so some rounds close by timeout, some at cohortSize.
+  let seed = 12345;
+  const rnd = () => {
+    seed = (seed * 1103515245 + 12345) % 2147483648;
+    return seed / 2147483648;
+  };
+  const events: SyncEvent[] = [];
+  const given = new Map<number, number>();
+  let at = 0;
+  for (let client = 1; client <= 60; client++) {
+    at += rnd() * 1.5;
+    events.push({ kind: 'assign', client, at });
+    const fate = rnd();
+    const later = client - 1 - Math.floor(rnd() * 4);
+    if (later >= 1 && fate < 0.75) {
+      const delta = Float32Array.from({ length: n }, () => rnd() - 0.5);
+      const c = later;
+      events.push({
+        kind: 'update',
+        client: c,
+        at,
+        delta,
+        examples: 1 + Math.floor(rnd() * 5),
+        version: () => given.get(c) ?? 0,
+      });
+    } else if (later >= 1 && fate < 0.85) events.push({ kind: 'dropout', client: later, at });
+    if (rnd() < 0.3) events.push({ kind: 'timer', at });
+  }
+  // The version each client was given is read back from the straight run's assignments.
+  const recordVersions = (s: SyncRounds) => {
+    const original = s.assign.bind(s);
+    s.assign = (client, now) => {
+      const a = original(client, now);
+      given.set(client, a.version);
+      return a;
+    };
+  };
+  const straight = sync(options, init);
+  recordVersions(straight);
+  const full = driveSync(straight, events, 0, events.length);
+  assert.ok(straight.version >= 3, `the schedule steps a few times (version ${straight.version})`);
+  assert.ok(full.some((x) => x.startsWith('rej') && x.endsWith('wrong_round')));
+  assert.ok(full.some((x) => x.startsWith('timer true')));
+
+  for (const cut of [7, 23, 41, events.length - 5]) {
+    given.clear();
+    const first = sync(options, init);
+    recordVersions(first);
+    const head = driveSync(first, events, 0, cut);
+    const snap = first.snapshot();
+    // Clients still training at the cut (assigned, not yet reported or dropped): resumed below.
+    const open = new Map<number, number>();
+    for (let i = 0; i < cut; i++) {
+      const e = events[i] as SyncEvent;
+      if (e.kind === 'assign' && head[i]?.startsWith('assign'))
+        open.set(e.client, Number(/ r(\d+)/.exec(head[i] as string)?.[1]));
+      if (e.kind === 'update' || e.kind === 'dropout') open.delete(e.client);
+    }
+    // Moving the old strategy on must not change the snapshot.
+    driveSync(first, events, cut, events.length);
+    const resumed = sync(options, new Float32Array(n));
+    resumed.restore(snap);
+    recordVersions(resumed);
+    for (const [client, round] of open) resumed.resumeAssignment(client, given.get(client) ?? 0, round);
+    const tail = driveSync(resumed, events, cut, events.length);
+    assert.deepEqual(head.concat(tail), full, `cut at event ${cut}`);
+    assert.equal(resumed.version, straight.version);
+    assert.equal(resumed.round, straight.round);
+    assert.deepEqual(Array.from(resumed.params), Array.from(straight.params));
+  }
+});
+
+test('resumeAssignment: closed rounds are rejected as wrong_round, future rounds and versions refused', () => {
+  const s = sync({ cohortSize: 1 }, [0, 0]);
+  s.assign(1, 0);
+  ok(s.onUpdate(upd(1, [1, 1]), 0));
+  assert.equal(s.round, 1);
+  s.resumeAssignment(7, 0, 0);
+  rejected(s.onUpdate(upd(7, [1, 1]), 0), 'wrong_round');
+  assert.throws(() => s.resumeAssignment(8, 1, 2), OrchardError);
+  assert.throws(() => s.resumeAssignment(8, 0, 1), /round 1 trains version 1/);
+  s.resumeAssignment(8, 1, 1, 10);
+  assert.equal(s.nextDeadline(), Number.POSITIVE_INFINITY); // no roundTimeout configured
+  const timed = sync({ cohortSize: 2, roundTimeout: 3 });
+  timed.resumeAssignment(1, 0, 0, 10);
+  assert.equal(timed.nextDeadline(), 13);
+  ok(timed.onUpdate(upd(1, [2, 2]), 11));
+  assert.deepEqual(timed.endRound(), { stepped: true, version: 1, abandoned: [] });
+  assert.equal(timed.round, 1);
+  assert.throws(
+    () =>
+      sync({ privacy: { clipNorm: 1, noiseMultiplier: 1, delta: 1e-5, population: 10 } as never }).snapshot(),
+    /does not support snapshots/,
+  );
+});

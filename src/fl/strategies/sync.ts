@@ -12,13 +12,27 @@
  * With a privacy block (DP-FedAvg / DP-FedAvgM, see dp.ts): every update has weight 1 (not its
  * example count) and is clipped; the round's sum is noised and divided by cohortSize, also when a
  * timed-out round closes with fewer updates (a fixed denominator).
+ *
+ * Durable (for the network server): `snapshot` captures the open round (its number, partial sum,
+ * how many of its clients are accounted for, its open/close times), `restore` adopts it, and
+ * `resumeAssignment(client, version, round)` re-establishes a client of the current round or of a
+ * closed one (its update is then rejected 'wrong_round'); `endRound` closes the round at once, as
+ * its deadline would.
  */
 import { ConfigError, OrchardError } from '../../core/errors.ts';
 import type { RandomSource } from '../../privacy/dp/noise.ts';
 import { accumulate, allocAccumulator } from '../aggregate.ts';
 import type { OptimizerSpec, PrivacySpec } from '../spec.ts';
-import type { Assignment, ClientUpdate, Strategy, TimerOutcome, UpdateOutcome } from '../types.ts';
-import { checkUpdate, normalize, type Rejection, reject, ServerStepper } from './common.ts';
+import type {
+  Assignment,
+  ClientUpdate,
+  DurableStrategy,
+  Strategy,
+  StrategySnapshot,
+  TimerOutcome,
+  UpdateOutcome,
+} from '../types.ts';
+import { checkSnapshot, checkUpdate, normalize, type Rejection, reject, ServerStepper } from './common.ts';
 import {
   DpAggregator,
   type PrivacyReport,
@@ -44,7 +58,7 @@ export function syncName(optimizer: OptimizerSpec): 'fedavg' | 'fedavgm' | 'feda
   return optimizer.kind === 'sgd' ? 'fedavg' : optimizer.kind === 'momentum' ? 'fedavgm' : 'fedadam';
 }
 
-export class SyncRounds implements Strategy, Partial<PrivateStrategy> {
+export class SyncRounds implements Strategy, DurableStrategy, Partial<PrivateStrategy> {
   readonly name: string;
   private readonly dp: DpAggregator | undefined;
   privacySpent?(): PrivacySpent;
@@ -145,6 +159,100 @@ export class SyncRounds implements Strategy, Partial<PrivateStrategy> {
     this.assigned.set(clientId, this.roundNo);
     this.outstanding.add(clientId);
     return { version: this.versionNo, params: this.stepper.params, round: this.roundNo };
+  }
+
+  /**
+   * Client `clientId` trains from `version` for `round` (default: the current round), as if it had
+   * been assigned back then; `now` opens the round's clock when it is not running yet. A client of a
+   * closed round is only remembered (its update will be rejected 'wrong_round'); one of the current
+   * round must hold the current version. Rounds from the future are refused: a driver closes the
+   * current round first (`endRound`).
+   */
+  resumeAssignment(clientId: number, version: number, round = this.roundNo, now?: number): void {
+    if (this.assigned.has(clientId))
+      throw new OrchardError('INVALID_STATE', `client ${clientId} is already training`);
+    if (!(Number.isInteger(round) && round >= 0 && round <= this.roundNo))
+      throw new OrchardError(
+        'INVALID_STATE',
+        `cannot resume an assignment of round ${round} (current ${this.roundNo})`,
+      );
+    if (round === this.roundNo && version !== this.versionNo)
+      throw new OrchardError(
+        'UNKNOWN_VERSION',
+        `round ${round} trains version ${this.versionNo}, not ${version}`,
+      );
+    this.assigned.set(clientId, round);
+    if (round !== this.roundNo) return;
+    if (this.selected === 0 && Number.isNaN(this.openedAt) && now !== undefined) this.openedAt = now;
+    this.selected++;
+    this.outstanding.add(clientId);
+  }
+
+  /** Closes the current round now, as its deadline would (steps with ≥ minUpdates, else restarts). */
+  endRound(): TimerOutcome {
+    const closed = this.closeRound();
+    return { stepped: closed.stepped, version: this.versionNo, abandoned: closed.abandoned };
+  }
+
+  /** Plain rounds only until the DP state is checkpointed. */
+  private checkSnapshotable(): void {
+    if (this.dp !== undefined)
+      throw new OrchardError('INVALID_STATE', `${this.name} does not support snapshots`);
+  }
+
+  snapshot(): StrategySnapshot {
+    this.checkSnapshotable();
+    return {
+      version: this.versionNo,
+      params: new Float32Array(this.stepper.params),
+      buffer: { sum: new Float32Array(this.buffer), count: this.received, examples: this.receivedExamples },
+      optimizer: this.stepper.exportState(),
+      round: {
+        number: this.roundNo,
+        settled: this.selected - this.outstanding.size,
+        openedAt: Number.isNaN(this.openedAt) ? null : this.openedAt,
+        closeDueAt: Number.isFinite(this.closeDueAt) ? this.closeDueAt : null,
+      },
+    };
+  }
+
+  /** Adopts a snapshot; open assignments are dropped (resume them with resumeAssignment). */
+  restore(snapshot: StrategySnapshot): void {
+    this.checkSnapshotable();
+    checkSnapshot(snapshot, this.numParams);
+    const buffer = snapshot.buffer ?? { sum: new Float32Array(this.numParams), count: 0, examples: 0 };
+    if (buffer.sum.length !== this.numParams)
+      throw new OrchardError(
+        'SHAPE_MISMATCH',
+        `snapshot buffer has ${buffer.sum.length} values, the model ${this.numParams}`,
+      );
+    const round = snapshot.round ?? { number: 0, settled: 0, openedAt: null, closeDueAt: null };
+    if (
+      !(
+        Number.isInteger(round.number) &&
+        round.number >= 0 &&
+        Number.isInteger(round.settled) &&
+        round.settled >= 0 &&
+        Number.isInteger(buffer.count) &&
+        buffer.count >= 0 &&
+        buffer.count < this.options.cohortSize
+      )
+    )
+      throw new OrchardError(
+        'INVALID_ARGUMENT',
+        `snapshot round ${round.number} (settled ${round.settled}, ${buffer.count} updates) is not a state a cohort of ${this.options.cohortSize} can be in`,
+      );
+    this.stepper.restore(snapshot.params, snapshot.optimizer ?? { steps: 0, slots: [] });
+    this.versionNo = snapshot.version;
+    this.roundNo = round.number;
+    this.buffer.set(buffer.sum);
+    this.received = buffer.count;
+    this.receivedExamples = buffer.examples;
+    this.selected = round.settled;
+    this.openedAt = round.openedAt ?? Number.NaN;
+    this.closeDueAt = round.closeDueAt ?? Number.POSITIVE_INFINITY;
+    this.assigned.clear();
+    this.outstanding.clear();
   }
 
   onUpdate(update: ClientUpdate, now: number): UpdateOutcome {
