@@ -117,6 +117,10 @@ describe('Guard.check', () => {
     assert.throws(() => new Guard({ backend, excluded: ['S14'] }), code('UNKNOWN_CATEGORY'));
     assert.throws(() => new Guard({ backend, timeoutMs: 0 }), code('INVALID_OPTION'));
     assert.throws(() => new Guard({} as never), code('INVALID_OPTION'));
+    // Limits are refused at construction, not at the first request that carries an image.
+    for (const maxImageBytes of [0, -1, 1.5, Number.NaN])
+      assert.throws(() => new Guard({ backend, maxImageBytes }), code('INVALID_OPTION'));
+    assert.throws(() => new Guard({ backend, specialTokens: 'yes' as never }), code('INVALID_OPTION'));
     assert.doesNotThrow(() => new Guard({ backend, variant: '8b', excluded: ['S14'] }));
   });
 
@@ -153,6 +157,38 @@ describe('Guard.checkMany', () => {
       rs.map((r) => r.safe),
       [false, true],
     );
+  });
+
+  it('is fail-fast on a backend failure: no request is sent after it', async () => {
+    const fail = new GuardError('BACKEND_UNREACHABLE', 'down');
+    const backend = new FakeGuardBackend({
+      delayMs: 10,
+      pUnsafe: (p) => {
+        if (JSON.stringify(p.messages).includes('first')) throw fail;
+        return 0.01;
+      },
+    });
+    const inputs = ['first', ...Array.from({ length: 20 }, (_, i) => `fine ${i}`)];
+    await assert.rejects(new Guard({ backend }).checkMany(inputs, { concurrency: 2 }), (e) => e === fail);
+    await new Promise((r) => setTimeout(r, 100));
+    assert.ok(backend.calls <= 3, `requests sent: ${backend.calls}`);
+  });
+
+  it('refuses a bad concurrency before any work, batch path or not', async () => {
+    for (const batch of [false, true]) {
+      const backend = new FakeGuardBackend({ batch });
+      for (const concurrency of [0, -2, 2.5])
+        await assert.rejects(
+          new Guard({ backend }).checkMany(['a'], { concurrency }),
+          code('INVALID_OPTION'),
+        );
+      assert.equal(backend.calls, 0);
+    }
+    await assert.rejects(
+      new Guard({ backend: new FakeGuardBackend() }).checkMany('a' as never),
+      code('INVALID_OPTION'),
+    );
+    assert.deepEqual(await new Guard({ backend: new FakeGuardBackend() }).checkMany([]), []);
   });
 
   it('one bad input fails the batch before any model work', async () => {

@@ -17,6 +17,7 @@ import {
 } from './conversation.ts';
 import { DEFAULT_MAX_IMAGE_BYTES } from './image.ts';
 import { parseGuardOutput } from './parse.ts';
+import { checkConcurrency, mapPool } from './pool.ts';
 import { checkThreshold, DEFAULT_THRESHOLD, isUnsafe } from './score.ts';
 import { type Policy, resolvePolicy } from './taxonomy.ts';
 import { renderPrompt } from './template.ts';
@@ -76,13 +77,11 @@ function checkVariant(v: unknown): GuardModelVariant {
   return v as GuardModelVariant;
 }
 
-/** The prompt a request renders to, without a backend (what `orchard guard render` prints). */
-export async function preparePrompt(
-  input: CheckInput,
-  options: PromptOptions & ConversationOptions = {},
-  policy?: Policy,
-): Promise<RenderedPrompt> {
-  const variant = checkVariant(options.variant ?? '1b');
+/**
+ * The options every request uses, checked up front (not only when a request happens to carry an
+ * image): a bad limit is the caller's configuration error, never a client's 400 later.
+ */
+function checkPromptLimits(options: PromptOptions): void {
   if (
     options.specialTokens !== undefined &&
     options.specialTokens !== 'reject' &&
@@ -93,6 +92,20 @@ export async function preparePrompt(
       `specialTokens must be 'reject' or 'allow', got ${JSON.stringify(options.specialTokens)}`,
     );
   }
+  const max = options.maxImageBytes;
+  if (max !== undefined && !(Number.isSafeInteger(max) && max > 0)) {
+    throw new GuardError('INVALID_OPTION', `maxImageBytes must be a positive integer, got ${String(max)}`);
+  }
+}
+
+/** The prompt a request renders to, without a backend (what `orchard guard render` prints). */
+export async function preparePrompt(
+  input: CheckInput,
+  options: PromptOptions & ConversationOptions = {},
+  policy?: Policy,
+): Promise<RenderedPrompt> {
+  const variant = checkVariant(options.variant ?? '1b');
+  checkPromptLimits(options);
   const pol = policy ?? resolvePolicy(variant, options.categories, options.excluded);
   const conversation = toConversation(input, options.response);
   const prepared = await prepareConversation(conversation, variant, {
@@ -127,6 +140,7 @@ export class Guard {
     }
     this.backend = options.backend;
     this.variant = checkVariant(options.variant ?? '1b');
+    checkPromptLimits(options);
     this.threshold = checkThreshold(options.threshold ?? DEFAULT_THRESHOLD);
     this.policy = resolvePolicy(this.variant, options.categories, options.excluded);
     this.knownCodes = new Set(this.policy.active.map((c) => c.code));
@@ -159,21 +173,27 @@ export class Guard {
 
   /**
    * Many requests: uses the backend's batch path when it has one, otherwise runs single checks with
-   * at most `concurrency` in flight. Results are in input order; the first failure rejects.
+   * at most `concurrency` [4] in flight (mapPool, pool.ts). Results are in input order. Every input is
+   * validated and rendered before any model work, so one bad input fails the batch with its error.
+   * Past that the batch is fail-fast: the first backend failure rejects, no further request is sent
+   * and the ones in flight are aborted (a moderation request is answered whole or not at all).
    */
   async checkMany(
     requests: readonly (CheckInput | CheckRequest)[],
     options: { concurrency?: number; signal?: AbortSignal } = {},
   ): Promise<GuardResult[]> {
+    const concurrency = checkConcurrency(options.concurrency ?? 4);
+    if (!Array.isArray(requests)) {
+      throw new GuardError('INVALID_OPTION', 'checkMany needs an array of requests');
+    }
     const reqs = requests.map(
       (r): CheckRequest => (typeof r === 'string' || Array.isArray(r) ? { input: r } : (r as CheckRequest)),
     );
     // Validate and render everything first: one bad input fails the batch before any model work.
-    const prompts = await Promise.all(reqs.map((r) => this.render(r.input, r)));
+    const prompts = await Promise.all(reqs.map((r) => this.render(r?.input, r ?? {})));
     for (const p of prompts) this.checkCapabilities(p);
-    const so = this.scoreOptions(options.signal);
     if (this.backend.scoreMany) {
-      const scores = await this.backend.scoreMany(prompts, so);
+      const scores = await this.backend.scoreMany(prompts, this.scoreOptions(options.signal));
       if (!Array.isArray(scores) || scores.length !== prompts.length) {
         throw new GuardError(
           'BAD_RESPONSE',
@@ -182,20 +202,13 @@ export class Guard {
       }
       return scores.map((s) => this.toResult(s));
     }
-    const concurrency = options.concurrency ?? 4;
-    if (!Number.isSafeInteger(concurrency) || concurrency < 1) {
-      throw new GuardError('INVALID_OPTION', `concurrency must be a positive integer, got ${concurrency}`);
-    }
-    const results: GuardResult[] = new Array(prompts.length);
-    let next = 0;
-    const worker = async (): Promise<void> => {
-      while (next < prompts.length) {
-        const i = next++;
-        results[i] = this.toResult(await this.backend.scoreAndClassify(prompts[i] as RenderedPrompt, so));
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(concurrency, prompts.length) }, worker));
-    return results;
+    return mapPool(
+      prompts,
+      concurrency,
+      async (prompt, _i, signal) =>
+        this.toResult(await this.backend.scoreAndClassify(prompt, this.scoreOptions(signal))),
+      options.signal === undefined ? {} : { signal: options.signal },
+    );
   }
 
   private promptOptions(): PromptOptions {

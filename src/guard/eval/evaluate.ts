@@ -5,6 +5,7 @@
  * (unreachable endpoint, broken model) stops the run, since every later example would fail too.
  */
 import type { Guard } from '../guard.ts';
+import { checkConcurrency, mapPool } from '../pool.ts';
 import { GUARD_INPUT_ERRORS, GuardError, type GuardResult, type ScoreSource } from '../types.ts';
 import type { EvalDataset, EvalExample } from './datasets.ts';
 
@@ -66,37 +67,26 @@ export async function runEval(
   dataset: EvalDataset,
   options: RunEvalOptions = {},
 ): Promise<EvalPrediction[]> {
-  const concurrency = options.concurrency ?? 4;
-  if (!Number.isSafeInteger(concurrency) || concurrency < 1)
-    throw new GuardError('INVALID_OPTION', `concurrency must be a positive integer, got ${concurrency}`);
+  const concurrency = checkConcurrency(options.concurrency ?? 4);
   const examples = dataset.examples;
-  const out: EvalPrediction[] = new Array(examples.length);
-  let next = 0;
   let done = 0;
-  let failed: unknown;
-  const worker = async (): Promise<void> => {
-    while (failed === undefined && next < examples.length) {
-      const i = next++;
-      const example = examples[i] as EvalExample;
+  // Per-example outcomes for input errors; anything else escapes to the pool, which is fail-fast
+  // (pool.ts): no further example starts, the ones in flight are aborted, the first error is thrown.
+  return mapPool(
+    examples,
+    concurrency,
+    async (example, _i, signal): Promise<EvalPrediction> => {
+      let prediction: EvalPrediction;
       try {
-        const result = await guard.check(example.text, {
-          ...request(example),
-          ...(options.signal === undefined ? {} : { signal: options.signal }),
-        });
-        out[i] = toPrediction(example, result);
+        prediction = toPrediction(example, await guard.check(example.text, { ...request(example), signal }));
       } catch (e) {
-        if (e instanceof GuardError && GUARD_INPUT_ERRORS.has(e.code)) {
-          out[i] = { ...truthOf(example), error: { code: e.code, message: e.message } };
-        } else {
-          failed ??= e;
-          return;
-        }
+        if (!(e instanceof GuardError && GUARD_INPUT_ERRORS.has(e.code))) throw e;
+        prediction = { ...truthOf(example), error: { code: e.code, message: e.message } };
       }
       done++;
       options.onProgress?.(done, examples.length);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(concurrency, examples.length) }, worker));
-  if (failed !== undefined) throw failed;
-  return out;
+      return prediction;
+    },
+    options.signal === undefined ? {} : { signal: options.signal },
+  );
 }

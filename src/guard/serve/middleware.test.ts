@@ -34,7 +34,10 @@ test('response mode judges the reply in context', async () => {
   });
   assert.equal(r.safe, false);
   assert.equal(backend.prompts[0]?.classifiedRole, 'agent');
-  await assert.rejects(guardText.check('x', { response: true }), TypeError);
+  const invalidOption = (e: unknown) => e instanceof GuardError && e.code === 'INVALID_OPTION';
+  await assert.rejects(guardText.check('x', { response: true }), invalidOption);
+  await assert.rejects(guardText('x', { response: true, context: 42 as unknown as string }), invalidOption);
+  assert.equal(backend.calls, 1);
 });
 
 test('filter keeps safe items in order and reports the blocked ones', async () => {
@@ -78,8 +81,46 @@ test('a failing guard blocks by default; onError "allow" lets text through and r
   assert.equal(await open('anything'), 'anything');
   assert.deepEqual((await open.filter(['a', 'b'], (s) => s)).kept, ['a', 'b']);
   assert.equal(errors.length, 3);
-  assert.throws(
-    () => createGuardMiddleware(new Guard({ backend: new FakeGuardBackend() }), { concurrency: 0 }),
-    TypeError,
+  for (const bad of [{ concurrency: 0 }, { concurrency: 1.5 }, { onError: 'ignore' as 'allow' }])
+    assert.throws(
+      () => createGuardMiddleware(new Guard({ backend: new FakeGuardBackend() }), bad),
+      (e) => e instanceof GuardError && e.code === 'INVALID_OPTION',
+      JSON.stringify(bad),
+    );
+});
+
+test('filter under onError "block" is fail-fast: no item is checked after the first failure', async () => {
+  // The first item's check fails after 10 ms while the other slot is busy with a good one; the
+  // remaining 28 items must never be sent.
+  const fail = new GuardError('BACKEND_UNREACHABLE', 'down');
+  const backend = new FakeGuardBackend({
+    delayMs: 10,
+    pUnsafe: (p) => {
+      if (JSON.stringify(p.messages).includes('item 0')) throw fail;
+      return 0.01;
+    },
+  });
+  const results: unknown[] = [];
+  const guardText = createGuardMiddleware(new Guard({ backend }), {
+    concurrency: 2,
+    onResult: (_i, r) => results.push(r),
+  });
+  const items = Array.from({ length: 30 }, (_, i) => `item ${i}`);
+  await assert.rejects(
+    guardText.filter(items, (s) => s),
+    (e) => e === fail,
   );
+  await new Promise((r) => setTimeout(r, 100));
+  assert.ok(backend.calls <= 3, `checks sent after the failure: ${backend.calls}`);
+  assert.ok(results.length <= 1, `verdicts after the failure: ${results.length}`);
+
+  // The same failures under 'allow': every item is checked once, all kept, each error reported.
+  const reported: unknown[] = [];
+  const open = createGuardMiddleware(new Guard({ backend: new FakeGuardBackend({ fail }) }), {
+    concurrency: 3,
+    onError: 'allow',
+    reportError: (input) => reported.push(input),
+  });
+  assert.deepEqual((await open.filter(items, (s) => s)).kept, items);
+  assert.deepEqual([...reported].sort(), [...items].sort());
 });

@@ -11,7 +11,8 @@
  * is never taken as "safe" (fail closed) unless `onError: 'allow'` is chosen explicitly.
  */
 import type { Guard } from '../guard.ts';
-import type { Conversation, GuardResult } from '../types.ts';
+import { checkConcurrency, mapPool } from '../pool.ts';
+import { type Conversation, GuardError, type GuardResult } from '../types.ts';
 
 /** Thrown by the middleware call when the guard flags the text. */
 export class ContentBlockedError extends Error {
@@ -63,15 +64,21 @@ function toCheck(
   options: MiddlewareCheckOptions,
 ): [string | Conversation, { response?: string }] {
   if (options.response !== true) return [input, {}];
-  if (typeof input !== 'string' || options.context === undefined)
-    throw new TypeError('response: true needs the reply as a string and the user turn as `context`');
+  if (typeof input !== 'string' || typeof options.context !== 'string')
+    throw new GuardError(
+      'INVALID_OPTION',
+      'response: true needs the reply as a string and the user turn as `context`',
+    );
   return [options.context, { response: input }];
 }
 
 export function createGuardMiddleware(guard: Guard, options: GuardMiddlewareOptions = {}): GuardMiddleware {
-  const concurrency = options.concurrency ?? 4;
-  if (!Number.isSafeInteger(concurrency) || concurrency < 1)
-    throw new TypeError(`concurrency must be a positive integer, got ${concurrency}`);
+  const concurrency = checkConcurrency(options.concurrency ?? 4);
+  if (options.onError !== undefined && options.onError !== 'block' && options.onError !== 'allow')
+    throw new GuardError(
+      'INVALID_OPTION',
+      `onError must be 'block' or 'allow', got ${JSON.stringify(options.onError)}`,
+    );
 
   const check = async (
     input: string | Conversation,
@@ -109,16 +116,13 @@ export function createGuardMiddleware(guard: Guard, options: GuardMiddlewareOpti
     return input;
   };
 
+  // Per-item outcomes come from `guarded` (null for an allowed failure); what reaches the pool is a
+  // failure under onError 'block', which ends the whole filter fail-fast (pool.ts): no further item
+  // is checked and the checks in flight are aborted, since the batch is refused anyway.
   const filter = async <T>(items: readonly T[], toInput: (item: T) => string | Conversation) => {
-    const verdicts: Array<GuardResult | null> = new Array(items.length);
-    let next = 0;
-    const worker = async () => {
-      while (next < items.length) {
-        const i = next++;
-        verdicts[i] = await guarded(toInput(items[i] as T));
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, worker));
+    const verdicts = await mapPool(items, concurrency, (item, _i, signal) =>
+      guarded(toInput(item), { signal }),
+    );
     const kept: T[] = [];
     const blocked: Array<{ item: T; result: GuardResult }> = [];
     items.forEach((item, i) => {
