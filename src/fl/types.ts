@@ -19,6 +19,12 @@ export interface ClientUpdate {
   /** Training examples behind the update (example weight). */
   readonly numExamples: number;
   readonly trainLoss?: number;
+  /**
+   * Set only by a caller that already proved every value of `delta` finite (the server's
+   * aggregator does, in the same pass as the norm bound), so the strategy skips its own scan.
+   * Anything else (simulator, journal replay) leaves it unset and the strategy checks.
+   */
+  readonly verifiedFinite?: true;
 }
 
 export interface Assignment {

@@ -344,25 +344,17 @@ export class Aggregator {
           'norm_bound',
           `update norm ${Math.sqrt(squaredNorm).toPrecision(4)} exceeds ${bound}`,
         );
-      const input =
-        header.trainLoss === undefined
-          ? {
-              idempotencyKey: key,
-              deviceId,
-              assignmentId: key,
-              baseVersion: header.baseVersion,
-              numExamples: header.numExamples,
-              delta,
-            }
-          : {
-              idempotencyKey: key,
-              deviceId,
-              assignmentId: key,
-              baseVersion: header.baseVersion,
-              numExamples: header.numExamples,
-              delta,
-              trainLoss: header.trainLoss,
-            };
+      // Finite: proven by the norm pass above, so the strategy need not scan the floats again.
+      const checked = {
+        idempotencyKey: key,
+        deviceId,
+        assignmentId: key,
+        baseVersion: header.baseVersion,
+        numExamples: header.numExamples,
+        delta,
+        verifiedFinite: true as const,
+      };
+      const input = header.trainLoss === undefined ? checked : { ...checked, trainLoss: header.trainLoss };
       const outcome: UpdateResponse | Rejected = await coordinator.submit(input);
       this.releaseSlot(routeTaskId, key);
       if ('kind' in outcome) {

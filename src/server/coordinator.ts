@@ -157,6 +157,8 @@ export interface FoldInput {
   readonly numExamples: number;
   readonly delta: Float32Array;
   readonly trainLoss?: number;
+  /** The aggregator proved `delta` finite (see ClientUpdate.verifiedFinite). */
+  readonly verifiedFinite?: true;
 }
 
 export type Rejected = Extract<UpdateOutcome, { kind: 'rejected' }>;
@@ -462,17 +464,17 @@ export class TaskCoordinator {
         message: `base version ${input.baseVersion} was never issued (current ${strategy.version})`,
       };
     strategy.resumeAssignment(clientId, input.baseVersion);
-    const update =
-      input.trainLoss === undefined
-        ? { clientId, baseVersion: input.baseVersion, delta: input.delta, numExamples: input.numExamples }
-        : {
-            clientId,
-            baseVersion: input.baseVersion,
-            delta: input.delta,
-            numExamples: input.numExamples,
-            trainLoss: input.trainLoss,
-          };
-    return strategy.onUpdate(update, Date.now());
+    const base = {
+      clientId,
+      baseVersion: input.baseVersion,
+      delta: input.delta,
+      numExamples: input.numExamples,
+    };
+    const update = input.trainLoss === undefined ? base : { ...base, trainLoss: input.trainLoss };
+    return strategy.onUpdate(
+      input.verifiedFinite === true ? { ...update, verifiedFinite: true } : update,
+      Date.now(),
+    );
   }
 
   /**

@@ -36,14 +36,18 @@ export function checkUpdate(
   numParams: number,
   version: number,
   assignedVersion: number,
-  /** false only where the caller proves finiteness itself (the DP path's fail-closed norm). */
+  /**
+   * false only where the caller proves finiteness itself (the DP path's fail-closed norm); an
+   * update flagged `verifiedFinite` is not scanned again either.
+   */
   checkFinite = true,
 ): Rejection | null {
   if (update.delta.length !== numParams)
     return reject('shape', `delta has length ${update.delta.length}, model has ${numParams} parameters`);
   if (!(Number.isFinite(update.numExamples) && update.numExamples >= 0))
     return reject('non_finite', `numExamples must be a finite number ≥ 0, got ${update.numExamples}`);
-  if (checkFinite && !allFinite(update.delta)) return reject('non_finite', 'delta contains NaN or Infinity');
+  if (checkFinite && update.verifiedFinite !== true && !allFinite(update.delta))
+    return reject('non_finite', 'delta contains NaN or Infinity');
   if (!Number.isInteger(update.baseVersion) || update.baseVersion > version || update.baseVersion < 0)
     return reject(
       'unknown_version',
