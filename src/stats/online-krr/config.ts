@@ -63,6 +63,10 @@ export interface KrrConfig {
   };
   readonly driftTolerance: number;
   readonly driftCheckEvery: number;
+  /** Longest interval between drift checks while drift stays below driftTolerance / 100 (see window.ts). */
+  readonly driftCheckMax: number;
+  /** Reuse a predicted point's kernel row when it is inserted h steps later (same values, fewer flops). */
+  readonly reuseKernelRows: boolean;
   readonly seed: number;
 }
 
@@ -97,6 +101,8 @@ export const DEFAULT_KRR_CONFIG: KrrConfig = {
   retune: { every: 48, folds: 3, gridLambdas: 7, gridGammas: 7, randomCandidates: 20 },
   driftTolerance: 1e-8,
   driftCheckEvery: 32,
+  driftCheckMax: 256,
+  reuseKernelRows: true,
   seed: 1,
 };
 
@@ -199,6 +205,13 @@ export function resolveKrrConfig(input: KrrConfigInput = {}, method?: Method): K
   int('retune.randomCandidates', config.retune.randomCandidates, 1);
   if (!(config.driftTolerance > 0)) issues.push({ path: 'driftTolerance', message: 'must be > 0' });
   int('driftCheckEvery', config.driftCheckEvery, 1);
+  int('driftCheckMax', config.driftCheckMax, 1);
+  if (Number.isInteger(config.driftCheckMax) && config.driftCheckMax < config.driftCheckEvery) {
+    issues.push({ path: 'driftCheckMax', message: 'must be at least driftCheckEvery' });
+  }
+  if (typeof config.reuseKernelRows !== 'boolean') {
+    issues.push({ path: 'reuseKernelRows', message: 'must be true or false' });
+  }
   int('seed', config.seed, 0);
   if (usesRetune && Number.isInteger(config.window) && Number.isInteger(config.retune.folds)) {
     const v = Math.floor(config.window / (config.retune.folds + 1));

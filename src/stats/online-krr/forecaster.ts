@@ -140,6 +140,8 @@ export function runKrr(series: Series, method: Method, input: KrrConfigInput = {
   const window = new KrrWindow(kernel, config.window, dim, config.lambda, gamma0, meter, {
     driftTolerance: config.driftTolerance,
     driftCheckEvery: config.driftCheckEvery,
+    driftCheckMax: config.driftCheckMax,
+    reuseKernelRows: config.reuseKernelRows,
   });
   const rng = Rng.derive(config.seed, 0x6b7272);
   const n = z.length;

@@ -193,6 +193,80 @@ describe('KrrWindow incremental inverse', () => {
     assert.ok(guarded.refreshes > 0 && unguarded.refreshes === 0);
   });
 
+  it('a predicted point inserted h steps later reuses its kernel row: same window bit for bit, fewer flops', () => {
+    // h-step forecasting order: predict x_t, later insert x_t (after h − 1 other inserts and deletes),
+    // with a γ change in between for some rows (their stored statistics are re-transformed).
+    const run = (reuseKernelRows: boolean) => {
+      const rng = new Rng(21);
+      const meter = new ComputeMeter();
+      const w = new KrrWindow(makeKernel({ type: 'rbf' }), 20, 3, 0.05, 0.4, meter, { reuseKernelRows });
+      const h = 3;
+      const xs: Float64Array[] = [];
+      const preds: number[] = [];
+      for (let t = 0; t < 120; t++) xs.push(randomPoint(rng, 3));
+      for (let t = 0; t < 120; t++) {
+        if (t >= h) {
+          if (w.full) w.removeOldest();
+          w.add(xs[t - h] as Float64Array, Math.sin(t));
+        }
+        if (t === 60) w.setHyper(0.05, 0.9);
+        if (w.size > 0) preds.push(w.predict(xs[t] as Float64Array, w.alpha()));
+      }
+      const cells: number[] = [];
+      for (let i = 0; i < w.size; i++)
+        for (let j = 0; j < w.size; j++) cells.push(w.statAt(i, j), w.kernelAt(i, j), w.inverseAt(i, j));
+      return { meter, cells, preds, w };
+    };
+    const plain = run(false);
+    const reused = run(true);
+    assert.deepEqual(reused.cells, plain.cells);
+    assert.deepEqual(reused.preds, plain.preds);
+    // Once full, each insert computes only the h − 1 = 2 statistics its prediction did not (plus k(x, x));
+    // the predictions' own n statistics per step are still computed.
+    assert.ok(reused.meter.kernelEvals < 0.6 * plain.meter.kernelEvals);
+    const savedEvals = plain.meter.kernelEvals - reused.meter.kernelEvals;
+    const savedTransforms = plain.meter.kernelTransforms - reused.meter.kernelTransforms;
+    assert.ok(savedTransforms > 0 && savedTransforms < savedEvals, 'rows predicted before the γ change');
+    // The meter is charged exactly for the statistics (3d each) and transforms (10 each) not recomputed.
+    assert.equal(plain.meter.flops - reused.meter.flops, savedEvals * 3 * 3 + savedTransforms * 10);
+  });
+
+  it('drift checks thin out while drift stays far below the tolerance, and the inverse stays exact', () => {
+    const run = (driftCheckMax: number) => {
+      const rng = new Rng(4);
+      const meter = new ComputeMeter();
+      const w = new KrrWindow(makeKernel({ type: 'rbf' }), 30, 2, 0.1, 0.5, meter, { driftCheckMax });
+      const xs: Float64Array[] = [];
+      for (let t = 0; t < 1200; t++) {
+        if (w.full) {
+          w.removeOldest();
+          xs.shift();
+        }
+        const x = randomPoint(rng, 2);
+        xs.push(x);
+        w.add(x, rng.normal());
+      }
+      return { w, xs, meter };
+    };
+    const every = run(32);
+    const sparse = run(256);
+    assert.ok(
+      sparse.w.driftChecks < every.w.driftChecks / 3,
+      `${sparse.w.driftChecks} vs ${every.w.driftChecks}`,
+    );
+    assert.ok(sparse.meter.flops < every.meter.flops);
+    assert.equal(sparse.w.stabilityRefreshes, 0);
+    assert.ok(maxAbsDiffToInverse(sparse.w, 'rbf', sparse.xs) < 1e-10);
+    // New hyperparameters restart the schedule: the next check comes within driftCheckEvery updates.
+    const checks = sparse.w.driftChecks;
+    sparse.w.setHyper(0.02, 0.7);
+    for (let t = 0; t < 16; t++) {
+      sparse.w.removeOldest();
+      sparse.w.add(randomPoint(new Rng(t), 2), 0);
+    }
+    assert.equal(sparse.w.driftChecks, checks + 1);
+  });
+
   it('setHyper rebuilds K and M for new λ, γ', () => {
     const rng = new Rng(2);
     const w = new KrrWindow(makeKernel({ type: 'laplacian' }), 12, 3, 0.1, 0.5);

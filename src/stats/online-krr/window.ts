@@ -7,8 +7,8 @@
  *   (A without row/col j)⁻¹ = M_{−j,−j} − e eᵀ / f   (≈ n² flops, symmetric)
  * α = M y follows both in O(n) (see add/remove) and is recomputed exactly at every drift check.
  *
- * Stability: rounding errors accumulate over many insert/delete cycles. Every `driftCheckEvery` updates (fewer, adaptively,
- * while checks keep finding drift) we measure drift = ‖(K + λI) M v − v‖ / ‖v‖ for a fixed probe v (4n² flops), and refresh M by a direct
+ * Stability: rounding errors accumulate over many insert/delete cycles. Every `driftCheckEvery` updates (more often,
+ * adaptively, while checks keep finding drift; up to 8× less often while drift stays far below the tolerance) we measure drift = ‖(K + λI) M v − v‖ / ‖v‖ for a fixed probe v (4n² flops), and refresh M by a direct
  * Cholesky factorization (≈ n³ flops) when drift exceeds both `driftTolerance` and `driftGrowth` × the
  * drift of the last fresh factorization (so an ill-conditioned matrix is not refactorized at every check). A non-positive Schur
  * complement or pivot (the update lost positive definiteness numerically) also forces a refresh.
@@ -35,7 +35,32 @@ export interface WindowOptions {
   readonly driftGrowth?: number;
   /** Updates between drift checks; default 32. */
   readonly driftCheckEvery?: number;
+  /**
+   * Longest interval between drift checks (default 8 × driftCheckEvery): the interval doubles up to this
+   * only after checks that find drift below driftTolerance / 100, i.e. while rounding is far from
+   * mattering; any larger drift brings it back to driftCheckEvery (or below, after a refresh).
+   */
+  readonly driftCheckMax?: number;
+  /**
+   * Keep the pair statistics and kernel values that predict(x) computed against the window's points and
+   * reuse them when the same x is inserted later (default true). In h-step forecasting the point
+   * predicted at t is inserted at t + h, when n − h of its n kernel values are still needed; this saves
+   * recomputing them and changes no value (the same numbers, bit for bit).
+   */
+  readonly reuseKernelRows?: boolean;
 }
+
+/** Kernel row of a predicted point against the window's points (by point id), kept for its insert. */
+interface KernelRow {
+  readonly x: Float64Array;
+  readonly ids: readonly number[];
+  readonly stats: Float64Array;
+  readonly values: Float64Array;
+  readonly gamma: number;
+}
+
+/** Predicted rows kept for a later insert (the forecast horizon is far smaller). */
+const ROW_CACHE = 64;
 
 export function assertHyper(lambda: number, gamma: number): void {
   if (!Number.isFinite(lambda) || lambda <= 0)
@@ -54,6 +79,14 @@ export class KrrWindow {
   private readonly driftTolerance: number;
   private readonly driftCheckEvery: number;
   private readonly driftGrowth: number;
+  private readonly driftCheckMax: number;
+  private readonly reuseKernelRows: boolean;
+  private readonly rowCache: KernelRow[] = [];
+  /** Id of each point (ascending in window order), so cached kernel rows can be matched after deletes. */
+  private readonly ids: number[] = [];
+  private nextId = 0;
+  /** Drift checks performed (each 4n² flops plus a fresh α = My). */
+  driftChecks = 0;
   /** Drift of the last freshly factorized inverse (the best this conditioning allows). */
   private baselineDrift = 0;
   /** Updates between checks now: halves after a check that refreshes, doubles back after one that passes. */
@@ -96,6 +129,8 @@ export class KrrWindow {
     this.driftTolerance = options.driftTolerance ?? 1e-8;
     this.driftCheckEvery = options.driftCheckEvery ?? 32;
     this.driftGrowth = options.driftGrowth ?? 10;
+    this.driftCheckMax = Math.max(this.driftCheckEvery, options.driftCheckMax ?? 8 * this.driftCheckEvery);
+    this.reuseKernelRows = options.reuseKernelRows ?? true;
     this.checkInterval = this.driftCheckEvery;
     const cells = capacity * capacity;
     this.stat = new Float64Array(cells);
@@ -157,11 +192,31 @@ export class KrrWindow {
     const xv = Float64Array.from(x);
     const meter = this.meter;
     const b = this.work;
+    const row = this.takeCachedRow(xv);
+    let p = 0;
+    let evals = 0;
+    let transforms = 0;
     for (let i = 0; i < n; i++) {
-      const s = pairStat(this.kernel, this.xs[i] as Float64Array, xv);
+      const id = this.ids[i] as number;
+      if (row !== null) while (p < row.ids.length && (row.ids[p] as number) < id) p++;
+      const cached = row !== null && row.ids[p] === id;
+      let s: number;
+      let k: number;
+      if (cached) {
+        s = row.stats[p] as number;
+        if (row.gamma === this.gammaValue) k = row.values[p] as number;
+        else {
+          k = kernelFromStat(this.kernel, s, this.gammaValue);
+          transforms++;
+        }
+      } else {
+        s = pairStat(this.kernel, this.xs[i] as Float64Array, xv);
+        k = kernelFromStat(this.kernel, s, this.gammaValue);
+        evals++;
+        transforms++;
+      }
       this.stat[i * c + n] = s;
       this.stat[n * c + i] = s;
-      const k = kernelFromStat(this.kernel, s, this.gammaValue);
       this.kmat[i * c + n] = k;
       this.kmat[n * c + i] = k;
       b[i] = k;
@@ -170,11 +225,14 @@ export class KrrWindow {
     this.stat[n * c + n] = selfStat;
     const kxx = kernelFromStat(this.kernel, selfStat, this.gammaValue);
     this.kmat[n * c + n] = kxx;
-    meter.kernelEvals += n + 1;
-    meter.kernelTransforms += n + 1;
-    meter.add((n + 1) * (pairStatFlops(this.kernel, this.dim) + TRANSFORM_FLOPS));
+    evals++;
+    transforms++;
+    meter.kernelEvals += evals;
+    meter.kernelTransforms += transforms;
+    meter.add(evals * pairStatFlops(this.kernel, this.dim) + transforms * TRANSFORM_FLOPS);
     this.xs.push(xv);
     this.ys.push(y);
+    this.ids.push(this.nextId++);
     this.count = n + 1;
 
     // u = M b, s = c − bᵀu
@@ -280,6 +338,7 @@ export class KrrWindow {
     }
     this.xs.splice(j, 1);
     this.ys.splice(j, 1);
+    this.ids.splice(j, 1);
     this.count = n - 1;
     if (!ok) {
       this.stabilityRefreshes++;
@@ -293,6 +352,7 @@ export class KrrWindow {
     this.updatesSinceCheck++;
     if (this.updatesSinceCheck >= this.checkInterval) {
       this.updatesSinceCheck = 0;
+      this.driftChecks++;
       // The O(n) α updates accumulate rounding too: recompute α = My at every check.
       this.alphaCache = null;
       const drift = this.drift();
@@ -301,6 +361,9 @@ export class KrrWindow {
         this.refresh();
         // Errors grew too fast for this interval (ill-conditioned K + λI): check more often.
         this.checkInterval = Math.max(1, Math.floor(this.checkInterval / 2));
+      } else if (drift <= this.driftTolerance / 100) {
+        // Far below the tolerance (a well-conditioned window): check less often, up to driftCheckMax.
+        this.checkInterval = Math.min(this.driftCheckMax, this.checkInterval * 2);
       } else {
         this.checkInterval = Math.min(this.driftCheckEvery, this.checkInterval * 2);
       }
@@ -394,6 +457,8 @@ export class KrrWindow {
       this.meter.kernelTransforms += transforms;
       this.meter.add(transforms * TRANSFORM_FLOPS);
     }
+    // New hyperparameters, new conditioning: drift checks start again at the base interval.
+    this.checkInterval = this.driftCheckEvery;
     this.refresh();
   }
 
@@ -443,15 +508,47 @@ export class KrrWindow {
     this.checkPoint(x);
     const n = this.count;
     if (alpha.length !== n) throw new ShapeError(`alpha has ${alpha.length} entries, window has ${n}`);
+    const keep = this.reuseKernelRows;
+    const stats = keep ? new Float64Array(n) : null;
+    const values = keep ? new Float64Array(n) : null;
     let s = 0;
     for (let i = 0; i < n; i++) {
       const st = pairStat(this.kernel, this.xs[i] as Float64Array, x);
-      s += kernelFromStat(this.kernel, st, this.gammaValue) * (alpha[i] as number);
+      const k = kernelFromStat(this.kernel, st, this.gammaValue);
+      s += k * (alpha[i] as number);
+      if (stats !== null && values !== null) {
+        stats[i] = st;
+        values[i] = k;
+      }
     }
     this.meter.kernelEvals += n;
     this.meter.kernelTransforms += n;
     this.meter.add(n * (pairStatFlops(this.kernel, this.dim) + TRANSFORM_FLOPS + 2));
+    if (stats !== null && values !== null) {
+      if (this.rowCache.length >= ROW_CACHE) this.rowCache.shift();
+      this.rowCache.push({
+        x: Float64Array.from(x),
+        ids: this.ids.slice(),
+        stats,
+        values,
+        gamma: this.gammaValue,
+      });
+    }
     return s;
+  }
+
+  /** Removes and returns the cached kernel row of a predicted point equal to x, if any. */
+  private takeCachedRow(x: Float64Array): KernelRow | null {
+    for (let r = 0; r < this.rowCache.length; r++) {
+      const row = this.rowCache[r] as KernelRow;
+      let same = true;
+      for (let i = 0; i < x.length && same; i++) same = row.x[i] === x[i];
+      if (same) {
+        this.rowCache.splice(r, 1);
+        return row;
+      }
+    }
+    return null;
   }
 
   /** γ·∂K/∂γ for the window (n² derivative transforms). */
