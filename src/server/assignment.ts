@@ -12,6 +12,8 @@ export interface AssignmentClaims {
   readonly version: number;
   /** ms since epoch after which the assignment has lapsed. */
   readonly deadline: number;
+  /** Sync tasks: the round whose cohort the device joined (absent for asynchronous tasks). */
+  readonly round?: number;
 }
 
 const SIGNATURE_BYTES = 16;
@@ -40,9 +42,9 @@ export class AssignmentSigner {
   }
 
   sign(claims: AssignmentClaims): string {
-    const payload = Buffer.from(
-      JSON.stringify([claims.taskId, claims.deviceId, claims.version, claims.deadline, nonce()]),
-    ).toString('base64url');
+    const fields = [claims.taskId, claims.deviceId, claims.version, claims.deadline, nonce()];
+    if (claims.round !== undefined) fields.push(claims.round);
+    const payload = Buffer.from(JSON.stringify(fields)).toString('base64url');
     return `${payload}.${this.mac(payload).toString('base64url')}`;
   }
 
@@ -54,15 +56,31 @@ export class AssignmentSigner {
     const payload = id.slice(0, dot);
     const given = Buffer.from(id.slice(dot + 1), 'base64url');
     if (given.length !== SIGNATURE_BYTES || !timingSafeEqual(given, this.mac(payload))) return null;
-    try {
-      const parsed: unknown = JSON.parse(Buffer.from(payload, 'base64url').toString('utf8'));
-      if (!Array.isArray(parsed) || parsed.length !== 5) return null;
-      const [taskId, deviceId, version, deadline] = parsed as unknown[];
-      if (typeof taskId !== 'string' || typeof deviceId !== 'string') return null;
-      if (!Number.isInteger(version) || typeof deadline !== 'number') return null;
-      return { taskId, deviceId, version: version as number, deadline };
-    } catch {
-      return null;
-    }
+    return parseClaims(payload);
   }
+}
+
+function parseClaims(payload: string): AssignmentClaims | null {
+  try {
+    const parsed: unknown = JSON.parse(Buffer.from(payload, 'base64url').toString('utf8'));
+    if (!Array.isArray(parsed) || (parsed.length !== 5 && parsed.length !== 6)) return null;
+    const [taskId, deviceId, version, deadline, , round] = parsed as unknown[];
+    if (typeof taskId !== 'string' || typeof deviceId !== 'string') return null;
+    if (!Number.isInteger(version) || typeof deadline !== 'number') return null;
+    const claims = { taskId, deviceId, version: version as number, deadline };
+    if (parsed.length === 5) return claims;
+    if (!(Number.isInteger(round) && (round as number) >= 0)) return null;
+    return { ...claims, round: round as number };
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The round an assignment id names, read WITHOUT checking its signature: only for ids the
+ * aggregator already verified or that come back from the journal (which holds verified ids only).
+ */
+export function assignmentRound(id: string): number | undefined {
+  const dot = id.indexOf('.');
+  return dot <= 0 ? undefined : (parseClaims(id.slice(0, dot))?.round ?? undefined);
 }

@@ -28,14 +28,18 @@ import { gzip } from 'node:zlib';
 import { OrchardError } from '../core/errors.ts';
 import { stalenessWeight } from '../fl/staleness.ts';
 import type { PreWeightedPartial } from '../fl/strategies/fedbuff.ts';
+import { SyncRounds } from '../fl/strategies/sync.ts';
 import type { DurableStrategy, Strategy, StrategySnapshot, UpdateOutcome } from '../fl/types.ts';
 import { evaluate } from '../nn/index.ts';
+import { assignmentRound } from './assignment.ts';
 import { ApiError } from './errors.ts';
 import { JournalWriter, journalEntry } from './journal.ts';
 import type { Lease } from './lease.ts';
 import { decodeFrame, encodeFrame, FRAME_KIND_MODEL, type UpdateResponse } from './protocol.ts';
 import type { DeliveredPartial, PartialExchange } from './scaleout/partials.ts';
+import type { RoundCohort } from './selector.ts';
 import {
+  type AppendResult,
   type Checkpoint,
   type JournalEntry,
   type MetricRecord,
@@ -70,6 +74,7 @@ export function encodeStrategyState(snapshot: StrategySnapshot, foldedSeqs?: rea
     buffer: buffer ? { count: buffer.count, examples: buffer.examples } : null,
     optimizerSteps: snapshot.optimizer?.steps ?? 0,
     slots: slots.length,
+    ...(snapshot.round === undefined ? {} : { round: snapshot.round }),
     ...(foldedSeqs === undefined ? {} : { foldedSeqs }),
   };
   return encodeFrame(FRAME_KIND_STATE, header, floats);
@@ -84,6 +89,7 @@ export function decodeStrategyState(
     buffer: { count: number; examples: number } | null;
     optimizerSteps: number;
     slots: number;
+    round?: StrategySnapshot['round'];
   }>(bytes, FRAME_KIND_STATE);
   const n = params.length;
   const parts = (header.buffer ? 1 : 0) + header.slots;
@@ -102,7 +108,25 @@ export function decodeStrategyState(
     ? { sum: next(), count: header.buffer.count, examples: header.buffer.examples }
     : undefined;
   const slots = Array.from({ length: header.slots }, next);
-  const base = { version, params, optimizer: { steps: header.optimizerSteps, slots } };
+  const round = header.round;
+  if (
+    round !== undefined &&
+    !(
+      round !== null &&
+      typeof round === 'object' &&
+      Number.isInteger(round.number) &&
+      Number.isInteger(round.settled) &&
+      (round.openedAt === null || typeof round.openedAt === 'number') &&
+      (round.closeDueAt === null || typeof round.closeDueAt === 'number')
+    )
+  )
+    throw new OrchardError('INVALID_STATE', 'checkpoint state has a malformed round');
+  const base = {
+    version,
+    params,
+    optimizer: { steps: header.optimizerSteps, slots },
+    ...(round === undefined ? {} : { round }),
+  };
   return buffer ? { ...base, buffer } : base;
 }
 
@@ -226,7 +250,7 @@ class RateWindow {
   }
 }
 
-export class TaskCoordinator {
+export class TaskCoordinator implements RoundCohort {
   readonly taskId: string;
   /** It folds before journaling, so keys must be deduplicated before `submit`. */
   readonly journalDedups = false;
@@ -264,6 +288,19 @@ export class TaskCoordinator {
   private lastSweep = 0;
   private leaderTimer: NodeJS.Timeout | null = null;
   private leading: Promise<void> | null = null;
+  // Sync rounds (see the sync section below).
+  private readonly isSync: boolean;
+  /** Assignments this process handed out for its current strategy: assignment id → strategy client. */
+  private readonly live = new Map<string, { readonly clientId: number; readonly deadline: number }>();
+  private roundTimer: NodeJS.Timeout | null = null;
+  private roundTimerDue = Number.NaN;
+  private lapseTimer: NodeJS.Timeout | null = null;
+  /** A version stepped outside the journal (timer, dropouts) being checkpointed before it is published. */
+  private committing: Promise<void> | null = null;
+  /** The most recent journal append issued (seqs follow call order). */
+  private lastAppend: Promise<AppendResult> | null = null;
+  /** Set by a sync fold that closed earlier rounds and then refused its own update. */
+  private closedOutsideJournal = false;
 
   constructor(
     readonly runtime: TaskRuntime,
@@ -273,6 +310,7 @@ export class TaskCoordinator {
     this.keepVersions = options.keepVersions ?? 32;
     this.journal = new JournalWriter(options.storage);
     this.log = options.log ?? (() => {});
+    this.isSync = runtime.spec.strategy.kind === 'sync';
   }
 
   get ready(): boolean {
@@ -305,6 +343,11 @@ export class TaskCoordinator {
         'CONFIG_INVALID',
         `task ${this.taskId}: its strategy cannot fold partial sums (plain FedBuff only)`,
       );
+    if (this.isSync && (this.options.partials !== undefined || this.options.tail === true))
+      throw new OrchardError(
+        'CONFIG_INVALID',
+        `task ${this.taskId}: sync rounds need all roles in one process (the round's cohort lives in the coordinator)`,
+      );
     if ((await this.acquireLease(ttl)) === null)
       throw new ApiError('unavailable', `another coordinator holds the lease of task ${this.taskId}`);
     this.leaseTimer = setInterval(() => void this.renewLease(ttl), Math.max(50, ttl / 3));
@@ -324,6 +367,10 @@ export class TaskCoordinator {
     } else if (this.options.tail === true) {
       this.tailTimer = setInterval(() => void this.tail(), this.options.tailIntervalMs ?? 25);
       this.tailTimer.unref();
+    }
+    if (this.isSync) {
+      this.lapseTimer = setInterval(() => this.sweepLapsed(), 1000);
+      this.lapseTimer.unref();
     }
   }
 
@@ -392,6 +439,7 @@ export class TaskCoordinator {
     await this.leading?.catch(() => {});
     // Appends still in flight must land (or fail) before the journal is read back.
     await this.journal.settled();
+    await this.committing?.catch(() => {});
     await this.checkpointChain.catch(() => {});
     const storage = this.options.storage;
     // Fence before reading: from now on a deposed holder's appends and checkpoints are refused.
@@ -399,6 +447,9 @@ export class TaskCoordinator {
     const strategy = this.runtime.newStrategy();
     const checkpoint = await storage.latestCheckpoint(this.taskId);
     if (this.options.partials !== undefined) return this.recoverLeader(strategy, checkpoint);
+    this.live.clear();
+    this.clearRoundTimer();
+    this.lastAppend = null;
     let journalSeq = 0;
     this.published.clear();
     if (checkpoint !== null) {
@@ -440,6 +491,7 @@ export class TaskCoordinator {
       `task ${this.taskId}: recovered version ${strategy.version} (checkpoint ${checkpoint?.version ?? 'none'}, ${entries.length} journal entries replayed)`,
     );
     this.state = 'ready';
+    this.armRoundTimer();
     this.emit({ type: 'version', data: { taskId: this.taskId, version: this.latest, at: Date.now() } });
     const params = strategy.params;
     const version = this.latest;
@@ -463,6 +515,7 @@ export class TaskCoordinator {
         reason: 'unknown_version',
         message: `base version ${input.baseVersion} was never issued (current ${strategy.version})`,
       };
+    if (strategy instanceof SyncRounds) return this.foldSync(strategy, clientId, input);
     strategy.resumeAssignment(clientId, input.baseVersion);
     const base = {
       clientId,
@@ -487,6 +540,11 @@ export class TaskCoordinator {
     if (this.state !== 'ready' || this.strategy === null)
       throw new ApiError('unavailable', `task ${this.taskId} is ${this.state}; retry shortly`, 1000);
     const outcome = this.fold(input);
+    if (this.closedOutsideJournal) {
+      this.closedOutsideJournal = false;
+      this.commitClose();
+    }
+    this.armRoundTimer();
     if (outcome.kind === 'rejected') {
       this.countRejection(outcome.reason);
       return outcome;
@@ -506,6 +564,7 @@ export class TaskCoordinator {
         }
       : null;
     const append = this.journal.append({ ...journalEntry(this.taskId, input, response), ...this.fence });
+    this.lastAppend = append;
     let result: Awaited<typeof append>;
     try {
       result = await append;
@@ -812,6 +871,195 @@ export class TaskCoordinator {
     }
   }
 
+  // ---- Sync rounds -------------------------------------------------------------------------
+  //
+  // The selector admits devices into the current round through `join` (the strategy's selection
+  // target), the assignment names the round, and each update folds into the round it names. Round
+  // closes driven by updates are reproduced by replaying the journal; a round that closes on its
+  // deadline (or because its last devices lapsed) is checkpointed before its version is published.
+  // Replay also closes rounds on its own: an update of round r + 1 means round r had closed, with
+  // exactly the round-r updates before it in the journal, so the close (step or restart) is the same.
+  // The strategy's clock is seconds (roundTimeout is in seconds), so `now` is Date.now() / 1000.
+
+  /** RoundCohort: joins the current round (see selector.ts). */
+  join(
+    now: number,
+    deadline: number,
+    sign: (version: number, round: number) => string,
+  ): { readonly assignmentId: string; readonly version: number; readonly round: number } | null {
+    const strategy = this.strategy;
+    if (!(strategy instanceof SyncRounds) || this.state !== 'ready' || this.committing !== null) return null;
+    // A version not yet published (its updates or checkpoint are still being stored) is not handed out.
+    if (strategy.version !== this.latest) return null;
+    const t = now / 1000;
+    if (strategy.demand(t, 0, Number.POSITIVE_INFINITY) <= 0) return null;
+    const clientId = this.nextClientId++;
+    const assignment = strategy.assign(clientId, t);
+    const round = assignment.round ?? strategy.round;
+    const assignmentId = sign(assignment.version, round);
+    this.live.set(assignmentId, { clientId, deadline });
+    this.armRoundTimer();
+    return { assignmentId, version: assignment.version, round };
+  }
+
+  /** RoundCohort: the device will not train (it counts as a dropout of its round). */
+  leave(assignmentId: string): void {
+    const live = this.live.get(assignmentId);
+    const strategy = this.strategy;
+    if (live === undefined || !(strategy instanceof SyncRounds)) return;
+    this.live.delete(assignmentId);
+    this.dropOut(strategy, [live.clientId]);
+  }
+
+  /** The current round (sync tasks; null otherwise). */
+  get round(): number | null {
+    return this.strategy instanceof SyncRounds ? this.strategy.round : null;
+  }
+
+  private foldSync(
+    strategy: SyncRounds,
+    freshId: number,
+    input: Omit<FoldInput, 'idempotencyKey'>,
+  ): UpdateOutcome {
+    const now = Date.now() / 1000;
+    const round = assignmentRound(input.assignmentId);
+    if (round === undefined)
+      return { kind: 'rejected', reason: 'not_assigned', message: 'the assignment names no round' };
+    const before = strategy.version;
+    while (strategy.round < round) strategy.endRound();
+    const advanced = strategy.version > before;
+    let clientId: number;
+    const live = this.live.get(input.assignmentId);
+    if (live !== undefined) {
+      clientId = live.clientId;
+      this.live.delete(input.assignmentId);
+    } else if (round === strategy.round && input.baseVersion !== strategy.version) {
+      this.closedOutsideJournal ||= advanced;
+      return {
+        kind: 'rejected',
+        reason: 'wrong_round',
+        message: `round ${round} restarted at version ${strategy.version}, the update trained version ${input.baseVersion}`,
+      };
+    } else {
+      clientId = freshId;
+      strategy.resumeAssignment(clientId, input.baseVersion, round, now);
+    }
+    const base = {
+      clientId,
+      baseVersion: input.baseVersion,
+      delta: input.delta,
+      numExamples: input.numExamples,
+    };
+    const update = input.trainLoss === undefined ? base : { ...base, trainLoss: input.trainLoss };
+    const outcome = strategy.onUpdate(
+      input.verifiedFinite === true ? { ...update, verifiedFinite: true } : update,
+      now,
+    );
+    if (outcome.kind === 'rejected') {
+      this.closedOutsideJournal ||= advanced;
+      return outcome;
+    }
+    return advanced && !outcome.stepped ? { ...outcome, stepped: true } : outcome;
+  }
+
+  /** Strategy clients that will never report; a round they leave without prospects closes. */
+  private dropOut(strategy: SyncRounds, clientIds: readonly number[]): void {
+    const before = strategy.version;
+    const now = Date.now() / 1000;
+    for (const id of clientIds) strategy.onDropout(id, now);
+    if (strategy.version > before) this.commitClose();
+    this.armRoundTimer();
+  }
+
+  /** Assignments past their deadline count as dropouts (the aggregator refuses their uploads). */
+  private sweepLapsed(): void {
+    const strategy = this.strategy;
+    if (!(strategy instanceof SyncRounds) || this.state !== 'ready' || this.committing !== null) return;
+    const now = Date.now();
+    const lapsed: number[] = [];
+    for (const [id, a] of this.live)
+      if (a.deadline < now) {
+        this.live.delete(id);
+        lapsed.push(a.clientId);
+      }
+    if (lapsed.length > 0) this.dropOut(strategy, lapsed);
+  }
+
+  private clearRoundTimer(): void {
+    if (this.roundTimer !== null) clearTimeout(this.roundTimer);
+    this.roundTimer = null;
+    this.roundTimerDue = Number.NaN;
+  }
+
+  /** (Re)arms the timer for the round's deadline; none while the round has not opened. */
+  private armRoundTimer(): void {
+    const strategy = this.strategy;
+    const due =
+      strategy instanceof SyncRounds && this.state === 'ready'
+        ? strategy.nextDeadline() * 1000
+        : Number.POSITIVE_INFINITY;
+    if (!Number.isFinite(due)) {
+      this.clearRoundTimer();
+      return;
+    }
+    if (this.roundTimer !== null && this.roundTimerDue === due) return;
+    this.clearRoundTimer();
+    this.roundTimerDue = due;
+    this.roundTimer = setTimeout(() => this.onRoundTimer(), Math.max(0, due - Date.now()));
+    this.roundTimer.unref();
+  }
+
+  private onRoundTimer(): void {
+    this.roundTimer = null;
+    this.roundTimerDue = Number.NaN;
+    const strategy = this.strategy;
+    if (!(strategy instanceof SyncRounds) || this.state === 'closed') return;
+    if (this.state !== 'ready' || this.committing !== null) {
+      // Recovering or committing: look again shortly (recovery re-arms the timer itself).
+      this.roundTimer = setTimeout(() => this.onRoundTimer(), 100);
+      this.roundTimer.unref();
+      return;
+    }
+    const before = strategy.version;
+    const outcome = strategy.onTimer(Date.now() / 1000);
+    if (outcome.version > before) this.commitClose();
+    this.armRoundTimer();
+  }
+
+  /**
+   * A version the journal alone does not reproduce (a round closed on its deadline or by dropouts):
+   * checkpoint it, covering every journal entry folded so far, and publish it only once that is
+   * durable. On failure the coordinator rebuilds from storage (the version was never handed out).
+   */
+  private commitClose(): void {
+    const strategy = this.strategy;
+    if (strategy === null) return;
+    const snapshot = strategy.snapshot();
+    const lastAppend = this.lastAppend;
+    const commit = async () => {
+      let seq = this.foldedSeq;
+      if (lastAppend !== null) {
+        // Entries folded before the close all have seqs up to this append's (call order).
+        const result = await lastAppend.catch(() => null);
+        // A failed or duplicate append already sent the coordinator into recovery.
+        if (result === null || result.kind !== 'appended') return;
+        seq = Math.max(seq, result.seq);
+      }
+      if (this.state !== 'ready' || this.strategy !== strategy) return;
+      await this.saveCheckpoint(snapshot, seq);
+      if (this.state !== 'ready' || this.strategy !== strategy) return;
+      if (this.lastCheckpointVersion < snapshot.version) {
+        this.failed(`checkpoint of version ${snapshot.version} failed`);
+        return;
+      }
+      this.publish(snapshot.version, snapshot.params, true);
+    };
+    const running: Promise<void> = commit().finally(() => {
+      if (this.committing === running) this.committing = null;
+    });
+    this.committing = running;
+  }
+
   countRejection(reason: string): void {
     this.counts.rejected[reason] = (this.counts.rejected[reason] ?? 0) + 1;
   }
@@ -920,7 +1168,10 @@ export class TaskCoordinator {
     if (this.leaseTimer !== null) clearInterval(this.leaseTimer);
     if (this.tailTimer !== null) clearInterval(this.tailTimer);
     if (this.leaderTimer !== null) clearInterval(this.leaderTimer);
+    if (this.lapseTimer !== null) clearInterval(this.lapseTimer);
+    this.clearRoundTimer();
     await this.leading?.catch(() => {});
+    await this.committing?.catch(() => {});
     await this.journal.settled();
     await this.checkpointChain.catch(() => {});
     this.state = 'closed';

@@ -144,6 +144,16 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
       ],
       'task',
     );
+  if (spec.strategy.kind === 'sync' && !embedded)
+    throw new ConfigError(
+      [
+        {
+          path: 'roles',
+          message: "sync rounds need all roles in one process (the round's cohort lives in the coordinator)",
+        },
+      ],
+      'server',
+    );
   const runtime = taskRuntime(spec);
   const admission = options.admission ?? new LocalAdmissionCounter();
   const lease = options.lease ?? new LocalLease();
@@ -199,6 +209,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   const selectable: SelectableTask = {
     spec,
     currentVersion: () => (c === null ? polledVersion : c.ready ? c.version : null),
+    cohort: spec.strategy.kind === 'sync' ? c : null,
     planExtras: {
       modelInput: runtime.modelInput,
       seed: spec.seed,

@@ -234,7 +234,9 @@ test('the default task is the foundation preset: MNIST FedBuff K=10, concurrency
   assert.equal(d.concurrency, 100);
   assert.equal(d.dataset?.kind, 'mnist');
   assert.equal(d.model.kind, 'softmax');
-  assert.throws(() => parseTaskSpec({ ...d, strategy: { kind: 'sync' } }), /asynchronous strategies/);
+  // Sync rounds are served, but only with a round deadline.
+  assert.throws(() => parseTaskSpec({ ...d, strategy: { kind: 'sync' } }), /finite roundTimeout/);
+  assert.equal(parseTaskSpec({ ...d, strategy: { kind: 'sync', roundTimeout: 60 } }).strategy.kind, 'sync');
 });
 
 test('appends are issued without waiting for each other, in fold order; replay equals the live model', async () => {

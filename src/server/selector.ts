@@ -3,6 +3,10 @@
  * eligibility), applies admission control (target concurrency through a shared counter, a
  * per-device minimum check-in interval) and hands out a signed assignment of the newest published
  * version, or tells the device when to come back. It keeps no state of its own.
+ *
+ * Sync tasks: admission is per round. The coordinator's round cohort (the strategy's selection
+ * target, cohortSize · (1 + overSelection)) decides who joins; the assignment names the round, and
+ * a device that finds the round full (or a new version being committed) is told to wait.
  */
 import type { AdmissionCounter } from './admission.ts';
 import type { AssignmentSigner } from './assignment.ts';
@@ -17,6 +21,24 @@ export interface SelectableTask {
   currentVersion(): number | null;
   /** Extra facts for the client's training plan (model input shape). */
   readonly planExtras: Readonly<Record<string, unknown>>;
+  /** Sync tasks: the current round's cohort, kept by the coordinator (absent for asynchronous tasks). */
+  readonly cohort?: RoundCohort | null;
+}
+
+/** A sync task's round admission (TaskCoordinator implements it). */
+export interface RoundCohort {
+  /**
+   * Joins the current round (`now`: ms since epoch): the assignment is signed by `sign` with the
+   * round's version and number. Null when the round has selected its target or a new version is
+   * being committed.
+   */
+  join(
+    now: number,
+    deadline: number,
+    sign: (version: number, round: number) => string,
+  ): { readonly assignmentId: string; readonly version: number; readonly round: number } | null;
+  /** The device will not train after all (e.g. its admission slot was refused). */
+  leave(assignmentId: string): void;
 }
 
 export interface SelectorOptions {
@@ -74,7 +96,7 @@ export class Selector {
     let retryAfterMs = Number.POSITIVE_INFINITY;
     let reason = 'all eligible tasks are at their target concurrency';
     for (const task of eligible) {
-      const version = task.currentVersion();
+      let version = task.currentVersion();
       if (version === null) {
         retryAfterMs = Math.min(retryAfterMs, 1000);
         reason = 'task is recovering';
@@ -82,8 +104,29 @@ export class Selector {
       }
       const spec = task.spec;
       const deadline = now + spec.assignmentTtlMs;
-      const assignmentId = this.options.signer.sign({ taskId: spec.taskId, deviceId, version, deadline });
-      if (!(await this.options.admission.tryAcquire(spec.taskId, assignmentId, spec.concurrency, deadline))) {
+      let assignmentId: string;
+      let limit = spec.concurrency;
+      if (spec.strategy.kind === 'sync') {
+        if (task.cohort == null) {
+          retryAfterMs = Math.min(retryAfterMs, 1000);
+          reason = 'sync rounds are served only where the coordinator runs';
+          continue;
+        }
+        const joined = task.cohort.join(now, deadline, (v, round) =>
+          this.options.signer.sign({ taskId: spec.taskId, deviceId, version: v, deadline, round }),
+        );
+        if (joined === null) {
+          retryAfterMs = Math.min(retryAfterMs, spec.waitMs);
+          reason = 'the current round has selected its cohort';
+          continue;
+        }
+        assignmentId = joined.assignmentId;
+        version = joined.version;
+        // The round's selection target is the limit; the counter only tracks who is training.
+        limit = Number.MAX_SAFE_INTEGER;
+      } else assignmentId = this.options.signer.sign({ taskId: spec.taskId, deviceId, version, deadline });
+      if (!(await this.options.admission.tryAcquire(spec.taskId, assignmentId, limit, deadline))) {
+        task.cohort?.leave(assignmentId);
         retryAfterMs = Math.min(retryAfterMs, spec.waitMs);
         continue;
       }

@@ -61,18 +61,25 @@ export const TaskSpecSchema = z
   .superRefine((t, ctx) => {
     if (t.dataset === undefined && t.modelInput === undefined)
       ctx.addIssue({ code: 'custom', path: ['modelInput'], message: 'required without a dataset' });
-    if (t.strategy.kind === 'sync')
+    if (t.strategy.kind === 'sync' && !Number.isFinite(t.strategy.roundTimeout))
       ctx.addIssue({
         code: 'custom',
-        path: ['strategy', 'kind'],
+        path: ['strategy', 'roundTimeout'],
         message:
-          'the server runs asynchronous strategies (fedbuff, fedasync); sync rounds are simulator-only',
+          'the server needs a finite roundTimeout (seconds) for sync rounds: a round whose devices went away must still close',
       });
-    if (t.strategy.kind === 'fedbuff' && (t.strategy.privacy || t.strategy.secureAggregation))
+    if ((t.strategy.kind === 'sync' || t.strategy.kind === 'fedbuff') && t.strategy.privacy)
       ctx.addIssue({
         code: 'custom',
-        path: ['strategy'],
-        message: 'privacy and secureAggregation are simulator-only (their state is not checkpointed yet)',
+        path: ['strategy', 'privacy'],
+        message: 'privacy is simulator-only for now (its state is not checkpointed yet)',
+      });
+    if (t.strategy.kind === 'fedbuff' && t.strategy.secureAggregation)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['strategy', 'secureAggregation'],
+        message:
+          'secure aggregation is simulator-only: its multi-round masking protocol is not served over HTTP',
       });
   });
 export type TaskSpec = z.infer<typeof TaskSpecSchema>;

@@ -1,0 +1,188 @@
+/**
+ * Sync rounds (FedAvg) served over HTTP: simulated devices check in, join the current round's
+ * cohort (the strategy's selection target), upload, and the coordinator closes rounds at
+ * cohortSize updates or at the round deadline; stragglers of a closed round get 409 `stale`. Every
+ * served model is compared with an independent float64 computation of FedAvg.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { type RunningServer, startServer } from './index.ts';
+import { decodeFrame } from './protocol.ts';
+import { checkinDevice, registerDevice, type Train, uploadUpdate } from './test-helpers.ts';
+
+const NUM_PARAMS = 8; // softmax 3 inputs × 2 classes + 2 biases
+const ROUND_TIMEOUT_S = 0.6;
+const TASK = {
+  taskId: 'sync',
+  modelInput: { inputKind: 'dense', inputDim: 3, numClasses: 2 },
+  model: { kind: 'softmax' },
+  // 3 updates close a round; ceil(3 · 1.25) = 4 devices are selected per round.
+  strategy: {
+    kind: 'sync',
+    cohortSize: 3,
+    overSelection: 0.25,
+    roundTimeout: ROUND_TIMEOUT_S,
+    minUpdates: 2,
+    serverOptimizer: { kind: 'sgd', lr: 1 },
+  },
+  waitMs: 20,
+  evalEvery: 0,
+};
+
+function deltaOf(i: number): Float32Array {
+  const d = new Float32Array(NUM_PARAMS);
+  for (let j = 0; j < NUM_PARAMS; j++) d[j] = (((i * 5 + j * 3) % 11) - 5) / 32;
+  return d;
+}
+
+/** FedAvg in float64: x − Σ nᵢδᵢ / Σ nᵢ. */
+function fedAvgStep(x: readonly number[], updates: readonly { delta: Float32Array; n: number }[]): number[] {
+  const total = updates.reduce((s, u) => s + u.n, 0);
+  return x.map((v, j) => v - updates.reduce((s, u) => s + u.n * (u.delta[j] as number), 0) / total);
+}
+
+async function model(server: RunningServer, token: string, version: number): Promise<number[]> {
+  const res = await fetch(`${server.url}/v1/tasks/sync/models/${version}`, {
+    headers: { authorization: `Bearer ${token}` },
+  });
+  assert.equal(res.status, 200, `model ${version}`);
+  return Array.from(decodeFrame(new Uint8Array(await res.arrayBuffer())).floats);
+}
+
+function assertClose(actual: readonly number[], expected: readonly number[], what: string): void {
+  assert.equal(actual.length, expected.length);
+  for (let j = 0; j < actual.length; j++)
+    assert.ok(
+      Math.abs((actual[j] as number) - (expected[j] as number)) < 1e-6,
+      `${what}, param ${j}: ${actual[j]} vs ${expected[j]}`,
+    );
+}
+
+async function train(server: RunningServer, token: string): Promise<Train> {
+  const c = await checkinDevice(server.url, token);
+  assert.equal(c.action, 'train', JSON.stringify(c));
+  return c as Train;
+}
+
+async function waitFor(what: string, done: () => boolean, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!done()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+test('sync FedAvg over HTTP: per-round cohorts, close at cohortSize or deadline, stale stragglers, restarts', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'orchard-sync-'));
+  const server = await startServer({ dataDir: dir, task: TASK });
+  t.after(async () => {
+    await server.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const c = server.coordinator;
+  assert.ok(c !== null);
+  const devices = await Promise.all(
+    Array.from({ length: 6 }, () => registerDevice(server.url, server.enrollmentKey)),
+  );
+  const tokens = devices.map((d) => d.token);
+  let x = await model(server, tokens[0] as string, 0);
+
+  // Round 0: four devices are selected, the fifth waits for the next round.
+  const r0 = [];
+  for (let i = 0; i < 4; i++) r0.push(await train(server, tokens[i] as string));
+  assert.deepEqual(
+    r0.map((a) => a.version),
+    [0, 0, 0, 0],
+  );
+  const full = await checkinDevice(server.url, tokens[4] as string);
+  assert.equal(full.action, 'wait');
+  assert.match(full.action === 'wait' ? full.reason : '', /selected its cohort/);
+
+  // Three updates close it: FedAvg of exactly those three, example-weighted.
+  const sent0 = [0, 1, 2].map((i) => ({ delta: deltaOf(i), n: i + 1 }));
+  const answers = [];
+  for (let i = 0; i < 3; i++) {
+    const u = sent0[i] as { delta: Float32Array; n: number };
+    answers.push(await uploadUpdate(server.url, tokens[i] as string, r0[i] as Train, u.delta, u.n));
+  }
+  assert.deepEqual(
+    answers.map((a) => [a.accepted, a.version]),
+    [
+      [true, 0],
+      [true, 0],
+      [true, 1],
+    ],
+  );
+  x = fedAvgStep(x, sent0);
+  await waitFor('version 1', () => c.version === 1);
+  assertClose(await model(server, tokens[0] as string, 1), x, 'version 1');
+  // The fourth device of round 0 is a straggler now: a typed refusal, nothing changes.
+  await assert.rejects(
+    uploadUpdate(server.url, tokens[3] as string, r0[3] as Train, deltaOf(9)),
+    /409.*"stale".*round 0/,
+  );
+  // A retried upload gets the first answer back.
+  const again = await uploadUpdate(server.url, tokens[2] as string, r0[2] as Train, deltaOf(2), 3);
+  assert.deepEqual([again.duplicate, again.version], [true, 1]);
+  assert.equal(c.version, 1);
+  assert.deepEqual(c.counts.rejected, { wrong_round: 1 });
+
+  // Round 1: only two of its devices report; the deadline closes it with those two (≥ minUpdates).
+  const r1 = [await train(server, tokens[4] as string), await train(server, tokens[5] as string)];
+  assert.deepEqual(
+    r1.map((a) => a.version),
+    [1, 1],
+  );
+  const sent1 = [3, 4].map((i) => ({ delta: deltaOf(i), n: 2 }));
+  for (let k = 0; k < 2; k++) {
+    const u = sent1[k] as { delta: Float32Array; n: number };
+    const r = await uploadUpdate(server.url, tokens[4 + k] as string, r1[k] as Train, u.delta, u.n);
+    assert.deepEqual([r.accepted, r.version], [true, 1]);
+  }
+  const closedAt = Date.now();
+  await waitFor('the round deadline', () => c.version === 2, 5000);
+  assert.ok(Date.now() - closedAt < ROUND_TIMEOUT_S * 1000 + 1000);
+  x = fedAvgStep(x, sent1);
+  assertClose(await model(server, tokens[0] as string, 2), x, 'version 2 (deadline)');
+  // The deadline-closed version is checkpointed before it is served.
+  assert.equal((await server.storage.latestCheckpoint('sync'))?.version, 2);
+
+  // Round 2: one update only (< minUpdates): the deadline discards it and round 3 restarts at
+  // version 2; the other device of round 2 is refused as stale.
+  const r2 = [await train(server, tokens[0] as string), await train(server, tokens[1] as string)];
+  await uploadUpdate(server.url, tokens[0] as string, r2[0] as Train, deltaOf(5), 4);
+  const round2 = c.round;
+  await waitFor('the discarding deadline', () => c.round === (round2 as number) + 1, 5000);
+  assert.equal(c.version, 2);
+  await assert.rejects(
+    uploadUpdate(server.url, tokens[1] as string, r2[1] as Train, deltaOf(6)),
+    /409.*"stale"/,
+  );
+  const r3 = await train(server, tokens[2] as string);
+  assert.equal(r3.version, 2);
+  assertClose(await model(server, tokens[0] as string, 2), x, 'version 2 after a discarded round');
+});
+
+test('sync task refusals: no round deadline, privacy, secure aggregation, roles in separate processes', async () => {
+  const { parseTaskSpec } = await import('./task.ts');
+  const sync = (strategy: Record<string, unknown>) => ({
+    ...TASK,
+    strategy: { ...TASK.strategy, ...strategy },
+  });
+  assert.throws(() => parseTaskSpec(sync({ roundTimeout: undefined })), /finite roundTimeout/);
+  assert.throws(
+    () =>
+      parseTaskSpec({
+        ...TASK,
+        strategy: { kind: 'fedbuff', secureAggregation: { groupSize: 4, threshold: 3 } },
+      }),
+    /secure aggregation is simulator-only/,
+  );
+  await assert.rejects(
+    startServer({ storage: 'sqlite::memory:', task: TASK, roles: ['coordinator'] }),
+    /sync rounds need all roles in one process/,
+  );
+});
