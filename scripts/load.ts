@@ -12,7 +12,9 @@
  * Flags: --devices N, --minutes M, --concurrency C (the task's target of devices training at once,
  * default 100 as in the default task), --wait-ms W (the pacing the server gives devices it turns
  * away, default 30 s), --ms-per-second S (real ms per simulated second of training, default 1000:
- * trips take the simulator's half-normal seconds in real time), --sample-seconds S, --out FILE.
+ * trips take the simulator's half-normal seconds in real time), --sample-seconds S, --out FILE,
+ * --heap-seconds H (default 30: how often the server forces a full GC and reports its live heap;
+ * each forced GC is a short pause that shows in the p99 latencies).
  * Devices are registered first (64 at a time) and the clock starts after that; memory samples
  * cover only the timed part.
  */
@@ -31,6 +33,7 @@ interface Args {
   waitMs: number;
   msPerSecond: number;
   sampleSeconds: number;
+  heapSeconds: number;
   out: string | null;
 }
 
@@ -42,9 +45,18 @@ function parseArgs(argv: readonly string[]): Args {
     waitMs: 30_000,
     msPerSecond: 1000,
     sampleSeconds: 10,
+    heapSeconds: 30,
     out: null,
   };
-  const numeric = { devices: 1, minutes: 0, concurrency: 1, waitMs: 1, msPerSecond: 0, sampleSeconds: 1 };
+  const numeric = {
+    devices: 1,
+    minutes: 0,
+    concurrency: 1,
+    waitMs: 1,
+    msPerSecond: 0,
+    sampleSeconds: 1,
+    heapSeconds: 1,
+  };
   for (let i = 0; i < argv.length; i += 2) {
     const flag = argv[i] as string;
     const value = argv[i + 1];
@@ -69,26 +81,39 @@ const repoRoot = resolve(fileURLToPath(new URL('..', import.meta.url)));
 async function startServerProcess(
   dataDir: string,
   args: Args,
-): Promise<{ child: ChildProcess; url: string; enrollmentKey: string }> {
+): Promise<{ child: ChildProcess; url: string; enrollmentKey: string; heap: ServerHeap }> {
   const code = `
     const { startServer, defaultTask } = await import(${JSON.stringify(join(repoRoot, 'src/server/index.ts'))});
     const task = { ...defaultTask(), concurrency: ${args.concurrency}, waitMs: ${args.waitMs}, evalEvery: 20 };
     const s = await startServer({ dataDir: ${JSON.stringify(dataDir)}, task, log: (m) => process.stderr.write(m + '\\n') });
     process.stdout.write(JSON.stringify({ url: s.url, enrollmentKey: s.enrollmentKey }) + '\\n');
-    const stop = () => s.close().then(() => process.exit(0));
+    // Live JS heap after a full collection: a leak in our code grows this; allocator or SQLite
+    // page-cache growth shows in RSS only.
+    const heapTimer = setInterval(() => {
+      globalThis.gc();
+      const m = process.memoryUsage();
+      process.stdout.write(JSON.stringify({ heapMiB: m.heapUsed / 2 ** 20, externalMiB: m.external / 2 ** 20 }) + '\\n');
+    }, ${args.heapSeconds * 1000});
+    const stop = () => { clearInterval(heapTimer); return s.close().then(() => process.exit(0)); };
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);
   `;
-  const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], {
-    cwd: repoRoot,
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+  const child = spawn(
+    process.execPath,
+    ['--expose-gc', '--import', 'tsx', '--input-type=module', '-e', code],
+    {
+      cwd: repoRoot,
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
+  const heap: ServerHeap = { heapMiB: Number.NaN, externalMiB: Number.NaN };
+  const rl = createInterface({ input: child.stdout as NodeJS.ReadableStream });
   const line = await new Promise<string>((resolveLine, reject) => {
     const timer = setTimeout(() => reject(new Error('server did not start within 60 s')), 60_000);
-    const rl = createInterface({ input: child.stdout as NodeJS.ReadableStream });
     rl.once('line', (l) => {
       clearTimeout(timer);
       resolveLine(l);
+      rl.on('line', (next) => Object.assign(heap, JSON.parse(next) as ServerHeap));
     });
     child.once('exit', (c) => {
       clearTimeout(timer);
@@ -96,7 +121,13 @@ async function startServerProcess(
     });
   });
   const { url, enrollmentKey } = JSON.parse(line) as { url: string; enrollmentKey: string };
-  return { child, url, enrollmentKey };
+  return { child, url, enrollmentKey, heap };
+}
+
+/** The server's latest report of its live heap (after a forced full GC) and external memory. */
+interface ServerHeap {
+  heapMiB: number;
+  externalMiB: number;
 }
 
 /** Resident set size of a process in MiB (Linux /proc); NaN elsewhere. */
@@ -112,6 +143,7 @@ function rssMiB(pid: number): number {
 interface Sample {
   readonly t: number;
   readonly serverRssMiB: number;
+  readonly serverHeapMiB: number;
   readonly fleetRssMiB: number;
   readonly fleetHeapMiB: number;
   readonly accepted: number;
@@ -121,7 +153,7 @@ interface Sample {
 /** Growth (%) from the 2nd to the 4th quarter of the run and the slope (MiB/min) over its 2nd half. */
 function trend(
   samples: readonly Sample[],
-  key: 'serverRssMiB' | 'fleetRssMiB',
+  key: 'serverRssMiB' | 'serverHeapMiB' | 'fleetRssMiB',
 ): { growthPct: number; slopeMiBPerMin: number } {
   const end = samples.at(-1)?.t ?? 0;
   const mean = (xs: readonly Sample[]) => xs.reduce((s, x) => s + x[key], 0) / Math.max(1, xs.length);
@@ -145,7 +177,7 @@ function trend(
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   const dataDir = mkdtempSync(join(tmpdir(), 'orchard-load-'));
-  const { child, url, enrollmentKey } = await startServerProcess(dataDir, args);
+  const { child, url, enrollmentKey, heap } = await startServerProcess(dataDir, args);
   const serverPid = child.pid as number;
   process.stderr.write(
     `load: ${args.devices} devices → ${url} for ${args.minutes} min (target concurrency ${args.concurrency}, wait ${args.waitMs} ms)\n`,
@@ -162,6 +194,7 @@ async function main(): Promise<void> {
     const s: Sample = {
       t,
       serverRssMiB: rssMiB(serverPid),
+      serverHeapMiB: heap.heapMiB,
       fleetRssMiB: mem.rss / 2 ** 20,
       fleetHeapMiB: mem.heapUsed / 2 ** 20,
       accepted,
@@ -171,7 +204,7 @@ async function main(): Promise<void> {
     lastAccepted = accepted;
     lastT = t;
     process.stderr.write(
-      `[${t.toFixed(0)}s] accepted ${accepted} (${s.updatesPerSecond.toFixed(0)}/s) server RSS ${s.serverRssMiB.toFixed(0)} MiB, fleet RSS ${s.fleetRssMiB.toFixed(0)} MiB\n`,
+      `[${t.toFixed(0)}s] accepted ${accepted} (${s.updatesPerSecond.toFixed(0)}/s) server RSS ${s.serverRssMiB.toFixed(0)} MiB (heap after GC ${s.serverHeapMiB.toFixed(1)}), fleet RSS ${s.fleetRssMiB.toFixed(0)} MiB\n`,
     );
   };
   let sampler: NodeJS.Timeout | null = null;
@@ -210,6 +243,10 @@ async function main(): Promise<void> {
     rmSync(dataDir, { recursive: true, force: true });
   }
   const server = trend(samples, 'serverRssMiB');
+  const serverHeap = trend(
+    samples.filter((s) => Number.isFinite(s.serverHeapMiB)),
+    'serverHeapMiB',
+  );
   const fleet = trend(samples, 'fleetRssMiB');
   // "Flat": within ±10% from the 2nd to the last quarter (warm-up excluded); only growth is a leak sign.
   const verdict = (g: number) => (g > 10 ? 'GROWING' : g < -10 ? 'shrinking' : 'flat');
@@ -223,13 +260,14 @@ async function main(): Promise<void> {
         `${k.padEnd(8)} latency  p50 ${ms(summary.latency[k].p50)}  p99 ${ms(summary.latency[k].p99)}  (${summary.latency[k].count})`,
     ),
     `server RSS        ${samples[0]?.serverRssMiB.toFixed(0)} → ${samples.at(-1)?.serverRssMiB.toFixed(0)} MiB; Q2→Q4 ${server.growthPct.toFixed(1)}%, slope ${server.slopeMiBPerMin.toFixed(2)} MiB/min: ${verdict(server.growthPct)}`,
+    `server heap (GC) ${samples.find((s) => Number.isFinite(s.serverHeapMiB))?.serverHeapMiB.toFixed(1)} → ${samples.at(-1)?.serverHeapMiB.toFixed(1)} MiB; Q2→Q4 ${serverHeap.growthPct.toFixed(1)}%, slope ${serverHeap.slopeMiBPerMin.toFixed(2)} MiB/min: ${verdict(serverHeap.growthPct)}`,
     `fleet RSS         ${samples[0]?.fleetRssMiB.toFixed(0)} → ${samples.at(-1)?.fleetRssMiB.toFixed(0)} MiB; Q2→Q4 ${fleet.growthPct.toFixed(1)}%, slope ${fleet.slopeMiBPerMin.toFixed(2)} MiB/min: ${verdict(fleet.growthPct)}`,
   ];
   process.stdout.write(`${lines.join('\n')}\n`);
   if (args.out !== null)
     writeFileSync(
       args.out,
-      `${JSON.stringify({ args, registration, summary, memory: { server, fleet }, samples }, null, 2)}\n`,
+      `${JSON.stringify({ args, registration, summary, memory: { server, serverHeap, fleet }, samples }, null, 2)}\n`,
     );
 }
 
