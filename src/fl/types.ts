@@ -90,6 +90,12 @@ export interface StrategySnapshot {
     readonly openedAt: number | null;
     readonly closeDueAt: number | null;
   };
+  /**
+   * User-level DP: noised steps released so far (the accountant's ledger: σ and q are fixed per
+   * task), the clip norm for the next step (adaptive clipping moves it) and the current step's
+   * unclipped update norms; the step's clipped sum is `buffer.sum`.
+   */
+  readonly privacy?: { readonly steps: number; readonly clipNorm: number; readonly norms: readonly number[] };
 }
 
 /**

@@ -33,7 +33,7 @@ import { pldEpsilon } from '../../privacy/dp/pld.ts';
 import { RdpAccountant } from '../../privacy/dp/rdp.ts';
 import { accumulate, allocAccumulator } from '../aggregate.ts';
 import type { PrivacySpec } from '../spec.ts';
-import type { Strategy } from '../types.ts';
+import type { Strategy, StrategySnapshot } from '../types.ts';
 import { type Rejection, reject } from './common.ts';
 
 export interface PrivacySpent {
@@ -184,7 +184,7 @@ export class DpAggregator implements PrivateStrategy {
   private count = 0;
   private readonly norms: number[] = [];
   private readonly clipper: AdaptiveClipper | undefined;
-  private readonly rdp = new RdpAccountant();
+  private rdp = new RdpAccountant();
   private released = 0;
   /** PLD ε by step count (q and σ are fixed in a run, so ε depends on the count alone). */
   private readonly pldCache = new Map<number, number>();
@@ -274,6 +274,42 @@ export class DpAggregator implements PrivateStrategy {
     this.recordStep();
     this.discard();
     return noised;
+  }
+
+  /** The ledger and the current step (for checkpoints): see StrategySnapshot.privacy. */
+  exportState(): {
+    readonly state: NonNullable<StrategySnapshot['privacy']>;
+    readonly sum: Float32Array;
+  } {
+    return {
+      state: { steps: this.released, clipNorm: this.clipNorm, norms: [...this.norms] },
+      sum: new Float32Array(this.sum),
+    };
+  }
+
+  /** Resumes from exportState's output (a checkpoint of an aggregator with the same config). */
+  importState(state: NonNullable<StrategySnapshot['privacy']>, sum: Float32Array): void {
+    const { steps, clipNorm, norms } = state;
+    const bad = (message: string) => new OrchardError('INVALID_ARGUMENT', `DP snapshot: ${message}`);
+    if (!(Number.isInteger(steps) && steps >= 0)) throw bad(`steps must be an integer ≥ 0, got ${steps}`);
+    if (sum.length !== this.sum.length)
+      throw bad(`sum has ${sum.length} values, the model ${this.sum.length}`);
+    if (!(norms.length < this.config.updatesPerStep && norms.every((n) => Number.isFinite(n) && n >= 0)))
+      throw bad(`a step holds fewer than ${this.config.updatesPerStep} finite norms`);
+    if (
+      this.clipper === undefined ? clipNorm !== this.clipNorm : !(Number.isFinite(clipNorm) && clipNorm > 0)
+    )
+      throw bad(`clip norm ${clipNorm} does not belong to this configuration`);
+    this.clipper?.restore(clipNorm);
+    this.discard();
+    this.sum.set(sum);
+    this.norms.push(...norms);
+    this.count = norms.length;
+    this.rdp = new RdpAccountant();
+    if (steps > 0 && this.config.noiseMultiplier > 0)
+      this.rdp.record(this.config.samplingRate, this.config.noiseMultiplier, steps);
+    this.released = steps;
+    this.lookAheadFor = -1;
   }
 
   /** Drops the current step's updates without releasing anything (a discarded sync round). */

@@ -6,6 +6,7 @@ import { createOptimizer } from '../../nn/optim.ts';
 import { createStrategy } from '../index.ts';
 import { StrategySpecSchema } from '../spec.ts';
 import { isDurable, type Strategy, type UpdateOutcome } from '../types.ts';
+import { isPrivate } from './dp.ts';
 
 const N = 12;
 
@@ -89,17 +90,31 @@ test('resumeAssignment refuses a version from the future; restore refuses a wron
   );
 });
 
-test('DP-FedBuff does not offer snapshots (its accountant is not checkpointed)', () => {
+test('DP-FedBuff snapshots carry the privacy ledger: restore continues with the same ε and steps', () => {
   const spec = StrategySpecSchema.parse({
     kind: 'fedbuff',
+    bufferSize: 3,
+    staleness: { kind: 'constant' },
     privacy: { clipNorm: 1, noiseMultiplier: 1, delta: 1e-5, population: 100 },
   });
   const s = createStrategy(spec, new Float32Array(N));
-  assert.ok(isDurable(s));
-  assert.throws(
-    () => s.snapshot(),
-    (e: unknown) => (e as OrchardError).code === 'INVALID_STATE',
-  );
+  assert.ok(isDurable(s) && isPrivate(s));
+  feed(s, deltas(8, 3), 0, 0); // two steps and two buffered updates
+  const snap = s.snapshot();
+  assert.deepEqual([snap.version, snap.privacy?.steps, snap.privacy?.norms.length], [2, 2, 2]);
+  const r = createStrategy(spec, new Float32Array(N));
+  assert.ok(isDurable(r) && isPrivate(r));
+  r.restore(snap);
+  assert.deepEqual(r.privacySpent(), s.privacySpent());
+  assert.ok(r.privacySpent().epsilon > 0);
+  // The buffered two plus one more: both step, and their ledgers stay equal.
+  feed(s, deltas(1, 4), 0, 100);
+  feed(r, deltas(1, 4), 0, 100);
+  assert.deepEqual([s.version, r.version], [3, 3]);
+  assert.deepEqual(r.privacySpent(), s.privacySpent());
+  const plain = createStrategy(StrategySpecSchema.parse({ kind: 'fedbuff' }), new Float32Array(N));
+  assert.ok(isDurable(plain));
+  assert.throws(() => plain.restore(snap), /has a privacy ledger/);
 });
 
 test('optimizer state round-trips and rejects the wrong slot shapes', () => {

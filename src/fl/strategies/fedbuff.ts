@@ -260,19 +260,24 @@ export class FedBuff implements Strategy, DurableStrategy, Partial<PrivateStrate
     this.admission.resume(clientId, version, this.versionNo);
   }
 
-  /** The plain buffer only: DP accounting and secure-aggregation groups are not checkpointed. */
+  /** The buffer and, with DP, the privacy ledger; secure-aggregation groups are not checkpointed. */
   private checkSnapshotable(): void {
-    if (this.dp !== undefined || this.secAgg !== undefined)
+    if (this.secAgg !== undefined)
       throw new OrchardError('INVALID_STATE', `${this.name} does not support snapshots`);
   }
 
   snapshot(): StrategySnapshot {
     this.checkSnapshotable();
+    const dp = this.dp?.exportState();
     return {
       version: this.versionNo,
       params: new Float32Array(this.stepper.params),
-      buffer: { sum: new Float32Array(this.buffer), count: this.buffered, examples: this.bufferedExamples },
+      buffer:
+        dp === undefined
+          ? { sum: new Float32Array(this.buffer), count: this.buffered, examples: this.bufferedExamples }
+          : { sum: dp.sum, count: dp.state.norms.length, examples: this.bufferedExamples },
       optimizer: this.stepper.exportState(),
+      ...(dp === undefined ? {} : { privacy: dp.state }),
     };
   }
 
@@ -285,8 +290,15 @@ export class FedBuff implements Strategy, DurableStrategy, Partial<PrivateStrate
         'SHAPE_MISMATCH',
         `snapshot buffer has ${buffer.sum.length} values, the model ${this.numParams}`,
       );
+    if ((snapshot.privacy === undefined) !== (this.dp === undefined))
+      throw new OrchardError(
+        'INVALID_ARGUMENT',
+        `snapshot ${snapshot.privacy === undefined ? 'lacks' : 'has'} a privacy ledger, ${this.name} ${this.dp === undefined ? 'has no DP' : 'needs one'}`,
+      );
+    if (this.dp !== undefined && snapshot.privacy !== undefined)
+      this.dp.importState(snapshot.privacy, buffer.sum);
     this.stepper.restore(snapshot.params, snapshot.optimizer ?? { steps: 0, slots: [] });
-    this.buffer.set(buffer.sum);
+    if (this.dp === undefined) this.buffer.set(buffer.sum);
     this.buffered = buffer.count;
     this.bufferedExamples = buffer.examples;
     this.versionNo = snapshot.version;

@@ -455,9 +455,81 @@ test('resumeAssignment: closed rounds are rejected as wrong_round, future rounds
   ok(timed.onUpdate(upd(1, [2, 2]), 11));
   assert.deepEqual(timed.endRound(), { stepped: true, version: 1, abandoned: [] });
   assert.equal(timed.round, 1);
-  assert.throws(
-    () =>
-      sync({ privacy: { clipNorm: 1, noiseMultiplier: 1, delta: 1e-5, population: 10 } as never }).snapshot(),
-    /does not support snapshots/,
-  );
+});
+
+const privacy = (extra: Record<string, unknown>) =>
+  ({ delta: 1e-5, population: 50, accountant: 'rdp', ...extra }) as never;
+
+/** Runs `rounds` full rounds of `s` (cohort 3) with seeded deltas; then half a round. */
+function dpRounds(s: SyncRounds, rounds: number, seed: number, idBase: number): void {
+  let x = seed;
+  for (let r = 0; r < rounds * 3 + 2; r++) {
+    const id = idBase + r;
+    s.resumeAssignment(id, s.version);
+    x = (x * 69069 + 1) % 4294967296;
+    const d = [((x >>> 8) % 1000) / 250 - 2, ((x >>> 18) % 1000) / 250 - 2];
+    ok(s.onUpdate({ clientId: id, baseVersion: s.version, delta: Float32Array.from(d), numExamples: 1 }, 0));
+  }
+}
+
+test('DP rounds: snapshot + restore keep the ledger (ε, steps), the adaptive clip norm and the open round', () => {
+  // Without noise the continuation is exact; with noise the ledger and clip norm must carry over.
+  const exact = (): SyncRounds => sync({ privacy: privacy({ clipNorm: 0.5, noiseMultiplier: 0 }) });
+  const straight = exact();
+  dpRounds(straight, 4, 9, 0);
+  const first = exact();
+  dpRounds(first, 2, 9, 0); // 2 rounds and 2 updates of the third
+  const snap = first.snapshot();
+  assert.equal(snap.privacy?.steps, 2);
+  assert.equal(snap.privacy?.norms.length, 2);
+  const resumed = exact();
+  resumed.restore(snap);
+  // The rest of the same schedule: the third round's last update, then the others.
+  let x = 9;
+  const all: number[][] = [];
+  for (let r = 0; r < 4 * 3 + 2; r++) {
+    x = (x * 69069 + 1) % 4294967296;
+    all.push([((x >>> 8) % 1000) / 250 - 2, ((x >>> 18) % 1000) / 250 - 2]);
+  }
+  for (let r = 8; r < all.length; r++) {
+    resumed.resumeAssignment(1000 + r, resumed.version);
+    ok(
+      resumed.onUpdate(
+        {
+          clientId: 1000 + r,
+          baseVersion: resumed.version,
+          delta: Float32Array.from(all[r] as number[]),
+          numExamples: 1,
+        },
+        0,
+      ),
+    );
+  }
+  assert.equal(resumed.version, straight.version);
+  assert.deepEqual(Array.from(resumed.params), Array.from(straight.params));
+  assert.deepEqual(resumed.privacySpent?.(), straight.privacySpent?.());
+
+  const noisy = (): SyncRounds =>
+    sync({
+      privacy: privacy({
+        noiseMultiplier: 1.1,
+        adaptive: { initialClipNorm: 1, targetQuantile: 0.5, learningRate: 0.2, countNoiseMultiplier: 5 },
+      }),
+    });
+  const a = noisy();
+  dpRounds(a, 3, 4, 0);
+  const b = noisy();
+  b.restore(a.snapshot());
+  assert.deepEqual(b.privacyReport?.(), a.privacyReport?.());
+  assert.notEqual(a.privacyReport?.().clipNorm, 1, 'the adaptive clip norm moved');
+  assert.ok((a.privacySpent?.().epsilon ?? 0) > 0);
+  // One more step each: the ledgers stay equal.
+  dpRounds(a, 0, 5, 500);
+  dpRounds(b, 0, 5, 500);
+  assert.deepEqual([a.version, b.version], [4, 4]);
+  assert.deepEqual(b.privacySpent?.(), a.privacySpent?.());
+  assert.equal(a.privacySpent?.().steps, 4);
+  // A snapshot without a ledger does not restore into a DP strategy, nor the other way round.
+  assert.throws(() => noisy().restore(sync({}).snapshot()), /lacks a privacy ledger/);
+  assert.throws(() => sync({}).restore(a.snapshot()), /has a privacy ledger/);
 });

@@ -194,19 +194,19 @@ export class SyncRounds implements Strategy, DurableStrategy, Partial<PrivateStr
     return { stepped: closed.stepped, version: this.versionNo, abandoned: closed.abandoned };
   }
 
-  /** Plain rounds only until the DP state is checkpointed. */
-  private checkSnapshotable(): void {
-    if (this.dp !== undefined)
-      throw new OrchardError('INVALID_STATE', `${this.name} does not support snapshots`);
-  }
-
+  /** With DP, the round's clipped sum and the privacy ledger (steps released, clip norm) too. */
   snapshot(): StrategySnapshot {
-    this.checkSnapshotable();
+    const dp = this.dp?.exportState();
     return {
       version: this.versionNo,
       params: new Float32Array(this.stepper.params),
-      buffer: { sum: new Float32Array(this.buffer), count: this.received, examples: this.receivedExamples },
+      buffer: {
+        sum: dp?.sum ?? new Float32Array(this.buffer),
+        count: this.received,
+        examples: this.receivedExamples,
+      },
       optimizer: this.stepper.exportState(),
+      ...(dp === undefined ? {} : { privacy: dp.state }),
       round: {
         number: this.roundNo,
         settled: this.selected - this.outstanding.size,
@@ -218,8 +218,12 @@ export class SyncRounds implements Strategy, DurableStrategy, Partial<PrivateStr
 
   /** Adopts a snapshot; open assignments are dropped (resume them with resumeAssignment). */
   restore(snapshot: StrategySnapshot): void {
-    this.checkSnapshotable();
     checkSnapshot(snapshot, this.numParams);
+    if ((snapshot.privacy === undefined) !== (this.dp === undefined))
+      throw new OrchardError(
+        'INVALID_ARGUMENT',
+        `snapshot ${snapshot.privacy === undefined ? 'lacks' : 'has'} a privacy ledger, ${this.name} ${this.dp === undefined ? 'has no DP' : 'needs one'}`,
+      );
     const buffer = snapshot.buffer ?? { sum: new Float32Array(this.numParams), count: 0, examples: 0 };
     if (buffer.sum.length !== this.numParams)
       throw new OrchardError(
@@ -242,10 +246,17 @@ export class SyncRounds implements Strategy, DurableStrategy, Partial<PrivateStr
         'INVALID_ARGUMENT',
         `snapshot round ${round.number} (settled ${round.settled}, ${buffer.count} updates) is not a state a cohort of ${this.options.cohortSize} can be in`,
       );
+    if (snapshot.privacy !== undefined && buffer.count !== snapshot.privacy.norms.length)
+      throw new OrchardError(
+        'INVALID_ARGUMENT',
+        `snapshot round holds ${buffer.count} updates but ${snapshot.privacy.norms.length} norms`,
+      );
+    if (this.dp !== undefined && snapshot.privacy !== undefined)
+      this.dp.importState(snapshot.privacy, buffer.sum);
     this.stepper.restore(snapshot.params, snapshot.optimizer ?? { steps: 0, slots: [] });
     this.versionNo = snapshot.version;
     this.roundNo = round.number;
-    this.buffer.set(buffer.sum);
+    if (this.dp === undefined) this.buffer.set(buffer.sum);
     this.received = buffer.count;
     this.receivedExamples = buffer.examples;
     this.selected = round.settled;

@@ -76,6 +76,13 @@ export class AdaptiveClipper {
     return this.current;
   }
 
+  /** Resumes at a clip norm an earlier run reached (a checkpoint's). */
+  restore(norm: number): void {
+    if (!(Number.isFinite(norm) && norm > 0))
+      throw new ConfigError([{ path: 'norm', message: `must be a finite number > 0, got ${norm}` }]);
+    this.current = norm;
+  }
+
   /**
    * Ends a step: given the (unclipped) norms of this step's updates and the expected number of
    * updates per step m (public, e.g. the buffer size), privatizes the unclipped fraction and moves
