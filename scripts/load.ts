@@ -3,8 +3,9 @@
  * a temp folder) and, in this process, a fleet of simulated devices (default 10,000, every one
  * running its own check-in → train → upload loop) over loopback for a set time (default 10 min).
  * Reports accepted updates/s, p50/p99 latencies per request kind, and memory: the server's and the
- * fleet's RSS sampled over the run, with the growth between the second and the last quarter of the
- * run (after warm-up) and the least-squares slope over the second half.
+ * fleet's RSS sampled over the run, and the server's live heap after a forced GC; trends are taken
+ * after a warm-up of one assignment TTL (10 min; half the run if shorter), during which the replay
+ * cache of answered uploads fills by design. Run 20 minutes or more to see the steady state.
  *
  *   npx tsx scripts/load.ts                                   # 10,000 devices, 10 minutes
  *   npx tsx scripts/load.ts --devices 10000 --minutes 2 --out load.json
@@ -25,6 +26,7 @@ import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { type FleetSummary, runFleet } from '../src/client/fleet.ts';
+import { defaultTask } from '../src/server/task.ts';
 
 interface Args {
   devices: number;
@@ -150,26 +152,31 @@ interface Sample {
   readonly updatesPerSecond: number;
 }
 
-/** Growth (%) from the 2nd to the 4th quarter of the run and the slope (MiB/min) over its 2nd half. */
+/**
+ * Memory trend after the warm-up: growth (%) from the first to the second half of the samples
+ * taken after `warmupSeconds`, and the least-squares slope (MiB/min) over them. The warm-up covers
+ * the replay cache of answered uploads, which by design fills for one assignment TTL (rate × TTL
+ * entries) and then stays level.
+ */
 function trend(
   samples: readonly Sample[],
   key: 'serverRssMiB' | 'serverHeapMiB' | 'fleetRssMiB',
+  warmupSeconds: number,
 ): { growthPct: number; slopeMiBPerMin: number } {
-  const end = samples.at(-1)?.t ?? 0;
+  const after = samples.filter((s) => s.t >= warmupSeconds && Number.isFinite(s[key]));
+  const mid = after.length >> 1;
   const mean = (xs: readonly Sample[]) => xs.reduce((s, x) => s + x[key], 0) / Math.max(1, xs.length);
-  const q2 = samples.filter((s) => s.t >= end * 0.25 && s.t < end * 0.5);
-  const q4 = samples.filter((s) => s.t >= end * 0.75);
-  const half = samples.filter((s) => s.t >= end * 0.5);
-  const mt = half.reduce((s, x) => s + x.t, 0) / Math.max(1, half.length);
-  const my = mean(half);
+  const first = mean(after.slice(0, mid));
+  const mt = after.reduce((s, x) => s + x.t, 0) / Math.max(1, after.length);
+  const my = mean(after);
   let num = 0;
   let den = 0;
-  for (const s of half) {
+  for (const s of after) {
     num += (s.t - mt) * (s[key] - my);
     den += (s.t - mt) ** 2;
   }
   return {
-    growthPct: ((mean(q4) - mean(q2)) / mean(q2)) * 100,
+    growthPct: first > 0 ? ((mean(after.slice(mid)) - first) / first) * 100 : Number.NaN,
     slopeMiBPerMin: den > 0 ? (num / den) * 60 : 0,
   };
 }
@@ -242,16 +249,17 @@ async function main(): Promise<void> {
     clearTimeout(killer);
     rmSync(dataDir, { recursive: true, force: true });
   }
-  const server = trend(samples, 'serverRssMiB');
-  const serverHeap = trend(
-    samples.filter((s) => Number.isFinite(s.serverHeapMiB)),
-    'serverHeapMiB',
-  );
-  const fleet = trend(samples, 'fleetRssMiB');
-  // "Flat": within ±10% from the 2nd to the last quarter (warm-up excluded); only growth is a leak sign.
-  const verdict = (g: number) => (g > 10 ? 'GROWING' : g < -10 ? 'shrinking' : 'flat');
+  // Warm-up: one assignment TTL when the run is at least twice that long, else the first half.
+  const ttlSeconds = defaultTask().assignmentTtlMs / 1000;
+  const warmupSeconds = Math.min(ttlSeconds, (args.minutes * 60) / 2);
+  const server = trend(samples, 'serverRssMiB', warmupSeconds);
+  const serverHeap = trend(samples, 'serverHeapMiB', warmupSeconds);
+  const fleet = trend(samples, 'fleetRssMiB', warmupSeconds);
+  // "Flat": within ±5% between the two halves after the warm-up; only growth is a leak sign.
+  const verdict = (g: number) => (g > 5 ? 'GROWING' : g < -5 ? 'shrinking' : 'flat');
   const ms = (x: number) => `${x.toFixed(1)} ms`;
   const lines = [
+    `memory trends    after a ${(warmupSeconds / 60).toFixed(1)}-minute warm-up: second half vs first half, slope`,
     `devices           ${summary.clients}, ${summary.elapsedSeconds.toFixed(0)} s (after registering them in ${registration.seconds.toFixed(0)} s)`,
     `accepted          ${summary.accepted} (${summary.updatesPerSecond.toFixed(1)} updates/s), rejected ${summary.rejectedTotal} ${JSON.stringify(summary.rejected)}`,
     `waits / expired   ${summary.waits} / ${summary.expired}, errors ${JSON.stringify(summary.errors)}`,
@@ -259,15 +267,15 @@ async function main(): Promise<void> {
       (k) =>
         `${k.padEnd(8)} latency  p50 ${ms(summary.latency[k].p50)}  p99 ${ms(summary.latency[k].p99)}  (${summary.latency[k].count})`,
     ),
-    `server RSS        ${samples[0]?.serverRssMiB.toFixed(0)} → ${samples.at(-1)?.serverRssMiB.toFixed(0)} MiB; Q2→Q4 ${server.growthPct.toFixed(1)}%, slope ${server.slopeMiBPerMin.toFixed(2)} MiB/min: ${verdict(server.growthPct)}`,
-    `server heap (GC) ${samples.find((s) => Number.isFinite(s.serverHeapMiB))?.serverHeapMiB.toFixed(1)} → ${samples.at(-1)?.serverHeapMiB.toFixed(1)} MiB; Q2→Q4 ${serverHeap.growthPct.toFixed(1)}%, slope ${serverHeap.slopeMiBPerMin.toFixed(2)} MiB/min: ${verdict(serverHeap.growthPct)}`,
-    `fleet RSS         ${samples[0]?.fleetRssMiB.toFixed(0)} → ${samples.at(-1)?.fleetRssMiB.toFixed(0)} MiB; Q2→Q4 ${fleet.growthPct.toFixed(1)}%, slope ${fleet.slopeMiBPerMin.toFixed(2)} MiB/min: ${verdict(fleet.growthPct)}`,
+    `server RSS        ${samples[0]?.serverRssMiB.toFixed(0)} → ${samples.at(-1)?.serverRssMiB.toFixed(0)} MiB; ${server.growthPct.toFixed(1)}%, slope ${server.slopeMiBPerMin.toFixed(2)} MiB/min: ${verdict(server.growthPct)}`,
+    `server heap (GC) ${samples.find((s) => Number.isFinite(s.serverHeapMiB))?.serverHeapMiB.toFixed(1)} → ${samples.at(-1)?.serverHeapMiB.toFixed(1)} MiB; ${serverHeap.growthPct.toFixed(1)}%, slope ${serverHeap.slopeMiBPerMin.toFixed(2)} MiB/min: ${verdict(serverHeap.growthPct)}`,
+    `fleet RSS         ${samples[0]?.fleetRssMiB.toFixed(0)} → ${samples.at(-1)?.fleetRssMiB.toFixed(0)} MiB; ${fleet.growthPct.toFixed(1)}%, slope ${fleet.slopeMiBPerMin.toFixed(2)} MiB/min: ${verdict(fleet.growthPct)}`,
   ];
   process.stdout.write(`${lines.join('\n')}\n`);
   if (args.out !== null)
     writeFileSync(
       args.out,
-      `${JSON.stringify({ args, registration, summary, memory: { server, serverHeap, fleet }, samples }, null, 2)}\n`,
+      `${JSON.stringify({ args, registration, summary, memory: { warmupSeconds, server, serverHeap, fleet }, samples }, null, 2)}\n`,
     );
 }
 
