@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { ConfigError } from '../../core/errors.ts';
-import { type KrrRunFlags, krrRunCommand } from './krr.ts';
+import { type KrrRunFlags, krrRunCommand, parseWindowList } from './krr.ts';
 
 const BIN = join(import.meta.dirname, '..', '..', '..', 'bin', 'orchard.js');
 
@@ -110,4 +110,24 @@ test('bad flags are ConfigErrors thrown before anything runs', () => {
   fails({ data: 'x.csv', missing: 'guess' }, '--missing', /error, interpolate or drop/);
   fails({ synthetic: true, signal: 'vibes' }, 'online.signal', /'loo' or 'recent'/);
   fails({ synthetic: true, signal: 'recent', window: 40, horizon: 30 }, 'online.recent', /leave too little/);
+});
+
+test('repro --windows takes a comma-separated list of window sizes; anything else exits 2 before running', () => {
+  assert.deepEqual(parseWindowList('144, 288,576'), [144, 288, 576]);
+  for (const bad of ['', '144,,288', '144,2', 'big', '14.5'])
+    assert.throws(
+      () => parseWindowList(bad),
+      (e) => e instanceof ConfigError && e.issues.some((i) => i.path === '--windows'),
+    );
+  const r = orchard(
+    'krr',
+    'repro',
+    '--quick',
+    '--windows',
+    '72,x',
+    '--out',
+    mkdtempSync(join(tmpdir(), 'krr-')),
+  );
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /--windows/);
 });

@@ -1,7 +1,7 @@
 /**
  * `orchard krr`: online hyperparameter learning for kernel ridge regression.
  *   orchard krr run --data file.csv | --synthetic [--method online|fixed|grid|random|all] [--json]
- *   orchard krr repro [--out dir] [--quick]
+ *   orchard krr repro [--out dir] [--quick] [--windows 144,288,576]
  */
 import type { Command } from 'commander';
 import { ConfigError, OrchardError } from '../../core/errors.ts';
@@ -138,13 +138,25 @@ export function krrRunCommand(flags: KrrRunFlags): void {
   }
 }
 
+/** `--windows 144,288,576`: window sizes for the sensitivity study (integers >= 4). */
+export function parseWindowList(value: string): number[] {
+  const parts = value.split(',').map((p) => p.trim());
+  const out = parts.map((p) => Number(p));
+  if (parts.some((p) => p === '') || out.some((w) => !Number.isInteger(w) || w < 4)) {
+    throw usage('--windows', `expected comma-separated window sizes (integers >= 4), got '${value}'`);
+  }
+  return out;
+}
+
 export async function krrReproCommand(flags: {
   out: string;
   quick?: boolean;
   quiet?: boolean;
+  windows?: number[];
 }): Promise<void> {
   const result = reproduceKrr({
     quick: flags.quick === true,
+    ...(flags.windows === undefined ? {} : { windows: flags.windows }),
     onProgress: (m) => {
       if (flags.quiet !== true) process.stderr.write(`krr repro: ${m}\n`);
     },
@@ -194,7 +206,12 @@ export function registerKrr(program: Command): void {
     .option('-o, --out <dir>', 'output directory', './orchard-out/krr')
     .option('--quick', 'small series (well under a minute)')
     .option('-q, --quiet', 'no progress on stderr')
-    .action(async (flags: { out: string; quick?: boolean; quiet?: boolean }) => {
+    .option(
+      '--windows <list>',
+      'window sizes for the sensitivity study, e.g. 144,288,576 (default 144,288; --quick: 72,96)',
+      parseWindowList,
+    )
+    .action(async (flags: { out: string; quick?: boolean; quiet?: boolean; windows?: number[] }) => {
       await krrReproCommand(flags);
     });
 }

@@ -10,7 +10,15 @@ import { resolveKrrConfig } from './config.ts';
 import type { Series } from './data.ts';
 import { buildFeatures, runKrr } from './forecaster.ts';
 import { makeKernel } from './kernels.ts';
-import { headline, type KrrReproResult, reproduceKrr, reproTable, writeKrrReport } from './report.ts';
+import {
+  headline,
+  type KrrReproResult,
+  reproduceKrr,
+  reproTable,
+  type WindowRun,
+  windowRows,
+  writeKrrReport,
+} from './report.ts';
 import { crossValidate, gridCandidates, rollingFolds } from './tuning.ts';
 import { KrrWindow } from './window.ts';
 
@@ -252,6 +260,50 @@ describe('reproduction report', () => {
     assert.equal(html.match(/<svg/g)?.length, 4);
     assert.ok(!/<script/i.test(html));
     assert.match(html, /test wave/);
+  });
+
+  it('window study: every method at each window, scored on one common range, ratios against grid at that window', () => {
+    const series = wave(200);
+    const config = {
+      window: 24,
+      online: { every: 12, blockSize: 4 },
+      retune: { every: 24, gridLambdas: 2, gridGammas: 2, randomCandidates: 2 },
+    };
+    const result = reproduceKrr({ specs: [{ series, description: 'w', config }], windows: [32, 24, 400] });
+    const study = result.series[0]?.windowStudy;
+    assert.ok(study);
+    assert.deepEqual(
+      study.windows.map((w) => w.window),
+      [24, 32],
+    );
+    assert.deepEqual(study.skipped, [400]);
+    // Independent scoring: rerun grid at window 32 and score its predictions from the common start.
+    const grid32 = runKrr(series, 'grid', { ...config, window: 32 });
+    assert.equal(study.evalFrom, grid32.evalStart);
+    let sse = 0;
+    let count = 0;
+    for (let i = study.evalFrom; i < series.values.length; i++) {
+      sse += ((grid32.predictions[i] as number) - (series.values[i] as number)) ** 2;
+      count++;
+    }
+    const w32 = study.windows[1]?.runs.find((r) => r.label === 'grid');
+    assert.equal(study.evaluated, count);
+    assert.ok(Math.abs((w32?.rmse as number) - Math.sqrt(sse / count)) < 1e-12);
+    assert.equal(w32?.flops, grid32.compute.flops);
+    // The main window's runs are reused (same flops as in the main table), scored on the shorter range.
+    const main = result.series[0]?.runs.find((r) => r.label === 'online');
+    const w24 = study.windows[0]?.runs.find((r) => r.label === 'online');
+    assert.equal(w24?.flops, main?.flops);
+    const rows = windowRows(result);
+    assert.equal(rows.length, 4);
+    for (const r of rows) {
+      const runs: readonly WindowRun[] = study.windows.find((w) => w.window === r.window)?.runs ?? [];
+      const by = (l: string): WindowRun | undefined => runs.find((x) => x.label === l);
+      assert.equal(r.totalRatio, (by(r.method)?.flops as number) / (by('grid')?.flops as number));
+      assert.equal(r.floorRatio, (by('fixed')?.flops as number) / (by('grid')?.flops as number));
+      assert.equal(r.goalOnTotal, r.onlineRmse <= r.gridRmse && r.totalRatio <= 1 / 7);
+    }
+    assert.match(reproTable(result), /window sensitivity/);
   });
 
   it('headline compares online with grid and checks the 1/7 goal honestly', () => {

@@ -51,6 +51,11 @@ export {
   reproduceKrr,
   reproTable,
   type SeriesSpec,
+  STUDY_WINDOWS,
+  type WindowRow,
+  type WindowRun,
+  type WindowStudy,
+  windowRows,
   writeKrrReport,
 } from './report.ts';
 export {

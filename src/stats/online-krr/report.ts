@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type * as vl from 'vega-lite';
 import { escapeHtml } from '../../report/index.ts';
 import { renderSvg } from '../../report/plots.ts';
-import type { KrrConfigInput, Method } from './config.ts';
+import { DEFAULT_KRR_CONFIG, type KrrConfigInput, type Method, resolveKrrConfig } from './config.ts';
 import { type Series, sensorSeries, trafficSeries } from './data.ts';
 import { type KrrRunResult, runKrr } from './forecaster.ts';
 
@@ -45,12 +45,37 @@ export interface ReproSeries {
   readonly persistenceRmse: number;
   readonly persistenceMae: number;
   readonly runs: readonly ReproRun[];
+  /** The main methods at several window sizes, scored on one common range (null: no study). */
+  readonly windowStudy: WindowStudy | null;
   /** Tail of the series with forecasts, for the forecast-vs-truth plot. */
   readonly tail: {
     readonly start: number;
     readonly truth: number[];
     readonly forecasts: Record<string, number[]>;
   };
+}
+
+export interface WindowRun {
+  readonly label: string;
+  readonly method: Method;
+  /** Errors over the study's common range (not the run's own, which starts later for larger windows). */
+  readonly rmse: number;
+  readonly mae: number;
+  readonly flops: number;
+  readonly tuningFlops: number;
+  readonly refreshes: number;
+  readonly wallMs: number;
+}
+
+export interface WindowStudy {
+  /** First forecast target scored: where the largest window's first forecast lands. */
+  readonly evalFrom: number;
+  readonly evaluated: number;
+  readonly persistenceRmse: number;
+  readonly persistenceMae: number;
+  /** Window sizes too large for the series, left out. */
+  readonly skipped: readonly number[];
+  readonly windows: ReadonlyArray<{ readonly window: number; readonly runs: readonly WindowRun[] }>;
 }
 
 export interface KrrReproResult {
@@ -82,6 +107,17 @@ const SENSITIVITY: readonly Variant[] = [
   { label: 'online (every 24)', method: 'online', override: { online: { every: 24 } } },
   { label: 'online (every 12)', method: 'online', override: { online: { every: 12 } } },
 ];
+
+/** Methods compared across window sizes (grid search as it is: same retune interval, grid and folds). */
+const STUDY_LABELS: readonly string[] = ['fixed', 'online', 'online (recent errors)', 'grid'];
+
+/**
+ * Window sizes of the sensitivity study: 288 (the default, one day of 5-minute data) and 144 (half a day,
+ * the earlier default). A larger one (e.g. 576) can be asked for with `windows`; its grid search costs
+ * about 8× that at 288.
+ */
+export const STUDY_WINDOWS: readonly number[] = [144, 288];
+const QUICK_STUDY_WINDOWS: readonly number[] = [72, 96];
 
 export interface SeriesSpec {
   readonly series: Series;
@@ -147,12 +183,19 @@ export function reproduceKrr(
     onProgress?: (message: string) => void;
     /** Replaces the built-in series (tests use tiny ones). */
     specs?: readonly SeriesSpec[];
+    /**
+     * Window sizes for the sensitivity study (default STUDY_WINDOWS, or 72 and 96 for --quick; none when
+     * `specs` are given). The main window's runs are reused, not repeated.
+     */
+    windows?: readonly number[];
   } = {},
 ): KrrReproResult {
   const quick = options.quick === true;
+  const studyWindows = options.windows ?? (options.specs ? [] : quick ? QUICK_STUDY_WINDOWS : STUDY_WINDOWS);
   const out: ReproSeries[] = [];
   for (const spec of options.specs ?? seriesSpecs(quick)) {
     const runs: ReproRun[] = [];
+    const studyRuns = new Map<string, KrrRunResult>();
     let persistence = { rmse: 0, mae: 0, evaluated: 0, horizon: 0 };
     const tailStart = Math.max(0, spec.series.values.length - TAIL);
     const forecasts: Record<string, number[]> = {};
@@ -195,6 +238,7 @@ export function reproduceKrr(
       forecasts[variant.label] = Array.from(r.predictions.subarray(tailStart), (v) =>
         Number.isFinite(v) ? v : Number.NaN,
       );
+      if (STUDY_LABELS.includes(variant.label)) studyRuns.set(variant.label, r);
     }
     out.push({
       name: spec.series.name,
@@ -206,10 +250,157 @@ export function reproduceKrr(
       persistenceRmse: persistence.rmse,
       persistenceMae: persistence.mae,
       runs,
+      windowStudy:
+        studyWindows.length > 0 ? windowStudy(spec, studyWindows, studyRuns, options.onProgress) : null,
       tail: { start: tailStart, truth: Array.from(spec.series.values.subarray(tailStart)), forecasts },
     });
   }
   return { quick, series: out };
+}
+
+function variantConfig(
+  spec: SeriesSpec,
+  label: string,
+  window?: number,
+): { method: Method; input: KrrConfigInput } {
+  const variant = VARIANTS.find((v) => v.label === label) as Variant;
+  const override = variant.override ?? {};
+  return {
+    method: variant.method,
+    input: {
+      ...spec.config,
+      ...override,
+      ...(window === undefined ? {} : { window }),
+      online: { ...spec.config.online, ...override.online },
+    },
+  };
+}
+
+/**
+ * Fixed, online (both signals) and grid search at each window size, all scored on the targets from
+ * the largest window's first forecast on, so errors are comparable across windows. Runs at the main
+ * window are taken from `mainRuns`.
+ */
+function windowStudy(
+  spec: SeriesSpec,
+  windows: readonly number[],
+  mainRuns: ReadonlyMap<string, KrrRunResult>,
+  onProgress?: (message: string) => void,
+): WindowStudy {
+  const mainWindow = spec.config.window ?? DEFAULT_KRR_CONFIG.window;
+  const values = spec.series.values;
+  const fits = (w: number) => {
+    const c = resolveKrrConfig({ ...spec.config, window: w });
+    return values.length >= c.lags + 1 + 2 * c.horizon + w + 1;
+  };
+  const used = [...new Set(windows)].sort((a, b) => a - b).filter(fits);
+  const skipped = windows.filter((w) => !used.includes(w));
+  const results = used.map((w) => ({
+    window: w,
+    runs: STUDY_LABELS.map((label) => {
+      const main = w === mainWindow ? mainRuns.get(label) : undefined;
+      if (main) return { label, r: main };
+      onProgress?.(`${spec.series.name}: ${label}, window ${w}`);
+      const { method, input } = variantConfig(spec, label, w);
+      return { label, r: runKrr(spec.series, method, input) };
+    }),
+  }));
+  let evalFrom = 0;
+  for (const w of results) for (const { r } of w.runs) evalFrom = Math.max(evalFrom, r.evalStart);
+  const horizon = results[0]?.runs[0]?.r.horizon ?? 1;
+  const score = (predictions: Float64Array) => {
+    let sse = 0;
+    let sae = 0;
+    let count = 0;
+    for (let i = evalFrom; i < values.length; i++) {
+      const p = predictions[i] as number;
+      if (!Number.isFinite(p)) continue;
+      const e = p - (values[i] as number);
+      sse += e * e;
+      sae += Math.abs(e);
+      count++;
+    }
+    return { rmse: Math.sqrt(sse / count), mae: sae / count, count };
+  };
+  const persistence = new Float64Array(values.length).fill(Number.NaN);
+  for (let i = evalFrom; i < values.length; i++) persistence[i] = values[i - horizon] as number;
+  const p = score(persistence);
+  return {
+    evalFrom,
+    evaluated: p.count,
+    persistenceRmse: p.rmse,
+    persistenceMae: p.mae,
+    skipped,
+    windows: results.map((w) => ({
+      window: w.window,
+      runs: w.runs.map(({ label, r }) => {
+        const e = score(r.predictions);
+        return {
+          label,
+          method: r.method,
+          rmse: e.rmse,
+          mae: e.mae,
+          flops: r.compute.flops,
+          tuningFlops: r.compute.tuningFlops,
+          refreshes: r.compute.refreshes,
+          wallMs: r.wallMs,
+        };
+      }),
+    })),
+  };
+}
+
+export interface WindowRow {
+  readonly series: string;
+  readonly window: number;
+  /** 'online' (leave-block-out signal) or 'online (recent errors)'. */
+  readonly method: string;
+  readonly onlineRmse: number;
+  readonly gridRmse: number;
+  readonly fixedRmse: number;
+  readonly onlineMae: number;
+  readonly gridMae: number;
+  readonly tuningRatio: number;
+  readonly totalRatio: number;
+  /** Fixed hyperparameters' total ÷ grid search's at this window: the lowest total ratio possible. */
+  readonly floorRatio: number;
+  readonly goalOnTuning: boolean;
+  readonly goalOnTotal: boolean;
+}
+
+/** One row per series, window and online variant, each against grid search at the same window. */
+export function windowRows(result: KrrReproResult): WindowRow[] {
+  return result.series.flatMap((s) =>
+    (s.windowStudy?.windows ?? []).flatMap((w) => {
+      const grid = w.runs.find((r) => r.label === 'grid');
+      const fixed = w.runs.find((r) => r.label === 'fixed');
+      if (!grid) return [];
+      return HEADLINE_METHODS.flatMap((label) => {
+        const online = w.runs.find((r) => r.label === label);
+        if (!online) return [];
+        const tuning = grid.tuningFlops > 0 ? online.tuningFlops / grid.tuningFlops : Number.NaN;
+        const total = online.flops / grid.flops;
+        const better = online.rmse <= grid.rmse;
+        return [
+          {
+            series: s.name,
+            window: w.window,
+            method: label,
+            onlineRmse: online.rmse,
+            gridRmse: grid.rmse,
+            fixedRmse: fixed?.rmse ?? Number.NaN,
+            onlineMae: online.mae,
+            gridMae: grid.mae,
+            tuningRatio: tuning,
+            totalRatio: total,
+            floorRatio: fixed ? fixed.flops / grid.flops : Number.NaN,
+            goalOnTuning: better && tuning <= 1 / 7,
+            goalOnTotal: better && total <= 1 / 7,
+          },
+        ];
+      });
+    }),
+  );
 }
 
 /** Tuning compute of a run relative to the periodic grid search on the same series. */
@@ -288,6 +479,25 @@ export function reproTable(result: KrrReproResult): string {
     lines.push(
       `  ${h.series.padEnd(32)} ${h.method.padEnd(22)} RMSE ${fmt(h.onlineRmse)} vs ${fmt(h.gridRmse)}  MAE ${fmt(h.onlineMae)} vs ${fmt(h.gridMae)}  tuning ×${fmt(h.tuningRatio, 2)}  total ×${fmt(h.totalRatio, 2)} (floor ×${fmt(h.floorRatio, 2)})  goal met on tuning compute: ${h.goalOnTuning ? 'yes' : 'no'}, on total: ${h.goalOnTotal ? 'yes' : 'no'}`,
     );
+  }
+  const study = windowRows(result);
+  if (study.length > 0) {
+    lines.push('');
+    lines.push(
+      "window sensitivity (errors on a common range: from the largest window's first forecast; ratios vs grid search at the same window)",
+    );
+    lines.push(
+      '  series                           window method                 RMSE (grid, fixed)          MAE vs grid         tuning÷grid total÷grid floor   goal tuning/total',
+    );
+    for (const r of study) {
+      lines.push(
+        `  ${r.series.padEnd(32)} ${String(r.window).padStart(6)} ${r.method.padEnd(22)} ${fmt(r.onlineRmse)} (${fmt(r.gridRmse)}, ${fmt(r.fixedRmse)})`.padEnd(
+          100,
+        ) +
+          `${fmt(r.onlineMae)} vs ${fmt(r.gridMae)}`.padEnd(20) +
+          `${fmt(r.tuningRatio, 2).padStart(11)} ${fmt(r.totalRatio, 2).padStart(10)} ${fmt(r.floorRatio, 2).padStart(6)}   ${r.goalOnTuning ? 'yes' : 'no'}/${r.goalOnTotal ? 'yes' : 'no'}`,
+      );
+    }
   }
   lines.push('');
   for (const s of result.series) {
@@ -478,6 +688,59 @@ the floor is above 1/7 the total-compute goal is out of reach for any method at 
 <table><thead><tr>${cells('th', head)}</tr></thead><tbody>${rows.map((r) => `<tr>${cells('td', r)}</tr>`).join('\n')}</tbody></table>`;
 }
 
+function windowHtml(result: KrrReproResult): string {
+  const rows = windowRows(result);
+  if (rows.length === 0) return '';
+  const head = [
+    'series',
+    'window',
+    'method',
+    'online RMSE',
+    'grid RMSE',
+    'fixed RMSE',
+    'online MAE',
+    'grid MAE',
+    'tuning ÷ grid',
+    'total ÷ grid',
+    'floor (fixed) ÷ grid',
+    'goal (tuning)',
+    'goal (total)',
+  ];
+  const cells = (tag: string, row: readonly string[]) =>
+    row.map((c) => `<${tag}>${escapeHtml(c)}</${tag}>`).join('');
+  const body = rows.map((r) => [
+    r.series,
+    String(r.window),
+    r.method,
+    fmt(r.onlineRmse),
+    fmt(r.gridRmse),
+    fmt(r.fixedRmse),
+    fmt(r.onlineMae),
+    fmt(r.gridMae),
+    fmt(r.tuningRatio, 2),
+    fmt(r.totalRatio, 2),
+    fmt(r.floorRatio, 2),
+    r.goalOnTuning ? 'met' : 'not met',
+    r.goalOnTotal ? 'met' : 'not met',
+  ]);
+  const ranges = result.series
+    .filter((s) => s.windowStudy !== null)
+    .map((s) => {
+      const st = s.windowStudy as WindowStudy;
+      const skipped =
+        st.skipped.length > 0 ? `; windows ${st.skipped.join(', ')} too large for the series` : '';
+      return `${s.name}: targets ${st.evalFrom}–${s.points - 1} (${st.evaluated} forecasts; persistence RMSE ${fmt(st.persistenceRmse)})${skipped}`;
+    });
+  return `<h2>Window size sensitivity</h2>
+<p>The same methods at several sliding-window sizes; grid search is unchanged (retune every 48 points, 7×7 grid,
+3 folds, kernel matrices shared). Errors here are over a common range per series — from the largest window's
+first forecast on — so they can be compared across windows (they differ slightly from the tables above, which
+score each window from its own first forecast). The shared per-point update costs ≈ 4n² while a grid retune
+costs ≈ n³ per candidate, so the floor (fixed ÷ grid) falls roughly like 1/n.</p>
+<ul>${ranges.map((r) => `<li>${escapeHtml(r)}</li>`).join('')}</ul>
+<table><thead><tr>${cells('th', head)}</tr></thead><tbody>${body.map((r) => `<tr>${cells('td', r)}</tr>`).join('\n')}</tbody></table>`;
+}
+
 export async function krrReportHtml(result: KrrReproResult): Promise<string> {
   const sections: string[] = [];
   for (const s of result.series) {
@@ -516,11 +779,13 @@ log-uniform draws, same CV. <b>fixed</b>: the starting values (λ = 0.1, γ = 1/
 “Poor start” rows begin at λ = 10⁻³, γ = 2.</p>
 <p>Compute is counted, not timed: 1 multiply or add = 1 flop, Cholesky n³/3, an inverse from it 2n³/3, an
 exp/pow 10 flops; kernel statistics and values are charged where they are computed. <i>total</i> includes the
-shared per-step work (bordering insert ≈ 3n², Schur delete ≈ n², α = My in O(n), prediction O(nd), drift checks 4n² every 32 points);
+shared per-step work (bordering insert ≈ 3n², Schur delete ≈ n², α = My in O(n), prediction O(nd) — whose kernel
+row the insert h steps later reuses —, drift checks 4n² plus a fresh α every 16–128 points);
 <i>tuning</i> counts only the work spent choosing hyperparameters (gradients, trial refreshes, CV solves,
 post-retune refreshes). Ratios are relative to the periodic grid search on the same series. Wall times are
 from a shared 2-core machine and only indicative.</p>
 ${headlineHtml(result)}
+${windowHtml(result)}
 ${sections.join('\n')}
 </body></html>
 `;
