@@ -8,6 +8,18 @@ export function parseIntegerOption(flag: string, value: string): number {
   return Number(value);
 }
 
+/** An integer ≥ 1 (a size, a count, a deadline in ms); anything else is a ConfigError naming the flag. */
+export function parsePositiveIntegerOption(flag: string, value: string): number {
+  const n = parseIntegerOption(flag, value);
+  if (n < 1) {
+    throw new ConfigError(
+      [{ path: flag, message: `expected a positive integer, got '${value}'` }],
+      'arguments',
+    );
+  }
+  return n;
+}
+
 const DECIMAL = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
 
 /** A finite decimal number; hex, blanks, 'Infinity' and trailing junk are refused. */

@@ -27,7 +27,7 @@ import {
   type GuardResult,
   type ImageSource,
 } from '../../guard/types.ts';
-import { parseIntegerOption } from '../options.ts';
+import { parsePositiveIntegerOption } from '../options.ts';
 import { registerGuardEval } from './guard-eval.ts';
 import { registerGuardServe } from './guard-serve.ts';
 
@@ -71,6 +71,9 @@ function parseThreshold(value: string): number {
   return v;
 }
 
+/** Help text of `--max-image-bytes` (check, render, serve). */
+export const MAX_IMAGE_BYTES_HELP = 'largest accepted image in bytes, a positive integer (default 10 MiB)';
+
 /** Flags that set the policy and template: shared by every subcommand that renders prompts. */
 export function addPolicyOptions(cmd: Command): Command {
   return cmd
@@ -87,8 +90,8 @@ export function addPromptOptions(cmd: Command): Command {
       .option('-i, --image <file>', 'one PNG/JPEG/WebP image (vision variant)')
       .option('-c, --conversation <file.json>', 'OpenAI-format chat messages (roles user/assistant)'),
   )
-    .option('--max-image-bytes <n>', 'image size limit (default 10 MiB)', (v: string) =>
-      parseIntegerOption('--max-image-bytes', v),
+    .option('--max-image-bytes <n>', MAX_IMAGE_BYTES_HELP, (v: string) =>
+      parsePositiveIntegerOption('--max-image-bytes', v),
     )
     .option(
       '--allow-special-tokens',
@@ -104,8 +107,12 @@ export function addBackendOptions(cmd: Command): Command {
     .option('-b, --backend <kind>', 'with --endpoint: openai or ollama (default openai)')
     .option('--model-name <name>', 'served model name (e.g. meta-llama/Llama-Guard-3-1B, llama-guard3:1b)')
     .option('--api-key <key>', 'bearer token for the endpoint (default: $ORCHARD_GUARD_API_KEY)')
-    .option('--timeout <ms>', 'per-request deadline in ms', (v: string) => parseIntegerOption('--timeout', v))
-    .option('--threads <n>', 'CPU threads for --model', (v: string) => parseIntegerOption('--threads', v))
+    .option('--timeout <ms>', 'per-request deadline in ms', (v: string) =>
+      parsePositiveIntegerOption('--timeout', v),
+    )
+    .option('--threads <n>', 'CPU threads for --model', (v: string) =>
+      parsePositiveIntegerOption('--threads', v),
+    )
     .option('-t, --threshold <p>', 'decision threshold on P(unsafe) (default 0.5)', parseThreshold);
 }
 

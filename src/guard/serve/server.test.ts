@@ -228,3 +228,45 @@ test('past maxConcurrentRequests a request gets 429 instead of waiting', async (
 test('the mapping table only names S-codes of the taxonomy', () => {
   for (const code of Object.keys(OPENAI_CATEGORY_MAP)) assert.match(code, /^S(1[0-4]|[1-9])$/);
 });
+
+test('server options are checked before anything listens', async () => {
+  const guard = new Guard({ backend: new FakeGuardBackend() });
+  const invalid = (e: unknown) => e instanceof GuardError && e.code === 'INVALID_OPTION';
+  for (const bad of [
+    { maxBodyBytes: 0 },
+    { maxBodyBytes: 1.5 },
+    { maxInputs: -1 },
+    { maxConcurrentRequests: 0 },
+    { requestTimeoutMs: Number.NaN },
+    // Past 2^31 − 1 ms a Node timer fires after 1 ms: every request would time out at once.
+    { requestTimeoutMs: 2 ** 31 },
+    { port: 65536 },
+    { port: -1 },
+  ])
+    await assert.rejects(startModerationServer({ guard, ...bad }), invalid, JSON.stringify(bad));
+  await assert.rejects(startModerationServer({} as never), invalid);
+});
+
+test('the request deadline holds even when the backend ignores the abort; the slot frees when it ends', async (t) => {
+  // A backend that answers after 600 ms whatever its signal says.
+  const inner = new FakeGuardBackend();
+  let settled = 0;
+  const stubborn = Object.assign(Object.create(inner) as FakeGuardBackend, {
+    scoreAndClassify: async (prompt: Parameters<FakeGuardBackend['scoreAndClassify']>[0]) => {
+      await new Promise((r) => setTimeout(r, 600));
+      settled++;
+      return inner.scoreAndClassify(prompt, { threshold: 0.5 });
+    },
+  });
+  const { post } = await serve(t, { backend: stubborn, requestTimeoutMs: 100, maxConcurrentRequests: 1 });
+  const started = Date.now();
+  expectOpenAiError(await post({ input: 'x' }), 504, 'timeout');
+  assert.ok(Date.now() - started < 450, `answered after ${Date.now() - started} ms`);
+  // The model is still busy with the timed-out request: no second one is started beside it.
+  const busy = await post({ input: 'y' });
+  assert.equal(busy.status, 429);
+  assert.equal(busy.body.error.code, 'rate_limit_exceeded');
+  while (settled < 1) await new Promise((r) => setTimeout(r, 20));
+  await new Promise((r) => setTimeout(r, 20));
+  expectOpenAiError(await post({ input: 'z' }), 504, 'timeout');
+});

@@ -4,14 +4,20 @@
  *
  * Routes: `POST /v1/moderations` (also `/moderations`), `GET /health` → `{status, model}`. Anything
  * else is a 404/405 in OpenAI's error shape. Bodies must be JSON (`content-type: application/json`)
- * and at most `maxBodyBytes`; a request that takes longer than `requestTimeoutMs` is answered 504 and
- * its guard work aborted; a client that disconnects aborts its work too. At most
+ * and at most `maxBodyBytes`; a request that takes longer than `requestTimeoutMs` is answered 504 at
+ * that deadline (even if the backend ignores the abort) and its guard work aborted; a client that disconnects aborts its work too. At most
  * `maxConcurrentRequests` moderations run at once; the next one gets a 429 instead of a queue slot.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Guard } from '../guard.ts';
+import { GuardError } from '../types.ts';
 import { errorFor, ModerationRequestError, moderate, parseModerationRequest } from './moderations.ts';
+
+/** [16 MiB: a 10 MiB image as base64 plus JSON] */
+export const DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024;
+/** Longest delay a Node timer honours; past it setTimeout fires after 1 ms instead. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 export interface ModerationServerOptions {
   readonly guard: Guard;
@@ -21,10 +27,10 @@ export interface ModerationServerOptions {
   readonly host?: string;
   /** [0: any free port] */
   readonly port?: number;
-  /** Largest accepted body [16 MiB: a 10 MiB image as base64 plus JSON]. */
+  /** Largest accepted body [DEFAULT_MAX_BODY_BYTES]. */
   readonly maxBodyBytes?: number;
   readonly maxInputs?: number;
-  /** Whole-request deadline [120000]. */
+  /** Whole-request deadline in ms, at most 2^31 − 1 [120000]. */
   readonly requestTimeoutMs?: number;
   /** Moderation requests handled at once; more are refused with 429 rather than queued [16]. */
   readonly maxConcurrentRequests?: number;
@@ -74,13 +80,26 @@ function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer> {
   });
 }
 
+function positiveInt(name: string, value: unknown, max = Number.MAX_SAFE_INTEGER): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1 || value > max)
+    throw new GuardError('INVALID_OPTION', `${name} must be an integer in 1–${max}, got ${String(value)}`);
+  return value;
+}
+
+/** Options are checked before anything listens (GuardError INVALID_OPTION). */
 export async function startModerationServer(options: ModerationServerOptions): Promise<ModerationServer> {
   const guard = options.guard;
+  if (typeof guard?.checkMany !== 'function')
+    throw new GuardError('INVALID_OPTION', 'startModerationServer needs a guard (a Guard)');
   const model = options.model ?? guard.backend.name;
-  const maxBodyBytes = options.maxBodyBytes ?? 16 * 1024 * 1024;
-  const requestTimeoutMs = options.requestTimeoutMs ?? 120_000;
-  const limits = options.maxInputs === undefined ? {} : { maxInputs: options.maxInputs };
-  const maxConcurrent = options.maxConcurrentRequests ?? 16;
+  const maxBodyBytes = positiveInt('maxBodyBytes', options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES);
+  const requestTimeoutMs = positiveInt('requestTimeoutMs', options.requestTimeoutMs ?? 120_000, MAX_TIMER_MS);
+  const limits =
+    options.maxInputs === undefined ? {} : { maxInputs: positiveInt('maxInputs', options.maxInputs) };
+  const maxConcurrent = positiveInt('maxConcurrentRequests', options.maxConcurrentRequests ?? 16);
+  const port = options.port ?? 0;
+  if (!(Number.isSafeInteger(port) && port >= 0 && port <= 65535))
+    throw new GuardError('INVALID_OPTION', `port must be an integer in 0–65535, got ${String(port)}`);
   let inFlight = 0;
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
@@ -128,8 +147,19 @@ export async function startModerationServer(options: ModerationServerOptions): P
       if (!res.writableFinished) abort.abort();
     };
     res.on('close', onClose);
+    // The slot stays taken until the guard work has really ended, even when the answer went out at
+    // the deadline (a backend that ignores the abort still occupies the model).
+    const work = moderate(guard, items, model, abort.signal).finally(() => inFlight--);
+    // The deadline holds whether or not the backend honours the abort: answer 504 when it passes.
+    let onAbort = () => {};
+    const deadline = new Promise<never>((_, reject) => {
+      onAbort = () => reject(new GuardError('ABORTED', 'moderation aborted'));
+      abort.signal.addEventListener('abort', onAbort, { once: true });
+    });
+    work.catch(() => {}); // settles after a lost race: already answered
+    deadline.catch(() => {});
     try {
-      const response = await moderate(guard, items, model, abort.signal);
+      const response = await Promise.race([work, deadline]);
       sendJson(res, 200, response);
     } catch (e) {
       if (abort.signal.aborted && !res.destroyed)
@@ -138,8 +168,8 @@ export async function startModerationServer(options: ModerationServerOptions): P
         });
       throw e;
     } finally {
-      inFlight--;
       clearTimeout(timer);
+      abort.signal.removeEventListener('abort', onAbort);
       res.off('close', onClose);
     }
   };
@@ -158,7 +188,7 @@ export async function startModerationServer(options: ModerationServerOptions): P
   server.headersTimeout = 30_000;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(options.port ?? 0, options.host ?? '127.0.0.1', () => {
+    server.listen(port, options.host ?? '127.0.0.1', () => {
       server.off('error', reject);
       resolve();
     });
