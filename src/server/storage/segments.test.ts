@@ -1,0 +1,232 @@
+/**
+ * Journal payload segments of the SQLite backend (segments.ts): what a crash or a damaged disk can
+ * leave behind. A torn tail (bytes of a write nobody was answered for) is ignored; a payload that a
+ * committed row points at and that is missing, short or fails its CRC-32 is a StorageError('CORRUPT'),
+ * never an entry silently dropped; segments are deleted once a checkpoint no longer needs them.
+ */
+import assert from 'node:assert/strict';
+import {
+  appendFileSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  truncateSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import Database from 'better-sqlite3';
+import { Rng } from '../../core/rng.ts';
+import { SqliteStorage } from './sqlite.ts';
+import { type JournalEntryInput, StorageError } from './types.ts';
+
+const DIM = 100;
+
+function delta(seed: number): Float32Array {
+  const rng = new Rng(seed);
+  return Float32Array.from({ length: DIM }, () => rng.normal());
+}
+
+function entry(i: number): JournalEntryInput {
+  return {
+    taskId: 't',
+    idempotencyKey: `k${i}`,
+    deviceId: 'd',
+    assignmentId: `k${i}`,
+    baseVersion: 0,
+    numExamples: 1 + i,
+    delta: delta(i),
+    response: { i },
+    acceptedAt: i,
+  };
+}
+
+function setup(t: { after: (fn: () => Promise<void>) => void }, segmentBytes?: number) {
+  const dir = mkdtempSync(join(tmpdir(), 'orchard-seg-'));
+  const opened: SqliteStorage[] = [];
+  // Closed even when an assertion failed halfway (close is idempotent).
+  t.after(async () => {
+    for (const s of opened) await s.close().catch(() => {});
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const path = join(dir, 'orchard.db');
+  const payloads = `${path}-payloads`;
+  const open = async () => {
+    const s = new SqliteStorage(segmentBytes === undefined ? { path } : { path, segmentBytes });
+    opened.push(s);
+    await s.init();
+    return s;
+  };
+  const segmentFiles = () =>
+    readdirSync(payloads)
+      .filter((f) => f.endsWith('.seg'))
+      .sort();
+  return { path, payloads, open, segmentFiles };
+}
+
+async function appendAll(s: SqliteStorage, from: number, to: number): Promise<void> {
+  const results = await Promise.all(
+    Array.from({ length: to - from }, (_, k) => s.appendAccepted(entry(from + k))),
+  );
+  assert.deepEqual(
+    results.map((r) => r.kind),
+    results.map(() => 'appended'),
+  );
+}
+
+function assertEntries(got: readonly { idempotencyKey: string; delta: Float32Array }[], keys: number[]) {
+  assert.deepEqual(
+    got.map((e) => e.idempotencyKey),
+    keys.map((i) => `k${i}`),
+  );
+  // Bit-exact payloads, compared with an independent regeneration from the seed.
+  for (const [n, e] of got.entries())
+    assert.deepEqual(
+      Buffer.from(e.delta.buffer, e.delta.byteOffset, e.delta.byteLength),
+      Buffer.from(delta(keys[n] as number).buffer),
+    );
+}
+
+/** The segment file and byte range of journal entry `seq`, read from the rows directly. */
+function whereIs(path: string, seq: number): { seg: string; offset: number; length: number } {
+  const db = new Database(path, { readonly: true });
+  try {
+    const row = db
+      .prepare('SELECT seg, seg_offset AS offset, seg_length AS length FROM journal WHERE seq = ?')
+      .get(seq) as { seg: string | null; offset: number; length: number } | undefined;
+    assert.ok(row !== undefined && row.seg !== null, `entry ${seq} has its payload in a segment`);
+    return { seg: row.seg, offset: row.offset, length: row.length };
+  } finally {
+    db.close();
+  }
+}
+
+test('segments: payloads live in segment files, the rows hold no delta bytes, and read back bit-exact', async (t) => {
+  const { path, open, segmentFiles } = setup(t);
+  const s = await open();
+  await appendAll(s, 0, 12);
+  assertEntries(await s.journalSince('t', 0), [...Array(12).keys()]);
+  await s.close();
+  const db = new Database(path, { readonly: true });
+  const inline = db.prepare('SELECT sum(length(delta)) AS n FROM journal').get() as { n: number };
+  db.close();
+  assert.equal(inline.n, 0);
+  assert.equal(segmentFiles().length, 1);
+  const reopened = await open();
+  assertEntries(
+    await reopened.journalSince('t', 4),
+    [...Array(8).keys()].map((i) => i + 4),
+  );
+  await reopened.close();
+});
+
+test('segments: a torn tail (bytes no row points at) is ignored, and the next writer starts a new segment', async (t) => {
+  const { payloads, open, segmentFiles } = setup(t);
+  const s = await open();
+  await appendAll(s, 0, 5);
+  await s.close();
+  const [file] = segmentFiles();
+  assert.ok(file !== undefined);
+  // What a crash mid-write leaves: half of a payload that was never committed (or answered).
+  appendFileSync(join(payloads, file), Buffer.from(delta(99).buffer).subarray(0, 170));
+  const after = await open();
+  assertEntries(await after.journalSince('t', 0), [0, 1, 2, 3, 4]);
+  await appendAll(after, 5, 7);
+  assertEntries(await after.journalSince('t', 0), [0, 1, 2, 3, 4, 5, 6]);
+  assert.equal(segmentFiles().length, 2, 'the new entries went to a fresh segment');
+  await after.close();
+});
+
+test('segments: a missing segment is CORRUPT, not an empty journal', async (t) => {
+  const { payloads, open, segmentFiles } = setup(t);
+  const s = await open();
+  await appendAll(s, 0, 3);
+  await s.close();
+  for (const f of segmentFiles()) rmSync(join(payloads, f));
+  const after = await open();
+  await assert.rejects(
+    after.journalSince('t', 0),
+    (err: unknown) =>
+      err instanceof StorageError && err.code === 'CORRUPT' && /cannot be opened/.test(err.message),
+  );
+  await after.close();
+});
+
+test('segments: a flipped byte is a CRC mismatch (CORRUPT); a truncated segment is CORRUPT', async (t) => {
+  const { path, payloads, open } = setup(t);
+  const s = await open();
+  await appendAll(s, 0, 4);
+  await s.close();
+  const at = whereIs(path, 3);
+  const file = join(payloads, at.seg);
+  const original = readFileSync(file);
+  const flipped = Buffer.from(original);
+  const byte = at.offset + Math.floor(at.length / 2);
+  flipped[byte] = (flipped[byte] as number) ^ 0x10;
+  writeFileSync(file, flipped);
+  const after = await open();
+  // The damaged entry is reported, not skipped; a read that does not include it is fine.
+  await assert.rejects(
+    after.journalSince('t', 0),
+    (err: unknown) =>
+      err instanceof StorageError && err.code === 'CORRUPT' && /CRC-32 mismatch/.test(err.message),
+  );
+  assertEntries(await after.journalSince('t', 3), [3]); // seq 4 = key 3, after the damaged seq 3
+  writeFileSync(file, original);
+  truncateSync(file, at.offset + at.length - 1);
+  await assert.rejects(
+    after.journalSince('t', 2),
+    (err: unknown) => err instanceof StorageError && err.code === 'CORRUPT' && /ends at/.test(err.message),
+  );
+  await after.close();
+});
+
+test('segments: a checkpoint that drops the journal prefix deletes the segments only it referenced', async (t) => {
+  // 1 KiB segments: two 400-byte payloads each, so 10 appends (one at a time) fill 5 segments.
+  const { open, segmentFiles } = setup(t, 1024);
+  const s = await open();
+  for (let i = 0; i < 10; i++) await appendAll(s, i, i + 1);
+  assert.equal(segmentFiles().length, 5);
+  await s.saveCheckpoint({
+    taskId: 't',
+    version: 1,
+    params: new Float32Array(DIM),
+    state: new Uint8Array(0),
+    journalSeq: 6,
+    createdAt: 1,
+  });
+  // Entries 7..10 (keys 6..9) live in the last two segments; the first three are gone.
+  assert.equal(segmentFiles().length, 2);
+  assertEntries(await s.journalSince('t', 6), [6, 7, 8, 9]);
+  await s.saveCheckpoint({
+    taskId: 't',
+    version: 2,
+    params: new Float32Array(DIM),
+    state: new Uint8Array(0),
+    journalSeq: 10,
+    createdAt: 2,
+  });
+  // The writer's current segment stays until it is finished (close), then nothing is left.
+  assert.ok(segmentFiles().length <= 1);
+  await s.close();
+  assert.equal(segmentFiles().length, 0);
+});
+
+test('segments: a segment reclaimed under an idle writer fails its next append retryably; the retry lands', async (t) => {
+  const { path, open } = setup(t);
+  const s = await open();
+  await appendAll(s, 0, 1);
+  // Another process decided the segment was a dead writer's leftover (it sat idle past the limit).
+  const db = new Database(path);
+  db.prepare('DELETE FROM segments').run();
+  db.close();
+  await assert.rejects(
+    s.appendAccepted(entry(1)),
+    (err: unknown) => err instanceof StorageError && err.code === 'BACKEND_UNAVAILABLE',
+  );
+  await appendAll(s, 1, 2);
+  assertEntries(await s.journalSince('t', 0), [0, 1]);
+  await s.close();
+});
