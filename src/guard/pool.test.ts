@@ -90,6 +90,12 @@ describe('mapPool', () => {
       );
       assert.equal(calls, 0);
     }
+    let notArrayCalls = 0;
+    await assert.rejects(
+      mapPool('abc' as unknown as string[], 2, () => notArrayCalls++),
+      invalidOption,
+    );
+    assert.equal(notArrayCalls, 0);
     assert.throws(() => checkConcurrency('2', '--concurrency'), /--concurrency must be a positive integer/);
     assert.equal(checkConcurrency(3), 3);
   });

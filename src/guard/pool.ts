@@ -17,8 +17,8 @@
  * - `options.signal` is passed on, not enforced: when it aborts, the calls' `signal` aborts too and
  *   `fn` decides what that means (guard backends reject with `ABORTED`, which then ends the pool like
  *   any failure). The pool itself never invents an error of its own for an abort.
- * - An empty input resolves to `[]` without calling `fn`. A `limit` that is not an integer ≥ 1 is
- *   refused before anything runs (GuardError `INVALID_OPTION`), whatever the input.
+ * - An empty input resolves to `[]` without calling `fn`. A `limit` that is not an integer ≥ 1, or
+ *   `items` that are not an array, are refused before anything runs (GuardError `INVALID_OPTION`).
  */
 import { GuardError } from './types.ts';
 
@@ -42,6 +42,7 @@ export async function mapPool<T, R>(
   options: MapPoolOptions = {},
 ): Promise<R[]> {
   checkConcurrency(limit);
+  if (!Array.isArray(items)) throw new GuardError('INVALID_OPTION', 'mapPool needs an array of items');
   const results = new Array<R>(items.length);
   if (items.length === 0) return results;
 
