@@ -116,6 +116,30 @@ describe('LlamaGuardBackend', () => {
     }
   });
 
+  it('reads the verdict from the short candidate list exactly as from the whole vocabulary', async () => {
+    // Default bias: every read is served by the top-k list. Bias 0 on the random model: safe/unsafe
+    // are rarely among the top 4 of ~1.2k tokens, so the position is re-read over the whole vocabulary.
+    const full = await LlamaGuardBackend.create({ modelPath: modelPath(), sequences: 1, verdictBias: 0 });
+    try {
+      const before = backend.stats.fullVocabularyReads;
+      for (const p of prompts) {
+        await backend.clearCache();
+        const a = await backend.scoreAndClassify(p, { threshold: 1 });
+        const b = await full.scoreAndClassify(p, { threshold: 1 });
+        // 1e-4 as for cache hits: the fallback evaluates the last token on its own, a different batch split.
+        assert.ok(Math.abs(a.pUnsafe - b.pUnsafe) < 1e-4, `top-k ${a.pUnsafe} vs full ${b.pUnsafe}`);
+        assert.ok(a.logits && b.logits);
+        assert.ok(Math.abs(a.logits.safe - b.logits.safe) < 1e-3, JSON.stringify([a.logits, b.logits]));
+        assert.ok(Math.abs(a.logits.unsafe - b.logits.unsafe) < 1e-3, JSON.stringify([a.logits, b.logits]));
+        assert.ok(a.logits.safe <= 0 && a.logits.unsafe <= 0, 'relative to the top token');
+      }
+      assert.equal(backend.stats.fullVocabularyReads, before, 'the default bias never needs the fallback');
+      assert.ok(full.stats.fullVocabularyReads > 0, 'bias 0 exercised the full-vocabulary read');
+    } finally {
+      await full.close();
+    }
+  });
+
   it('reuses the cached policy prefix and scores exactly as a cold evaluation', async () => {
     const [a, b] = prompts as [RenderedPrompt, RenderedPrompt];
     await backend.clearCache();

@@ -2,8 +2,11 @@
  * Local Llama Guard inference through node-llama-cpp (llama.cpp, CPU build).
  *
  * - Score: one prefill of the rendered prompt, then P(unsafe) is the two-way softmax of the `safe` and
- *   `unsafe` log-probabilities at the verdict position (blank tokens the model would write first are
- *   fed back and skipped, up to two). No sampling.
+ *   `unsafe` logits at the verdict position (blank tokens the model would write first are fed back and
+ *   skipped, up to two). No sampling. The logits are read from a short candidate list rather than the
+ *   whole 128k vocabulary (see `readVerdict`): node-llama-cpp can only hand logits to JS as a sorted
+ *   probability list, and the full one costs ~50 ms of CPU per request (sort, 256k-element array,
+ *   128k-entry Map), a tenth of a warm request on 2 threads.
  * - Prefix cache: every sequence keeps its KV cache after a request. A new request goes to the idle
  *   sequence whose cached tokens share the longest prefix with it; only the tokens after that common
  *   prefix are erased and evaluated. Requests with the same policy (variant, categories, judged role)
@@ -25,6 +28,7 @@ import {
   LlamaLogLevel,
   type LlamaModel,
   type Token,
+  TokenBias,
 } from 'node-llama-cpp';
 import type { BackendFactoryOptions } from '../backends/registry.ts';
 import { pUnsafeFromLogits } from '../score.ts';
@@ -49,9 +53,25 @@ export interface LlamaBackendOptions {
   readonly batchSize?: number;
   /** Default cap on generated category tokens (default 20). */
   readonly maxTokens?: number;
+  /**
+   * Logit bias that keeps `safe` and `unsafe` in the short candidate list the verdict is read from
+   * (default 50; it cancels out of the score). When either still falls outside the list the position
+   * is read again over the whole vocabulary (`stats.fullVocabularyReads`). 0 makes that fallback the
+   * common case, which is what the tests use it for.
+   */
+  readonly verdictBias?: number;
 }
 
 const MAX_BLANK_TOKENS = 2;
+/** Candidates kept when reading the verdict: both verdict tokens and at least the best other token. */
+const VERDICT_TOP_K = 4;
+
+/** The verdict position: the most likely next token and the two verdict logits relative to its logit. */
+interface VerdictRead {
+  readonly top: Token;
+  readonly safe: number;
+  readonly unsafe: number;
+}
 
 interface Slot {
   readonly seq: LlamaContextSequence;
@@ -112,8 +132,20 @@ export class LlamaGuardBackend implements GuardBackend {
   private readonly waiters: Waiter[] = [];
   private readonly grammars = new Map<string, Promise<LlamaGrammar>>();
   private closed = false;
-  /** Prompt tokens requested and actually evaluated (the difference was served from the KV cache). */
-  readonly stats = { requests: 0, promptTokens: 0, evaluatedTokens: 0 };
+  /**
+   * Prompt tokens requested and actually evaluated (the difference was served from the KV cache), and
+   * verdict positions that had to be read over the whole vocabulary (see `readVerdict`).
+   */
+  readonly stats = { requests: 0, promptTokens: 0, evaluatedTokens: 0, fullVocabularyReads: 0 };
+  /** Sampling options that make llama.cpp return only the top candidates after biasing the verdicts. */
+  private readonly verdictSampling: {
+    readonly temperature: number;
+    readonly topK: number;
+    readonly topP: number;
+    readonly minP: number;
+    readonly seed: number;
+    readonly tokenBias: TokenBias;
+  };
   private closing: Promise<void> | undefined;
 
   private constructor(
@@ -126,8 +158,21 @@ export class LlamaGuardBackend implements GuardBackend {
     readonly contextPerSequence: number,
     threads: number,
     modelPath: string,
+    private readonly verdictBias: number,
   ) {
     this.threads = threads;
+    // temperature > 0 puts top-k in llama.cpp's sampler chain (greedy would keep all 128k candidates);
+    // top-p 1 and min-p 0 keep all k. The sampled token itself is never used.
+    this.verdictSampling = {
+      temperature: 1,
+      topK: VERDICT_TOP_K,
+      topP: 1,
+      minP: 0,
+      seed: 0,
+      tokenBias: new TokenBias(model.tokenizer)
+        .set(verdict.safe, { logit: verdictBias })
+        .set(verdict.unsafe, { logit: verdictBias }),
+    };
     this.name = `llama.cpp:${modelPath.split(/[\\/]/).pop() ?? modelPath}`;
     this.slots = [];
     for (let i = 0; i < context.totalSequences; i++)
@@ -140,6 +185,7 @@ export class LlamaGuardBackend implements GuardBackend {
     const contextSize = intOption('contextSize', options.contextSize, 4096, 256, 131072);
     const batchSize = intOption('batchSize', options.batchSize, 512, 1, 8192);
     const maxTokens = intOption('maxTokens', options.maxTokens, 20, 1, 256);
+    const verdictBias = intOption('verdictBias', options.verdictBias, 50, 0, 80);
     await checkModelFile(options.modelPath);
     const llama = await getLlama({ gpu: false, logLevel: LlamaLogLevel.error });
     let model: LlamaModel | undefined;
@@ -182,6 +228,7 @@ export class LlamaGuardBackend implements GuardBackend {
         contextSize,
         threads,
         options.modelPath,
+        verdictBias,
       );
     } catch (e) {
       await model?.dispose().catch(() => {});
@@ -301,18 +348,8 @@ export class LlamaGuardBackend implements GuardBackend {
     let prefixText = '';
     let logits: { safe: number; unsafe: number } = { safe: 0, unsafe: 0 };
     for (let blanks = 0; ; blanks++) {
-      const out = await slot.seq.controlledEvaluate(
-        pending.map((t, i) =>
-          i === pending.length - 1 ? [t, { generateNext: { probabilities: true } }] : t,
-        ),
-      );
-      const probs = out[pending.length - 1]?.next.probabilities;
-      if (!probs) throw new GuardError('BAD_RESPONSE', 'llama.cpp returned no next-token probabilities');
-      logits = {
-        safe: Math.log(probs.get(this.verdict.safe) ?? 0),
-        unsafe: Math.log(probs.get(this.verdict.unsafe) ?? 0),
-      };
-      const top = probs.keys().next().value as Token;
+      const { top, ...verdict } = await this.readVerdict(slot.seq, pending);
+      logits = verdict;
       const topText = this.model.detokenize([top], false);
       if (
         blanks >= MAX_BLANK_TOKENS ||
@@ -329,6 +366,59 @@ export class LlamaGuardBackend implements GuardBackend {
     if (pUnsafe < threshold) return { pUnsafe, logits };
     const codes = await this.generateCodes(slot, prompt, maxTokens);
     return { pUnsafe, logits, generated: `${prefixText}unsafe\n${codes.join(',')}` };
+  }
+
+  /**
+   * Evaluates `pending` and reads the verdict position after its last token. llama.cpp adds
+   * `verdictBias` to the `safe` and `unsafe` logits and returns the softmax of the top
+   * `VERDICT_TOP_K` candidates. When both verdict tokens are among them, the bias cancels from their
+   * difference, and the other candidates are the best remaining tokens, so the best of those (the
+   * first listed) decides the overall top: its logit is ln(p / p_safe) + bias relative to `safe`.
+   * A candidate whose probability underflowed to 0 is more than ~87 - bias nats below `safe`, so it
+   * is not the top. Otherwise the last token is evaluated again and read over the whole vocabulary.
+   * Logits are returned relative to the top token's logit (a softmax does not see the offset).
+   */
+  private async readVerdict(seq: LlamaContextSequence, pending: Token[]): Promise<VerdictRead> {
+    const last = pending.length - 1;
+    const out = await seq.controlledEvaluate(
+      pending.map((t, i) =>
+        i === last ? [t, { generateNext: { probabilities: true, options: this.verdictSampling } }] : t,
+      ),
+    );
+    const short = out[last]?.next.probabilities;
+    if (!short) throw new GuardError('BAD_RESPONSE', 'llama.cpp returned no next-token probabilities');
+    const { safe, unsafe } = this.verdict;
+    const ps = short.get(safe) ?? 0;
+    const pu = short.get(unsafe) ?? 0;
+    if (ps > 0 && pu > 0) {
+      const lu = Math.log(pu) - Math.log(ps);
+      let top = lu > 0 ? unsafe : safe;
+      let topLogit = Math.max(0, lu);
+      for (const [t, p] of short) {
+        if (t === safe || t === unsafe) continue;
+        const l = Math.log(p) - Math.log(ps) + this.verdictBias;
+        if (p > 0 && l > topLogit) {
+          top = t;
+          topLogit = l;
+        }
+        break;
+      }
+      return { top, safe: -topLogit, unsafe: lu - topLogit };
+    }
+    this.stats.fullVocabularyReads++;
+    await seq.eraseContextTokenRanges([{ start: seq.nextTokenIndex - 1, end: seq.nextTokenIndex }]);
+    const again = await seq.controlledEvaluate([
+      [pending[last] as Token, { generateNext: { probabilities: true } }],
+    ]);
+    const full = again[0]?.next.probabilities;
+    if (!full) throw new GuardError('BAD_RESPONSE', 'llama.cpp returned no next-token probabilities');
+    const top = full.keys().next().value as Token;
+    const lt = Math.log(full.get(top) ?? 0);
+    return {
+      top,
+      safe: Math.log(full.get(safe) ?? 0) - lt,
+      unsafe: Math.log(full.get(unsafe) ?? 0) - lt,
+    };
   }
 
   /** Greedy grammar-constrained codes after a forced `unsafe`; incomplete trailing codes are dropped. */
