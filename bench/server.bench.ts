@@ -3,9 +3,10 @@
  *
  * server.ingest_100k: accepted updates per second for 100,000-float updates (400 kB frames; the
  * devices checked in before the clock starts, check-ins are the second figure): auth,
- * frame decode, assignment check, finite + norm check, durable journal append (SQLite WAL, group
- * commit, WAL fdatasync'd before the reply), fold into FedBuff (K = 100, checkpoint every 10
- * versions), reply. Baseline: a bare node:http server that reads the same bytes and discards them. Ratio = our updates/s ÷ the
+ * frame decode, assignment check, finite + norm check, fold into FedBuff (K = 100, checkpoint every
+ * 10 versions), durable journal append (group commit: the payloads written and fdatasync'd to a
+ * segment file by the storage's writer thread, then the small rows committed to the SQLite WAL and
+ * the WAL fdatasync'd), reply. Baseline: a bare node:http server that reads the same bytes and discards them. Ratio = our updates/s ÷ the
  * bare server's requests/s, measured interleaved in the same run (goal ≥ 0.5).
  *
  * server.checkin_per_s: check-ins per second answered by one selector process (auth, rate limit,
@@ -266,7 +267,7 @@ export async function run(): Promise<BenchEntry[]> {
         baseline: ingestBase,
         ratio: ingest / ingestBase,
         goal: 'ratio ≥ 0.5 vs a bare node:http server discarding the same bytes',
-        note: `${CONNECTIONS} keep-alive connections, 400 kB frames (assignments fetched before timing); durable SQLite journal (WAL fdatasync'd before each reply, group commit), FedBuff K=100`,
+        note: `${CONNECTIONS} keep-alive connections, 400 kB frames (assignments fetched before timing); durable journal (payload segment + SQLite WAL rows, both fdatasync'd before each reply, group commit), FedBuff K=100`,
       },
       {
         name: 'server.checkin_per_s',
