@@ -267,13 +267,13 @@ function prepare(db: Database.Database) {
     unreferencedSegments: db.prepare<[], { name: string; writer: string; active: number }>(
       'SELECT name, writer, active FROM segments s WHERE NOT EXISTS (SELECT 1 FROM journal j WHERE j.seg = s.name)',
     ),
-    segmentReferenced: db.prepare<[string], { one: number }>(
-      'SELECT 1 AS one FROM journal WHERE seg = ? LIMIT 1',
-    ),
     deleteSegment: db.prepare('DELETE FROM segments WHERE name = ?'),
     allSegments: db.prepare<[], { name: string }>('SELECT name FROM segments'),
     journalSince: db.prepare<[string, number], SegmentJournalRow>(
       'SELECT * FROM journal WHERE task_id = ? AND seq > ? ORDER BY seq',
+    ),
+    journalEntryExists: db.prepare<[string, number], { one: number }>(
+      'SELECT 1 AS one FROM journal WHERE task_id = ? AND seq = ?',
     ),
     truncateJournal: db.prepare('DELETE FROM journal WHERE task_id = ? AND seq <= ?'),
     latestVersion: db.prepare<[string], { version: number }>(
@@ -912,22 +912,37 @@ export class SqliteStorage implements Storage {
   }
 
   async journalSince(taskId: string, afterSeq: number): Promise<JournalEntry[]> {
-    const rows = await this.run((st) => st.journalSince.all(taskId, afterSeq));
-    if (!rows.some((r) => r.seg !== null)) return rows.map(entryFromRow);
-    const dir = this.segments?.dir ?? `${this.path}-payloads`;
-    const reader = new SegmentReader(dir);
-    try {
-      return rows.map((r) => {
-        if (r.seg === null) return entryFromRow(r);
-        const what = `journal entry ${r.task_id}#${r.seq}`;
-        if (r.seg_offset === null || r.seg_length === null || r.seg_crc === null)
-          throw new StorageError('CORRUPT', `${what}: incomplete segment reference`);
-        const bytes = reader.read(r.seg, r.seg_offset, r.seg_length, r.seg_crc, what);
-        return entryFromRow({ ...r, delta: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength) });
-      });
-    } finally {
-      reader.close();
-    }
+    // Payloads are read in the same synchronous step as the rows: this process deletes a segment only
+    // after its rows are gone, so none of the rows read here can lose its file meanwhile.
+    return await this.run((st) => {
+      const rows = st.journalSince.all(taskId, afterSeq);
+      if (!rows.some((r) => r.seg !== null)) return rows.map(entryFromRow);
+      const reader = new SegmentReader(this.segments?.dir ?? `${this.path}-payloads`);
+      try {
+        return rows.map((r) => {
+          if (r.seg === null) return entryFromRow(r);
+          const what = `journal entry ${r.task_id}#${r.seq}`;
+          if (r.seg_offset === null || r.seg_length === null || r.seg_crc === null)
+            throw new StorageError('CORRUPT', `${what}: incomplete segment reference`);
+          let bytes: Uint8Array;
+          try {
+            bytes = reader.read(r.seg, r.seg_offset, r.seg_length, r.seg_crc, what);
+          } catch (err) {
+            // Another process's checkpoint may have dropped the row (and then its segment) since the
+            // read above: that is a moved-on journal, retryable, not damage.
+            if (st.journalEntryExists.get(r.task_id, r.seq) === undefined)
+              throw new StorageError(
+                'BACKEND_UNAVAILABLE',
+                `${what} was checkpointed while being read; retry`,
+              );
+            throw err;
+          }
+          return entryFromRow({ ...r, delta: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength) });
+        });
+      } finally {
+        reader.close();
+      }
+    });
   }
 
   async lookupIdempotencyKey(
