@@ -24,31 +24,62 @@ import { StorageError } from './types.ts';
 /** A segment is closed for writing once it holds this much (a few hundred 400 kB updates). */
 export const SEGMENT_BYTES = 64 << 20;
 
-/** The writer thread: CRC, positional writes, one fdatasync per batch (and the folder on a new file). */
+/**
+ * The writer thread: CRC and positional writes per batch as it arrives; then one fdatasync per
+ * segment (and the folder for a new file) covering every batch that arrived meanwhile, and the
+ * answers. Batches queue up here while a sync runs, so under load one sync covers many of them.
+ */
 const WRITER = `
 const { parentPort } = require('node:worker_threads');
 const { writeSync, fdatasyncSync, fsyncSync, openSync, closeSync } = require('node:fs');
 const { crc32 } = require('node:zlib');
+let waiting = [];
+let scheduled = false;
+const syncAll = () => {
+  scheduled = false;
+  const batch = waiting;
+  waiting = [];
+  const fds = new Set();
+  const dirs = new Set();
+  for (const w of batch) {
+    if (w.error !== undefined) continue;
+    fds.add(w.fd);
+    if (w.syncDir !== null) dirs.add(w.syncDir);
+  }
+  let error;
+  try {
+    for (const fd of fds) fdatasyncSync(fd);
+    for (const dir of dirs) {
+      const d = openSync(dir, 'r');
+      try { fsyncSync(d); } finally { closeSync(d); }
+    }
+  } catch (e) {
+    error = String((e && e.message) || e);
+  }
+  for (const w of batch)
+    parentPort.postMessage(
+      w.error !== undefined || error !== undefined
+        ? { id: w.id, error: w.error !== undefined ? w.error : error }
+        : { id: w.id, crcs: w.crcs },
+    );
+};
 parentPort.on('message', (m) => {
   if (m === 'close') { parentPort.close(); return; }
+  const entry = { id: m.id, fd: m.fd, syncDir: m.syncDir, crcs: [] };
   try {
-    const crcs = [];
     for (let i = 0; i < m.payloads.length; i++) {
       const bytes = m.payloads[i];
-      let offset = m.offsets[i];
-      crcs.push(crc32(bytes));
+      const offset = m.offsets[i];
+      entry.crcs.push(crc32(bytes));
       let done = 0;
       while (done < bytes.length) done += writeSync(m.fd, bytes, done, bytes.length - done, offset + done);
     }
-    fdatasyncSync(m.fd);
-    if (m.syncDir !== null) {
-      const d = openSync(m.syncDir, 'r');
-      try { fsyncSync(d); } finally { closeSync(d); }
-    }
-    parentPort.postMessage({ id: m.id, crcs });
   } catch (e) {
-    parentPort.postMessage({ id: m.id, error: String((e && e.message) || e) });
+    entry.error = String((e && e.message) || e);
   }
+  waiting.push(entry);
+  // After every message already queued has been written: one sync for all of them.
+  if (!scheduled) { scheduled = true; setImmediate(syncAll); }
 });
 `;
 
