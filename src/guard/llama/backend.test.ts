@@ -116,6 +116,30 @@ describe('LlamaGuardBackend', () => {
     }
   });
 
+  it('with flash attention scores as the plain-JS forward pass, cold and after a cache hit', async () => {
+    const ref = await loadReference(modelPath());
+    const fa = await LlamaGuardBackend.create({ modelPath: modelPath(), sequences: 1, flashAttention: true });
+    try {
+      const [safe] = fa.model.tokenize('safe', false);
+      const [unsafe] = fa.model.tokenize('unsafe', false);
+      const p = prompts[0] as RenderedPrompt;
+      const logits = referenceLogits(ref, fa.tokenize(p.text));
+      const top = logits.indexOf(Math.max(...logits));
+      assert.notEqual(fa.model.detokenize([top as never], false).trim(), '', 'no blank skip here');
+      const expected = pUnsafeFromLogits(
+        logits[safe as number] as number,
+        logits[unsafe as number] as number,
+      );
+      const cold = await fa.scoreAndClassify(p, { threshold: 1 });
+      await fa.warm(p);
+      const warm = await fa.scoreAndClassify(p, { threshold: 1 });
+      for (const s of [cold, warm])
+        assert.ok(Math.abs(s.pUnsafe - expected) < 5e-3, `llama.cpp ${s.pUnsafe} vs reference ${expected}`);
+    } finally {
+      await fa.close();
+    }
+  });
+
   it('reads the verdict from the short candidate list exactly as from the whole vocabulary', async () => {
     // Default bias: every read is served by the top-k list. Bias 0 on the random model: safe/unsafe
     // are rarely among the top 4 of ~1.2k tokens, so the position is re-read over the whole vocabulary.

@@ -60,6 +60,13 @@ export interface LlamaBackendOptions {
    * common case, which is what the tests use it for.
    */
   readonly verdictBias?: number;
+  /**
+   * llama.cpp's flash attention (default false). On the LG3-1B shape with 2 threads it makes a
+   * 743-token prefill ~20% and a 134-token cached-prefix request ~13% faster, but the CPU kernel
+   * computes in f16 with results that depend on how the tokens are split into batches, so a score read
+   * after a cache hit differs from a cold one (~1e-3 on the tiny test model; without it ~1e-5).
+   */
+  readonly flashAttention?: boolean;
 }
 
 const MAX_BLANK_TOKENS = 2;
@@ -214,10 +221,8 @@ export class LlamaGuardBackend implements GuardBackend {
         contextSize: contextSize * sequences,
         batchSize,
         threads: { ideal: threads, min: threads },
-        // llama.cpp's CPU flash attention computes in f16 with results that depend on how the tokens
-        // are split into batches, so a score read after a cache hit would differ from a cold one by
-        // ~1e-3; without it they agree to ~1e-5 (measured on the tiny test model).
-        flashAttention: false,
+        // Off by default: see LlamaBackendOptions.flashAttention.
+        flashAttention: options.flashAttention === true,
       });
       return new LlamaGuardBackend(
         llama,
