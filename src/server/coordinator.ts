@@ -27,6 +27,7 @@
 import { gzip } from 'node:zlib';
 import { OrchardError } from '../core/errors.ts';
 import { stalenessWeight } from '../fl/staleness.ts';
+import { isPrivate, type PrivacySpent } from '../fl/strategies/dp.ts';
 import type { PreWeightedPartial } from '../fl/strategies/fedbuff.ts';
 import { SyncRounds } from '../fl/strategies/sync.ts';
 import type { DurableStrategy, Strategy, StrategySnapshot, UpdateOutcome } from '../fl/types.ts';
@@ -47,6 +48,11 @@ import {
   StorageError,
 } from './storage/types.ts';
 import type { TaskRuntime } from './task.ts';
+
+/** The privacy a DP strategy has spent so far (undefined without DP). */
+function privacyOf(strategy: Strategy): PrivacySpent | undefined {
+  return isPrivate(strategy) ? strategy.privacySpent() : undefined;
+}
 
 /** Frame kind of the strategy state inside a checkpoint (never sent over the wire). */
 const FRAME_KIND_STATE = 3;
@@ -75,6 +81,7 @@ export function encodeStrategyState(snapshot: StrategySnapshot, foldedSeqs?: rea
     optimizerSteps: snapshot.optimizer?.steps ?? 0,
     slots: slots.length,
     ...(snapshot.round === undefined ? {} : { round: snapshot.round }),
+    ...(snapshot.privacy === undefined ? {} : { privacy: snapshot.privacy }),
     ...(foldedSeqs === undefined ? {} : { foldedSeqs }),
   };
   return encodeFrame(FRAME_KIND_STATE, header, floats);
@@ -90,6 +97,7 @@ export function decodeStrategyState(
     optimizerSteps: number;
     slots: number;
     round?: StrategySnapshot['round'];
+    privacy?: StrategySnapshot['privacy'];
   }>(bytes, FRAME_KIND_STATE);
   const n = params.length;
   const parts = (header.buffer ? 1 : 0) + header.slots;
@@ -121,11 +129,25 @@ export function decodeStrategyState(
     )
   )
     throw new OrchardError('INVALID_STATE', 'checkpoint state has a malformed round');
+  const privacy = header.privacy;
+  if (
+    privacy !== undefined &&
+    !(
+      privacy !== null &&
+      typeof privacy === 'object' &&
+      Number.isInteger(privacy.steps) &&
+      typeof privacy.clipNorm === 'number' &&
+      Array.isArray(privacy.norms) &&
+      privacy.norms.every((x) => typeof x === 'number')
+    )
+  )
+    throw new OrchardError('INVALID_STATE', 'checkpoint state has a malformed privacy ledger');
   const base = {
     version,
     params,
     optimizer: { steps: header.optimizerSteps, slots },
     ...(round === undefined ? {} : { round }),
+    ...(privacy === undefined ? {} : { privacy }),
   };
   return buffer ? { ...base, buffer } : base;
 }
@@ -197,6 +219,8 @@ export type ServerEvent =
 interface PublishedModel {
   readonly version: number;
   readonly params: Float32Array;
+  /** DP tasks: the privacy spent by the steps behind this version. */
+  readonly privacy?: PrivacySpent;
   frame?: Uint8Array;
   gzipped?: Promise<Uint8Array | null>;
 }
@@ -290,6 +314,8 @@ export class TaskCoordinator implements RoundCohort {
   private leading: Promise<void> | null = null;
   // Sync rounds (see the sync section below).
   private readonly isSync: boolean;
+  /** User-level DP: every step is checkpointed before its version is published. */
+  private readonly isPrivateTask: boolean;
   /** Assignments this process handed out for its current strategy: assignment id → strategy client. */
   private readonly live = new Map<string, { readonly clientId: number; readonly deadline: number }>();
   private roundTimer: NodeJS.Timeout | null = null;
@@ -311,6 +337,8 @@ export class TaskCoordinator implements RoundCohort {
     this.journal = new JournalWriter(options.storage);
     this.log = options.log ?? (() => {});
     this.isSync = runtime.spec.strategy.kind === 'sync';
+    const strategySpec = runtime.spec.strategy;
+    this.isPrivateTask = strategySpec.kind !== 'fedasync' && strategySpec.privacy !== undefined;
   }
 
   get ready(): boolean {
@@ -347,6 +375,11 @@ export class TaskCoordinator implements RoundCohort {
       throw new OrchardError(
         'CONFIG_INVALID',
         `task ${this.taskId}: sync rounds need all roles in one process (the round's cohort lives in the coordinator)`,
+      );
+    if (this.isPrivateTask && (this.options.partials !== undefined || this.options.tail === true))
+      throw new OrchardError(
+        'CONFIG_INVALID',
+        `task ${this.taskId}: DP tasks need all roles in one process (each noised step is checkpointed before it is published)`,
       );
     if ((await this.acquireLease(ttl)) === null)
       throw new ApiError('unavailable', `another coordinator holds the lease of task ${this.taskId}`);
@@ -485,8 +518,17 @@ export class TaskCoordinator implements RoundCohort {
     this.foldedSeq = entries.at(-1)?.seq ?? journalSeq;
     if (checkpoint === null && lastSnapshot === null)
       lastSnapshot = { snapshot: strategy.snapshot(), seq: journalSeq };
-    if (lastSnapshot !== null && lastSnapshot.snapshot.version > this.lastCheckpointVersion)
+    if (lastSnapshot !== null && lastSnapshot.snapshot.version > this.lastCheckpointVersion) {
       await this.saveCheckpoint(lastSnapshot.snapshot, lastSnapshot.seq);
+      // DP: steps replayed here drew new noise; they are served only once checkpointed.
+      if (this.isPrivateTask && this.lastCheckpointVersion < lastSnapshot.snapshot.version)
+        throw new OrchardError(
+          'INVALID_STATE',
+          `task ${this.taskId}: the checkpoint of replayed version ${lastSnapshot.snapshot.version} failed`,
+        );
+    }
+    const spent = privacyOf(strategy);
+    if (spent !== undefined) this.publish(strategy.version, strategy.params, false, spent);
     this.log(
       `task ${this.taskId}: recovered version ${strategy.version} (checkpoint ${checkpoint?.version ?? 'none'}, ${entries.length} journal entries replayed)`,
     );
@@ -560,7 +602,11 @@ export class TaskCoordinator implements RoundCohort {
       ? {
           version: outcome.version,
           params: strategy.params,
-          snapshot: outcome.version % this.runtime.spec.checkpointEvery === 0 ? strategy.snapshot() : null,
+          snapshot:
+            this.isPrivateTask || outcome.version % this.runtime.spec.checkpointEvery === 0
+              ? strategy.snapshot()
+              : null,
+          privacy: privacyOf(strategy),
         }
       : null;
     const append = this.journal.append({ ...journalEntry(this.taskId, input, response), ...this.fence });
@@ -590,11 +636,20 @@ export class TaskCoordinator implements RoundCohort {
     this.rate.add(now);
     this.stalenessSum += outcome.staleness;
     this.stalenessCount++;
-    if (stepped !== null) {
-      this.publish(stepped.version, stepped.params, true);
+    this.foldedSeq = Math.max(this.foldedSeq, result.seq);
+    if (stepped !== null && this.isPrivateTask && stepped.snapshot !== null) {
+      // DP: the noised version is released only once its checkpoint is durable (after a crash,
+      // replay would draw new noise for a step that was never released, never a second version).
+      await this.saveCheckpoint(stepped.snapshot, result.seq);
+      if (this.state === 'ready' && this.strategy === strategy) {
+        if (this.lastCheckpointVersion >= stepped.version)
+          this.publish(stepped.version, stepped.params, true, stepped.privacy);
+        else this.failed(`checkpoint of version ${stepped.version} failed`);
+      }
+    } else if (stepped !== null) {
+      this.publish(stepped.version, stepped.params, true, stepped.privacy);
       if (stepped.snapshot !== null) void this.saveCheckpoint(stepped.snapshot, result.seq);
     }
-    this.foldedSeq = Math.max(this.foldedSeq, result.seq);
     return response;
   }
 
@@ -1035,6 +1090,7 @@ export class TaskCoordinator implements RoundCohort {
     const strategy = this.strategy;
     if (strategy === null) return;
     const snapshot = strategy.snapshot();
+    const privacy = privacyOf(strategy);
     const lastAppend = this.lastAppend;
     const commit = async () => {
       let seq = this.foldedSeq;
@@ -1052,7 +1108,7 @@ export class TaskCoordinator implements RoundCohort {
         this.failed(`checkpoint of version ${snapshot.version} failed`);
         return;
       }
-      this.publish(snapshot.version, snapshot.params, true);
+      this.publish(snapshot.version, snapshot.params, true, privacy);
     };
     const running: Promise<void> = commit().finally(() => {
       if (this.committing === running) this.committing = null;
@@ -1096,8 +1152,8 @@ export class TaskCoordinator implements RoundCohort {
     return this.checkpointChain as Promise<void>;
   }
 
-  private publish(version: number, params: Float32Array, live: boolean): void {
-    this.published.set(version, { version, params });
+  private publish(version: number, params: Float32Array, live: boolean, privacy?: PrivacySpent): void {
+    this.published.set(version, privacy === undefined ? { version, params } : { version, params, privacy });
     if (version > this.latest || !live) this.latest = version;
     for (const v of this.published.keys()) if (v <= this.latest - this.keepVersions) this.published.delete(v);
     if (!live) return;
@@ -1123,6 +1179,12 @@ export class TaskCoordinator implements RoundCohort {
       };
       this.stalenessSum = 0;
       this.stalenessCount = 0;
+      const privacy = this.published.get(version)?.privacy;
+      if (privacy !== undefined) {
+        values.epsilon = privacy.epsilon;
+        values.delta = privacy.delta;
+        values.privacySteps = privacy.steps;
+      }
       const test = withEval ? this.runtime.testSet() : null;
       if (test !== null) {
         const evaluation = evaluate(this.runtime.model, params, test, this.runtime.spec.evalSubset);
@@ -1157,6 +1219,11 @@ export class TaskCoordinator implements RoundCohort {
       });
     });
     return model.gzipped;
+  }
+
+  /** DP tasks: the (ε, δ) spent by the newest published version's steps (null without DP). */
+  privacy(): PrivacySpent | null {
+    return this.published.get(this.latest)?.privacy ?? null;
   }
 
   /** Current global parameters (the newest published version). */

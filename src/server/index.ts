@@ -154,6 +154,16 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
       ],
       'server',
     );
+  if (spec.strategy.kind === 'fedbuff' && spec.strategy.privacy !== undefined && !embedded)
+    throw new ConfigError(
+      [
+        {
+          path: 'roles',
+          message: 'DP tasks need all roles in one process (each noised step is checkpointed first)',
+        },
+      ],
+      'server',
+    );
   const runtime = taskRuntime(spec);
   const admission = options.admission ?? new LocalAdmissionCounter();
   const lease = options.lease ?? new LocalLease();

@@ -166,7 +166,7 @@ test('sync FedAvg over HTTP: per-round cohorts, close at cohortSize or deadline,
   assertClose(await model(server, tokens[0] as string, 2), x, 'version 2 after a discarded round');
 });
 
-test('sync task refusals: no round deadline, privacy, secure aggregation, roles in separate processes', async () => {
+test('sync task refusals: no round deadline, secure aggregation, roles in separate processes', async () => {
   const { parseTaskSpec } = await import('./task.ts');
   const sync = (strategy: Record<string, unknown>) => ({
     ...TASK,

@@ -11,6 +11,7 @@ import { DatasetSpecSchema } from '../data/spec.ts';
 import type { Examples } from '../data/types.ts';
 import { issuesFromZod } from '../experiment/config.ts';
 import { presetConfig } from '../experiment/presets.ts';
+import { withPopulation } from '../experiment/run.ts';
 import { createStrategy } from '../fl/index.ts';
 import { LocalTrainSpecSchema, StrategySpecSchema } from '../fl/spec.ts';
 import { type DurableStrategy, isDurable, type Strategy } from '../fl/types.ts';
@@ -68,12 +69,30 @@ export const TaskSpecSchema = z
         message:
           'the server needs a finite roundTimeout (seconds) for sync rounds: a round whose devices went away must still close',
       });
-    if ((t.strategy.kind === 'sync' || t.strategy.kind === 'fedbuff') && t.strategy.privacy)
-      ctx.addIssue({
-        code: 'custom',
-        path: ['strategy', 'privacy'],
-        message: 'privacy is simulator-only for now (its state is not checkpointed yet)',
-      });
+    const privacy = t.strategy.kind === 'fedasync' ? undefined : t.strategy.privacy;
+    if (privacy !== undefined) {
+      // A version is published only once its checkpoint is durable, so a crash can never make the
+      // server release a second, differently noised model for the same step.
+      if (t.checkpointEvery !== 1)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['checkpointEvery'],
+          message: `must be 1 for a task with privacy (every noised step is checkpointed before it is published), got ${t.checkpointEvery}`,
+        });
+      if (privacy.budget !== undefined)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['strategy', 'privacy', 'budget'],
+          message:
+            'the server does not stop at a privacy budget yet; it reports ε spent with every version in /v1/metrics',
+        });
+      if (privacy.population === undefined && t.dataset === undefined)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['strategy', 'privacy', 'population'],
+          message: 'required without a dataset (the sampling rate is updates per step / population)',
+        });
+    }
     if (t.strategy.kind === 'fedbuff' && t.strategy.secureAggregation)
       ctx.addIssue({
         code: 'custom',
@@ -145,7 +164,11 @@ export function taskRuntime(spec: TaskSpec): TaskRuntime {
     modelInput,
     initialParams,
     newStrategy() {
-      const strategy = createStrategy(spec.strategy, initialParams);
+      // As in the simulator, a DP task's population defaults to the dataset's client count.
+      const s = spec.strategy;
+      const d = s.kind !== 'fedasync' && s.privacy?.population === undefined ? loadDataset() : null;
+      const strategySpec = d === null ? s : withPopulation(s, d.numClients);
+      const strategy = createStrategy(strategySpec, initialParams);
       if (!isDurable(strategy)) throw new Error(`strategy ${strategy.name} cannot be checkpointed`);
       return strategy;
     },
