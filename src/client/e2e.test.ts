@@ -20,11 +20,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { createDataset } from '../data/index.ts';
-import { parseTaskSpec, startServer } from '../server/index.ts';
-import type { MetricsResponse } from '../server/protocol.ts';
-import { taskRuntime } from '../server/task.ts';
-import { simulate } from '../sim/simulate.ts';
+import { startServer } from '../server/index.ts';
+import { E2E_DURATION, servedAccuracies, simulatedTail, tailMean } from '../testing/e2e.ts';
 import { runFleet } from './fleet.ts';
 
 const UPDATES = 500;
@@ -43,54 +40,20 @@ const TASK = {
   evalEvery: EVAL_EVERY,
   evalSubset: 2000,
 };
-const DURATION = { kind: 'half_normal', sigma: 1, offset: 0 } as const;
 const FINAL_VERSION = UPDATES / BUFFER;
 const LAST = 10;
-
-function tailMean(points: readonly { version: number; accuracy: number }[]): number {
-  const tail = points.filter(
-    (p) => p.version > FINAL_VERSION - LAST * EVAL_EVERY && p.version <= FINAL_VERSION,
-  );
-  assert.equal(tail.length, LAST, `expected ${LAST} evaluations, got versions ${tail.map((p) => p.version)}`);
-  return tail.reduce((s, p) => s + p.accuracy, 0) / tail.length;
-}
 
 test('server + fleet reach the simulator accuracy on the same task (within 0.02)', {
   timeout: 90_000,
 }, async (t) => {
-  const spec = parseTaskSpec(TASK);
-  if (spec.dataset === undefined) throw new Error('task has a dataset');
-  const dataset = createDataset(spec.dataset, spec.seed);
-
-  const simulated: number[] = [];
-  for (const seed of [1, 2, 3]) {
-    const runtime = taskRuntime(spec);
-    const run = simulate({
-      dataset,
-      model: runtime.model,
-      strategy: runtime.newStrategy(),
-      local: spec.localTrain,
-      label: `sim-${seed}`,
-      sim: {
-        concurrency: CONCURRENCY,
-        arrival: { kind: 'saturate' },
-        duration: DURATION,
-        speedSigma: 0,
-        dropoutProbability: 0,
-        uploadBandwidth: 0,
-        downloadBandwidth: 0,
-        maxTrips: UPDATES,
-        evalEvery: EVAL_EVERY,
-        evalSubset: 2000,
-        seed,
-      },
-    });
-    const points = run.curve.flatMap((p) =>
-      p.accuracy === undefined ? [] : [{ version: p.version, accuracy: p.accuracy }],
-    );
-    simulated.push(tailMean(points));
-  }
-  const simMean = simulated.reduce((a, b) => a + b, 0) / simulated.length;
+  const simulated = simulatedTail(TASK, {
+    concurrency: CONCURRENCY,
+    maxTrips: UPDATES,
+    finalVersion: FINAL_VERSION,
+    last: LAST,
+    seeds: [1, 2, 3],
+  });
+  const simMean = simulated.mean;
 
   const dir = mkdtempSync(join(tmpdir(), 'orchard-e2e-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
@@ -102,7 +65,7 @@ test('server + fleet reach the simulator accuracy on the same task (within 0.02)
     clients: 100,
     concurrency: CONCURRENCY,
     updates: UPDATES,
-    timing: { duration: DURATION, msPerSecond: 20 },
+    timing: { duration: E2E_DURATION, msPerSecond: 20 },
     seed: 5,
   });
   // Uploads in flight when the last wanted one was accepted may still land, so "at least".
@@ -111,19 +74,7 @@ test('server + fleet reach the simulator accuracy on the same task (within 0.02)
   assert.deepEqual(summary.errors, {});
   assert.ok(summary.lastVersion >= FINAL_VERSION);
 
-  // The evaluation of the last version is recorded asynchronously; poll for it (bounded).
-  let served: { version: number; accuracy: number }[] = [];
-  const deadline = Date.now() + 15_000;
-  while (Date.now() < deadline) {
-    const res = (await (
-      await fetch(`${server.url}/v1/metrics?taskId=${TASK.taskId}&limit=1000`)
-    ).json()) as MetricsResponse;
-    served = res.metrics.flatMap((m) =>
-      typeof m.values.accuracy === 'number' ? [{ version: m.version, accuracy: m.values.accuracy }] : [],
-    );
-    if (served.some((p) => p.version === FINAL_VERSION)) break;
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  const served = await servedAccuracies(server.url, TASK.taskId, FINAL_VERSION);
   const status = (await (await fetch(`${server.url}/v1/status`)).json()) as {
     tasks: { taskId: string; version: number; accepted: number }[];
   };
@@ -132,8 +83,10 @@ test('server + fleet reach the simulator accuracy on the same task (within 0.02)
   assert.ok(
     task !== undefined && task.accepted >= UPDATES && task.version === Math.floor(task.accepted / BUFFER),
   );
-  const servedMean = tailMean(served);
-  t.diagnostic(`simulator ${simulated.map((a) => a.toFixed(4)).join(' ')} → mean ${simMean.toFixed(4)}`);
+  const servedMean = tailMean(served, FINAL_VERSION, LAST, EVAL_EVERY);
+  t.diagnostic(
+    `simulator ${simulated.perSeed.map((a) => a.toFixed(4)).join(' ')} → mean ${simMean.toFixed(4)}`,
+  );
   t.diagnostic(`server+fleet ${servedMean.toFixed(4)}; ${summary.updatesPerSecond.toFixed(0)} updates/s`);
   assert.ok(simMean > 0.8, `the simulator itself trains (mean ${simMean})`);
   assert.ok(

@@ -17,11 +17,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { runFleet } from '../client/fleet.ts';
-import { createDataset } from '../data/index.ts';
-import { simulate } from '../sim/simulate.ts';
-import { parseTaskSpec, startServer } from './index.ts';
-import type { MetricsResponse } from './protocol.ts';
-import { taskRuntime } from './task.ts';
+import { E2E_DURATION, servedAccuracies, simulatedTail, tailMean } from '../testing/e2e.ts';
+import { startServer } from './index.ts';
 
 const COHORT = 10;
 const ROUNDS = 60;
@@ -47,51 +44,19 @@ const TASK = {
   evalEvery: EVAL_EVERY,
   evalSubset: 2000,
 };
-const DURATION = { kind: 'half_normal', sigma: 1, offset: 0 } as const;
 const LAST = 10;
-
-function tailMean(points: readonly { version: number; accuracy: number }[]): number {
-  const tail = points.filter((p) => p.version > ROUNDS - LAST * EVAL_EVERY && p.version <= ROUNDS);
-  assert.equal(tail.length, LAST, `expected ${LAST} evaluations, got versions ${tail.map((p) => p.version)}`);
-  return tail.reduce((s, p) => s + p.accuracy, 0) / tail.length;
-}
 
 test('server sync FedAvg + fleet reach the simulator accuracy on the same task (within 0.02)', {
   timeout: 120_000,
 }, async (t) => {
-  const spec = parseTaskSpec(TASK);
-  if (spec.dataset === undefined) throw new Error('task has a dataset');
-  const dataset = createDataset(spec.dataset, spec.seed);
-
-  const simulated: number[] = [];
-  for (const seed of [1, 2, 3]) {
-    const runtime = taskRuntime(spec);
-    const run = simulate({
-      dataset,
-      model: runtime.model,
-      strategy: runtime.newStrategy(),
-      local: spec.localTrain,
-      label: `sim-${seed}`,
-      sim: {
-        concurrency: COHORT,
-        arrival: { kind: 'saturate' },
-        duration: DURATION,
-        speedSigma: 0,
-        dropoutProbability: 0,
-        uploadBandwidth: 0,
-        downloadBandwidth: 0,
-        maxTrips: UPDATES,
-        evalEvery: EVAL_EVERY,
-        evalSubset: 2000,
-        seed,
-      },
-    });
-    const points = run.curve.flatMap((p) =>
-      p.accuracy === undefined ? [] : [{ version: p.version, accuracy: p.accuracy }],
-    );
-    simulated.push(tailMean(points));
-  }
-  const simMean = simulated.reduce((a, b) => a + b, 0) / simulated.length;
+  const simulated = simulatedTail(TASK, {
+    concurrency: COHORT,
+    maxTrips: UPDATES,
+    finalVersion: ROUNDS,
+    last: LAST,
+    seeds: [1, 2, 3],
+  });
+  const simMean = simulated.mean;
 
   const dir = mkdtempSync(join(tmpdir(), 'orchard-sync-e2e-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
@@ -104,7 +69,7 @@ test('server sync FedAvg + fleet reach the simulator accuracy on the same task (
     clients: 100,
     concurrency: COHORT,
     updates: UPDATES,
-    timing: { duration: DURATION, msPerSecond: 20 },
+    timing: { duration: E2E_DURATION, msPerSecond: 20 },
     seed: 5,
   });
   assert.ok(summary.accepted >= UPDATES);
@@ -112,18 +77,7 @@ test('server sync FedAvg + fleet reach the simulator accuracy on the same task (
   assert.deepEqual(summary.errors, {});
   assert.ok(summary.lastVersion >= ROUNDS);
 
-  let served: { version: number; accuracy: number }[] = [];
-  const deadline = Date.now() + 15_000;
-  while (Date.now() < deadline) {
-    const res = (await (
-      await fetch(`${server.url}/v1/metrics?taskId=${TASK.taskId}&limit=1000`)
-    ).json()) as MetricsResponse;
-    served = res.metrics.flatMap((m) =>
-      typeof m.values.accuracy === 'number' ? [{ version: m.version, accuracy: m.values.accuracy }] : [],
-    );
-    if (served.some((p) => p.version === ROUNDS)) break;
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  const served = await servedAccuracies(server.url, TASK.taskId, ROUNDS);
   // Every round closed with exactly its cohort: K accepted updates per version.
   const c = server.coordinator;
   assert.ok(c !== null);
@@ -132,8 +86,10 @@ test('server sync FedAvg + fleet reach the simulator accuracy on the same task (
     c.counts.accepted < (c.version + 1) * COHORT,
     `${c.counts.accepted} updates, version ${c.version}`,
   );
-  const servedMean = tailMean(served);
-  t.diagnostic(`simulator ${simulated.map((a) => a.toFixed(4)).join(' ')} → mean ${simMean.toFixed(4)}`);
+  const servedMean = tailMean(served, ROUNDS, LAST, EVAL_EVERY);
+  t.diagnostic(
+    `simulator ${simulated.perSeed.map((a) => a.toFixed(4)).join(' ')} → mean ${simMean.toFixed(4)}`,
+  );
   t.diagnostic(`server+fleet ${servedMean.toFixed(4)}; ${((Date.now() - started) / 1000).toFixed(1)} s`);
   assert.ok(simMean > 0.8, `the simulator itself trains (mean ${simMean})`);
   assert.ok(

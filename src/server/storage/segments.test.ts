@@ -5,6 +5,7 @@
  * never an entry silently dropped; segments are deleted once a checkpoint no longer needs them.
  */
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import {
   appendFileSync,
   mkdtempSync,
@@ -229,4 +230,49 @@ test('segments: a segment reclaimed under an idle writer fails its next append r
   await appendAll(s, 1, 2);
   assertEntries(await s.journalSince('t', 0), [0, 1]);
   await s.close();
+});
+
+test('segments: a host started with `--input-type=module -e` (ESM eval) still gets working writer threads', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'orchard-seg-esm-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const storageUrl = new URL('./sqlite.ts', import.meta.url).href;
+  // The load script starts its server this way; the writer thread's CommonJS source must not
+  // inherit --input-type=module (it did: every append failed with "writer is not running").
+  const code = `
+    import { SqliteStorage } from ${JSON.stringify(storageUrl)};
+    const s = new SqliteStorage({ path: ${JSON.stringify(join(dir, 'orchard.db'))} });
+    await s.init();
+    const r = await s.appendAccepted({ taskId: 't', idempotencyKey: 'k', deviceId: 'd', assignmentId: 'k',
+      baseVersion: 0, numExamples: 1, delta: new Float32Array([1, 2, 3]), response: {}, acceptedAt: 0 });
+    const back = await s.journalSince('t', 0);
+    await s.close();
+    console.log(JSON.stringify({ kind: r.kind, n: back.length, delta: Array.from(back[0]?.delta ?? []) }));
+  `;
+  const out = await new Promise<string>((resolve, reject) => {
+    execFile(
+      process.execPath,
+      ['--import', 'tsx', '--input-type=module', '-e', code],
+      { timeout: 30_000 },
+      (error, stdout, stderr) =>
+        error === null ? resolve(stdout) : reject(new Error(`${error.message} ${stderr}`)),
+    );
+  });
+  assert.deepEqual(JSON.parse(out.trim().split('\n').at(-1) ?? '{}'), {
+    kind: 'appended',
+    n: 1,
+    delta: [1, 2, 3],
+  });
+});
+
+test('segments: a writer thread that died is replaced at the next append; what failed with it is retryable', async (t) => {
+  const { open } = setup(t);
+  const s = await open();
+  await appendAll(s, 0, 2);
+  const writer = (s as unknown as { segments: { worker: { terminate(): Promise<number> } | null } }).segments;
+  assert.ok(writer.worker !== null);
+  await writer.worker.terminate();
+  await new Promise((r) => setImmediate(r));
+  // The next append starts a fresh thread and lands; the journal holds every key once, in order.
+  await appendAll(s, 2, 5);
+  assertEntries(await s.journalSince('t', 0), [0, 1, 2, 3, 4]);
 });

@@ -176,6 +176,7 @@ export class PayloadRing {
 export class SegmentWriter {
   readonly writerId = randomBytes(8).toString('hex');
   private worker: Worker | null = null;
+  private closing = false;
   private current: Segment | null = null;
   private counter = 0;
   private nextId = 0;
@@ -195,7 +196,13 @@ export class SegmentWriter {
   open(): void {
     const created = mkdirSync(this.dir, { recursive: true });
     if (created !== undefined) syncDirectory(dirname(this.dir));
-    const worker = new Worker(WRITER, { eval: true });
+    this.startWorker();
+  }
+
+  private startWorker(): void {
+    // execArgv []: the thread runs CommonJS source, and a host started with e.g.
+    // `--input-type=module -e` would otherwise hand it flags that make `require` undefined.
+    const worker = new Worker(WRITER, { eval: true, execArgv: [] });
     worker.unref();
     worker.on('message', (m: { id: number; crcs?: number[]; error?: string }) => {
       const w = this.waiting.get(m.id);
@@ -208,12 +215,15 @@ export class SegmentWriter {
       else w.resolve(m.crcs as number[]);
       if (this.waiting.size === 0) worker.unref();
     });
-    worker.on('error', (error) => this.failAll(error));
-    worker.on('exit', () => this.failAll(new Error('the segment writer thread exited')));
+    worker.on('error', (error) => this.failAll(worker, error));
+    worker.on('exit', () => this.failAll(worker, new Error('the segment writer thread exited')));
     this.worker = worker;
   }
 
-  private failAll(error: unknown): void {
+  private failAll(worker: Worker, error: unknown): void {
+    // Only the current thread's end fails the writes in flight (an old thread's late 'exit' after
+    // a restart must not), and the next write starts a new thread.
+    if (this.worker !== worker) return;
     this.worker = null;
     const e = new StorageError('BACKEND_UNAVAILABLE', `sqlite: segment writer: ${(error as Error).message}`);
     for (const w of this.waiting.values()) w.reject(e);
@@ -249,6 +259,7 @@ export class SegmentWriter {
       offsets.push(segment.size);
       segment.size += p.byteLength;
     }
+    if (this.worker === null && !this.closing) this.startWorker();
     const worker = this.worker;
     const seg = segment;
     if (worker === null)
@@ -295,6 +306,7 @@ export class SegmentWriter {
   async close(): Promise<void> {
     const current = this.current;
     if (current !== null) this.retire(current);
+    this.closing = true;
     const worker = this.worker;
     this.worker = null;
     if (worker !== null) await worker.terminate();

@@ -389,6 +389,7 @@ export class SqliteStorage implements Storage {
         db.pragma(`wal_autocheckpoint = ${pages}`);
         this.checkpointer = new Worker(CHECKPOINTER, {
           eval: true,
+          execArgv: [], // CommonJS source: see SegmentWriter.startWorker
           workerData: {
             driver: createRequire(import.meta.url).resolve('better-sqlite3'),
             path: this.path,
