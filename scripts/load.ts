@@ -277,6 +277,12 @@ async function main(): Promise<void> {
       args.out,
       `${JSON.stringify({ args, registration, summary, memory: { warmupSeconds, server, serverHeap, fleet }, samples }, null, 2)}\n`,
     );
+  // A run whose uploads failed measured nothing worth reporting: say so and exit non-zero.
+  const errorCount = Object.values(summary.errors).reduce((a, b) => a + b, 0);
+  if (summary.accepted === 0 || errorCount > 0) {
+    process.stderr.write(`load run FAILED: ${summary.accepted} accepted, ${errorCount} request errors\n`);
+    process.exitCode = 1;
+  }
 }
 
 await main();
