@@ -6,8 +6,24 @@
  * frame decode, assignment check, finite + norm check, fold into FedBuff (K = 100, checkpoint every
  * 10 versions), durable journal append (group commit: the payloads written and fdatasync'd to a
  * segment file by the storage's writer thread, then the small rows committed to the SQLite WAL and
- * the WAL fdatasync'd), reply. Baseline: a bare node:http server that reads the same bytes and discards them. Ratio = our updates/s ÷ the
- * bare server's requests/s, measured interleaved in the same run (goal ≥ 0.5).
+ * the WAL fdatasync'd), reply. Baseline: a bare node:http server that reads the same bytes and
+ * discards them. Ratio = our updates/s ÷ the bare server's requests/s, measured interleaved in the
+ * same run, at the same number of uploads in flight (goal ≥ 0.5).
+ *
+ * In flight: INGEST_CONNECTIONS = 64 keep-alive connections, each with one upload in flight. A
+ * cross-device server has hundreds to thousands of uploads in flight (devices upload whenever their
+ * local training ends), and every accepted update waits for its durable append (two fdatasyncs in
+ * a row, ~10–20 ms on the development disk), so with few in flight the figure measures that
+ * latency, not the server: 8 connections cap it near 8 / 20 ms = 400/s whatever the CPU does.
+ * 64 takes the latency out of the limit (64 / 20 ms = 3,200/s, above what either server reaches
+ * here) while one load-generator thread still drives it and the bytes in flight stay modest
+ * (64 × 400 kB = 25 MB); more connections only add queueing in socket buffers. The 8-connection
+ * pair is kept as server.ingest_100k_c8, in the same run, so the latency-bound figure stays
+ * visible.
+ *
+ * Each ingest entry's note also gives the event loop's CPU per request, ours and the bare server's
+ * (main-thread user + system time from /proc over the timed window, read by the load thread; the
+ * segment writer, fsync pool, GC helpers and load generator are other threads and not in it).
  *
  * server.checkin_per_s: check-ins per second answered by one selector process (auth, rate limit,
  * admission counter, signed assignment). Baseline: a bare node:http server answering a small JSON.
@@ -15,7 +31,7 @@
  * The load comes from a worker thread (its own event loop) over keep-alive connections, so the
  * server's event loop does only server work.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { Agent, createServer, request, type Server } from 'node:http';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
@@ -32,7 +48,10 @@ import {
 import type { BenchEntry } from './harness.ts';
 
 const NUM_PARAMS = 100_000;
-const CONNECTIONS = 8;
+/** Uploads in flight for the main ingest entry (see the header comment for why 64). */
+export const INGEST_CONNECTIONS = 64;
+/** The latency-bound pair (server.ingest_100k_c8) and the check-in entry. */
+const FEW_CONNECTIONS = 8;
 
 interface LoadJob {
   readonly kind: 'ingest' | 'checkin' | 'bare-ingest' | 'bare-checkin';
@@ -42,7 +61,34 @@ interface LoadJob {
   readonly durationMs: number;
   /** Assignments to fetch before timing (ingest only). */
   readonly prefetch: number;
+  /** Keep-alive connections, one request in flight on each. */
+  readonly connections: number;
 }
+
+export interface LoadResult {
+  /** Requests completed per second over the timed window. */
+  readonly rate: number;
+  /** Main-thread (server event loop) CPU ms per completed request over the timed window; null
+   *  where /proc is not available. */
+  readonly loopMsPerRequest: number | null;
+  /** CPU ms per completed request of the whole process (every thread: server, its writer and
+   *  fsync threads, GC helpers, and the load generator). */
+  readonly processMsPerRequest: number;
+}
+
+/** CPU ms (user + system) the process's main thread has used, from /proc; null without /proc. */
+function mainThreadCpuMs(): number | null {
+  try {
+    const stat = readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8');
+    // Fields after the parenthesised name: state is field 3, utime 14, stime 15 (clock ticks).
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_SECOND;
+  } catch {
+    return null;
+  }
+}
+/** USER_HZ: 100 on every Linux architecture Node supports. */
+const CLOCK_TICKS_PER_SECOND = 100;
 
 // ---- worker side: the load generator ----
 
@@ -69,8 +115,8 @@ function post(
   });
 }
 
-async function load(job: LoadJob): Promise<number> {
-  const agent = new Agent({ keepAlive: true, maxSockets: CONNECTIONS });
+async function load(job: LoadJob): Promise<LoadResult> {
+  const agent = new Agent({ keepAlive: true, maxSockets: job.connections });
   const auth = { authorization: `Bearer ${job.token}` };
   const delta = new Float32Array(NUM_PARAMS);
   for (let i = 0; i < NUM_PARAMS; i++) delta[i] = Math.sin(i) * 1e-3;
@@ -147,8 +193,10 @@ async function load(job: LoadJob): Promise<number> {
   let done = 0;
   const until = performance.now() + job.durationMs;
   const t0 = performance.now();
+  const cpu0 = mainThreadCpuMs();
+  const process0 = process.cpuUsage();
   await Promise.all(
-    Array.from({ length: CONNECTIONS }, async () => {
+    Array.from({ length: job.connections }, async () => {
       while (performance.now() < until) {
         await one();
         done++;
@@ -156,15 +204,21 @@ async function load(job: LoadJob): Promise<number> {
     }),
   );
   const seconds = (performance.now() - t0) / 1000;
+  const cpu1 = mainThreadCpuMs();
+  const processCpu = process.cpuUsage(process0);
   agent.destroy();
-  return done / seconds;
+  return {
+    rate: done / seconds,
+    loopMsPerRequest: cpu0 === null || cpu1 === null || done === 0 ? null : (cpu1 - cpu0) / done,
+    processMsPerRequest: (processCpu.user + processCpu.system) / 1000 / Math.max(1, done),
+  };
 }
 
 if (!isMainThread && parentPort !== null && workerData === null) {
   const port = parentPort;
   port.on('message', (job: LoadJob) => {
     load(job).then(
-      (rate) => port.postMessage({ rate }),
+      (result) => port.postMessage({ result }),
       (error: unknown) => port.postMessage({ error: String((error as Error).stack ?? error) }),
     );
   });
@@ -194,7 +248,16 @@ function median(values: number[]): number {
   return s[Math.floor(s.length / 2)] as number;
 }
 
-export async function run(): Promise<BenchEntry[]> {
+/** The server under test, the bare server and the load thread; `ask` runs one load job. */
+export interface Rig {
+  readonly server: { readonly url: string };
+  readonly bareUrl: string;
+  job(kind: LoadJob['kind'], durationMs: number, connections: number, prefetch?: number): LoadJob;
+  ask(job: LoadJob): Promise<LoadResult>;
+  close(): Promise<void>;
+}
+
+export async function startRig(): Promise<Rig> {
   const dir = mkdtempSync(join(tmpdir(), 'orchard-bench-'));
   const server = await startServer({
     dataDir: dir,
@@ -219,13 +282,12 @@ export async function run(): Promise<BenchEntry[]> {
     `import(${JSON.stringify(tsx)}).then((api) => { api.register(); return import(${JSON.stringify(import.meta.url)}); });`,
     { eval: true, workerData: null },
   );
-  const ask = (job: LoadJob) =>
-    new Promise<number>((resolve, reject) => {
-      worker.once('message', (m: { rate?: number; error?: string }) =>
-        m.error === undefined ? resolve(m.rate as number) : reject(new Error(m.error)),
-      );
-      worker.postMessage(job);
-    });
+  const close = async () => {
+    await worker.terminate();
+    bare.server.close();
+    await server.close();
+    rmSync(dir, { recursive: true, force: true });
+  };
   try {
     const reg = await fetch(`${server.url}/v1/devices/register`, {
       method: 'POST',
@@ -233,55 +295,97 @@ export async function run(): Promise<BenchEntry[]> {
       headers: { 'content-type': 'application/json' },
     });
     const { token } = (await reg.json()) as { token: string };
-    const job = (kind: LoadJob['kind'], url: string, durationMs: number, prefetch = 0): LoadJob => ({
-      kind,
-      url,
-      token,
-      taskId: 'bench',
-      durationMs,
-      prefetch,
-    });
-    await ask(job('ingest', server.url, 500, 300));
-    await ask(job('bare-ingest', bare.url, 500));
-    const ours: number[] = [];
-    const base: number[] = [];
-    for (let rep = 0; rep < 3; rep++) {
-      ours.push(await ask(job('ingest', server.url, 2000, 1500)));
-      base.push(await ask(job('bare-ingest', bare.url, 2000)));
+    return {
+      server,
+      bareUrl: bare.url,
+      job: (kind, durationMs, connections, prefetch = 0) => ({
+        kind,
+        url: kind === 'bare-ingest' || kind === 'bare-checkin' ? bare.url : server.url,
+        token,
+        taskId: 'bench',
+        durationMs,
+        prefetch,
+        connections,
+      }),
+      ask: (job) =>
+        new Promise<LoadResult>((resolve, reject) => {
+          worker.once('message', (m: { result?: LoadResult; error?: string }) =>
+            m.error === undefined ? resolve(m.result as LoadResult) : reject(new Error(m.error)),
+          );
+          worker.postMessage(job);
+        }),
+      close,
+    };
+  } catch (error) {
+    await close();
+    throw error;
+  }
+}
+
+const fmtMs = (values: ReadonlyArray<number | null>): string => {
+  const known = values.filter((v): v is number => v !== null);
+  return known.length === 0 ? 'n/a' : median(known).toFixed(2);
+};
+
+export async function run(): Promise<BenchEntry[]> {
+  const rig = await startRig();
+  try {
+    // Assignments for a timed ingest run are fetched before its clock starts (enough for the
+    // fastest rate seen here, with room); a run that uses them up checks in inside the window.
+    const prefetchFor = (connections: number) => (connections >= 32 ? 4000 : 1500);
+    const levels = [INGEST_CONNECTIONS, FEW_CONNECTIONS];
+    for (const c of levels) {
+      await rig.ask(rig.job('ingest', 500, c, 300));
+      await rig.ask(rig.job('bare-ingest', 500, c));
     }
+    const ours = new Map<number, LoadResult[]>(levels.map((c) => [c, []]));
+    const base = new Map<number, LoadResult[]>(levels.map((c) => [c, []]));
+    for (let rep = 0; rep < 3; rep++)
+      for (const c of levels) {
+        const o = await rig.ask(rig.job('ingest', 2000, c, prefetchFor(c)));
+        const b = await rig.ask(rig.job('bare-ingest', 2000, c));
+        ours.get(c)?.push(o);
+        base.get(c)?.push(b);
+        console.error(
+          `  ingest c=${c}: ${o.rate.toFixed(0)}/s (loop ${o.loopMsPerRequest?.toFixed(2)} ms, process ${o.processMsPerRequest.toFixed(2)} ms) vs bare ${b.rate.toFixed(0)}/s (loop ${b.loopMsPerRequest?.toFixed(2)} ms, process ${b.processMsPerRequest.toFixed(2)} ms), ratio ${(o.rate / b.rate).toFixed(3)}`,
+        );
+      }
     const checkins: number[] = [];
     const bareCheckins: number[] = [];
     for (let rep = 0; rep < 3; rep++) {
-      checkins.push(await ask(job('checkin', server.url, 1500)));
-      bareCheckins.push(await ask(job('bare-checkin', bare.url, 1500)));
+      checkins.push((await rig.ask(rig.job('checkin', 1500, FEW_CONNECTIONS))).rate);
+      bareCheckins.push((await rig.ask(rig.job('bare-checkin', 1500, FEW_CONNECTIONS))).rate);
     }
-    const ingest = median(ours);
-    const ingestBase = median(base);
+    const ingestEntry = (name: string, c: number): BenchEntry => {
+      const o = ours.get(c) ?? [];
+      const b = base.get(c) ?? [];
+      const value = median(o.map((r) => r.rate));
+      const baseline = median(b.map((r) => r.rate));
+      return {
+        name,
+        value,
+        unit: 'updates/s',
+        baseline,
+        ratio: value / baseline,
+        goal: 'ratio ≥ 0.5 vs a bare node:http server discarding the same bytes',
+        note: `${c} keep-alive connections (one upload in flight on each, both servers), 400 kB frames (assignments fetched before timing); durable journal (payload segment + SQLite WAL rows, both fdatasync'd before each reply, group commit), FedBuff K=100; CPU per request (median of 3): event loop ours ${fmtMs(o.map((r) => r.loopMsPerRequest))} ms, bare ${fmtMs(b.map((r) => r.loopMsPerRequest))} ms; whole process incl. load generator ours ${fmtMs(o.map((r) => r.processMsPerRequest))} ms, bare ${fmtMs(b.map((r) => r.processMsPerRequest))} ms`,
+      };
+    };
     const checkin = median(checkins);
     const checkinBase = median(bareCheckins);
     return [
-      {
-        name: 'server.ingest_100k',
-        value: ingest,
-        unit: 'updates/s',
-        baseline: ingestBase,
-        ratio: ingest / ingestBase,
-        goal: 'ratio ≥ 0.5 vs a bare node:http server discarding the same bytes',
-        note: `${CONNECTIONS} keep-alive connections, 400 kB frames (assignments fetched before timing); durable journal (payload segment + SQLite WAL rows, both fdatasync'd before each reply, group commit), FedBuff K=100`,
-      },
+      ingestEntry('server.ingest_100k', INGEST_CONNECTIONS),
+      ingestEntry('server.ingest_100k_c8', FEW_CONNECTIONS),
       {
         name: 'server.checkin_per_s',
         value: checkin,
         unit: 'check-ins/s',
         baseline: checkinBase,
         ratio: checkin / checkinBase,
-        note: `one process, ${CONNECTIONS} keep-alive connections; baseline: bare node:http JSON reply`,
+        note: `one process, ${FEW_CONNECTIONS} keep-alive connections; baseline: bare node:http JSON reply`,
       },
     ];
   } finally {
-    await worker.terminate();
-    bare.server.close();
-    await server.close();
-    rmSync(dir, { recursive: true, force: true });
+    await rig.close();
   }
 }

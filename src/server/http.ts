@@ -9,6 +9,7 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import type { AdmissionCounter } from './admission.ts';
 import type { Aggregator } from './aggregator.ts';
 import type { DeviceAuth } from './auth.ts';
+import { BodyPool } from './bodies.ts';
 import type { ServerEvent, TaskCoordinator } from './coordinator.ts';
 import { ApiError } from './errors.ts';
 import { BINARY_CONTENT_TYPE, type MetricsResponse, ROUTES, type StatusResponse } from './protocol.ts';
@@ -41,12 +42,22 @@ export interface HttpRoles {
 declare module 'fastify' {
   interface FastifyRequest {
     deviceId?: string;
+    /** Returns the pooled block an update body was read into (see bodies.ts). */
+    releaseBody?: (() => void) | undefined;
   }
 }
 
 /** Reads a request body into one buffer (exactly sized when Content-Length is given), with a size
- *  limit and a deadline. Refusals leave the rest of the body unread; the caller closes the socket. */
-export function readBody(stream: IncomingMessage, limit: number, timeoutMs: number): Promise<Buffer> {
+ *  limit and a deadline. Refusals leave the rest of the body unread; the caller closes the socket.
+ *  With `pool`, a body of declared length is read into a block lent from it: `onLent` gets the
+ *  block's release once the body arrived whole (a refused body's block is returned here). */
+export function readBody(
+  stream: IncomingMessage,
+  limit: number,
+  timeoutMs: number,
+  pool?: BodyPool,
+  onLent?: (release: () => void) => void,
+): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const declaredHeader = stream.headers['content-length'];
     const declared = declaredHeader === undefined ? null : Number(declaredHeader);
@@ -58,7 +69,8 @@ export function readBody(stream: IncomingMessage, limit: number, timeoutMs: numb
       reject(new ApiError('payload_too_large', `body of ${declared} bytes exceeds the limit of ${limit}`));
       return;
     }
-    const exact = declared === null ? null : Buffer.allocUnsafeSlow(declared);
+    const lent = declared === null || pool === undefined ? null : pool.lend(declared);
+    const exact = declared === null ? null : (lent?.bytes ?? Buffer.allocUnsafeSlow(declared));
     const chunks: Buffer[] = [];
     let received = 0;
     const finish = (error: ApiError | null) => {
@@ -69,9 +81,12 @@ export function readBody(stream: IncomingMessage, limit: number, timeoutMs: numb
       stream.off('aborted', onAborted);
       if (error !== null) {
         stream.pause();
+        lent?.release();
         reject(error);
-      } else if (exact !== null) resolve(exact);
-      else resolve(Buffer.concat(chunks, received));
+      } else if (exact !== null) {
+        if (lent !== null) onLent?.(lent.release);
+        resolve(exact);
+      } else resolve(Buffer.concat(chunks, received));
     };
     const onData = (chunk: Buffer) => {
       if (received + chunk.length > (declared ?? limit)) {
@@ -147,8 +162,14 @@ export function buildHttp(roles: HttpRoles, limits: HttpLimits): FastifyInstance
   });
   const { auth } = roles;
 
-  app.addContentTypeParser(BINARY_CONTENT_TYPE, (_request, payload, done) => {
-    readBody(payload, limits.maxUpdateBytes, limits.bodyTimeoutMs).then(
+  const bodies = new BodyPool();
+  app.addContentTypeParser(BINARY_CONTENT_TYPE, (request, payload, done) => {
+    // Only the update route's handler returns a lent block (after the update was handled).
+    const pooled = request.routeOptions.url === ROUTES.update && roles.aggregator !== null;
+    const onLent = (release: () => void) => {
+      request.releaseBody = release;
+    };
+    readBody(payload, limits.maxUpdateBytes, limits.bodyTimeoutMs, pooled ? bodies : undefined, onLent).then(
       (body) => done(null, body),
       (error: Error) => done(error, undefined),
     );
@@ -241,15 +262,23 @@ export function buildHttp(roles: HttpRoles, limits: HttpLimits): FastifyInstance
       if (!Buffer.isBuffer(body))
         throw new ApiError('bad_request', `updates must be sent as ${BINARY_CONTENT_TYPE}`);
       // The request outlives the body's use (it waits for the durable append): drop its reference so
-      // the 400 kB can be collected young instead of piling up for a full GC.
+      // an unpooled 400 kB can be collected young instead of piling up for a full GC.
       request.body = undefined;
+      const release = request.releaseBody;
+      request.releaseBody = undefined;
       const key = request.headers['idempotency-key'];
-      return aggregator.submit(
-        deviceOf(request),
-        stringParam(request.params, 'taskId'),
-        typeof key === 'string' ? key : undefined,
-        body,
-      );
+      try {
+        return await aggregator.submit(
+          deviceOf(request),
+          stringParam(request.params, 'taskId'),
+          typeof key === 'string' ? key : undefined,
+          body,
+        );
+      } finally {
+        // Settled: the fold read the delta and the journal append (the writer thread) is done with
+        // it; no served strategy keeps it (see bodies.ts). The block can take the next body.
+        release?.();
+      }
     });
 
   app.get(ROUTES.status, async (): Promise<StatusResponse> => {

@@ -8,9 +8,14 @@ import type { FoldInput } from './coordinator.ts';
 import type { UpdateResponse } from './protocol.ts';
 import type { AppendResult, JournalEntryInput, Storage } from './storage/types.ts';
 
-/** The journal entry of an accepted update and the answer it got. */
+/**
+ * The journal entry of an accepted update and the answer it got. `deltaStable`: every caller awaits
+ * the append before it returns, and the update's owner (the update route) reuses the delta's memory
+ * only after that (see bodies.ts), so the storage may read the delta in place.
+ */
 export function journalEntry(taskId: string, input: FoldInput, response: UpdateResponse): JournalEntryInput {
   return {
+    deltaStable: true,
     taskId,
     idempotencyKey: input.idempotencyKey,
     deviceId: input.deviceId,

@@ -127,3 +127,49 @@ test('sqlite: an in-memory database (no WAL file to sync) answers a series of wr
   );
   await s.close();
 });
+
+test('sqlite: a stable delta in shared memory is written in place, any other delta is copied at call time', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'orchard-sqlite-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const s = new SqliteStorage({ path: join(dir, 'orchard.db') });
+  await s.init();
+  const values = (k: number) => Float32Array.from({ length: 1000 }, (_, i) => Math.sin(i + 1000 * k));
+  const entry = (key: string, delta: Float32Array, deltaStable?: boolean) => ({
+    taskId: 't',
+    idempotencyKey: key,
+    deviceId: 'd',
+    assignmentId: key,
+    baseVersion: 0,
+    numExamples: 1,
+    delta,
+    ...(deltaStable === undefined ? {} : { deltaStable }),
+    response: { ok: true },
+    acceptedAt: 1,
+  });
+  // Shared and stable: read in place, so it must stay as it is until the append settles.
+  const shared = new Float32Array(new SharedArrayBuffer(4000 + 64), 64, 1000);
+  shared.set(values(1));
+  const a = s.appendAccepted(entry('shared-stable', shared, true));
+  // Shared but not declared stable, and a plain array: both copied at once, so changing them right
+  // after the call (before the append settles) must not change what is stored.
+  const sharedCopy = new Float32Array(new SharedArrayBuffer(4000));
+  sharedCopy.set(values(2));
+  const b = s.appendAccepted(entry('shared-unstable', sharedCopy));
+  const plain = values(3);
+  const c = s.appendAccepted(entry('plain-stable', plain, true));
+  sharedCopy.fill(7);
+  plain.fill(7);
+  assert.deepEqual(
+    (await Promise.all([a, b, c])).map((r) => r.kind),
+    ['appended', 'appended', 'appended'],
+  );
+  const stored = await s.journalSince('t', 0);
+  assert.deepEqual(
+    stored.map((e) => e.idempotencyKey),
+    ['shared-stable', 'shared-unstable', 'plain-stable'],
+  );
+  assert.deepEqual(Array.from(stored[0]?.delta ?? []), Array.from(values(1)));
+  assert.deepEqual(Array.from(stored[1]?.delta ?? []), Array.from(values(2)));
+  assert.deepEqual(Array.from(stored[2]?.delta ?? []), Array.from(values(3)));
+  await s.close();
+});

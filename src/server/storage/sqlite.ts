@@ -893,17 +893,21 @@ export class SqliteStorage implements Storage {
     } catch (err) {
       return Promise.reject(err);
     }
-    // A copy either way (the caller may reuse its array): into the ring the segment writer thread
-    // reads from, or for the row.
+    // A copy (the caller may reuse its array): into the ring the segment writer thread reads from,
+    // or for the row; none for a stable delta already in shared memory, which the thread reads in
+    // place (the promise settles only after the thread answered, or after it is gone).
     let delta: Uint8Array;
     let release = noop;
-    if (this.segments !== null) {
+    const d = entry.delta;
+    if (this.segments !== null && entry.deltaStable === true && d.buffer instanceof SharedArrayBuffer)
+      delta = new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
+    else if (this.segments !== null) {
       const copied = this.ring.copy([entry.delta]);
       delta = copied.views[0] as Uint8Array;
       release = copied.release;
     } else delta = float32ToBytes(entry.delta);
     return new Promise<AppendResult>((resolve, reject) => {
-      const { delta: _caller, ...fields } = entry;
+      const { delta: _caller, deltaStable: _stable, ...fields } = entry;
       this.queued.push({ entry: fields, delta, release, response, resolve, reject });
       if (!this.flushScheduled) {
         this.flushScheduled = true;

@@ -38,6 +38,13 @@ export interface JournalEntryInput {
   readonly baseVersion: number;
   readonly numExamples: number;
   readonly delta: Float32Array;
+  /**
+   * The caller leaves `delta` unchanged until the append settles (it awaits it). A backend may then
+   * read it in place instead of copying it at call time: the SQLite backend hands a delta in shared
+   * memory (SharedArrayBuffer) straight to its segment writer thread. Without it, the caller may
+   * reuse its array as soon as the call returns.
+   */
+  readonly deltaStable?: boolean;
   /** The outcome returned to the client (JSON), stored so a replayed request gets the same answer. */
   readonly response: unknown;
   readonly acceptedAt: number;
