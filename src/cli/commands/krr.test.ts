@@ -77,12 +77,15 @@ test('krr run reads a PeMS-style CSV', () => {
     '1',
     '--signal',
     'recent',
+    '--every',
+    '12',
     '--json',
   );
   assert.equal(recent.code, 0, recent.stderr);
   const [online] = JSON.parse(recent.stdout) as Array<{ method: string; compute: { hyperSteps: number } }>;
   assert.equal(online?.method, 'online');
-  assert.ok((online?.compute.hyperSteps ?? 0) > 0, 'the recent-error signal took online steps');
+  // ≈ 170 points after the window fills: one step every 12 (the default 96 would give 1)
+  assert.ok((online?.compute.hyperSteps ?? 0) >= 12, `${online?.compute.hyperSteps} steps with --every 12`);
 });
 
 test('a bad CSV cell exits 2 naming its line and column', () => {
@@ -110,6 +113,7 @@ test('bad flags are ConfigErrors thrown before anything runs', () => {
   fails({ data: 'x.csv', missing: 'guess' }, '--missing', /error, interpolate or drop/);
   fails({ synthetic: true, signal: 'vibes' }, 'online.signal', /'loo' or 'recent'/);
   fails({ synthetic: true, signal: 'recent', window: 40, horizon: 30 }, 'online.recent', /leave too little/);
+  fails({ synthetic: true, every: 0 }, 'online.every', /integer >= 1/);
 });
 
 test('repro --windows takes a comma-separated list of window sizes; anything else exits 2 before running', () => {

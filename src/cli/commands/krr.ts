@@ -1,6 +1,7 @@
 /**
  * `orchard krr`: online hyperparameter learning for kernel ridge regression.
- *   orchard krr run --data file.csv | --synthetic [--method online|fixed|grid|random|all] [--json]
+ *   orchard krr run --data file.csv | --synthetic [--method online|fixed|grid|random|all] [--signal recent|loo]
+ *     [--every n] [--json]
  *   orchard krr repro [--out dir] [--quick] [--windows 144,288,576]
  */
 import type { Command } from 'commander';
@@ -36,6 +37,7 @@ export interface KrrRunFlags {
   readonly features?: string;
   readonly target?: string;
   readonly signal?: string;
+  readonly every?: number;
   readonly json?: boolean;
 }
 
@@ -108,7 +110,10 @@ export function krrRunCommand(flags: KrrRunFlags): void {
     ...(flags.gamma === undefined ? {} : { gamma: flags.gamma }),
     ...(flags.features === undefined ? {} : { features: flags.features as 'levels' }),
     ...(flags.target === undefined ? {} : { target: flags.target as 'delta' }),
-    ...(flags.signal === undefined ? {} : { online: { signal: flags.signal as 'loo' } }),
+    online: {
+      ...(flags.signal === undefined ? {} : { signal: flags.signal as 'loo' }),
+      ...(flags.every === undefined ? {} : { every: flags.every }),
+    },
   };
   for (const method of methods) resolveKrrConfig(input, method); // config errors before any data is read
   const series = resolveSeries(flags);
@@ -192,7 +197,10 @@ export function registerKrr(program: Command): void {
     .option('--target <kind>', 'delta (y[t+h] − y[t], default) or level')
     .option(
       '--signal <kind>',
-      'online validation signal: loo (leave-block-out, default) or recent (most recent forecast errors)',
+      'online validation signal: recent (most recent forecast errors, default) or loo (leave-block-out)',
+    )
+    .option('--every <n>', 'online: one hyperparameter step every n points (default 96)', (v: string) =>
+      parseIntegerOption('--every', v),
     )
     .option('--json', 'machine-readable output')
     .action((flags: KrrRunFlags) => {

@@ -79,31 +79,32 @@ describe('runKrr', () => {
     assert.deepEqual(a.trajectory, b.trajectory);
   });
 
-  it('online learning recovers from a poor start: better than keeping it, with hyperparameters in bounds', () => {
-    const series = wave(600, 2, 0.1);
-    const input = {
-      window: 48,
-      lambda: 10,
-      gamma: 0.002,
-      online: { every: 6, blockSize: 6 },
-      lambdaBounds: [1e-3, 10] as [number, number],
-    };
-    const online = runKrr(series, 'online', input);
-    const fixed = runKrr(series, 'fixed', input);
-    assert.ok(online.rmse < 0.8 * fixed.rmse, `online ${online.rmse} vs fixed ${fixed.rmse}`);
-    for (const p of online.trajectory) {
-      assert.ok(p.lambda >= 1e-3 && p.lambda <= 10 && p.gamma >= 1e-3 && p.gamma <= 10);
-    }
-    const last = online.trajectory[online.trajectory.length - 1];
-    // A sine is linearly predictable from its lags, so the useful move is mostly λ: 10 → well below 0.1.
-    assert.ok(last !== undefined && last.lambda < 0.1, JSON.stringify(last));
-    // Each step's trial refresh is counted; rejected steps are undone without another one.
-    assert.equal(
-      online.compute.refreshes - online.compute.stabilityRefreshes,
-      online.compute.hyperSteps - online.compute.skippedSteps,
-    );
-    assert.ok(online.compute.tuningFlops > 0);
-  });
+  for (const signal of ['loo', 'recent'] as const)
+    it(`online learning recovers from a poor start (${signal} signal): better than keeping it, with hyperparameters in bounds`, () => {
+      const series = wave(600, 2, 0.1);
+      const input = {
+        window: 48,
+        lambda: 10,
+        gamma: 0.002,
+        online: { every: 6, blockSize: 6, signal },
+        lambdaBounds: [1e-3, 10] as [number, number],
+      };
+      const online = runKrr(series, 'online', input);
+      const fixed = runKrr(series, 'fixed', input);
+      assert.ok(online.rmse < 0.8 * fixed.rmse, `online ${online.rmse} vs fixed ${fixed.rmse}`);
+      for (const p of online.trajectory) {
+        assert.ok(p.lambda >= 1e-3 && p.lambda <= 10 && p.gamma >= 1e-3 && p.gamma <= 10);
+      }
+      const last = online.trajectory[online.trajectory.length - 1];
+      // A sine is linearly predictable from its lags, so the useful move is mostly λ: 10 → well below 0.1.
+      assert.ok(last !== undefined && last.lambda < 0.1, JSON.stringify(last));
+      // Each step's trial refresh is counted; rejected steps are undone without another one.
+      assert.equal(
+        online.compute.refreshes - online.compute.stabilityRefreshes,
+        online.compute.hyperSteps - online.compute.skippedSteps,
+      );
+      assert.ok(online.compute.tuningFlops > 0);
+    });
 
   for (const signal of ['loo', 'recent'] as const) {
     it(`divergence safeguards hold with an absurd step size (${signal} signal): clipped, bounded, backtracked`, () => {
@@ -168,7 +169,10 @@ describe('runKrr', () => {
     );
     assert.throws(() => runKrr(good, 'fixed', { lambdaBounds: [1, 0.1] }), ConfigError);
     assert.throws(() => runKrr(good, 'fixed', { kernel: { type: 'cosine' as 'rbf' } }), ConfigError);
-    assert.throws(() => runKrr(good, 'online', { window: 12, online: { blockSize: 7 } }), ConfigError);
+    assert.throws(
+      () => runKrr(good, 'online', { window: 12, online: { blockSize: 7, signal: 'loo' } }),
+      ConfigError,
+    );
   });
 });
 
@@ -249,7 +253,9 @@ describe('reproduction report', () => {
       [
         'fixed',
         'online',
-        'online (recent errors)',
+        'online (recent, every 48)',
+        'online (leave-block-out)',
+        'online (leave-block-out, buffer h−1)',
         'grid',
         'random',
         'fixed (poor start)',
@@ -295,7 +301,7 @@ describe('reproduction report', () => {
     const w24 = study.windows[0]?.runs.find((r) => r.label === 'online');
     assert.equal(w24?.flops, main?.flops);
     const rows = windowRows(result);
-    assert.equal(rows.length, 4);
+    assert.equal(rows.length, 2 * 4); // 2 windows × 4 online variants
     for (const r of rows) {
       const runs: readonly WindowRun[] = study.windows.find((w) => w.window === r.window)?.runs ?? [];
       const by = (l: string): WindowRun | undefined => runs.find((x) => x.label === l);

@@ -14,6 +14,7 @@ import { Rng } from '../../core/rng.ts';
 import {
   type KrrConfig,
   type KrrConfigInput,
+  looBuffer,
   type Method,
   recentPoints,
   resolveKrrConfig,
@@ -181,12 +182,12 @@ export function runKrr(series: Series, method: Method, input: KrrConfigInput = {
     if (config.online.gradientBlocks > 0 && config.online.gradientBlocks < blockCount) {
       blocks = Array.from(rng.permutation(blockCount).subarray(0, config.online.gradientBlocks));
     }
-    return looGradient(window, { blockSize, blocks });
+    return looGradient(window, { blockSize, blocks, buffer: looBuffer(config) });
   };
   const signalValue = () =>
     config.online.signal === 'recent'
       ? recentResiduals(window, recent, gap).mse
-      : looResiduals(window, config.online.blockSize).mse;
+      : looResiduals(window, config.online.blockSize, looBuffer(config)).mse;
 
   const onlineStep = (t: number) => {
     const g = signalGradient();

@@ -68,13 +68,58 @@ function blockResidual(
   window.meter.add((b * b * b) / 3 + 2 * b * b);
 }
 
-export function looResiduals(window: KrrWindow, blockSize = 1): LooValue {
+/** The left-out set S of a block [start, end): the block widened by `buffer` points each side, clipped. */
+function bufferedSet(n: number, start: number, end: number, buffer: number): [number, number] {
+  return [Math.max(0, start - buffer), Math.min(n, end + buffer)];
+}
+
+/**
+ * e_S = (M_SS)⁻¹ α_S for S = block ∪ buffer; the block's part is written into `out`. Returns the
+ * factor of M_SS and e_S (the gradient reuses both).
+ */
+function bufferedResidual(
+  window: KrrWindow,
+  alpha: Float64Array,
+  start: number,
+  end: number,
+  buffer: number,
+  out: Float64Array,
+): { l: Float64Array; eS: Float64Array; s0: number; size: number } {
+  const [s0, s1] = bufferedSet(window.size, start, end, buffer);
+  const size = s1 - s0;
+  const l = factorInverseBlock(window, s0, s1, 'a diagonal block');
+  const eS = alpha.slice(s0, s1);
+  choleskySolve(l, size, size, eS);
+  for (let i = start; i < end; i++) out[i] = eS[i - s0] as number;
+  window.meter.add((size * size * size) / 3 + 2 * size * size);
+  return { l, eS, s0, size };
+}
+
+function checkBuffer(buffer: number): void {
+  if (!Number.isInteger(buffer) || buffer < 0)
+    throw new OrchardError('INVALID_ARGUMENT', 'buffer must be an integer >= 0');
+}
+
+/**
+ * Leave-block-out residuals. With `buffer` = g > 0 each block B is refitted without B and its g
+ * neighbours on each side (S = B ∪ buffer, e_S = (M_SS)⁻¹ α_S) and only B is scored: the neighbours'
+ * features and h-step targets overlap B's, so leaving them in makes the error optimistic (h − 1 neighbours
+ * share part of the target's future increments).
+ */
+export function looResiduals(window: KrrWindow, blockSize = 1, buffer = 0): LooValue {
   const n = window.size;
-  if (n < 2 * blockSize)
-    throw new OrchardError('INVALID_STATE', `leave-${blockSize}-out needs at least ${2 * blockSize} points`);
+  checkBuffer(buffer);
+  if (n < 2 * blockSize + buffer)
+    throw new OrchardError(
+      'INVALID_STATE',
+      `leave-${blockSize}-out${buffer > 0 ? ` with a buffer of ${buffer}` : ''} needs at least ${2 * blockSize + buffer} points`,
+    );
   const alpha = window.alpha();
   const residuals = new Float64Array(n);
-  for (const [s, e] of blocksOf(n, blockSize)) blockResidual(window, alpha, s, e, residuals);
+  for (const [s, e] of blocksOf(n, blockSize)) {
+    if (buffer > 0) bufferedResidual(window, alpha, s, e, buffer, residuals);
+    else blockResidual(window, alpha, s, e, residuals);
+  }
   let sum = 0;
   for (let i = 0; i < n; i++) sum += (residuals[i] as number) ** 2;
   window.meter.add(2 * n);
@@ -94,11 +139,14 @@ export interface LooGradientOptions {
   readonly blockSize?: number;
   /** Indices of the blocks used for the γ term; null = all (exact). */
   readonly blocks?: readonly number[] | null;
+  /** Neighbours left out (not scored) on each side of a block; 0 = plain leave-block-out. */
+  readonly buffer?: number;
 }
 
 /** Gradient of log leave-block-out MSE with respect to log λ and log γ. */
 export function looGradient(window: KrrWindow, options: LooGradientOptions = {}): LooGradient {
   const blockSize = options.blockSize ?? 1;
+  if ((options.buffer ?? 0) > 0) return bufferedLooGradient(window, blockSize, options);
   const n = window.size;
   const { residuals: e, mse, alpha } = looResiduals(window, blockSize);
   const meter = window.meter;
@@ -164,6 +212,79 @@ export function looGradient(window: KrrWindow, options: LooGradientOptions = {})
     meter.add(2 * n * n + 2 * n);
   }
   second *= blocks.length / chosen.length;
+  const dGamma = ((2 / n) * (first + second)) / mse;
+  return { mse, dLogLambda: dLambda, dLogGamma: dGamma };
+}
+
+function chosenBlocks(options: LooGradientOptions, count: number): readonly number[] {
+  const chosen = options.blocks ?? Array.from({ length: count }, (_, k) => k);
+  if (chosen.length === 0)
+    throw new OrchardError('INVALID_ARGUMENT', 'empty block subset for the γ gradient');
+  for (const k of chosen)
+    if (!Number.isInteger(k) || k < 0 || k >= count)
+      throw new OrchardError('INVALID_ARGUMENT', `no block ${k} (window has ${count})`);
+  return chosen;
+}
+
+/**
+ * Gradient of log buffered leave-block-out MSE. Per block, with ẽ = e_S zeroed on the buffer,
+ * a_S = (M_SS)⁻¹ ẽ, p_S = M_{:,S} a_S, q_S = M_{:,S} e_S (as for the recent errors):
+ *   dL = (2/n) Σ_S p_Sᵀ dA (q_S − α) = (2/n) [ −Pᵀ dA α + Σ_S p_Sᵀ dA q_S ],  P = Σ_S p_S.
+ * log λ: all blocks, O(n²(1 + 2g/b)); log γ: −Pᵀ D α exactly (one n² product) and the second sum over
+ * the chosen blocks (2n² each), scaled to an unbiased estimate — the same split as the unbuffered case.
+ */
+function bufferedLooGradient(window: KrrWindow, blockSize: number, options: LooGradientOptions): LooGradient {
+  const buffer = options.buffer ?? 0;
+  const n = window.size;
+  const meter = window.meter;
+  const { mse, alpha } = looResiduals(window, blockSize, buffer);
+  const blocks = blocksOf(n, blockSize);
+  const chosen = new Set(chosenBlocks(options, blocks.length));
+  const d = window.logGammaDerivative();
+  const bigP = new Float64Array(n);
+  const p = new Float64Array(n);
+  const q = new Float64Array(n);
+  const scratch = new Float64Array(n);
+  let lambdaSum = 0;
+  let second = 0;
+  blocks.forEach(([start, end], k) => {
+    const { l, eS, s0, size } = bufferedResidual(window, alpha, start, end, buffer, scratch);
+    const a = new Float64Array(size);
+    for (let i = start; i < end; i++) a[i - s0] = eS[i - s0] as number;
+    choleskySolve(l, size, size, a);
+    meter.add(2 * size * size);
+    for (let r = 0; r < n; r++) {
+      let sp = 0;
+      let sq = 0;
+      for (let j = 0; j < size; j++) {
+        const m = window.inverseAt(r, s0 + j);
+        sp += m * (a[j] as number);
+        sq += m * (eS[j] as number);
+      }
+      p[r] = sp;
+      q[r] = sq;
+      bigP[r] = (bigP[r] as number) + sp;
+      lambdaSum += sp * (sq - (alpha[r] as number));
+    }
+    meter.add(4 * n * size + 4 * n);
+    if (chosen.has(k)) {
+      for (let r = 0; r < n; r++) {
+        let s = 0;
+        for (let j = 0; j < n; j++) s += (d[r * n + j] as number) * (q[j] as number);
+        second += (p[r] as number) * s;
+      }
+      meter.add(2 * n * n + 2 * n);
+    }
+  });
+  second *= blocks.length / chosen.size;
+  let first = 0;
+  for (let i = 0; i < n; i++) {
+    let s = 0;
+    for (let j = 0; j < n; j++) s += (d[i * n + j] as number) * (alpha[j] as number);
+    first -= (bigP[i] as number) * s;
+  }
+  meter.add(2 * n * n + 2 * n);
+  const dLambda = ((2 / n) * window.lambda * lambdaSum) / mse;
   const dGamma = ((2 / n) * (first + second)) / mse;
   return { mse, dLogLambda: dLambda, dLogGamma: dGamma };
 }

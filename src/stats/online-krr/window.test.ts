@@ -86,6 +86,40 @@ function naiveLoo(
   return sum / n;
 }
 
+/**
+ * Naive buffered leave-block-out MSE: each block refitted without itself and `buffer` neighbours on each
+ * side (clipped to the window) by a direct solve; only the block's points are scored.
+ */
+function naiveBufferedLoo(
+  type: KernelType,
+  xs: Float64Array[],
+  ys: number[],
+  lambda: number,
+  gamma: number,
+  b: number,
+  buffer: number,
+): number {
+  let sum = 0;
+  const n = xs.length;
+  const count = Math.floor(n / b);
+  for (let k = 0; k < count; k++) {
+    const start = k * b;
+    const end = k === count - 1 ? n : start + b;
+    const out = (j: number) => j >= start - buffer && j < end + buffer;
+    const keepX = xs.filter((_, j) => !out(j));
+    const keepY = ys.filter((_, j) => !out(j));
+    const alpha = solve(directA(type, keepX, lambda, gamma), Matrix.columnVector(keepY));
+    for (let i = start; i < end; i++) {
+      let pred = 0;
+      for (let j = 0; j < keepX.length; j++) {
+        pred += directKernel(type, keepX[j] as Float64Array, xs[i] as Float64Array, gamma) * alpha.get(j, 0);
+      }
+      sum += ((ys[i] as number) - pred) ** 2;
+    }
+  }
+  return sum / n;
+}
+
 describe('KrrWindow incremental inverse', () => {
   for (const type of ['rbf', 'laplacian', 'polynomial'] as const) {
     it(`matches a direct inverse after 400 insert/delete cycles (${type}, no refreshes)`, () => {
@@ -403,6 +437,46 @@ describe('closed-form leave-one-out and its gradient', () => {
     assert.throws(() => looGradient(w, { blockSize: 2, blocks: [] }), /empty block subset/);
     assert.throws(() => looGradient(w, { blockSize: 2, blocks: [9] }), /no block 9/);
     assert.throws(() => looResiduals(w, 8), /needs at least 16 points/);
+  });
+
+  for (const [type, b, buffer] of [
+    ['rbf', 3, 1],
+    ['rbf', 4, 2],
+    ['laplacian', 1, 2],
+  ] as const) {
+    it(`buffered leave-${b}-out (buffer ${buffer}, ${type}) equals naive refits; its gradient matches finite differences`, () => {
+      const lambda = 0.07;
+      const gamma = 0.6;
+      const { w, xs, ys } = filled(type, lambda, gamma, 6);
+      const closed = looResiduals(w, b, buffer).mse;
+      const naive = naiveBufferedLoo(type, xs, ys, lambda, gamma, b, buffer);
+      assert.ok(Math.abs(closed - naive) < 1e-9 * naive, `${closed} vs ${naive}`);
+      // leaving the neighbours out changes the value (it is not plain leave-block-out)
+      const plain = looResiduals(w, b).mse;
+      assert.ok(Math.abs(plain - naive) > 1e-6 * naive, `${plain} vs ${naive}`);
+      const g = looGradient(w, { blockSize: b, buffer });
+      const f = (ll: number, lg: number) =>
+        Math.log(naiveBufferedLoo(type, xs, ys, Math.exp(ll), Math.exp(lg), b, buffer));
+      assertMatchesFiniteDifferences(g, f, lambda, gamma);
+    });
+  }
+
+  it('buffered γ estimate: all blocks equal the exact gradient, a partition averages to it; bad input', () => {
+    const { w } = filled('rbf', 0.1, 0.5, 9);
+    const exact = looGradient(w, { blockSize: 2, buffer: 1 });
+    const all = looGradient(w, { blockSize: 2, buffer: 1, blocks: [0, 1, 2, 3, 4, 5, 6] });
+    assert.ok(Math.abs(all.dLogGamma - exact.dLogGamma) < 1e-12 * (1 + Math.abs(exact.dLogGamma)));
+    const parts = [0, 1].map(
+      (p) =>
+        looGradient(w, { blockSize: 1, buffer: 1, blocks: Array.from({ length: 7 }, (_, i) => 2 * i + p) })
+          .dLogGamma,
+    );
+    const exact1 = looGradient(w, { blockSize: 1, buffer: 1 }).dLogGamma;
+    const mean = ((parts[0] as number) + (parts[1] as number)) / 2;
+    assert.ok(Math.abs(mean - exact1) < 1e-9 * (1 + Math.abs(exact1)), `${mean} vs ${exact1}`);
+    assert.throws(() => looResiduals(w, 2, -1), /buffer must be an integer/);
+    assert.throws(() => looGradient(w, { blockSize: 2, buffer: 1, blocks: [9] }), /no block 9/);
+    assert.throws(() => looResiduals(w, 6, 3), /with a buffer of 3 needs at least 15 points/);
   });
 
   /** Direct refit on the oldest n − m − gap points, then forecast the newest m: the reference signal. */
