@@ -31,7 +31,7 @@
  * The load comes from a worker thread (its own event loop) over keep-alive connections, so the
  * server's event loop does only server work.
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { Agent, createServer, request, type Server } from 'node:http';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
@@ -63,6 +63,8 @@ interface LoadJob {
   readonly prefetch: number;
   /** Keep-alive connections, one request in flight on each. */
   readonly connections: number;
+  /** Also report CPU ms per request of every thread over the timed window (profiling). */
+  readonly perThread?: boolean;
 }
 
 export interface LoadResult {
@@ -74,18 +76,36 @@ export interface LoadResult {
   /** CPU ms per completed request of the whole process (every thread: server, its writer and
    *  fsync threads, GC helpers, and the load generator). */
   readonly processMsPerRequest: number;
+  /** With `perThread`: CPU ms per request by thread id ('load' = the load generator's thread). */
+  readonly threads?: Record<string, number>;
 }
 
-/** CPU ms (user + system) the process's main thread has used, from /proc; null without /proc. */
-function mainThreadCpuMs(): number | null {
+/** CPU ms (user + system) a thread of this process has used, from /proc; null without /proc. */
+function threadCpuMs(tid: number | 'thread-self'): number | null {
   try {
-    const stat = readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8');
+    const path = tid === 'thread-self' ? '/proc/thread-self/stat' : `/proc/self/task/${tid}/stat`;
+    const stat = readFileSync(path, 'utf8');
     // Fields after the parenthesised name: state is field 3, utime 14, stime 15 (clock ticks).
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_SECOND;
   } catch {
     return null;
   }
+}
+const mainThreadCpuMs = () => threadCpuMs(process.pid);
+
+/** CPU ms of every thread of this process by thread id (for scripts/profile-ingest.ts). */
+export function allThreadsCpuMs(): Map<number, number> {
+  const out = new Map<number, number>();
+  try {
+    for (const tid of readdirSync('/proc/self/task')) {
+      const ms = threadCpuMs(Number(tid));
+      if (ms !== null) out.set(Number(tid), ms);
+    }
+  } catch {
+    // no /proc
+  }
+  return out;
 }
 /** USER_HZ: 100 on every Linux architecture Node supports. */
 const CLOCK_TICKS_PER_SECOND = 100;
@@ -195,6 +215,8 @@ async function load(job: LoadJob): Promise<LoadResult> {
   const t0 = performance.now();
   const cpu0 = mainThreadCpuMs();
   const process0 = process.cpuUsage();
+  const threads0 = job.perThread === true ? allThreadsCpuMs() : null;
+  const self0 = threadCpuMs('thread-self');
   await Promise.all(
     Array.from({ length: job.connections }, async () => {
       while (performance.now() < until) {
@@ -206,11 +228,22 @@ async function load(job: LoadJob): Promise<LoadResult> {
   const seconds = (performance.now() - t0) / 1000;
   const cpu1 = mainThreadCpuMs();
   const processCpu = process.cpuUsage(process0);
+  let threads: Record<string, number> | undefined;
+  if (threads0 !== null) {
+    threads = {};
+    const self1 = threadCpuMs('thread-self');
+    for (const [tid, ms] of allThreadsCpuMs()) {
+      const used = ms - (threads0.get(tid) ?? 0);
+      if (used > 0) threads[tid === process.pid ? 'main' : String(tid)] = used / Math.max(1, done);
+    }
+    if (self0 !== null && self1 !== null) threads.load = (self1 - self0) / Math.max(1, done);
+  }
   agent.destroy();
   return {
     rate: done / seconds,
     loopMsPerRequest: cpu0 === null || cpu1 === null || done === 0 ? null : (cpu1 - cpu0) / done,
     processMsPerRequest: (processCpu.user + processCpu.system) / 1000 / Math.max(1, done),
+    ...(threads === undefined ? {} : { threads }),
   };
 }
 
