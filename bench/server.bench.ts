@@ -10,20 +10,23 @@
  * discards them. Ratio = our updates/s ÷ the bare server's requests/s, measured interleaved in the
  * same run, at the same number of uploads in flight (goal ≥ 0.5).
  *
- * In flight: INGEST_CONNECTIONS = 64 keep-alive connections, each with one upload in flight. A
- * cross-device server has hundreds to thousands of uploads in flight (devices upload whenever their
- * local training ends), and every accepted update waits for its durable append (two fdatasyncs in
- * a row, ~10–20 ms on the development disk), so with few in flight the figure measures that
- * latency, not the server: 8 connections cap it near 8 / 20 ms = 400/s whatever the CPU does.
- * 64 takes the latency out of the limit (64 / 20 ms = 3,200/s, above what either server reaches
- * here) while one load-generator thread still drives it and the bytes in flight stay modest
- * (64 × 400 kB = 25 MB); more connections only add queueing in socket buffers. The 8-connection
- * pair is kept as server.ingest_100k_c8, in the same run, so the latency-bound figure stays
- * visible.
+ * In flight: INGEST_CONNECTIONS = 64 keep-alive connections, each with one upload in flight, for
+ * both servers. A cross-device server has hundreds to thousands of uploads in flight (devices
+ * upload whenever their local training ends), and every accepted update waits for its durable
+ * append (two fdatasyncs in a row, ~10–20 ms per request on the development disk), so with few in
+ * flight the figure measures that latency, not the server: 8 connections cap it near
+ * 8 / 20 ms = 400/s whatever the CPU does. 64 lifts that cap to ~3,200/s, four times what the server
+ * reaches on the development box (so the figure is bound by the server's CPU), while one
+ * load-generator thread still drives it and the bytes in flight stay modest (64 × 400 kB = 25 MB);
+ * more connections would only add queueing in socket buffers. The 8-connection pair is kept as
+ * server.ingest_100k_c8, in the same run, so the latency-bound figure stays visible. Measured on
+ * the shared 2-core box (3 runs, README "Production server"): 630–782 updates/s vs 2,024–3,747 at
+ * 64 (ratio 0.22–0.25), 394–744 vs 1,395–4,141 at 8 (ratio 0.16–0.21); goal not met.
  *
- * Each ingest entry's note also gives the event loop's CPU per request, ours and the bare server's
- * (main-thread user + system time from /proc over the timed window, read by the load thread; the
- * segment writer, fsync pool, GC helpers and load generator are other threads and not in it).
+ * Each ingest entry's note also gives CPU per request, ours and the bare server's, from /proc over
+ * the timed window (read by the load thread): the event loop's (main-thread user + system time;
+ * 0.56–0.66 ms vs 0.13–0.23 ms) and the whole process's (every thread, the load generator's
+ * included; 1.13–1.56 ms vs 0.24–0.63 ms). scripts/profile-ingest.ts gives it per thread.
  *
  * server.checkin_per_s: check-ins per second answered by one selector process (auth, rate limit,
  * admission counter, signed assignment). Baseline: a bare node:http server answering a small JSON.
