@@ -2,7 +2,7 @@
  * `orchard krr`: online hyperparameter learning for kernel ridge regression.
  *   orchard krr run --data file.csv | --synthetic [--method online|fixed|grid|random|all] [--signal recent|loo]
  *     [--every n] [--json]
- *   orchard krr repro [--out dir] [--quick] [--windows 144,288,576]
+ *   orchard krr repro [--out dir] [--quick] [--windows 144,288,576] [--held-out]
  */
 import type { Command } from 'commander';
 import { ConfigError, OrchardError } from '../../core/errors.ts';
@@ -16,7 +16,7 @@ import {
 } from '../../stats/online-krr/data.ts';
 import { type KrrRunResult, runKrr } from '../../stats/online-krr/forecaster.ts';
 import type { KernelType } from '../../stats/online-krr/kernels.ts';
-import { reproduceKrr, reproTable, writeKrrReport } from '../../stats/online-krr/report.ts';
+import { heldOutSpecs, reproduceKrr, reproTable, writeKrrReport } from '../../stats/online-krr/report.ts';
 import { parseIntegerOption } from '../options.ts';
 
 export interface KrrRunFlags {
@@ -158,9 +158,11 @@ export async function krrReproCommand(flags: {
   quick?: boolean;
   quiet?: boolean;
   windows?: number[];
+  heldOut?: boolean;
 }): Promise<void> {
   const result = reproduceKrr({
     quick: flags.quick === true,
+    ...(flags.heldOut === true ? { specs: heldOutSpecs() } : {}),
     ...(flags.windows === undefined ? {} : { windows: flags.windows }),
     onProgress: (m) => {
       if (flags.quiet !== true) process.stderr.write(`krr repro: ${m}\n`);
@@ -219,7 +221,19 @@ export function registerKrr(program: Command): void {
       'window sizes for the sensitivity study, e.g. 144,288,576 (default 144,288; --quick: 72,96)',
       parseWindowList,
     )
-    .action(async (flags: { out: string; quick?: boolean; quiet?: boolean; windows?: number[] }) => {
-      await krrReproCommand(flags);
-    });
+    .option(
+      '--held-out',
+      'instead: the main methods on four held-out series (other seeds and motes; no window study, ~4 min)',
+    )
+    .action(
+      async (flags: {
+        out: string;
+        quick?: boolean;
+        quiet?: boolean;
+        windows?: number[];
+        heldOut?: boolean;
+      }) => {
+        await krrReproCommand(flags);
+      },
+    );
 }

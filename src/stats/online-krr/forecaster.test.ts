@@ -7,11 +7,12 @@ import { Matrix, solve } from 'ml-matrix';
 import { ConfigError, OrchardError } from '../../core/errors.ts';
 import { Rng } from '../../core/rng.ts';
 import { resolveKrrConfig } from './config.ts';
-import type { Series } from './data.ts';
+import { type Series, trafficSeries } from './data.ts';
 import { buildFeatures, runKrr } from './forecaster.ts';
 import { makeKernel } from './kernels.ts';
 import {
   headline,
+  heldOutSpecs,
   type KrrReproResult,
   reproduceKrr,
   reproTable,
@@ -310,6 +311,28 @@ describe('reproduction report', () => {
       assert.equal(r.goalOnTotal, r.onlineRmse <= r.gridRmse && r.totalRatio <= 1 / 7);
     }
     assert.match(reproTable(result), /window sensitivity/);
+  });
+
+  it('held-out series are other seeds and motes than the main study', () => {
+    const held = heldOutSpecs();
+    assert.equal(held.length, 4);
+    const names = held.map((s) => s.series.name);
+    assert.equal(new Set(names).size, 4);
+    for (const n of names) {
+      assert.ok(
+        ![
+          'synthetic-traffic',
+          'synthetic-traffic-strong-drift',
+          'sensor-mote1-temperature',
+          'sensor-mote3-humidity',
+        ].includes(n),
+        n,
+      );
+    }
+    // the traffic series really differ from the main ones (different seed), not just their names
+    const main = trafficSeries({ days: 14, seed: 7 }).values;
+    const other = held[0]?.series.values as Float64Array;
+    assert.ok(main.some((v, i) => v !== other[i]));
   });
 
   it('headline compares online with grid and checks the 1/7 goal honestly', () => {

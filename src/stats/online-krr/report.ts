@@ -199,6 +199,42 @@ function seriesSpecs(quick: boolean): SeriesSpec[] {
   ];
 }
 
+/**
+ * Held-out series for checking the chosen settings (`repro --held-out`): the same generators and sensor
+ * network with other seeds / motes, not looked at when the defaults were picked. Main variants only, no
+ * window study.
+ */
+export function heldOutSpecs(): SeriesSpec[] {
+  const sensorConfig: KrrConfigInput = { horizon: 12, calendar: false, features: 'differences' };
+  const trafficConfig: KrrConfigInput = { horizon: 3, features: 'differences' };
+  return [
+    {
+      series: { ...trafficSeries({ days: 14, seed: 21 }), name: 'synthetic-traffic-seed21' },
+      description: 'synthetic traffic flow, 14 days, seed 21 (held out)',
+      config: trafficConfig,
+    },
+    {
+      series: {
+        ...trafficSeries({ days: 14, seed: 22, drift: 1.2, incidentsPerDay: 1.5, noise: 0.03 }),
+        name: 'synthetic-traffic-strong-drift-seed22',
+      },
+      description:
+        'synthetic traffic flow, 14 days: +120% drift, 1.5 incidents/day, 3% noise, seed 22 (held out)',
+      config: trafficConfig,
+    },
+    {
+      series: sensorSeries(2, 'temperature'),
+      description: 'stdlib single-hop sensor network, mote 2 temperature (held out)',
+      config: sensorConfig,
+    },
+    {
+      series: sensorSeries(4, 'humidity'),
+      description: 'stdlib single-hop sensor network, mote 4 humidity (held out)',
+      config: sensorConfig,
+    },
+  ];
+}
+
 const TAIL = 576;
 
 export function reproduceKrr(
