@@ -14,8 +14,9 @@
  * route's handler, after `Aggregator.submit` settled: by then the fold read the delta and the
  * journal append settled, and no served strategy keeps a delta past its fold — secure
  * aggregation, which would, is refused by task.ts). A block that is never returned (a request
- * failing between body and handler) is simply not reused; the pool stops lending past a cap and
- * the caller falls back to an ordinary buffer.
+ * failing between body and handler) is simply not reused. The pool stops lending past a cap in
+ * bytes (then the caller falls back to an ordinary buffer), which also bounds the arena memory the
+ * pool keeps: blocks are reused, never given back to the arena.
  */
 import { defaultArena } from '../fl/wasm.ts';
 
@@ -35,20 +36,23 @@ export class BodyPool {
    *  garbage collected, which must never happen to one a request may still be reading. */
   private readonly owned: Float32Array[] = [];
   private lent = 0;
+  private lentBytes = 0;
   private arenaUsable = true;
 
   /**
-   * @param maxLent blocks out at once before `lend` answers null; a size class therefore never
-   *   holds more than maxLent blocks (and never-returned blocks cost at most maxLent × a body).
+   * @param maxLentBytes block bytes out at once before `lend` answers null; the blocks of a size
+   *   class therefore never add up to more than this (never-returned blocks neither).
    */
-  constructor(private readonly maxLent = 128) {}
+  constructor(private readonly maxLentBytes = 96 << 20) {}
 
   /** A block for a body of `length` bytes, or null (empty body, or too many lent). */
   lend(length: number): LentBody | null {
-    if (length <= 0 || this.lent >= this.maxLent) return null;
+    if (length <= 0) return null;
     const size = Math.ceil(length / SIZE_CLASS_BYTES) * SIZE_CLASS_BYTES;
+    if (this.lentBytes + size > this.maxLentBytes) return null;
     const block = this.free.get(size)?.pop() ?? this.allocate(size);
     this.lent++;
+    this.lentBytes += size;
     let returned = false;
     return {
       bytes: Buffer.from(block.buffer, block.byteOffset, length),
@@ -56,6 +60,7 @@ export class BodyPool {
         if (returned) return;
         returned = true;
         this.lent--;
+        this.lentBytes -= size;
         let list = this.free.get(size);
         if (list === undefined) {
           list = [];
