@@ -111,7 +111,7 @@ test('bad flags are ConfigErrors thrown before anything runs', () => {
   fails({ data: '/nonexistent/file.csv' }, 'data', /cannot read/);
   fails({ data: 'x.csv', column: 'volume' }, '--column', /flow, speed or occupancy/);
   fails({ data: 'x.csv', missing: 'guess' }, '--missing', /error, interpolate or drop/);
-  fails({ synthetic: true, signal: 'vibes' }, 'online.signal', /'loo' or 'recent'/);
+  fails({ synthetic: true, signal: 'vibes' }, 'online.signal', /'loo', 'recent' or 'both'/);
   fails({ synthetic: true, signal: 'recent', window: 40, horizon: 30 }, 'online.recent', /leave too little/);
   fails({ synthetic: true, every: 0 }, 'online.every', /integer >= 1/);
 });

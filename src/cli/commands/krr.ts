@@ -1,6 +1,6 @@
 /**
  * `orchard krr`: online hyperparameter learning for kernel ridge regression.
- *   orchard krr run --data file.csv | --synthetic [--method online|fixed|grid|random|all] [--signal recent|loo]
+ *   orchard krr run --data file.csv | --synthetic [--method online|fixed|grid|random|all] [--signal recent|loo|both]
  *     [--every n] [--json]
  *   orchard krr repro [--out dir] [--quick] [--windows 144,288,576] [--held-out]
  */
@@ -199,7 +199,7 @@ export function registerKrr(program: Command): void {
     .option('--target <kind>', 'delta (y[t+h] − y[t], default) or level')
     .option(
       '--signal <kind>',
-      'online validation signal: recent (most recent forecast errors, default) or loo (leave-block-out)',
+      'online validation signal: recent (most recent forecast errors, default), loo (leave-block-out) or both (geometric mean)',
     )
     .option('--every <n>', 'online: one hyperparameter step every n points (default 96)', (v: string) =>
       parseIntegerOption('--every', v),

@@ -46,8 +46,10 @@ export interface KrrConfig {
      * Validation signal (default 'recent'). 'loo': closed-form leave-block-out error over the whole window (blocks of
      * `blockSize`). 'recent': the most recent forecast errors — the newest `recent` points forecast by
      * the window's older points (h − 1 points in between left out), see loo.ts recentGradient.
+     * 'both': log(recent error) + log(leave-block-out error), i.e. the geometric mean of the two: the
+     * sum of both gradients, a step kept only if the sum did not rise.
      */
-    readonly signal: 'loo' | 'recent';
+    readonly signal: 'loo' | 'recent' | 'both';
     /**
      * Points scored by the 'recent' signal (default: min(`every`, ⌊window / 3⌋): the points that arrived
      * since the last step, capped so that most of the window is left to forecast them from).
@@ -192,14 +194,14 @@ export function resolveKrrConfig(input: KrrConfigInput = {}, method?: Method): K
     issues.push({ path: 'online.minStep', message: 'must be >= 0 and below online.maxStep' });
   }
   int('online.blockSize', config.online.blockSize, 1);
-  if (config.online.signal !== 'loo' && config.online.signal !== 'recent') {
-    issues.push({ path: 'online.signal', message: "must be 'loo' or 'recent'" });
+  if (!['loo', 'recent', 'both'].includes(config.online.signal)) {
+    issues.push({ path: 'online.signal', message: "must be 'loo', 'recent' or 'both'" });
   }
   if (config.online.recent !== null) int('online.recent', config.online.recent, 1);
   const recent = recentPoints(config);
   if (
     usesOnline &&
-    config.online.signal === 'recent' &&
+    config.online.signal !== 'loo' &&
     Number.isInteger(config.window) &&
     recent + config.horizon - 1 > config.window - 2
   ) {
@@ -212,14 +214,14 @@ export function resolveKrrConfig(input: KrrConfigInput = {}, method?: Method): K
   int('online.gradientBlocks', config.online.gradientBlocks, 0);
   if (
     usesOnline &&
-    config.online.signal === 'loo' &&
+    config.online.signal !== 'recent' &&
     Number.isInteger(config.window) &&
     config.online.blockSize * 2 > config.window
   ) {
     issues.push({ path: 'online.blockSize', message: 'must be at most half the window' });
   } else if (
     usesOnline &&
-    config.online.signal === 'loo' &&
+    config.online.signal !== 'recent' &&
     Number.isInteger(config.window) &&
     config.online.blockSize * 2 + looBuffer(config) > config.window
   ) {

@@ -80,7 +80,7 @@ describe('runKrr', () => {
     assert.deepEqual(a.trajectory, b.trajectory);
   });
 
-  for (const signal of ['loo', 'recent'] as const)
+  for (const signal of ['loo', 'recent', 'both'] as const)
     it(`online learning recovers from a poor start (${signal} signal): better than keeping it, with hyperparameters in bounds`, () => {
       const series = wave(600, 2, 0.1);
       const input = {
@@ -107,7 +107,7 @@ describe('runKrr', () => {
       assert.ok(online.compute.tuningFlops > 0);
     });
 
-  for (const signal of ['loo', 'recent'] as const) {
+  for (const signal of ['loo', 'recent', 'both'] as const) {
     it(`divergence safeguards hold with an absurd step size (${signal} signal): clipped, bounded, backtracked`, () => {
       const series = wave(400, 3, 0.1);
       const input = {

@@ -174,8 +174,7 @@ export function runKrr(series: Series, method: Method, input: KrrConfigInput = {
   const recent = recentPoints(config);
   const gap = h - 1;
   /** The validation signal's gradient and value (see config.online.signal). */
-  const signalGradient = () => {
-    if (config.online.signal === 'recent') return recentGradient(window, recent, gap);
+  const looSignalGradient = () => {
     const blockSize = config.online.blockSize;
     const blockCount = blocksOf(window.size, blockSize).length;
     let blocks: number[] | null = null;
@@ -184,10 +183,24 @@ export function runKrr(series: Series, method: Method, input: KrrConfigInput = {
     }
     return looGradient(window, { blockSize, blocks, buffer: looBuffer(config) });
   };
-  const signalValue = () =>
-    config.online.signal === 'recent'
-      ? recentResiduals(window, recent, gap).mse
-      : looResiduals(window, config.online.blockSize, looBuffer(config)).mse;
+  /** 'both': the geometric mean of the two errors; its log-gradient is the mean of their log-gradients. */
+  const signalGradient = () => {
+    if (config.online.signal === 'recent') return recentGradient(window, recent, gap);
+    if (config.online.signal === 'loo') return looSignalGradient();
+    const a = recentGradient(window, recent, gap);
+    const b = looSignalGradient();
+    return {
+      mse: Math.sqrt(a.mse * b.mse),
+      dLogLambda: (a.dLogLambda + b.dLogLambda) / 2,
+      dLogGamma: (a.dLogGamma + b.dLogGamma) / 2,
+    };
+  };
+  const looValue = () => looResiduals(window, config.online.blockSize, looBuffer(config)).mse;
+  const signalValue = () => {
+    if (config.online.signal === 'recent') return recentResiduals(window, recent, gap).mse;
+    if (config.online.signal === 'loo') return looValue();
+    return Math.sqrt(recentResiduals(window, recent, gap).mse * looValue());
+  };
 
   const onlineStep = (t: number) => {
     const g = signalGradient();
