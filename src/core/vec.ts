@@ -44,6 +44,35 @@ export function dot(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return s;
 }
 
+/**
+ * Sum of squares with four running sums (one sum's additions wait on each other; four interleave).
+ * Any NaN/±Inf element makes the result NaN or Infinity, so a finite result proves every element
+ * finite: one pass serves both the norm and the finiteness check.
+ */
+export function sumOfSquares(x: ArrayLike<number>): number {
+  const n = x.length;
+  let s0 = 0;
+  let s1 = 0;
+  let s2 = 0;
+  let s3 = 0;
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const a = x[i] as number;
+    const b = x[i + 1] as number;
+    const c = x[i + 2] as number;
+    const d = x[i + 3] as number;
+    s0 += a * a;
+    s1 += b * b;
+    s2 += c * c;
+    s3 += d * d;
+  }
+  for (; i < n; i++) {
+    const v = x[i] as number;
+    s0 += v * v;
+  }
+  return s0 + s1 + (s2 + s3);
+}
+
 export function norm2(x: ArrayLike<number>): number {
   let s = 0;
   for (let i = 0; i < x.length; i++) {

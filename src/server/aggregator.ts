@@ -5,6 +5,7 @@
  * assignment is applied at most once, ever), then hands it to the coordinator, which folds it into
  * the strategy and resolves only once it is journaled durably. Rejections change nothing.
  */
+import { sumOfSquares } from '../core/vec.ts';
 import { accumulate } from '../fl/aggregate.ts';
 import { stalenessWeight } from '../fl/staleness.ts';
 import type { AdmissionCounter } from './admission.ts';
@@ -224,35 +225,6 @@ function parseHeader(header: Record<string, unknown>): UpdateHeader {
   return typeof trainLoss === 'number' && Number.isFinite(trainLoss) ? { ...base, trainLoss } : base;
 }
 
-/** Squared L2 norm; not finite when a value is NaN/±Inf (one pass for both checks). */
-export function squaredNormOrNonFinite(values: Float32Array): number {
-  // Four running sums: one sum's additions wait on each other (an add's latency per element),
-  // four interleave. Squares of float32 values are exact in double; only the adds round.
-  const n = values.length;
-  let s0 = 0;
-  let s1 = 0;
-  let s2 = 0;
-  let s3 = 0;
-  let i = 0;
-  for (; i + 4 <= n; i += 4) {
-    const a = values[i] as number;
-    const b = values[i + 1] as number;
-    const c = values[i + 2] as number;
-    const d = values[i + 3] as number;
-    s0 += a * a;
-    s1 += b * b;
-    s2 += c * c;
-    s3 += d * d;
-  }
-  for (; i < n; i++) {
-    const v = values[i] as number;
-    s0 += v * v;
-  }
-  // Any NaN/±Inf makes the sum NaN or Infinity; finite inputs whose squares overflow do too, and
-  // a delta that large would fail any norm bound anyway.
-  return s0 + s1 + (s2 + s3);
-}
-
 export class Aggregator {
   /** Updates being folded/journaled now, by assignment: a concurrent replay waits for the first. */
   private readonly pending = new Map<string, Promise<UpdateResponse>>();
@@ -347,7 +319,7 @@ export class Aggregator {
           'shape',
           `update has ${delta.length} values, the model ${coordinator.numParams}`,
         );
-      const squaredNorm = squaredNormOrNonFinite(delta);
+      const squaredNorm = sumOfSquares(delta);
       if (!Number.isFinite(squaredNorm)) {
         // Tell NaN/Inf apart from an overflowing (but finite) update.
         for (let i = 0; i < delta.length; i++)

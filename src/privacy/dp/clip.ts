@@ -3,7 +3,9 @@
  * or whose norm is not finite, is rejected with a NonFiniteError before anything is written, so a
  * corrupted update can neither pass through unclipped nor poison the aggregate.
  */
+
 import { ConfigError, NonFiniteError } from '../../core/errors.ts';
+import { sumOfSquares } from '../../core/vec.ts';
 
 export interface ClipResult {
   /** The clipped update (a new array unless `out` was given). */
@@ -25,26 +27,7 @@ export interface ClipResult {
  */
 export function finiteL2Norm(update: ArrayLike<number>): number {
   const n = update.length;
-  let s0 = 0;
-  let s1 = 0;
-  let s2 = 0;
-  let s3 = 0;
-  let i = 0;
-  for (; i + 4 <= n; i += 4) {
-    const a = update[i] as number;
-    const b = update[i + 1] as number;
-    const c = update[i + 2] as number;
-    const d = update[i + 3] as number;
-    s0 += a * a;
-    s1 += b * b;
-    s2 += c * c;
-    s3 += d * d;
-  }
-  for (; i < n; i++) {
-    const a = update[i] as number;
-    s0 += a * a;
-  }
-  const norm = Math.sqrt(s0 + s1 + s2 + s3);
+  const norm = Math.sqrt(sumOfSquares(update));
   if (!Number.isFinite(norm)) {
     for (let j = 0; j < n; j++) {
       const v = update[j] as number;
