@@ -22,7 +22,7 @@ import {
 } from './protocol.ts';
 import type { PartialExchange } from './scaleout/partials.ts';
 import type { Storage } from './storage/types.ts';
-import type { TaskSpec } from './task.ts';
+import { type TaskSpec, taskFinished } from './task.ts';
 
 /** What the aggregator hands a validated update to. */
 export interface AggregationTarget {
@@ -312,6 +312,17 @@ export class Aggregator {
         this.releaseSlot(routeTaskId, key);
         return this.refuse(coordinator, 'not_assigned', 'the assignment has lapsed; check in again');
       }
+      // A task that finished for good applies nothing more (the coordinator refuses it again at fold
+      // time, where no other update interleaves); answered before the floats are read.
+      const finished = taskFinished(coordinator.runtime.spec);
+      if (finished !== null) {
+        this.releaseSlot(routeTaskId, key);
+        return this.refuse(
+          coordinator,
+          'finished',
+          `task ${routeTaskId} is finished: its privacy budget is spent (ε = ${finished.epsilon.toPrecision(4)} after ${finished.steps} steps, budget ${finished.budgetEpsilon})`,
+        );
+      }
       const delta = frame.floats;
       if (delta.length !== coordinator.numParams)
         return this.refuse(
@@ -375,7 +386,7 @@ export class Aggregator {
 
   private refuse(
     coordinator: AggregationTarget,
-    code: (typeof REJECTION_CODES)[keyof typeof REJECTION_CODES] | 'norm_bound',
+    code: (typeof REJECTION_CODES)[keyof typeof REJECTION_CODES] | 'norm_bound' | 'finished',
     message: string,
   ): never {
     coordinator.countRejection(code);

@@ -47,7 +47,7 @@ import {
   type Storage,
   StorageError,
 } from './storage/types.ts';
-import type { TaskRuntime } from './task.ts';
+import { registerFinishedProbe, type TaskFinished, type TaskRuntime } from './task.ts';
 
 /** The privacy a DP strategy has spent so far (undefined without DP). */
 function privacyOf(strategy: Strategy): PrivacySpent | undefined {
@@ -339,6 +339,38 @@ export class TaskCoordinator implements RoundCohort {
     this.isSync = runtime.spec.strategy.kind === 'sync';
     const strategySpec = runtime.spec.strategy;
     this.isPrivateTask = strategySpec.kind !== 'fedasync' && strategySpec.privacy !== undefined;
+    registerFinishedProbe(runtime.spec, () => this.finished());
+  }
+
+  /**
+   * Non-null once the task stopped for good: one more noised step would exceed the privacy budget
+   * (`strategy.privacy.budget`). Read from the strategy's privacy ledger, which the checkpoint
+   * carries, so a restart recomputes it; no update is accepted from then on (none could ever be
+   * applied), no assignment is handed out, and no further version is published.
+   */
+  finished(): TaskFinished | null {
+    const strategy = this.strategy;
+    if (strategy === null || !isPrivate(strategy) || !strategy.wouldExceedBudget()) return null;
+    const report = strategy.privacyReport();
+    const spec = this.runtime.spec.strategy;
+    const budgetEpsilon = spec.kind === 'fedasync' ? undefined : spec.privacy?.budget?.epsilon;
+    if (budgetEpsilon === undefined) return null;
+    return {
+      taskId: this.taskId,
+      reason: 'privacy_budget',
+      epsilon: report.epsilon,
+      delta: report.delta,
+      steps: report.steps,
+      budgetEpsilon,
+    };
+  }
+
+  /** The refusal of an update or assignment for a finished task (410 'finished'). */
+  private finishedError(finished: TaskFinished): ApiError {
+    return new ApiError(
+      'finished',
+      `task ${this.taskId} is finished: its privacy budget is spent (ε = ${finished.epsilon.toPrecision(4)} after ${finished.steps} steps, budget ${finished.budgetEpsilon}; one more step would exceed it)`,
+    );
   }
 
   get ready(): boolean {
@@ -581,6 +613,13 @@ export class TaskCoordinator implements RoundCohort {
       throw new Error('a tailing coordinator folds the journal, not submissions');
     if (this.state !== 'ready' || this.strategy === null)
       throw new ApiError('unavailable', `task ${this.taskId} is ${this.state}; retry shortly`, 1000);
+    // Refused before the fold: a finished task's buffer or round never holds an update that no
+    // step would ever apply, and nothing is journaled.
+    const finished = this.finished();
+    if (finished !== null) {
+      this.countRejection('finished');
+      throw this.finishedError(finished);
+    }
     const outcome = this.fold(input);
     if (this.closedOutsideJournal) {
       this.closedOutsideJournal = false;
@@ -944,6 +983,7 @@ export class TaskCoordinator implements RoundCohort {
   ): { readonly assignmentId: string; readonly version: number; readonly round: number } | null {
     const strategy = this.strategy;
     if (!(strategy instanceof SyncRounds) || this.state !== 'ready' || this.committing !== null) return null;
+    if (this.finished() !== null) return null;
     // A version not yet published (its updates or checkpoint are still being stored) is not handed out.
     if (strategy.version !== this.latest) return null;
     const t = now / 1000;
@@ -1161,7 +1201,8 @@ export class TaskCoordinator implements RoundCohort {
     this.emit({ type: 'version', data: { taskId: this.taskId, version, at } });
     const evalEvery = this.runtime.spec.evalEvery;
     const evalNow = evalEvery > 0 && version % evalEvery === 0;
-    if (evalNow || at - this.lastMetricAt >= 1000) {
+    // The version a budget-finished task ends on always gets its record (it says why it stopped).
+    if (evalNow || at - this.lastMetricAt >= 1000 || this.finished() !== null) {
       this.lastMetricAt = at;
       setImmediate(() => void this.recordMetrics(version, params, evalNow));
     }
@@ -1184,6 +1225,12 @@ export class TaskCoordinator implements RoundCohort {
         values.epsilon = privacy.epsilon;
         values.delta = privacy.delta;
         values.privacySteps = privacy.steps;
+      }
+      const finished = this.finished();
+      // Only once the final version is the one reported (its step is what spent the budget).
+      if (finished !== null && finished.steps === privacy?.steps) {
+        values.finished = finished.reason;
+        values.budgetEpsilon = finished.budgetEpsilon;
       }
       const test = withEval ? this.runtime.testSet() : null;
       if (test !== null) {

@@ -1,7 +1,8 @@
 /**
  * DP tasks served over HTTP (DP-FedBuff, DP-FedAvg): every noised version is checkpointed before it
  * is served, ε spent grows with the versions and equals what a fresh RDP accountant gives for the
- * same (σ, q, steps), and a restart keeps version, model and ε.
+ * same (σ, q, steps), and a restart keeps version, model and ε. With a privacy budget the task
+ * stops once one more step would exceed it: check-ins get a `finished` answer, uploads 410.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -10,9 +11,9 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { RdpAccountant } from '../privacy/dp/rdp.ts';
 import { type RunningServer, startServer } from './index.ts';
-import { decodeFrame, type MetricsResponse } from './protocol.ts';
+import { type CheckinResponse, decodeFrame, type MetricsResponse } from './protocol.ts';
 import { parseTaskSpec } from './task.ts';
-import { checkinDevice, registerDevice, type Train, uploadUpdate } from './test-helpers.ts';
+import { checkinDevice, postUpdate, registerDevice, type Train, uploadUpdate } from './test-helpers.ts';
 
 const NUM_PARAMS = 8;
 const SIGMA = 1.1;
@@ -171,12 +172,187 @@ test('DP-FedAvg (sync) over HTTP: a round releases one noised step, ε from the 
   );
 });
 
-test('DP tasks: checkpointEvery other than 1, a budget, or no population without a dataset are refused', () => {
+test('DP tasks: checkpointEvery other than 1, or no population without a dataset are refused; a budget is served', () => {
   assert.throws(() => parseTaskSpec({ ...FEDBUFF, checkpointEvery: 2 }), /must be 1 for a task with privacy/);
   const privacy = (extra: Record<string, unknown>) => ({
     ...FEDBUFF,
     strategy: { ...FEDBUFF.strategy, privacy: { ...FEDBUFF.strategy.privacy, ...extra } },
   });
-  assert.throws(() => parseTaskSpec(privacy({ budget: { epsilon: 8 } })), /privacy budget/);
+  assert.equal(parseTaskSpec(privacy({ budget: { epsilon: 8 } })).strategy.kind, 'fedbuff');
   assert.throws(() => parseTaskSpec(privacy({ population: undefined })), /population/);
+});
+
+/** Steps a fresh accountant allows before one more would push ε past `budget` (stepping one at a time). */
+function referenceAllowedSteps(budget: number, perStep: number): number {
+  let steps = 0;
+  for (;;) {
+    const next = new RdpAccountant();
+    next.record(perStep / POPULATION, SIGMA, steps + 1);
+    if (next.epsilon(DELTA).epsilon > budget) return steps;
+    steps++;
+    assert.ok(steps < 1000, 'the budget allows fewer than 1000 steps');
+  }
+}
+
+async function metricsOf(server: RunningServer, version: number) {
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const { metrics } = (await (
+      await fetch(`${server.url}/v1/metrics?taskId=${server.taskId}`)
+    ).json()) as MetricsResponse;
+    const m = metrics.find((r) => r.version === version && r.values.finished !== undefined);
+    if (m !== undefined) return m;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  assert.fail(`no finished metrics record for version ${version}`);
+}
+
+test("DP-FedBuff with a privacy budget over HTTP: stops at the accountant's step count, refuses check-ins and uploads, stays finished after restart", async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'orchard-dp-budget-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const BUDGET = 2.3;
+  const task = {
+    ...FEDBUFF,
+    taskId: 'dp-budget',
+    strategy: { ...FEDBUFF.strategy, privacy: { ...FEDBUFF.strategy.privacy, budget: { epsilon: BUDGET } } },
+    evalEvery: 0,
+  };
+  const allowed = referenceAllowedSteps(BUDGET, K);
+  assert.ok(allowed >= 2 && allowed <= 10, `the test budget allows ${allowed} steps`);
+  const options = { dataDir: dir, task };
+  let server = await startServer(options);
+  const device = await registerDevice(server.url, server.enrollmentKey);
+  const other = await registerDevice(server.url, server.enrollmentKey);
+  const c0 = server.coordinator;
+  assert.ok(c0 !== null);
+  let held: Train | null = null;
+  let accepted = 0;
+  let finishedAnswer: CheckinResponse | null = null;
+  for (let i = 0; i < 20 * K; i++) {
+    // One assignment taken just before the last step: its upload must be refused afterwards.
+    if (held === null && c0.version === allowed - 1 && accepted % K === K - 1) {
+      const a = await checkinDevice(server.url, other.token);
+      assert.equal(a.action, 'train');
+      held = a as Train;
+    }
+    const a = await checkinDevice(server.url, device.token);
+    if (a.action !== 'train') {
+      finishedAnswer = a;
+      break;
+    }
+    const r = await uploadUpdate(server.url, device.token, a, deltaOf(i), 1 + (i % 3));
+    assert.equal(r.accepted, true);
+    accepted++;
+  }
+  // Published steps = what the independent accountant allows; every accepted update is in one.
+  assert.equal(c0.version, allowed);
+  assert.equal(accepted, allowed * K, 'no accepted update is left in the buffer');
+  assert.ok(finishedAnswer !== null && finishedAnswer.action === 'wait');
+  assert.deepEqual(
+    finishedAnswer.finished?.map((f) => [f.taskId, f.reason, f.steps, f.budgetEpsilon]),
+    [['dp-budget', 'privacy_budget', allowed, BUDGET]],
+  );
+  const spentReference = referenceEpsilon(allowed, K);
+  assert.ok(Math.abs((finishedAnswer.finished?.[0]?.epsilon ?? 0) - spentReference) < 1e-9);
+  assert.ok(spentReference <= BUDGET && referenceEpsilon(allowed + 1, K) > BUDGET);
+  assert.equal(c0.finished()?.reason, 'privacy_budget');
+  const m = await metricsOf(server, allowed);
+  assert.equal(m.values.finished, 'privacy_budget');
+  assert.ok(Math.abs((m.values.epsilon as number) - spentReference) < 1e-9);
+  assert.equal(m.values.privacySteps, allowed);
+
+  // Uploads are refused with a typed 410 and change nothing: model, journal, checkpoint, keys.
+  const storageState = async () => ({
+    version: c0.version,
+    params: Array.from(c0.params() ?? []),
+    journal: (await server.storage.journalSince('dp-budget', 0)).map((e) => e.seq),
+    checkpoint: (await server.storage.latestCheckpoint('dp-budget'))?.version,
+  });
+  const before = await storageState();
+  assert.equal(before.checkpoint, allowed);
+  assert.ok(held !== null);
+  const refused = await postUpdate(server.url, other.token, held, deltaOf(999));
+  assert.equal(refused.status, 410, refused.text);
+  assert.equal((JSON.parse(refused.text) as { error: { code: string } }).error.code, 'finished');
+  assert.deepEqual(await storageState(), before);
+  assert.equal(await server.storage.lookupIdempotencyKey('dp-budget', held.assignmentId), null);
+  assert.equal(c0.counts.rejected.finished, 1);
+
+  // Restart: still finished (recomputed from the checkpoint's ledger), same version, model and ε.
+  const privacyBefore = c0.privacy();
+  await server.close();
+  server = await startServer(options);
+  t.after(() => server.close());
+  const c1 = server.coordinator;
+  assert.ok(c1 !== null);
+  assert.equal(c1.version, allowed);
+  assert.deepEqual(Array.from(c1.params() ?? []), before.params);
+  assert.deepEqual(c1.privacy(), privacyBefore);
+  assert.equal(c1.finished()?.steps, allowed);
+  const again = await checkinDevice(server.url, device.token);
+  assert.equal(again.action, 'wait');
+  assert.equal(again.action === 'wait' ? again.finished?.[0]?.reason : null, 'privacy_budget');
+  const refusedAgain = await postUpdate(server.url, other.token, held, deltaOf(999));
+  assert.equal(refusedAgain.status, 410);
+  assert.equal(c1.version, allowed);
+  assert.equal((await server.storage.latestCheckpoint('dp-budget'))?.version, allowed);
+  assert.equal(await server.storage.lookupIdempotencyKey('dp-budget', held.assignmentId), null);
+});
+
+test("DP-FedAvg (sync) with a privacy budget: rounds stop at the accountant's step count, no round opens after, restart keeps it", async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'orchard-dp-sync-budget-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const BUDGET = 1.85;
+  const COHORT = 3;
+  const task = {
+    ...FEDBUFF,
+    taskId: 'dp-sync-budget',
+    strategy: {
+      kind: 'sync',
+      cohortSize: COHORT,
+      overSelection: 0,
+      roundTimeout: 30,
+      privacy: { ...FEDBUFF.strategy.privacy, budget: { epsilon: BUDGET } },
+    },
+    evalEvery: 0,
+  };
+  const allowed = referenceAllowedSteps(BUDGET, COHORT);
+  assert.ok(allowed >= 2 && allowed <= 10, `the test budget allows ${allowed} steps`);
+  const options = { dataDir: dir, task };
+  let server = await startServer(options);
+  const devices = await Promise.all(
+    Array.from({ length: COHORT }, () => registerDevice(server.url, server.enrollmentKey)),
+  );
+  let rounds = 0;
+  for (; rounds < 20; rounds++) {
+    const answers = [];
+    for (const d of devices) answers.push(await checkinDevice(server.url, d.token));
+    if (answers.some((a) => a.action !== 'train')) {
+      // The budget is spent: nobody joins, and the answer says why.
+      assert.ok(answers.every((a) => a.action === 'wait' && a.finished?.[0]?.reason === 'privacy_budget'));
+      break;
+    }
+    for (let k = 0; k < COHORT; k++)
+      await uploadUpdate(
+        server.url,
+        (devices[k] as { token: string }).token,
+        answers[k] as Train,
+        deltaOf(rounds * COHORT + k),
+      );
+  }
+  const c = server.coordinator;
+  assert.ok(c !== null);
+  assert.equal(rounds, allowed);
+  assert.equal(c.version, allowed);
+  assert.ok(Math.abs((c.privacy()?.epsilon ?? 0) - referenceEpsilon(allowed, COHORT)) < 1e-9);
+  assert.equal(c.finished()?.steps, allowed);
+  assert.equal((await server.storage.latestCheckpoint('dp-sync-budget'))?.version, allowed);
+  await server.close();
+  server = await startServer(options);
+  t.after(() => server.close());
+  const c1 = server.coordinator;
+  assert.ok(c1 !== null);
+  assert.equal(c1.version, allowed);
+  assert.equal(c1.finished()?.reason, 'privacy_budget');
+  const again = await checkinDevice(server.url, (devices[0] as { token: string }).token);
+  assert.ok(again.action === 'wait' && again.finished?.[0]?.steps === allowed);
 });

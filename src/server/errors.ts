@@ -18,6 +18,7 @@ const STATUS: Record<ApiErrorCode, number> = {
   rate_limited: 429,
   timeout: 408,
   unavailable: 503,
+  finished: 410,
   internal: 500,
 };
 

@@ -54,6 +54,7 @@ export type ApiErrorCode =
   | 'rate_limited' // check-in too soon; see retryAfterMs
   | 'timeout' // request body too slow
   | 'unavailable' // server not ready (recovering, lost its lease)
+  | 'finished' // the task stopped for good (its privacy budget is spent); nothing was stored
   | 'internal';
 
 export interface ApiErrorBody {
@@ -103,7 +104,23 @@ export type CheckinResponse =
       /** Come back no sooner than this. */
       readonly retryAfterMs: number;
       readonly reason: string;
+      /**
+       * Eligible tasks that stopped for good (no assignment will ever come from them); present only
+       * when some did. When every eligible task finished, `reason` says so and the wait is long.
+       */
+      readonly finished?: readonly FinishedTask[];
     };
+
+/** A task that stopped for good: its privacy budget is spent (one more noised step would exceed it). */
+export interface FinishedTask {
+  readonly taskId: string;
+  readonly reason: 'privacy_budget';
+  /** ε, δ and noised steps spent; `budgetEpsilon` is the configured budget. */
+  readonly epsilon: number;
+  readonly delta: number;
+  readonly steps: number;
+  readonly budgetEpsilon: number;
+}
 
 export interface ModelHeader {
   readonly taskId: string;

@@ -7,12 +7,24 @@
  * Sync tasks: admission is per round. The coordinator's round cohort (the strategy's selection
  * target, cohortSize · (1 + overSelection)) decides who joins; the assignment names the round, and
  * a device that finds the round full (or a new version being committed) is told to wait.
+ *
+ * A task that finished for good (its privacy budget is spent, see TaskCoordinator.finished) hands
+ * out no assignment: the answer is a wait that lists it under `finished`.
  */
 import type { AdmissionCounter } from './admission.ts';
 import type { AssignmentSigner } from './assignment.ts';
 import { ApiError } from './errors.ts';
-import { type CheckinRequest, type CheckinResponse, ROUTES, routePath } from './protocol.ts';
-import type { TaskSpec } from './task.ts';
+import {
+  type CheckinRequest,
+  type CheckinResponse,
+  type FinishedTask,
+  ROUTES,
+  routePath,
+} from './protocol.ts';
+import { type TaskSpec, taskFinished } from './task.ts';
+
+/** Pacing for a device whose every eligible task finished for good. */
+export const FINISHED_RETRY_MS = 3_600_000;
 
 /** What the selector needs to know about a task it can assign. */
 export interface SelectableTask {
@@ -95,7 +107,13 @@ export class Selector {
       );
     let retryAfterMs = Number.POSITIVE_INFINITY;
     let reason = 'all eligible tasks are at their target concurrency';
+    const finished: FinishedTask[] = [];
     for (const task of eligible) {
+      const done = taskFinished(task.spec);
+      if (done !== null) {
+        finished.push(done);
+        continue;
+      }
       let version = task.currentVersion();
       if (version === null) {
         retryAfterMs = Math.min(retryAfterMs, 1000);
@@ -140,6 +158,15 @@ export class Selector {
         deadline,
       };
     }
-    return { action: 'wait', retryAfterMs: Number.isFinite(retryAfterMs) ? retryAfterMs : 1000, reason };
+    if (finished.length === 0)
+      return { action: 'wait', retryAfterMs: Number.isFinite(retryAfterMs) ? retryAfterMs : 1000, reason };
+    if (finished.length === eligible.length)
+      return {
+        action: 'wait',
+        retryAfterMs: FINISHED_RETRY_MS,
+        reason: `finished: ${finished.map((f) => `task ${f.taskId} spent its privacy budget (ε = ${f.epsilon.toPrecision(4)} of ${f.budgetEpsilon})`).join('; ')}`,
+        finished,
+      };
+    return { action: 'wait', retryAfterMs, reason, finished };
   }
 }

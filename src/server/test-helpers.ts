@@ -106,6 +106,19 @@ export async function uploadUpdate(
   delta: Float32Array,
   numExamples = 1,
 ): Promise<UpdateResponse> {
+  const { status, text } = await postUpdate(url, token, assignment, delta, numExamples);
+  if (status !== 200) throw new Error(`upload: ${status} ${text}`);
+  return JSON.parse(text) as UpdateResponse;
+}
+
+/** Uploads `delta` for an assignment and returns the raw answer (status and body text). */
+export async function postUpdate(
+  url: string,
+  token: string,
+  assignment: Train,
+  delta: Float32Array,
+  numExamples = 1,
+): Promise<{ readonly status: number; readonly text: string }> {
   const body = encodeFrame(
     FRAME_KIND_UPDATE,
     {
@@ -126,7 +139,5 @@ export async function uploadUpdate(
     },
     signal: AbortSignal.timeout(10_000),
   });
-  const text = await res.text();
-  if (res.status !== 200) throw new Error(`upload: ${res.status} ${text}`);
-  return JSON.parse(text) as UpdateResponse;
+  return { status: res.status, text: await res.text() };
 }
