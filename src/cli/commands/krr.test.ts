@@ -114,6 +114,7 @@ test('bad flags are ConfigErrors thrown before anything runs', () => {
   fails({ synthetic: true, signal: 'vibes' }, 'online.signal', /'loo', 'recent' or 'both'/);
   fails({ synthetic: true, signal: 'recent', window: 40, horizon: 30 }, 'online.recent', /leave too little/);
   fails({ synthetic: true, every: 0 }, 'online.every', /integer >= 1/);
+  fails({ synthetic: true, probeEvery: -1 }, 'online.probeEvery', /integer >= 0/);
 });
 
 test('repro --windows takes a comma-separated list of window sizes; anything else exits 2 before running', () => {

@@ -1,7 +1,7 @@
 /**
  * `orchard krr`: online hyperparameter learning for kernel ridge regression.
  *   orchard krr run --data file.csv | --synthetic [--method online|fixed|grid|random|all] [--signal recent|loo|both]
- *     [--every n] [--json]
+ *     [--every n] [--probe-every n] [--json]
  *   orchard krr repro [--out dir] [--quick] [--windows 144,288,576] [--held-out]
  */
 import type { Command } from 'commander';
@@ -38,6 +38,7 @@ export interface KrrRunFlags {
   readonly target?: string;
   readonly signal?: string;
   readonly every?: number;
+  readonly probeEvery?: number;
   readonly json?: boolean;
 }
 
@@ -113,6 +114,7 @@ export function krrRunCommand(flags: KrrRunFlags): void {
     online: {
       ...(flags.signal === undefined ? {} : { signal: flags.signal as 'loo' }),
       ...(flags.every === undefined ? {} : { every: flags.every }),
+      ...(flags.probeEvery === undefined ? {} : { probeEvery: flags.probeEvery }),
     },
   };
   for (const method of methods) resolveKrrConfig(input, method); // config errors before any data is read
@@ -203,6 +205,11 @@ export function registerKrr(program: Command): void {
     )
     .option('--every <n>', 'online: one hyperparameter step every n points (default 96)', (v: string) =>
       parseIntegerOption('--every', v),
+    )
+    .option(
+      '--probe-every <n>',
+      'online, recent signal: at most one coarse 3×3 probe per n steps, when the gradient is flat (default 8; 0 = off)',
+      (v: string) => parseIntegerOption('--probe-every', v),
     )
     .option('--json', 'machine-readable output')
     .action((flags: KrrRunFlags) => {

@@ -69,6 +69,21 @@ export interface KrrConfig {
     readonly minStep: number;
     /** Accept a step when the new LOO error is at most (1 + tolerance) × the old one. */
     readonly acceptTolerance: number;
+    /**
+     * Coarse probe ('recent' signal only; 0 = off): at the first step and then every `probeEvery`-th
+     * step, the recent forecast error is also evaluated on a coarse `probeGrid` × `probeGrid` log grid
+     * spanning the bounds, each point by a direct refit on the window's older points (loo.ts
+     * recentErrorAt, ≈ a ninth of an n³ refresh at n = 288; counted as tuning). When the best of them is
+     * significantly better than the current error (`probeZ`), the step moves there instead of along the
+     * gradient. Gradient steps are local (±maxStep) and the error surface is not convex: on the traffic
+     * series, wide-γ settings form a plateau where the model reduces to persistence and the gradient
+     * vanishes, and the good region is a diagonal valley (small γ with matching λ) that no single-axis
+     * move reaches; a coarse global look finds it whatever the start.
+     */
+    readonly probeEvery: number;
+    /** Points per axis of the coarse probe grid (log-spaced over lambdaBounds × gammaBounds, >= 2). */
+    readonly probeGrid: number;
+    readonly probeZ: number;
   };
   /** Periodic re-tuning (grid / random search with rolling-origin cross-validation). */
   readonly retune: {
@@ -115,6 +130,9 @@ export const DEFAULT_KRR_CONFIG: KrrConfig = {
     buffer: 0,
     gradientBlocks: 2,
     acceptTolerance: 0,
+    probeEvery: 8,
+    probeGrid: 3,
+    probeZ: 2,
   },
   retune: { every: 48, folds: 3, gridLambdas: 7, gridGammas: 7, randomCandidates: 20 },
   driftTolerance: 1e-8,
@@ -227,6 +245,10 @@ export function resolveKrrConfig(input: KrrConfigInput = {}, method?: Method): K
   ) {
     issues.push({ path: 'online.buffer', message: 'two blocks and the buffer must fit in the window' });
   }
+  int('online.probeEvery', config.online.probeEvery, 0);
+  if (!(Number.isFinite(config.online.probeZ) && config.online.probeZ >= 0))
+    issues.push({ path: 'online.probeZ', message: 'must be finite and >= 0' });
+  int('online.probeGrid', config.online.probeGrid, 2);
   if (!(config.online.acceptTolerance >= 0))
     issues.push({ path: 'online.acceptTolerance', message: 'must be >= 0' });
   int('retune.every', config.retune.every, 1);

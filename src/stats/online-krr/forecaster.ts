@@ -21,7 +21,15 @@ import {
 } from './config.ts';
 import type { Series } from './data.ts';
 import { makeKernel } from './kernels.ts';
-import { blocksOf, looGradient, looResiduals, recentGradient, recentResiduals } from './loo.ts';
+import {
+  blocksOf,
+  looGradient,
+  looResiduals,
+  recentErrorAt,
+  recentGradient,
+  recentResiduals,
+  significantlyBetter,
+} from './loo.ts';
 import { ComputeMeter, type ComputeTotals } from './meter.ts';
 import { type Candidate, gridCandidates, randomCandidates, retune } from './tuning.ts';
 import { KrrWindow } from './window.ts';
@@ -54,6 +62,9 @@ export interface KrrRunResult {
     readonly rejectedSteps: number;
     /** Online steps too small to be worth a refresh. */
     readonly skippedSteps: number;
+    /** Coarse probes: coarse-grid evaluations, and steps that moved to a probed point. */
+    readonly probes: number;
+    readonly probeMoves: number;
     readonly retunes: number;
     readonly stabilityRefreshes: number;
   };
@@ -158,6 +169,17 @@ export function runKrr(series: Series, method: Method, input: KrrConfigInput = {
   let hyperSteps = 0;
   let rejectedSteps = 0;
   let skippedSteps = 0;
+  let probes = 0;
+  let probeMoves = 0;
+  /** Steps until a coarse probe may run again (0: the next skipped step probes). */
+  let probeWait = 0;
+  const probing = config.online.probeEvery > 0 && config.online.signal === 'recent';
+  /** Cell centres of a k × k partition of the log box: interior points, never the extreme corners. */
+  const centres = (b: readonly [number, number], k: number) =>
+    Array.from({ length: k }, (_, i) => Math.exp(Math.log(b[0]) + ((i + 0.5) * Math.log(b[1] / b[0])) / k));
+  const probeCandidates: Candidate[] = centres(config.gammaBounds, config.online.probeGrid).flatMap((gamma) =>
+    centres(config.lambdaBounds, config.online.probeGrid).map((lambda) => ({ lambda, gamma })),
+  );
   let retunes = 0;
   let tuningFlops = 0;
   let sinceFull = 0;
@@ -202,9 +224,42 @@ export function runKrr(series: Series, method: Method, input: KrrConfigInput = {
     return Math.sqrt(recentResiduals(window, recent, gap).mse * looValue());
   };
 
+  /**
+   * Coarse probe: the recent error at each point of the coarse grid; moves to the best when it is
+   * significantly better than the current error. Returns whether it moved.
+   */
+  const probe = (t: number): boolean => {
+    const current = recentResiduals(window, recent, gap);
+    const candidates = probeCandidates
+      .filter((c) => c.lambda !== window.lambda || c.gamma !== window.gamma)
+      .map((c): [number, number] => [Math.log(c.lambda), Math.log(c.gamma)]);
+    let best: [number, number] | null = null;
+    let bestValue = current.mse;
+    for (const [ll, lg] of candidates) {
+      probes++;
+      const v = recentErrorAt(window, recent, gap, Math.exp(ll), Math.exp(lg));
+      if (
+        v !== null &&
+        v.mse < bestValue &&
+        significantlyBetter(current.residuals, v.residuals, h, config.online.probeZ)
+      ) {
+        bestValue = v.mse;
+        best = [ll, lg];
+      }
+    }
+    if (best === null) return false;
+    const lambda = Math.exp(best[0]);
+    const gamma = Math.exp(best[1]);
+    window.setHyper(lambda, gamma);
+    trajectory.push({ t, lambda, gamma });
+    probeMoves++;
+    return true;
+  };
+
   const onlineStep = (t: number) => {
     const g = signalGradient();
     hyperSteps++;
+    if (probeWait > 0) probeWait--;
     const clip = (v: number) => Math.max(-config.online.maxStep, Math.min(config.online.maxStep, v));
     const ll = clamp(Math.log(window.lambda) + clip(-stepSize * g.dLogLambda), logLambdaBounds);
     const lg = clamp(Math.log(window.gamma) + clip(-stepSize * g.dLogGamma), logGammaBounds);
@@ -213,6 +268,11 @@ export function runKrr(series: Series, method: Method, input: KrrConfigInput = {
     // A negligible move is not worth the O(n³) refresh it would cost.
     if (moved === 0 || moved < config.online.minStep) {
       skippedSteps++;
+      // The gradient is flat (or pinned at a bound): it has nothing to say here, so look further.
+      if (probing && probeWait === 0) {
+        probe(t);
+        probeWait = config.online.probeEvery;
+      }
       return;
     }
     const lambda = Math.exp(ll);
@@ -298,6 +358,8 @@ export function runKrr(series: Series, method: Method, input: KrrConfigInput = {
       hyperSteps,
       rejectedSteps,
       skippedSteps,
+      probes,
+      probeMoves,
       retunes,
       stabilityRefreshes: window.stabilityRefreshes,
     },

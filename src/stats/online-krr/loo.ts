@@ -16,6 +16,7 @@
  * We return the gradient of log L, which is scale-free, so one step size suits every series.
  */
 import { OrchardError } from '../../core/errors.ts';
+import { kernelFromStat, TRANSFORM_FLOPS } from './kernels.ts';
 import { choleskyInPlace, choleskySolve } from './meter.ts';
 import type { KrrWindow } from './window.ts';
 
@@ -382,4 +383,91 @@ export function recentGradient(window: KrrWindow, recent: number, gap = 0): LooG
   meter.add(2 * n * n + 2 * n);
   const scale = 2 / recent / mse;
   return { mse, dLogLambda: scale * window.lambda * lambdaSum, dLogGamma: scale * gammaSum };
+}
+
+/**
+ * The most recent forecast error (the value `recentResiduals` gives) at OTHER hyperparameters (λ', γ'),
+ * by a direct refit on the older points only: with O = the n − m − gap oldest points, build
+ * K_OO(γ') + λ'I from the stored pair statistics, factor it (|O|³/3), and forecast the newest m points
+ * from their stored statistics to O. Nothing in the window changes. At n = 288, m = 96 this is about a
+ * ninth of the n³ refresh a gradient step costs, which makes an occasional coarse probe of neighbouring
+ * hyperparameters affordable. Returns null when K_OO + λ'I is not numerically positive definite.
+ */
+export function recentErrorAt(
+  window: KrrWindow,
+  recent: number,
+  gap: number,
+  lambda: number,
+  gamma: number,
+): RecentErrors | null {
+  const { start: o, scored } = recentSet(window, recent, gap);
+  const n = window.size;
+  const meter = window.meter;
+  const kernel = window.kernel;
+  const a = new Float64Array(o * o);
+  for (let i = 0; i < o; i++) {
+    for (let j = 0; j <= i; j++) {
+      const k = kernelFromStat(kernel, window.statAt(i, j), gamma);
+      a[i * o + j] = k;
+      a[j * o + i] = k;
+    }
+    a[i * o + i] = (a[i * o + i] as number) + lambda;
+  }
+  const transforms = (o * (o + 1)) / 2 + (n - scored) * o;
+  meter.kernelTransforms += transforms;
+  meter.add(transforms * TRANSFORM_FLOPS + o);
+  const l = new Float64Array(o * o);
+  meter.add((o * o * o) / 3);
+  if (!choleskyInPlace(a, l, o, o)) return null;
+  const y = window.targets();
+  const alpha = y.slice(0, o);
+  choleskySolve(l, o, o, alpha);
+  meter.add(2 * o * o);
+  const residuals = new Float64Array(n - scored);
+  let sum = 0;
+  for (let i = scored; i < n; i++) {
+    let f = 0;
+    for (let j = 0; j < o; j++)
+      f += kernelFromStat(kernel, window.statAt(i, j), gamma) * (alpha[j] as number);
+    const e = (y[i] as number) - f;
+    residuals[i - scored] = e;
+    sum += e * e;
+  }
+  meter.add((n - scored) * (2 * o + 3));
+  return { residuals, mse: sum / (n - scored) };
+}
+
+/**
+ * Whether `b` forecasts the same points significantly better than `a`: the squared-error differences
+ * d_i = a_i² − b_i² averaged over consecutive blocks of `block` points (h-step forecast errors overlap
+ * for h − 1 steps, so blocks of h are closer to independent), and the mean of the block means must exceed
+ * `z` standard errors. With fewer than 2 blocks it falls back to comparing the means.
+ */
+export function significantlyBetter(a: Float64Array, b: Float64Array, block: number, z: number): boolean {
+  const m = Math.min(a.length, b.length);
+  const count = Math.floor(m / Math.max(1, block));
+  if (count < 2) {
+    let da = 0;
+    let db = 0;
+    for (let i = 0; i < m; i++) {
+      da += (a[i] as number) ** 2;
+      db += (b[i] as number) ** 2;
+    }
+    return db < da;
+  }
+  const size = Math.floor(m / count);
+  const means = new Float64Array(count);
+  for (let k = 0; k < count; k++) {
+    let s = 0;
+    const end = k === count - 1 ? m : (k + 1) * size;
+    for (let i = k * size; i < end; i++) s += (a[i] as number) ** 2 - (b[i] as number) ** 2;
+    means[k] = s / (end - k * size);
+  }
+  let mean = 0;
+  for (const v of means) mean += v;
+  mean /= count;
+  let v2 = 0;
+  for (const v of means) v2 += (v - mean) ** 2;
+  const se = Math.sqrt(v2 / (count - 1) / count);
+  return mean > z * se && mean > 0;
 }

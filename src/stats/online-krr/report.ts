@@ -27,6 +27,8 @@ export interface ReproRun {
   readonly hyperSteps: number;
   readonly rejectedSteps: number;
   readonly skippedSteps: number;
+  readonly probes: number;
+  readonly probeMoves: number;
   readonly retunes: number;
   readonly maxDrift: number;
   readonly wallMs: number;
@@ -232,6 +234,31 @@ export function heldOutSpecs(): SeriesSpec[] {
       description: 'stdlib single-hop sensor network, mote 4 humidity (held out)',
       config: sensorConfig,
     },
+    // Added with the coarse probe and not looked at while designing it.
+    {
+      series: { ...trafficSeries({ days: 14, seed: 31 }), name: 'synthetic-traffic-seed31' },
+      description: 'synthetic traffic flow, 14 days, seed 31 (held out, second set)',
+      config: trafficConfig,
+    },
+    {
+      series: {
+        ...trafficSeries({ days: 14, seed: 32, drift: 1.2, incidentsPerDay: 1.5, noise: 0.03 }),
+        name: 'synthetic-traffic-strong-drift-seed32',
+      },
+      description:
+        'synthetic traffic flow, 14 days: +120% drift, 1.5 incidents/day, 3% noise, seed 32 (held out, second set)',
+      config: trafficConfig,
+    },
+    {
+      series: sensorSeries(4, 'temperature'),
+      description: 'stdlib single-hop sensor network, mote 4 temperature (held out, second set)',
+      config: sensorConfig,
+    },
+    {
+      series: sensorSeries(2, 'humidity'),
+      description: 'stdlib single-hop sensor network, mote 2 humidity (held out, second set)',
+      config: sensorConfig,
+    },
   ];
 }
 
@@ -288,6 +315,8 @@ export function reproduceKrr(
         hyperSteps: r.compute.hyperSteps,
         rejectedSteps: r.compute.rejectedSteps,
         skippedSteps: r.compute.skippedSteps,
+        probes: r.compute.probes,
+        probeMoves: r.compute.probeMoves,
         retunes: r.compute.retunes,
         maxDrift: r.maxDrift,
         wallMs: r.wallMs,

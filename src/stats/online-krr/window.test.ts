@@ -4,7 +4,14 @@ import { inverse, Matrix, solve } from 'ml-matrix';
 import { OrchardError } from '../../core/errors.ts';
 import { Rng } from '../../core/rng.ts';
 import { type KernelType, makeKernel } from './kernels.ts';
-import { looGradient, looResiduals, recentGradient, recentResiduals } from './loo.ts';
+import {
+  looGradient,
+  looResiduals,
+  recentErrorAt,
+  recentGradient,
+  recentResiduals,
+  significantlyBetter,
+} from './loo.ts';
 import { ComputeMeter } from './meter.ts';
 import { KrrWindow } from './window.ts';
 
@@ -525,5 +532,54 @@ describe('closed-form leave-one-out and its gradient', () => {
     }
     assert.throws(() => recentResiduals(w, 12, 1), /cannot hold out/);
     assert.throws(() => recentGradient(w, 0), /integer >= 1/);
+  });
+
+  it('the coarse probe: recent errors at other (λ, γ) equal a direct refit, the window is untouched, the work is counted', () => {
+    const { w, xs, ys } = filled('rbf', 0.07, 0.6, 5);
+    const before = w.saveState();
+    for (const [lambda, gamma, m, gap] of [
+      [0.07, 0.6, 4, 0],
+      [3, 0.01, 3, 2],
+      [1e-3, 4, 4, 1],
+    ] as const) {
+      const flops = w.meter.flops;
+      const probe = recentErrorAt(w, m, gap, lambda, gamma);
+      const naive = naiveRecent('rbf', xs, ys, lambda, gamma, m, gap);
+      assert.ok(probe !== null);
+      naive.forEach((v, k) => {
+        const got = probe.residuals[k] as number;
+        assert.ok(Math.abs(got - v) < 1e-9 * (1 + Math.abs(v)), `λ ${lambda} γ ${gamma}: ${got} vs ${v}`);
+      });
+      assert.ok(Math.abs(probe.mse - naive.reduce((a, v) => a + v * v, 0) / m) < 1e-12);
+      // At least the Cholesky of the older points' (K + λI) is charged.
+      const o = w.size - m - gap;
+      assert.ok(w.meter.flops - flops >= (o * o * o) / 3, `${w.meter.flops - flops} flops for o = ${o}`);
+    }
+    const after = w.saveState();
+    assert.deepEqual([after.lambda, after.gamma], [before.lambda, before.gamma]);
+    assert.deepEqual(after.minv, before.minv);
+    assert.throws(() => recentErrorAt(w, 12, 1, 0.1, 0.1), /cannot hold out/);
+  });
+
+  it('significantlyBetter: a paired test on block means of squared-error differences', () => {
+    const rng = new Rng(11);
+    const noise = Float64Array.from({ length: 96 }, () => rng.normal());
+    const halved = noise.map((v) => v / 2);
+    const jitter = noise.map((v) => v * (1 + 0.01 * rng.normal()));
+    // Halving every error is a clear win; a 1% random jitter is not; nothing beats itself.
+    assert.equal(significantlyBetter(noise, halved, 3, 2), true);
+    assert.equal(significantlyBetter(halved, noise, 3, 2), false);
+    assert.equal(significantlyBetter(noise, jitter, 3, 2), false);
+    assert.equal(significantlyBetter(noise, noise, 3, 2), false);
+    // One block that is much better, the rest slightly worse: lower mean error, but not consistently.
+    const mixed = noise.map((v, i) => (i < 12 ? v / 10 : v * 1.02));
+    let a = 0;
+    let b = 0;
+    for (let i = 0; i < 96; i++) {
+      a += (noise[i] as number) ** 2;
+      b += (mixed[i] as number) ** 2;
+    }
+    assert.ok(b < a, 'the mixed errors are lower on average');
+    assert.equal(significantlyBetter(noise, mixed, 12, 2), false);
   });
 });
