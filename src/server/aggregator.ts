@@ -225,14 +225,25 @@ function parseHeader(header: Record<string, unknown>): UpdateHeader {
   return typeof trainLoss === 'number' && Number.isFinite(trainLoss) ? { ...base, trainLoss } : base;
 }
 
+/** Width (ms) of the deadline buckets of the replay cache: each is dropped whole once past. */
+const REPLAY_BUCKET_MS = 10_000;
+
 export class Aggregator {
   /** Updates being folded/journaled now, by assignment: a concurrent replay waits for the first. */
   private readonly pending = new Map<string, Promise<UpdateResponse>>();
-  /** Keys this aggregator applied since it started, until their assignment lapses. */
-  private readonly recent = new Map<
-    string,
-    { readonly response: UpdateResponse; readonly deadline: number }
-  >();
+  /**
+   * Answers this aggregator gave to the assignments it applied since it started, until they lapse
+   * (the replay cache): bucketed by assignment deadline (bucket b holds deadlines in
+   * [b, b + 1) × REPLAY_BUCKET_MS), each keyed by the assignment's signature, the canonical
+   * base64url of its MAC, which identifies a verified assignment. It holds about the uploads
+   * answered in the last assignment TTL (rate × TTL) and no more: a bucket is dropped whole once
+   * every deadline in it has passed. ~120 bytes an answer (the MAC's 22-character string, its Map
+   * slot and the answer object, shared with the previous one when equal), against ~300 keyed by
+   * the whole id with a per-entry deadline.
+   */
+  private readonly recent = new Map<number, Map<string, UpdateResponse>>();
+  private recentSize = 0;
+  private lastAnswer: UpdateResponse | null = null;
   private lastPrune = 0;
   private readonly startedAt: number;
   private readonly now: () => number;
@@ -270,6 +281,12 @@ export class Aggregator {
     const claims = this.options.signer.verify(header.assignmentId);
     if (claims === null || claims.taskId !== routeTaskId)
       return this.refuse(coordinator, 'not_assigned', 'unknown assignment for this task');
+    // The id is deduplicated as a string, so only the exact text the selector issued is accepted:
+    // base64url decoding ignores the low bits of the MAC's last character, '=' padding and
+    // whitespace, and a variant spelling of an applied id would otherwise be applied again.
+    const signature = canonicalSignature(header.assignmentId);
+    if (signature === null)
+      return this.refuse(coordinator, 'not_assigned', 'the assignment id is not in its canonical form');
     if (claims.deviceId !== deviceId)
       throw new ApiError('forbidden', 'this assignment belongs to another device');
     if (claims.version !== header.baseVersion)
@@ -283,8 +300,8 @@ export class Aggregator {
     const key = header.assignmentId;
     const inFlight = this.pending.get(key);
     if (inFlight !== undefined) return { ...(await inFlight), duplicate: true };
-    const recent = this.recent.get(key);
-    if (recent !== undefined) return { ...recent.response, duplicate: true };
+    const recent = this.recent.get(Math.floor(claims.deadline / REPLAY_BUCKET_MS))?.get(signature);
+    if (recent !== undefined) return { ...recent, duplicate: true };
     let settle!: (response: UpdateResponse) => void;
     let fail!: (error: unknown) => void;
     const mine = new Promise<UpdateResponse>((resolve, reject) => {
@@ -361,7 +378,7 @@ export class Aggregator {
         throw new ApiError(REJECTION_CODES[outcome.reason], outcome.message);
       }
       settle(outcome);
-      this.remember(key, outcome, claims.deadline);
+      this.remember(signature, outcome, claims.deadline);
       return outcome;
     } catch (error) {
       fail(error);
@@ -371,12 +388,41 @@ export class Aggregator {
     }
   }
 
-  private remember(key: string, response: UpdateResponse, deadline: number): void {
-    this.recent.set(key, { response, deadline });
+  /** Answers in the replay cache now (see `recent`). */
+  get replayCacheSize(): number {
+    return this.recentSize;
+  }
+
+  private remember(signature: string, response: UpdateResponse, deadline: number): void {
+    const last = this.lastAnswer;
+    const answer =
+      last !== null &&
+      last.version === response.version &&
+      last.staleness === response.staleness &&
+      last.duplicate === response.duplicate &&
+      last.accepted === response.accepted &&
+      Object.keys(response).length === 4
+        ? last
+        : response;
+    this.lastAnswer = answer;
+    const bucket = Math.floor(deadline / REPLAY_BUCKET_MS);
+    let answers = this.recent.get(bucket);
+    if (answers === undefined) {
+      answers = new Map();
+      this.recent.set(bucket, answers);
+    }
+    if (!answers.has(signature)) this.recentSize++;
+    answers.set(signature, answer);
     const now = this.now();
-    if (now - this.lastPrune < 10_000) return;
+    if (now - this.lastPrune < REPLAY_BUCKET_MS) return;
     this.lastPrune = now;
-    for (const [k, entry] of this.recent) if (entry.deadline < now) this.recent.delete(k);
+    // A bucket goes once its last deadline has passed: an unlapsed assignment is never forgotten
+    // (the `surelyNew` shortcut above relies on it).
+    for (const [b, entries] of this.recent)
+      if ((b + 1) * REPLAY_BUCKET_MS <= now) {
+        this.recent.delete(b);
+        this.recentSize -= entries.size;
+      }
   }
 
   /** Frees the admission slot; best effort (a slot not freed lapses at its deadline anyway). */
@@ -392,6 +438,18 @@ export class Aggregator {
     coordinator.countRejection(code);
     throw new ApiError(code, message);
   }
+}
+
+/**
+ * The MAC part of a verified assignment id when the id is spelled exactly as AssignmentSigner
+ * writes it (the MAC re-encoded gives back the same text), else null. The string returned is a
+ * fresh copy, not a slice that would keep the whole id alive in the replay cache.
+ */
+function canonicalSignature(id: string): string | null {
+  const dot = id.indexOf('.');
+  const text = id.slice(dot + 1);
+  const mac = Buffer.from(text, 'base64url').toString('base64url');
+  return dot > 0 && mac === text ? mac : null;
 }
 
 /** Journals an accepted update durably before the client is answered; a storage failure is a 503. */
