@@ -3,9 +3,12 @@
  * a temp folder) and, in this process, a fleet of simulated devices (default 10,000, every one
  * running its own check-in → train → upload loop) over loopback for a set time (default 10 min).
  * Reports accepted updates/s, p50/p99 latencies per request kind, and memory: the server's and the
- * fleet's RSS sampled over the run, and the server's live heap after a forced GC; trends are taken
- * after a warm-up of one assignment TTL (10 min; half the run if shorter), during which the replay
- * cache of answered uploads fills by design. Run 20 minutes or more to see the steady state.
+ * fleet's RSS sampled over the run, and the server's live heap after a forced GC. Trends are
+ * least-squares slopes over the samples after a warm-up of one assignment TTL (10 min; half the run
+ * if shorter), during which the replay cache of answered uploads fills by design, stated as the
+ * growth over that span in % of the mean (flat within ±5%); the heap's verdict is on its growth net
+ * of the replay cache, which follows the throughput (see `heapTrend`). Run 20 minutes or more to
+ * see the steady state.
  *
  *   npx tsx scripts/load.ts                                   # 10,000 devices, 10 minutes
  *   npx tsx scripts/load.ts --devices 10000 --minutes 2 --out load.json
