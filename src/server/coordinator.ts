@@ -54,6 +54,37 @@ function privacyOf(strategy: Strategy): PrivacySpent | undefined {
   return isPrivate(strategy) ? strategy.privacySpent() : undefined;
 }
 
+/**
+ * A sync task's open round as stored (Storage.putRoundState), written before a device that joined
+ * it is answered: the round's deadline (the strategy's clock, seconds since the epoch; null while
+ * no device joined) and the devices selected for it that have not reported or left.
+ */
+interface StoredRound {
+  readonly round: number;
+  readonly version: number;
+  readonly deadline: number | null;
+  readonly cohort: readonly { readonly assignmentId: string; readonly deadline: number }[];
+}
+
+function parseStoredRound(state: unknown): StoredRound | null {
+  const r = state as Partial<StoredRound> | null;
+  if (
+    r === null ||
+    typeof r !== 'object' ||
+    !Number.isInteger(r.round) ||
+    !Number.isInteger(r.version) ||
+    !(r.deadline === null || Number.isFinite(r.deadline)) ||
+    !Array.isArray(r.cohort) ||
+    !r.cohort.every(
+      (m: unknown) =>
+        typeof (m as { assignmentId?: unknown }).assignmentId === 'string' &&
+        Number.isFinite((m as { deadline?: unknown }).deadline),
+    )
+  )
+    throw new OrchardError('INVALID_STATE', 'the stored round state is malformed');
+  return r as StoredRound;
+}
+
 /** Frame kind of the strategy state inside a checkpoint (never sent over the wire). */
 const FRAME_KIND_STATE = 3;
 
@@ -317,7 +348,17 @@ export class TaskCoordinator implements RoundCohort {
   /** User-level DP: every step is checkpointed before its version is published. */
   private readonly isPrivateTask: boolean;
   /** Assignments this process handed out for its current strategy: assignment id → strategy client. */
-  private readonly live = new Map<string, { readonly clientId: number; readonly deadline: number }>();
+  private readonly live = new Map<
+    string,
+    { readonly clientId: number; readonly deadline: number; readonly round: number }
+  >();
+  /** Recovery: the stored open round, seated once replay reaches it (see seatStoredRound). */
+  private storedRound: StoredRound | null = null;
+  /** Recovery: the clock of the stored round, for replayed updates of that round. */
+  private storedClock: { readonly round: number; readonly openedAt: number } | null = null;
+  /** Round-state writes, one at a time; `roundWriteQueued` is the next one, not yet started. */
+  private roundWriteChain: Promise<void> = Promise.resolve();
+  private roundWriteQueued: Promise<void> | null = null;
   private roundTimer: NodeJS.Timeout | null = null;
   private roundTimerDue = Number.NaN;
   private lapseTimer: NodeJS.Timeout | null = null;
@@ -506,6 +547,7 @@ export class TaskCoordinator implements RoundCohort {
     await this.journal.settled();
     await this.committing?.catch(() => {});
     await this.checkpointChain.catch(() => {});
+    await this.roundWriteChain.catch(() => {});
     const storage = this.options.storage;
     // Fence before reading: from now on a deposed holder's appends and checkpoints are refused.
     if (this.fencingToken !== undefined) await storage.fence(this.taskId, this.fencingToken);
@@ -526,6 +568,10 @@ export class TaskCoordinator implements RoundCohort {
     }
     this.strategy = strategy;
     this.publish(strategy.version, strategy.params, false);
+    // Sync: the open round's deadline and cohort, seated when replay reaches that round.
+    const storedRound = this.isSync ? await storage.roundState(this.taskId) : null;
+    this.storedRound = storedRound === null ? null : parseStoredRound(storedRound.state);
+    this.storedClock = null;
     const entries = await storage.journalSince(this.taskId, journalSeq);
     let lastSnapshot: { snapshot: StrategySnapshot; seq: number } | null = null;
     for (const entry of entries) {
@@ -548,6 +594,9 @@ export class TaskCoordinator implements RoundCohort {
       }
     }
     this.foldedSeq = entries.at(-1)?.seq ?? journalSeq;
+    if (strategy instanceof SyncRounds) this.seatStoredRound(strategy);
+    this.storedRound = null;
+    this.storedClock = null;
     if (checkpoint === null && lastSnapshot === null)
       lastSnapshot = { snapshot: strategy.snapshot(), seq: journalSeq };
     if (lastSnapshot !== null && lastSnapshot.snapshot.version > this.lastCheckpointVersion) {
@@ -975,12 +1024,15 @@ export class TaskCoordinator implements RoundCohort {
   // exactly the round-r updates before it in the journal, so the close (step or restart) is the same.
   // The strategy's clock is seconds (roundTimeout is in seconds), so `now` is Date.now() / 1000.
 
-  /** RoundCohort: joins the current round (see selector.ts). */
-  join(
+  /**
+   * RoundCohort: joins the current round (see selector.ts). Resolves once the round's deadline and
+   * cohort, this device included, are stored, so a restart keeps both.
+   */
+  async join(
     now: number,
     deadline: number,
     sign: (version: number, round: number) => string,
-  ): { readonly assignmentId: string; readonly version: number; readonly round: number } | null {
+  ): Promise<{ readonly assignmentId: string; readonly version: number; readonly round: number } | null> {
     const strategy = this.strategy;
     if (!(strategy instanceof SyncRounds) || this.state !== 'ready' || this.committing !== null) return null;
     if (this.finished() !== null) return null;
@@ -992,9 +1044,83 @@ export class TaskCoordinator implements RoundCohort {
     const assignment = strategy.assign(clientId, t);
     const round = assignment.round ?? strategy.round;
     const assignmentId = sign(assignment.version, round);
-    this.live.set(assignmentId, { clientId, deadline });
+    this.live.set(assignmentId, { clientId, deadline, round });
     this.armRoundTimer();
+    try {
+      await this.persistRound();
+    } catch (error) {
+      this.log(`task ${this.taskId}: storing round ${round} failed: ${(error as Error).message}`);
+      this.leave(assignmentId);
+      throw new ApiError('unavailable', 'the round could not be stored; retry shortly', 1000);
+    }
     return { assignmentId, version: assignment.version, round };
+  }
+
+  /**
+   * Stores the current round (deadline and outstanding cohort). Writes run one at a time, each
+   * taking the state when it starts, so concurrent joins share a write.
+   */
+  private persistRound(): Promise<void> {
+    if (this.roundWriteQueued !== null) return this.roundWriteQueued;
+    const write = this.roundWriteChain
+      .catch(() => {})
+      .then(() => {
+        this.roundWriteQueued = null;
+        return this.writeRound();
+      });
+    this.roundWriteQueued = write;
+    this.roundWriteChain = write;
+    return write;
+  }
+
+  private async writeRound(): Promise<void> {
+    const strategy = this.strategy;
+    if (!(strategy instanceof SyncRounds) || this.state !== 'ready') return;
+    const round = strategy.round;
+    const due = strategy.nextDeadline();
+    const cohort = [];
+    for (const [assignmentId, a] of this.live)
+      if (a.round === round) cohort.push({ assignmentId, deadline: a.deadline });
+    const state: StoredRound = {
+      round,
+      version: strategy.version,
+      deadline: Number.isFinite(due) ? due : null,
+      cohort,
+    };
+    try {
+      await this.options.storage.putRoundState({
+        taskId: this.taskId,
+        state,
+        updatedAt: Date.now(),
+        ...this.fence,
+      });
+    } catch (error) {
+      if (isFenced(error)) this.deposed('the storage refused a round-state write (fenced)');
+      throw error;
+    }
+  }
+
+  /**
+   * Recovery: seats the stored round's devices once replay reached that round (before any of its
+   * updates is folded), so their uploads fold as the same strategy clients and the round's clock
+   * runs from its original opening. A stored round that replay passed (it closed) is dropped.
+   */
+  private seatStoredRound(strategy: SyncRounds): void {
+    const stored = this.storedRound;
+    if (stored === null || strategy.round < stored.round) return;
+    this.storedRound = null;
+    if (strategy.round !== stored.round || strategy.version !== stored.version) return;
+    const spec = this.runtime.spec.strategy;
+    const timeout = spec.kind === 'sync' ? spec.roundTimeout : 0;
+    // The strategy opens a round's clock at its first device; the deadline is opening + timeout.
+    const openedAt = stored.deadline === null ? undefined : stored.deadline - timeout;
+    if (openedAt !== undefined) this.storedClock = { round: stored.round, openedAt };
+    for (const m of stored.cohort) {
+      if (this.live.has(m.assignmentId)) continue;
+      const clientId = this.nextClientId++;
+      strategy.resumeAssignment(clientId, stored.version, stored.round, openedAt);
+      this.live.set(m.assignmentId, { clientId, deadline: m.deadline, round: stored.round });
+    }
   }
 
   /** RoundCohort: the device will not train (it counts as a dropout of its round). */
@@ -1004,11 +1130,18 @@ export class TaskCoordinator implements RoundCohort {
     if (live === undefined || !(strategy instanceof SyncRounds)) return;
     this.live.delete(assignmentId);
     this.dropOut(strategy, [live.clientId]);
+    this.persistRound().catch(() => {});
   }
 
   /** The current round (sync tasks; null otherwise). */
   get round(): number | null {
     return this.strategy instanceof SyncRounds ? this.strategy.round : null;
+  }
+
+  /** The current round's deadline (ms since the epoch; sync tasks, null while it has not opened). */
+  roundDeadline(): number | null {
+    const due = this.strategy instanceof SyncRounds ? this.strategy.nextDeadline() : Number.NaN;
+    return Number.isFinite(due) ? due * 1000 : null;
   }
 
   private foldSync(
@@ -1022,6 +1155,7 @@ export class TaskCoordinator implements RoundCohort {
       return { kind: 'rejected', reason: 'not_assigned', message: 'the assignment names no round' };
     const before = strategy.version;
     while (strategy.round < round) strategy.endRound();
+    if (this.state === 'recovering') this.seatStoredRound(strategy);
     const advanced = strategy.version > before;
     let clientId: number;
     const live = this.live.get(input.assignmentId);
@@ -1037,7 +1171,10 @@ export class TaskCoordinator implements RoundCohort {
       };
     } else {
       clientId = freshId;
-      strategy.resumeAssignment(clientId, input.baseVersion, round, now);
+      // Replaying the stored round: its clock opened before the crash, not now.
+      const clock = this.storedClock;
+      const opened = clock !== null && clock.round === round ? clock.openedAt : now;
+      strategy.resumeAssignment(clientId, input.baseVersion, round, opened);
     }
     const base = {
       clientId,
@@ -1077,7 +1214,10 @@ export class TaskCoordinator implements RoundCohort {
         this.live.delete(id);
         lapsed.push(a.clientId);
       }
-    if (lapsed.length > 0) this.dropOut(strategy, lapsed);
+    if (lapsed.length > 0) {
+      this.dropOut(strategy, lapsed);
+      this.persistRound().catch(() => {});
+    }
   }
 
   private clearRoundTimer(): void {
@@ -1288,6 +1428,7 @@ export class TaskCoordinator implements RoundCohort {
     await this.committing?.catch(() => {});
     await this.journal.settled();
     await this.checkpointChain.catch(() => {});
+    await this.roundWriteChain.catch(() => {});
     this.state = 'closed';
     this.listeners.clear();
     await this.options.lease.release(this.leaseKey, this.options.holderId).catch(() => {});

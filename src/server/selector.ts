@@ -42,13 +42,13 @@ export interface RoundCohort {
   /**
    * Joins the current round (`now`: ms since epoch): the assignment is signed by `sign` with the
    * round's version and number. Null when the round has selected its target or a new version is
-   * being committed.
+   * being committed. Resolves once the round (its deadline and cohort) is stored.
    */
   join(
     now: number,
     deadline: number,
     sign: (version: number, round: number) => string,
-  ): { readonly assignmentId: string; readonly version: number; readonly round: number } | null;
+  ): Promise<{ readonly assignmentId: string; readonly version: number; readonly round: number } | null>;
   /** The device will not train after all (e.g. its admission slot was refused). */
   leave(assignmentId: string): void;
 }
@@ -130,7 +130,7 @@ export class Selector {
           reason = 'sync rounds are served only where the coordinator runs';
           continue;
         }
-        const joined = task.cohort.join(now, deadline, (v, round) =>
+        const joined = await task.cohort.join(now, deadline, (v, round) =>
           this.options.signer.sign({ taskId: spec.taskId, deviceId, version: v, deadline, round }),
         );
         if (joined === null) {

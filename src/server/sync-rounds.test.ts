@@ -166,6 +166,84 @@ test('sync FedAvg over HTTP: per-round cohorts, close at cohortSize or deadline,
   assertClose(await model(server, tokens[0] as string, 2), x, 'version 2 after a discarded round');
 });
 
+test('sync round restarted mid-round keeps its deadline and its selected devices: they upload, nobody else joins', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'orchard-sync-restart-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  // 3 selected, 3 updates close the round; a 30 s deadline never fires during the test.
+  const task = {
+    ...TASK,
+    taskId: 'sync',
+    strategy: { ...TASK.strategy, overSelection: 0, roundTimeout: 30, minUpdates: 1 },
+  };
+  let server = await startServer({ dataDir: dir, task });
+  const devices = await Promise.all(
+    Array.from({ length: 4 }, () => registerDevice(server.url, server.enrollmentKey)),
+  );
+  const tokens = devices.map((d) => d.token);
+  const x0 = await model(server, tokens[0] as string, 0);
+  const joinedAt = Date.now();
+  const cohort = [];
+  for (let i = 0; i < 3; i++) cohort.push(await train(server, tokens[i] as string));
+  const c0 = server.coordinator;
+  assert.ok(c0 !== null);
+  const deadline = c0.roundDeadline();
+  assert.ok(deadline !== null && deadline >= joinedAt + 29_000, `deadline ${deadline}`);
+  const sent = [0, 1, 2].map((i) => ({ delta: deltaOf(20 + i), n: i + 2 }));
+  const first = await uploadUpdate(
+    server.url,
+    tokens[0] as string,
+    cohort[0] as Train,
+    sent[0]?.delta as Float32Array,
+    2,
+  );
+  assert.equal(first.version, 0);
+  // The round is full before the restart.
+  assert.equal((await checkinDevice(server.url, tokens[3] as string)).action, 'wait');
+
+  await server.close();
+  // Long enough that a deadline counted from the restart could not match the original one.
+  await new Promise((r) => setTimeout(r, 300));
+  server = await startServer({ dataDir: dir, task });
+  t.after(() => server.close());
+  const c1 = server.coordinator;
+  assert.ok(c1 !== null);
+  assert.equal(c1.round, 0);
+  // Same absolute deadline (not restart time + roundTimeout).
+  assert.ok(Math.abs((c1.roundDeadline() ?? 0) - deadline) < 1, `${c1.roundDeadline()} vs ${deadline}`);
+  // The cohort is still selected: a fourth device does not get into the round.
+  const late = await checkinDevice(server.url, tokens[3] as string);
+  assert.equal(late.action, 'wait');
+  assert.match(late.action === 'wait' ? late.reason : '', /selected its cohort/);
+  // The selected devices' uploads are accepted, and the third closes the round with all three.
+  const second = await uploadUpdate(
+    server.url,
+    tokens[1] as string,
+    cohort[1] as Train,
+    sent[1]?.delta as Float32Array,
+    3,
+  );
+  assert.deepEqual([second.accepted, second.version], [true, 0]);
+  const third = await uploadUpdate(
+    server.url,
+    tokens[2] as string,
+    cohort[2] as Train,
+    sent[2]?.delta as Float32Array,
+    4,
+  );
+  assert.deepEqual([third.accepted, third.version], [true, 1]);
+  await waitFor('version 1', () => c1.version === 1);
+  assertClose(
+    await model(server, tokens[0] as string, 1),
+    fedAvgStep(
+      x0,
+      sent.map((u, i) => ({ delta: u.delta, n: i + 2 })),
+    ),
+    'version 1 after the restart',
+  );
+  // The next round opens fresh: the fourth device joins it.
+  assert.equal((await checkinDevice(server.url, tokens[3] as string)).action, 'train');
+});
+
 test('sync task refusals: no round deadline, secure aggregation, roles in separate processes', async () => {
   const { parseTaskSpec } = await import('./task.ts');
   const sync = (strategy: Record<string, unknown>) => ({

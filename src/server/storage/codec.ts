@@ -8,6 +8,7 @@ import type {
   JournalEntry,
   JournalEntryInput,
   MetricRecord,
+  RoundStateRecord,
   TaskRecord,
 } from './types.ts';
 import { StorageError } from './types.ts';
@@ -131,6 +132,13 @@ export function validateMetric(m: MetricRecord): void {
   if (typeof m.values !== 'object' || m.values === null || Array.isArray(m.values)) {
     invalid('values must be an object');
   }
+}
+
+export function validateRoundState(r: RoundStateRecord): void {
+  nonEmptyString(r.taskId, 'taskId');
+  finiteNumber(r.updatedAt, 'updatedAt');
+  if (r.state === undefined) invalid('state must be JSON');
+  if (r.fencingToken !== undefined) validateFencingToken(r.fencingToken);
 }
 
 export function validateLimit(limit: number): void {

@@ -464,6 +464,50 @@ export function runStorageConformance(
         assert.deepEqual(await late, { kind: 'appended', seq: 41 });
       }));
 
+    test('round state: one per task, put replaces it, survives reopen, fenced like appends, bad input refused', () =>
+      withDb(async (open) => {
+        let s = await open();
+        assert.equal(await s.roundState('t'), null);
+        const first = {
+          round: 3,
+          version: 2,
+          openedAt: 1_700_000_000.25,
+          cohort: [{ id: 'a', deadline: 5 }],
+        };
+        await s.putRoundState({ taskId: 't', state: first, updatedAt: 100 });
+        await s.putRoundState({ taskId: 'u', state: { round: 0 }, updatedAt: 101 });
+        assert.deepEqual(await s.roundState('t'), { taskId: 't', state: first, updatedAt: 100 });
+        const second = { round: 3, version: 2, openedAt: 1_700_000_000.25, cohort: [] };
+        await s.putRoundState({ taskId: 't', state: second, updatedAt: 102 });
+        assert.deepEqual(await s.roundState('t'), { taskId: 't', state: second, updatedAt: 102 });
+        await s.close();
+        s = await open();
+        assert.deepEqual(await s.roundState('t'), { taskId: 't', state: second, updatedAt: 102 });
+        assert.deepEqual(await s.roundState('u'), { taskId: 'u', state: { round: 0 }, updatedAt: 101 });
+        // A holder whose lease was taken over writes nothing; the new holder's write passes.
+        await s.fence('t', 7);
+        await rejectsWith(
+          s.putRoundState({ taskId: 't', state: { stale: true }, updatedAt: 103, fencingToken: 6 }),
+          'FENCED',
+        );
+        assert.deepEqual((await s.roundState('t'))?.state, second);
+        await s.putRoundState({ taskId: 't', state: { round: 4 }, updatedAt: 104, fencingToken: 7 });
+        assert.deepEqual(await s.roundState('t'), { taskId: 't', state: { round: 4 }, updatedAt: 104 });
+        // A larger token raises the fence by itself (then an append with the old token is FENCED).
+        await s.putRoundState({ taskId: 't', state: { round: 5 }, updatedAt: 105, fencingToken: 9 });
+        await rejectsWith(s.appendAccepted(entry('t', 'x', { fencingToken: 8 })), 'FENCED');
+        await rejectsWith(s.putRoundState({ taskId: '', state: {}, updatedAt: 1 }), 'INVALID_INPUT');
+        await rejectsWith(
+          s.putRoundState({ taskId: 't', state: {}, updatedAt: Number.NaN }),
+          'INVALID_INPUT',
+        );
+        await rejectsWith(
+          s.putRoundState({ taskId: 't', state: {}, updatedAt: 1, fencingToken: -1 }),
+          'INVALID_INPUT',
+        );
+        assert.deepEqual((await s.roundState('t'))?.state, { round: 5 });
+      }));
+
     test('fencing: writes with a token below the fence are FENCED and write nothing', () =>
       withDb(async (open) => {
         const s = await open();

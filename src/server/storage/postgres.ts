@@ -37,6 +37,7 @@ import {
   validateFencingToken,
   validateLimit,
   validateMetric,
+  validateRoundState,
   validateTask,
 } from './codec.ts';
 import type {
@@ -46,6 +47,7 @@ import type {
   JournalEntry,
   JournalEntryInput,
   MetricRecord,
+  RoundStateRecord,
   Storage,
   TaskRecord,
 } from './types.ts';
@@ -122,6 +124,11 @@ CREATE INDEX IF NOT EXISTS orchard_metrics_task ON orchard_metrics (task_id, id)
 CREATE TABLE IF NOT EXISTS orchard_fences (
   task_id text PRIMARY KEY,
   token bigint NOT NULL
+);
+CREATE TABLE IF NOT EXISTS orchard_round_state (
+  task_id text PRIMARY KEY,
+  state text NOT NULL,
+  updated_at double precision NOT NULL
 );
 `;
 
@@ -597,6 +604,39 @@ export class PostgresStorage implements Storage {
       [at, deviceId],
     );
     return rows.length > 0;
+  }
+
+  async putRoundState(r: RoundStateRecord): Promise<void> {
+    validateRoundState(r);
+    const state = encodeJson(r.state, 'round state');
+    await this.tx(async (c) => {
+      if (r.fencingToken !== undefined) {
+        // Under the task's row lock, as fence() and checkpoints take it.
+        await c.query(LOCK_SEQ, [r.taskId]);
+        const fence = await readFence(c, r.taskId);
+        if (r.fencingToken < fence) throw fencedError(r.taskId, r.fencingToken, fence);
+        if (r.fencingToken > fence) await writeFence(c, r.taskId, r.fencingToken);
+      }
+      await c.query(
+        'INSERT INTO orchard_round_state (task_id, state, updated_at) VALUES ($1, $2, $3) ' +
+          'ON CONFLICT (task_id) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at',
+        [r.taskId, state, r.updatedAt],
+      );
+    });
+  }
+
+  async roundState(taskId: string): Promise<RoundStateRecord | null> {
+    const [row] = await this.query(
+      'SELECT task_id, state, updated_at FROM orchard_round_state WHERE task_id = $1',
+      [taskId],
+    );
+    return row
+      ? {
+          taskId: String(row.task_id),
+          state: decodeJson(String(row.state), 'round state'),
+          updatedAt: row.updated_at as number,
+        }
+      : null;
   }
 
   async appendMetric(m: MetricRecord): Promise<void> {

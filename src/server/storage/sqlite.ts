@@ -59,6 +59,7 @@ import {
   validateFencingToken,
   validateLimit,
   validateMetric,
+  validateRoundState,
   validateTask,
 } from './codec.ts';
 import { PayloadRing, type Placement, SegmentReader, SegmentWriter } from './segments.ts';
@@ -69,6 +70,7 @@ import type {
   JournalEntry,
   JournalEntryInput,
   MetricRecord,
+  RoundStateRecord,
   Storage,
   TaskRecord,
 } from './types.ts';
@@ -142,6 +144,11 @@ CREATE INDEX IF NOT EXISTS metrics_task ON metrics (task_id, id);
 CREATE TABLE IF NOT EXISTS fences (
   task_id TEXT PRIMARY KEY,
   token INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS round_state (
+  task_id TEXT PRIMARY KEY,
+  state TEXT NOT NULL,
+  updated_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS segments (
   name TEXT PRIMARY KEY,
@@ -303,6 +310,13 @@ function prepare(db: Database.Database) {
         'ON CONFLICT (task_id) DO UPDATE SET token = max(token, excluded.token)',
     ),
     appendMetric: db.prepare('INSERT INTO metrics (task_id, version, at, vals) VALUES (?, ?, ?, ?)'),
+    putRoundState: db.prepare(
+      'INSERT INTO round_state (task_id, state, updated_at) VALUES (?, ?, ?) ' +
+        'ON CONFLICT (task_id) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at',
+    ),
+    roundState: db.prepare<[string], { task_id: string; state: string; updated_at: number }>(
+      'SELECT task_id, state, updated_at FROM round_state WHERE task_id = ?',
+    ),
     metrics: db.prepare<[string, number], MetricRow>(
       'SELECT task_id, version, at, vals FROM (SELECT * FROM metrics WHERE task_id = ? ' +
         'ORDER BY id DESC LIMIT ?) ORDER BY id',
@@ -323,6 +337,7 @@ export class SqliteStorage implements Storage {
   private queued: QueuedAppend[] = [];
   private flushScheduled = false;
   private checkpointTx: ((cp: Checkpoint) => void) | null = null;
+  private roundStateTx: ((r: RoundStateRecord, state: string) => void) | null = null;
   /** The WAL file, synced after commits; null for ':memory:' (nothing to make durable). */
   private walFd: number | null = null;
   /** Commits made / covered by a finished WAL sync (a sync covers every commit before it started). */
@@ -516,6 +531,10 @@ export class SqliteStorage implements Storage {
       },
     ).immediate;
 
+    this.roundStateTx = db.transaction((r: RoundStateRecord, state: string) => {
+      checkFence(r.taskId, r.fencingToken);
+      st.putRoundState.run(r.taskId, state, r.updatedAt);
+    }).immediate;
     this.checkpointTx = db.transaction((cp: Checkpoint) => {
       checkFence(cp.taskId, cp.fencingToken);
       const latest = st.latestVersion.get(cp.taskId);
@@ -646,6 +665,7 @@ export class SqliteStorage implements Storage {
     this.st = null;
     this.appendTx = null;
     this.checkpointTx = null;
+    this.roundStateTx = null;
     this.fenceTx = null;
     db?.close();
   }
@@ -987,6 +1007,22 @@ export class SqliteStorage implements Storage {
       throw new StorageError('INVALID_INPUT', 'revokedAt must be a finite number');
     }
     return await this.run((st) => st.revokeDevice.run(at, deviceId).changes > 0, true);
+  }
+
+  async putRoundState(record: RoundStateRecord): Promise<void> {
+    validateRoundState(record);
+    const state = encodeJson(record.state, 'round state');
+    await this.run(() => {
+      if (!this.roundStateTx) throw new StorageError('BACKEND_UNAVAILABLE', 'SqliteStorage is not open');
+      this.roundStateTx(record, state);
+    }, true);
+  }
+
+  async roundState(taskId: string): Promise<RoundStateRecord | null> {
+    const row = await this.run((st) => st.roundState.get(taskId));
+    return row
+      ? { taskId: row.task_id, state: decodeJson(row.state, 'round state'), updatedAt: row.updated_at }
+      : null;
   }
 
   async appendMetric(metric: MetricRecord): Promise<void> {

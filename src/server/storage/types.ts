@@ -78,6 +78,19 @@ export interface MetricRecord {
   readonly values: Readonly<Record<string, unknown>>;
 }
 
+/**
+ * A sync task's open round (its clock and the devices selected for it), so that a restart keeps the
+ * round's deadline and still accepts its devices' uploads. One per task; each put replaces it.
+ */
+export interface RoundStateRecord {
+  readonly taskId: string;
+  /** The coordinator's round state as JSON (opaque here). */
+  readonly state: unknown;
+  readonly updatedAt: number;
+  /** Optional lease fencing token of the writer; see `Storage.fence`. Not stored with the record. */
+  readonly fencingToken?: number;
+}
+
 export interface Storage {
   /** Creates tables if needed. Idempotent. */
   init(): Promise<void>;
@@ -127,6 +140,14 @@ export interface Storage {
   deviceByTokenHash(tokenHash: string): Promise<DeviceRecord | null>;
   /** Marks a device revoked; returns false if unknown. */
   revokeDevice(deviceId: string, at: number): Promise<boolean>;
+
+  /**
+   * Durably replaces the task's round state (resolves once it is committed). Fenced like appends: a
+   * `fencingToken` below the task's fence is rejected with FENCED and writes nothing.
+   */
+  putRoundState(record: RoundStateRecord): Promise<void>;
+  /** The last round state put for the task (without its fencing token), or null. */
+  roundState(taskId: string): Promise<RoundStateRecord | null>;
 
   appendMetric(metric: MetricRecord): Promise<void>;
   /** Most recent `limit` metrics of a task, oldest first. */
