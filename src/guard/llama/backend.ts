@@ -49,7 +49,7 @@ export interface LlamaBackendOptions {
   readonly sequences?: number;
   /** Tokens per sequence (default 4096: a described 13-category policy plus a long conversation). */
   readonly contextSize?: number;
-  /** Tokens per decode batch (default 512). */
+  /** Tokens per decode batch (default 512, at least `MIN_STEP_TOKENS` × 2 = 128). */
   readonly batchSize?: number;
   /** Default cap on generated category tokens (default 20). */
   readonly maxTokens?: number;
@@ -62,14 +62,29 @@ export interface LlamaBackendOptions {
   readonly verdictBias?: number;
   /**
    * llama.cpp's flash attention (default false). On the LG3-1B shape with 2 threads it makes a
-   * 743-token prefill ~20% and a 134-token cached-prefix request ~13% faster, but the CPU kernel
-   * computes in f16 with results that depend on how the tokens are split into batches, so a score read
-   * after a cache hit differs from a cold one (~1e-3 on the tiny test model; without it ~1e-5).
+   * 743-token prefill ~20% and a 134-token cached-prefix request ~10% faster. Its CPU kernel has two
+   * algorithms chosen by the number of tokens in a decode step: f32 tiles from 64 tokens on, an
+   * f16-accumulating loop below that (P(unsafe) moves by ~1e-3). The backend only issues steps of at
+   * least `MIN_STEP_TOKENS` tokens, so a request evaluated on its own scores the same cold and after a
+   * cache hit; when concurrent requests share decode steps, node-llama-cpp may split a prompt into
+   * smaller pieces.
    */
   readonly flashAttention?: boolean;
 }
 
 const MAX_BLANK_TOKENS = 2;
+/**
+ * Fewest prompt tokens the backend evaluates in one decode step (unless the prompt is shorter).
+ * llama.cpp's CPU kernels choose their algorithm by the number of tokens in a step: one token takes a
+ * different Q4_0 matrix-vector kernel (on AMX builds the VNNI one instead of the AMX tiles), and flash
+ * attention under 64 query rows (ggml's `GGML_FA_TILE_Q`) accumulates in f16 instead of f32. Either
+ * changes that token's hidden states, and so the K/V every later token reads, by enough to move
+ * P(unsafe) by ~1e-3 on the LG3-1B shape. From 64 tokens on, a token's result does not depend on how
+ * the prompt was split, so a score read after a cache hit equals a cold one. A cache hit therefore
+ * still evaluates at least this many tokens, and a prompt longer than a batch is cut into near-equal
+ * steps rather than full batches plus a short rest.
+ */
+export const MIN_STEP_TOKENS = 64;
 /** Candidates kept when reading the verdict: both verdict tokens and at least the best other token. */
 const VERDICT_TOP_K = 4;
 
@@ -166,6 +181,7 @@ export class LlamaGuardBackend implements GuardBackend {
     threads: number,
     modelPath: string,
     private readonly verdictBias: number,
+    private readonly batchSize: number,
   ) {
     this.threads = threads;
     // temperature > 0 puts top-k in llama.cpp's sampler chain (greedy would keep all 128k candidates);
@@ -190,7 +206,7 @@ export class LlamaGuardBackend implements GuardBackend {
     const threads = intOption('threads', options.threads, 2, 1, 256);
     const sequences = intOption('sequences', options.sequences, 2, 1, 64);
     const contextSize = intOption('contextSize', options.contextSize, 4096, 256, 131072);
-    const batchSize = intOption('batchSize', options.batchSize, 512, 1, 8192);
+    const batchSize = intOption('batchSize', options.batchSize, 512, 2 * MIN_STEP_TOKENS, 8192);
     const maxTokens = intOption('maxTokens', options.maxTokens, 20, 1, 256);
     const verdictBias = intOption('verdictBias', options.verdictBias, 50, 0, 80);
     await checkModelFile(options.modelPath);
@@ -234,6 +250,7 @@ export class LlamaGuardBackend implements GuardBackend {
         threads,
         options.modelPath,
         verdictBias,
+        batchSize,
       );
     } catch (e) {
       await model?.dispose().catch(() => {});
@@ -255,8 +272,11 @@ export class LlamaGuardBackend implements GuardBackend {
       this.slots.map(async () => {
         const slot = await this.acquire(tokens, Number.POSITIVE_INFINITY);
         try {
-          const keep = await this.alignTo(slot, tokens);
-          if (keep < tokens.length) await slot.seq.evaluateWithoutGeneratingNewTokens(tokens.slice(keep));
+          // A sequence that already holds the whole prefix is left alone (no token is re-evaluated).
+          if (slot.seq.compareContextTokens(tokens).firstDifferentIndex < tokens.length) {
+            const keep = await this.alignTo(slot, tokens);
+            await this.evaluateSteps(slot.seq, tokens.slice(keep));
+          }
         } finally {
           this.release(slot);
         }
@@ -384,13 +404,7 @@ export class LlamaGuardBackend implements GuardBackend {
    * Logits are returned relative to the top token's logit (a softmax does not see the offset).
    */
   private async readVerdict(seq: LlamaContextSequence, pending: Token[]): Promise<VerdictRead> {
-    const last = pending.length - 1;
-    const out = await seq.controlledEvaluate(
-      pending.map((t, i) =>
-        i === last ? [t, { generateNext: { probabilities: true, options: this.verdictSampling } }] : t,
-      ),
-    );
-    const short = out[last]?.next.probabilities;
+    const short = await this.evaluateAndRead(seq, pending, this.verdictSampling);
     if (!short) throw new GuardError('BAD_RESPONSE', 'llama.cpp returned no next-token probabilities');
     const { safe, unsafe } = this.verdict;
     const ps = short.get(safe) ?? 0;
@@ -411,11 +425,10 @@ export class LlamaGuardBackend implements GuardBackend {
       return { top, safe: -topLogit, unsafe: lu - topLogit };
     }
     this.stats.fullVocabularyReads++;
-    await seq.eraseContextTokenRanges([{ start: seq.nextTokenIndex - 1, end: seq.nextTokenIndex }]);
-    const again = await seq.controlledEvaluate([
-      [pending[last] as Token, { generateNext: { probabilities: true } }],
-    ]);
-    const full = again[0]?.next.probabilities;
+    // The same tokens again in the same steps, so the position is computed exactly as before.
+    const end = seq.nextTokenIndex;
+    await seq.eraseContextTokenRanges([{ start: end - pending.length, end }]);
+    const full = await this.evaluateAndRead(seq, pending, undefined);
     if (!full) throw new GuardError('BAD_RESPONSE', 'llama.cpp returned no next-token probabilities');
     const top = full.keys().next().value as Token;
     const lt = Math.log(full.get(top) ?? 0);
@@ -424,6 +437,47 @@ export class LlamaGuardBackend implements GuardBackend {
       safe: Math.log(full.get(safe) ?? 0) - lt,
       unsafe: Math.log(full.get(unsafe) ?? 0) - lt,
     };
+  }
+
+  /**
+   * Evaluates `tokens` in steps of `steps(…)` and returns the next-token probabilities after the last
+   * one (top candidates after `sampling`, or the whole vocabulary without it).
+   */
+  private async evaluateAndRead(
+    seq: LlamaContextSequence,
+    tokens: Token[],
+    sampling: LlamaGuardBackend['verdictSampling'] | undefined,
+  ): Promise<Map<Token, number> | undefined> {
+    const parts = this.steps(tokens);
+    const lastPart = parts.pop() as Token[];
+    for (const part of parts) await seq.evaluateWithoutGeneratingNewTokens(part);
+    const last = lastPart.length - 1;
+    const next = sampling ? { probabilities: true, options: sampling } : { probabilities: true };
+    const out = await seq.controlledEvaluate(
+      lastPart.map((t, i) => (i === last ? [t, { generateNext: next }] : t)),
+    );
+    return out[last]?.next.probabilities;
+  }
+
+  /** Evaluates `tokens` (no logits read) in the steps `steps(…)` gives. */
+  private async evaluateSteps(seq: LlamaContextSequence, tokens: Token[]): Promise<void> {
+    for (const part of this.steps(tokens)) await seq.evaluateWithoutGeneratingNewTokens(part);
+  }
+
+  /**
+   * `tokens` cut into the fewest decode steps of at most `batchSize`, of near-equal length (each at
+   * least batchSize / 2 ≥ `MIN_STEP_TOKENS` when there are two or more), instead of full batches
+   * and a short rest (see `MIN_STEP_TOKENS`).
+   */
+  private steps(tokens: Token[]): Token[][] {
+    const n = Math.max(1, Math.ceil(tokens.length / this.batchSize));
+    const out: Token[][] = [];
+    for (let i = 0, start = 0; i < n; i++) {
+      const end = Math.round(((i + 1) * tokens.length) / n);
+      out.push(tokens.slice(start, end));
+      start = end;
+    }
+    return out;
   }
 
   /** Greedy grammar-constrained codes after a forced `unsafe`; incomplete trailing codes are dropped. */
@@ -464,13 +518,16 @@ export class LlamaGuardBackend implements GuardBackend {
     return g;
   }
 
-  /** Erases the slot's cached tokens after its common prefix with `tokens`; returns what it kept. */
+  /**
+   * Erases the slot's cached tokens after its common prefix with `tokens`; returns what it kept. At
+   * least the last `MIN_STEP_TOKENS` tokens (all, if fewer) are left to evaluate again: the last one's
+   * logits are what we read, and a shorter step would compute them differently (see `MIN_STEP_TOKENS`).
+   */
   private async alignTo(slot: Slot, tokens: Token[]): Promise<number> {
     const seq = slot.seq;
-    // At least the last prompt token is evaluated again: its logits are what we read.
     const keep = Math.min(
       seq.compareContextTokens(tokens).firstDifferentIndex,
-      Math.max(0, tokens.length - 1),
+      Math.max(0, tokens.length - MIN_STEP_TOKENS),
     );
     if (keep < seq.nextTokenIndex)
       await seq.eraseContextTokenRanges([{ start: keep, end: seq.nextTokenIndex }]);
