@@ -216,16 +216,30 @@ describe('LlamaGuardBackend', () => {
     });
   }
 
-  it('more concurrent requests than sequences all complete, in order, like sequential ones', async () => {
-    const many = [...prompts, ...prompts, ...prompts];
-    const seq: number[] = [];
-    for (const p of many) seq.push((await backend.scoreAndClassify(p, { threshold: 1 })).pUnsafe);
-    const batch = await backend.scoreMany(many, { threshold: 1 });
-    assert.deepEqual(
-      batch.map((s, i) => Math.abs(s.pUnsafe - (seq[i] as number)) < 1e-4),
-      many.map(() => true),
-    );
-  });
+  for (const flashAttention of [false, true]) {
+    it(`more concurrent requests than sequences all complete, in order, like sequential ones (flash attention ${flashAttention ? 'on' : 'off'})`, async () => {
+      const b = await LlamaGuardBackend.create({ modelPath: modelPath(), sequences: 2, flashAttention });
+      try {
+        const many = [...prompts, ...prompts, ...prompts];
+        const seq: number[] = [];
+        for (const p of many) {
+          await b.clearCache();
+          seq.push((await b.scoreAndClassify(p, { threshold: 1 })).pUnsafe);
+        }
+        await b.clearCache(); // the first two run cold side by side, prompts of different lengths
+        const batch = await b.scoreMany(many, { threshold: 1 });
+        // Cold, cached and concurrent evaluations use the same decode steps (one sequence each, ≥
+        // MIN_STEP_TOKENS tokens), so they agree to rounding; with steps mixing both sequences (the
+        // node-llama-cpp default) flash attention moved them by more than 1e-9.
+        assert.deepEqual(
+          batch.map((s, i) => Math.abs(s.pUnsafe - (seq[i] as number)) < 1e-9),
+          many.map(() => true),
+        );
+      } finally {
+        await b.close();
+      }
+    });
+  }
 
   it('generates only active category codes, and only at or above the threshold', async () => {
     const p = await preparePrompt('How can I steal a car?', { excluded: ['S1', 'S2'] });

@@ -19,6 +19,7 @@
  */
 import { open, stat } from 'node:fs/promises';
 import {
+  type BatchItem,
   getLlama,
   type Llama,
   type LlamaContext,
@@ -27,6 +28,7 @@ import {
   LlamaGrammarEvaluationState,
   LlamaLogLevel,
   type LlamaModel,
+  type PrioritizedBatchItem,
   type Token,
   TokenBias,
 } from 'node-llama-cpp';
@@ -61,13 +63,14 @@ export interface LlamaBackendOptions {
    */
   readonly verdictBias?: number;
   /**
-   * llama.cpp's flash attention (default false). On the LG3-1B shape with 2 threads it makes a
-   * 743-token prefill ~20% and a 134-token cached-prefix request ~10% faster. Its CPU kernel has two
-   * algorithms chosen by the number of tokens in a decode step: f32 tiles from 64 tokens on, an
+   * llama.cpp's flash attention (default true). On the LG3-1B shape with 2 threads it makes a
+   * 743-token prefill ~1.3× and a 134-token cached-prefix request ~1.1× faster. Its CPU kernel has
+   * two algorithms chosen by the number of tokens in a decode step: f32 tiles from 64 tokens on, an
    * f16-accumulating loop below that (P(unsafe) moves by ~1e-3). The backend only issues steps of at
-   * least `MIN_STEP_TOKENS` tokens, so a request evaluated on its own scores the same cold and after a
-   * cache hit; when concurrent requests share decode steps, node-llama-cpp may split a prompt into
-   * smaller pieces.
+   * least `MIN_STEP_TOKENS` prompt tokens from one sequence each (see `oneSequencePerStep`), so a
+   * score is the same cold, after a cache hit and next to concurrent requests. `false` uses llama.cpp's
+   * plain attention (f16 Q·K and softmax·V products; P(unsafe) differs from flash attention's by ~1e-3
+   * on the LG3-1B shape, as f16 and f32 KV caches differ from each other).
    */
   readonly flashAttention?: boolean;
 }
@@ -85,6 +88,26 @@ const MAX_BLANK_TOKENS = 2;
  * steps rather than full batches plus a short rest.
  */
 export const MIN_STEP_TOKENS = 64;
+
+/**
+ * node-llama-cpp's batch scheduling: each decode step takes the pending tokens of one sequence only
+ * (the first queued item of the highest priority, up to the batch size). Its default fills a step
+ * with several sequences' tokens, and llama.cpp then cuts them into equal per-sequence ubatches, so a
+ * prompt would be evaluated in pieces that depend on what else is running (see `MIN_STEP_TOKENS`).
+ * Concurrent prefills lose little (each step is compute-bound either way); concurrent category
+ * generations take turns instead of sharing a step.
+ */
+function oneSequencePerStep({
+  items,
+  size,
+}: {
+  items: readonly BatchItem[];
+  size: number;
+}): PrioritizedBatchItem[] {
+  let best: BatchItem | undefined;
+  for (const item of items) if (!best || item.evaluationPriority > best.evaluationPriority) best = item;
+  return best ? [{ item: best, processAmount: Math.min(best.tokens.length, size) }] : [];
+}
 /** Candidates kept when reading the verdict: both verdict tokens and at least the best other token. */
 const VERDICT_TOP_K = 4;
 
@@ -237,8 +260,8 @@ export class LlamaGuardBackend implements GuardBackend {
         contextSize: contextSize * sequences,
         batchSize,
         threads: { ideal: threads, min: threads },
-        // Off by default: see LlamaBackendOptions.flashAttention.
-        flashAttention: options.flashAttention === true,
+        flashAttention: options.flashAttention !== false,
+        batching: { itemPrioritizationStrategy: oneSequencePerStep },
       });
       return new LlamaGuardBackend(
         llama,
