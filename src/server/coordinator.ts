@@ -66,7 +66,7 @@ interface StoredRound {
   readonly cohort: readonly { readonly assignmentId: string; readonly deadline: number }[];
 }
 
-function parseStoredRound(state: unknown): StoredRound | null {
+function parseStoredRound(state: unknown): StoredRound {
   const r = state as Partial<StoredRound> | null;
   if (
     r === null ||
