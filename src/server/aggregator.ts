@@ -15,6 +15,7 @@ import { ApiError } from './errors.ts';
 import { journalEntry } from './journal.ts';
 import {
   decodeFrame,
+  type FinishedTask,
   FRAME_KIND_UPDATE,
   FrameError,
   type UpdateHeader,
@@ -22,13 +23,15 @@ import {
 } from './protocol.ts';
 import type { PartialExchange } from './scaleout/partials.ts';
 import type { Storage } from './storage/types.ts';
-import { type TaskSpec, taskFinished } from './task.ts';
+import type { TaskSpec } from './task.ts';
 
 /** What the aggregator hands a validated update to. */
 export interface AggregationTarget {
   readonly numParams: number;
   readonly runtime: { readonly spec: TaskSpec };
   countRejection(reason: string): void;
+  /** Why the task stopped for good (its privacy budget is spent); null while it runs or not known here. */
+  finished?(): FinishedTask | null;
   /**
    * True when `submit` itself detects an already-applied key (it journals before anything else
    * changes), so the aggregator need not look the key up first.
@@ -331,7 +334,7 @@ export class Aggregator {
       }
       // A task that finished for good applies nothing more (the coordinator refuses it again at fold
       // time, where no other update interleaves); answered before the floats are read.
-      const finished = taskFinished(coordinator.runtime.spec);
+      const finished = coordinator.finished?.() ?? null;
       if (finished !== null) {
         this.releaseSlot(routeTaskId, key);
         return this.refuse(

@@ -36,7 +36,13 @@ import { assignmentRound } from './assignment.ts';
 import { ApiError } from './errors.ts';
 import { JournalWriter, journalEntry } from './journal.ts';
 import type { Lease } from './lease.ts';
-import { decodeFrame, encodeFrame, FRAME_KIND_MODEL, type UpdateResponse } from './protocol.ts';
+import {
+  decodeFrame,
+  encodeFrame,
+  type FinishedTask,
+  FRAME_KIND_MODEL,
+  type UpdateResponse,
+} from './protocol.ts';
 import type { DeliveredPartial, PartialExchange } from './scaleout/partials.ts';
 import type { RoundCohort } from './selector.ts';
 import {
@@ -47,7 +53,7 @@ import {
   type Storage,
   StorageError,
 } from './storage/types.ts';
-import { registerFinishedProbe, type TaskFinished, type TaskRuntime } from './task.ts';
+import type { TaskRuntime } from './task.ts';
 
 /** The privacy a DP strategy has spent so far (undefined without DP). */
 function privacyOf(strategy: Strategy): PrivacySpent | undefined {
@@ -380,7 +386,6 @@ export class TaskCoordinator implements RoundCohort {
     this.isSync = runtime.spec.strategy.kind === 'sync';
     const strategySpec = runtime.spec.strategy;
     this.isPrivateTask = strategySpec.kind !== 'fedasync' && strategySpec.privacy !== undefined;
-    registerFinishedProbe(runtime.spec, () => this.finished());
   }
 
   /**
@@ -389,7 +394,7 @@ export class TaskCoordinator implements RoundCohort {
    * carries, so a restart recomputes it; no update is accepted from then on (none could ever be
    * applied), no assignment is handed out, and no further version is published.
    */
-  finished(): TaskFinished | null {
+  finished(): FinishedTask | null {
     const strategy = this.strategy;
     if (strategy === null || !isPrivate(strategy) || !strategy.wouldExceedBudget()) return null;
     const report = strategy.privacyReport();
@@ -407,7 +412,7 @@ export class TaskCoordinator implements RoundCohort {
   }
 
   /** The refusal of an update or assignment for a finished task (410 'finished'). */
-  private finishedError(finished: TaskFinished): ApiError {
+  private finishedError(finished: FinishedTask): ApiError {
     return new ApiError(
       'finished',
       `task ${this.taskId} is finished: its privacy budget is spent (ε = ${finished.epsilon.toPrecision(4)} after ${finished.steps} steps, budget ${finished.budgetEpsilon}; one more step would exceed it)`,

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { RdpAccountant } from '../privacy/dp/rdp.ts';
 import { type RunningServer, startServer } from './index.ts';
-import { type CheckinResponse, decodeFrame, type MetricsResponse } from './protocol.ts';
+import { type CheckinResponse, decodeFrame, type MetricsResponse, type StatusResponse } from './protocol.ts';
 import { parseTaskSpec } from './task.ts';
 import { checkinDevice, postUpdate, registerDevice, type Train, uploadUpdate } from './test-helpers.ts';
 
@@ -259,6 +259,9 @@ test("DP-FedBuff with a privacy budget over HTTP: stops at the accountant's step
   assert.equal(m.values.finished, 'privacy_budget');
   assert.ok(Math.abs((m.values.epsilon as number) - spentReference) < 1e-9);
   assert.equal(m.values.privacySteps, allowed);
+  const status = (await (await fetch(`${server.url}/v1/status`)).json()) as StatusResponse;
+  assert.equal(status.tasks[0]?.finished?.reason, 'privacy_budget');
+  assert.equal(status.tasks[0]?.finished?.steps, allowed);
 
   // Uploads are refused with a typed 410 and change nothing: model, journal, checkpoint, keys.
   const storageState = async () => ({

@@ -34,7 +34,7 @@ export interface HttpRoles {
   readonly selector: Selector | null;
   readonly aggregator: Aggregator | null;
   readonly coordinators: ReadonlyMap<string, TaskCoordinator>;
-  /** Status of tasks this process does not coordinate (a selector-only process reads storage). */
+  /** The dashboard page; null when this process serves none. */
   readonly dashboardHtml: (() => string) | null;
   readonly log: (message: string) => void;
 }
@@ -283,14 +283,17 @@ export function buildHttp(roles: HttpRoles, limits: HttpLimits): FastifyInstance
 
   app.get(ROUTES.status, async (): Promise<StatusResponse> => {
     const tasks = [];
-    for (const c of roles.coordinators.values())
+    for (const c of roles.coordinators.values()) {
+      const finished = c.finished();
       tasks.push({
         taskId: c.taskId,
         version: c.version,
         inFlight: await roles.admission.inFlight(c.taskId),
         accepted: c.counts.accepted,
         rejected: { ...c.counts.rejected },
+        ...(finished === null ? {} : { finished }),
       });
+    }
     return { tasks };
   });
 

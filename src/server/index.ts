@@ -220,6 +220,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     spec,
     currentVersion: () => (c === null ? polledVersion : c.ready ? c.version : null),
     cohort: spec.strategy.kind === 'sync' ? c : null,
+    finished: () => c?.finished() ?? null,
     planExtras: {
       modelInput: runtime.modelInput,
       seed: spec.seed,

@@ -151,6 +151,8 @@ export interface StatusResponse {
     readonly inFlight: number;
     readonly accepted: number;
     readonly rejected: Readonly<Record<string, number>>;
+    /** Present once the task stopped for good (its privacy budget is spent). */
+    readonly finished?: FinishedTask;
   }[];
 }
 

@@ -21,7 +21,7 @@ import {
   ROUTES,
   routePath,
 } from './protocol.ts';
-import { type TaskSpec, taskFinished } from './task.ts';
+import type { TaskSpec } from './task.ts';
 
 /** Pacing for a device whose every eligible task finished for good. */
 export const FINISHED_RETRY_MS = 3_600_000;
@@ -35,6 +35,8 @@ export interface SelectableTask {
   readonly planExtras: Readonly<Record<string, unknown>>;
   /** Sync tasks: the current round's cohort, kept by the coordinator (absent for asynchronous tasks). */
   readonly cohort?: RoundCohort | null;
+  /** Why the task stopped for good (its privacy budget is spent); null while it runs or not known here. */
+  finished?(): FinishedTask | null;
 }
 
 /** A sync task's round admission (TaskCoordinator implements it). */
@@ -109,7 +111,7 @@ export class Selector {
     let reason = 'all eligible tasks are at their target concurrency';
     const finished: FinishedTask[] = [];
     for (const task of eligible) {
-      const done = taskFinished(task.spec);
+      const done = task.finished?.() ?? null;
       if (done !== null) {
         finished.push(done);
         continue;

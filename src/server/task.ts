@@ -18,7 +18,6 @@ import { type DurableStrategy, isDurable, type Strategy } from '../fl/types.ts';
 import { createModel } from '../nn/index.ts';
 import type { Model } from '../nn/model.ts';
 import { ModelSpecSchema } from '../nn/spec.ts';
-import type { FinishedTask } from './protocol.ts';
 
 const ModelInputSchema = z.strictObject({
   inputKind: z.enum(['dense', 'bags']),
@@ -121,29 +120,6 @@ export function defaultTask(taskId = 'mnist-fedbuff'): TaskSpec {
     strategy: fedbuff.strategy,
     concurrency: config.sim.concurrency,
   });
-}
-
-/**
- * Why a served task stopped for good: 'privacy_budget' when one more noised step would push ε past
- * `strategy.privacy.budget.epsilon`. Derived from the strategy's privacy ledger (which the checkpoint
- * carries), never stored as a flag of its own.
- */
-export type TaskFinished = FinishedTask;
-
-/**
- * The coordinator serving a task registers how to ask whether it finished, keyed by the task's spec
- * object (the one its TaskRuntime, the selector's SelectableTask and the aggregator's target share),
- * so a selector in the same process answers check-ins for a finished task without an assignment.
- */
-const finishedProbes = new WeakMap<TaskSpec, () => TaskFinished | null>();
-
-export function registerFinishedProbe(spec: TaskSpec, probe: () => TaskFinished | null): void {
-  finishedProbes.set(spec, probe);
-}
-
-/** The task's finish, as its coordinator in this process sees it (null: running or not known here). */
-export function taskFinished(spec: TaskSpec): TaskFinished | null {
-  return finishedProbes.get(spec)?.() ?? null;
 }
 
 /** What serving a task needs in memory: the model, a fresh strategy, the evaluation set. */
