@@ -35,7 +35,7 @@ const FAST = { baseDelayMs: 5, maxDelayMs: 40, requestTimeoutMs: 2000 };
 
 async function fakeServer(
   t: { after(fn: () => Promise<void>): void },
-  extra: { bufferSize?: number; concurrency?: number; waitMs?: number } = {},
+  extra: { bufferSize?: number; concurrency?: number; waitMs?: number; finishAtVersion?: number } = {},
 ): Promise<FakeServer> {
   const server = await new FakeServer({
     initialParams: initial,
@@ -191,6 +191,33 @@ test('check-in wait advice paces run(): the device sleeps retryAfterMs before as
   assert.deepEqual(outcomes, ['wait', 'accepted']);
   assert.ok(Date.now() - started >= 120);
   assert.equal(server.requests.filter((r) => r.route === 'checkin').length, 3);
+});
+
+test('a task that finished for good ends run() without waiting for its long pacing; a held upload is refused as finished', async (t) => {
+  const server = await fakeServer(t, { bufferSize: 1, finishAtVersion: 2 });
+  const late = client(server);
+  const held = await late.checkin();
+  assert.equal(held.action, 'train');
+  const device = client(server);
+  const outcomes: string[] = [];
+  const started = Date.now();
+  // trips unbounded: only the server's finish can end this run (its wait advice is one hour).
+  const all = await device.run({ onTrip: (o) => outcomes.push(o.kind) });
+  assert.deepEqual(outcomes, ['accepted', 'accepted', 'finished']);
+  const last = all.at(-1);
+  assert.ok(last?.kind === 'finished');
+  assert.deepEqual(
+    last.tasks.map((f) => [f.taskId, f.reason]),
+    [[server.taskId, 'privacy_budget']],
+  );
+  assert.ok(Date.now() - started < 60_000);
+  assert.equal(server.version, 2);
+  assert.ok(held.action === 'train');
+  const refused = await late.submit(await late.prepare(held));
+  assert.equal(refused.kind, 'rejected');
+  assert.equal(refused.kind === 'rejected' ? refused.error.code : '', 'finished');
+  assert.equal(server.version, 2);
+  assert.equal(server.applied.length, 2);
 });
 
 test('retries stop at the deadline even with attempts left', async (t) => {

@@ -18,6 +18,7 @@ import {
   type DecodedFrame,
   decodeFrame,
   encodeFrame,
+  type FinishedTask,
   FRAME_KIND_MODEL,
   FRAME_KIND_UPDATE,
   FrameError,
@@ -84,6 +85,8 @@ export type TripOutcome =
   | { readonly kind: 'rejected'; readonly error: ApiError }
   /** No work now; come back after `retryAfterMs`. */
   | { readonly kind: 'wait'; readonly retryAfterMs: number; readonly reason: string }
+  /** Every task this device is eligible for stopped for good (privacy budget spent): no work will come. */
+  | { readonly kind: 'finished'; readonly tasks: readonly FinishedTask[]; readonly reason: string }
   /** The assignment went stale before training (its model version is no longer served); check in again. */
   | { readonly kind: 'expired'; readonly error: ApiError };
 
@@ -403,7 +406,9 @@ export class OrchardClient {
     if (assignment === null) {
       const answer = await this.checkin(signal);
       if (answer.action === 'wait')
-        return { kind: 'wait', retryAfterMs: answer.retryAfterMs, reason: answer.reason };
+        return answer.allFinished === true
+          ? { kind: 'finished', tasks: answer.finished ?? [], reason: answer.reason }
+          : { kind: 'wait', retryAfterMs: answer.retryAfterMs, reason: answer.reason };
       assignment = answer;
     }
     let prepared: PendingUpload;
@@ -418,9 +423,9 @@ export class OrchardClient {
   }
 
   /**
-   * Trips until `trips` have been uploaded (accepted or rejected) or `signal` aborts, sleeping for
-   * the server's pacing between check-ins (and `idleMs` after a finished trip). Resolves with the
-   * outcomes; errors other than aborting propagate.
+   * Trips until `trips` have been uploaded (accepted or rejected), `signal` aborts or every eligible
+   * task has finished for good, sleeping for the server's pacing between check-ins (and `idleMs`
+   * after a completed trip). Resolves with the outcomes; errors other than aborting propagate.
    */
   async run(
     options: {
@@ -443,6 +448,7 @@ export class OrchardClient {
       }
       outcomes.push(outcome);
       options.onTrip?.(outcome);
+      if (outcome.kind === 'finished') break;
       const pause =
         outcome.kind === 'wait' ? Math.min(outcome.retryAfterMs, MAX_PACING_MS) : (options.idleMs ?? 0);
       if (outcome.kind !== 'wait') uploads++;

@@ -75,3 +75,36 @@ test('dropouts follow the dropout probability; every accepted upload was applied
   // Each device trains on its own shard: 6 examples per synthetic client.
   assert.ok(server.applied.every((a) => a.numExamples === 6));
 });
+
+test('a fleet stops when the server says every task finished for good; nothing after the finish is applied', {
+  timeout: 60_000,
+}, async (t) => {
+  const data = syntheticDataset({ ...DATASET, seed: 5 });
+  const model = createModel({ kind: 'softmax' }, data);
+  const server = await new FakeServer({
+    initialParams: model.init(new Rng(2)),
+    plan: { model: { kind: 'softmax' }, localTrain: { epochs: 1, batchSize: 3, lr: 0.1 } },
+    bufferSize: 2,
+    finishAtVersion: 5,
+  }).start();
+  t.after(() => server.close());
+  // A duration far longer than the run: the finish is what stops it.
+  const started = Date.now();
+  const summary = await runFleet({
+    durationSeconds: 50,
+    server: server.url,
+    enrollmentKey: server.enrollmentKey,
+    clients: 6,
+    concurrency: 3,
+    timing: { dropoutProbability: 0, msPerSecond: 1 },
+    dataset: { spec: DATASET, seed: 5 },
+    seed: 3,
+  });
+  assert.equal(summary.stopReason, 'finished');
+  assert.ok(Date.now() - started < 40_000);
+  assert.equal(server.version, 5);
+  // 5 steps of 2 updates; uploads that arrived after the finish were refused, not applied.
+  assert.equal(server.applied.length, 10);
+  assert.equal(summary.accepted, 10);
+  assert.deepEqual(summary.errors, {});
+});

@@ -126,7 +126,8 @@ export interface FleetSummary {
   readonly lastVersion: number;
   /** Milliseconds, per request kind (successful answers) and per whole trip (check-in → answer). */
   readonly latency: Readonly<Record<'checkin' | 'model' | 'update' | 'trip', LatencySummary>>;
-  readonly stopReason: 'updates' | 'duration' | 'aborted';
+  /** 'finished': the server said every task finished for good (e.g. its privacy budget is spent). */
+  readonly stopReason: 'updates' | 'duration' | 'aborted' | 'finished';
 }
 
 // Independent random streams, as in the simulator, so changing one knob leaves the others alone.
@@ -311,6 +312,10 @@ export async function runFleet(options: FleetOptions): Promise<FleetSummary> {
       const answer = await client.checkin(signal);
       if (answer.action === 'wait') {
         counts.waits++;
+        if (answer.allFinished === true) {
+          halt('finished');
+          return 0;
+        }
         // "No sooner than": come back within 1–1.5× the hint, so turned-away devices spread out.
         return answer.retryAfterMs * (1 + 0.5 * selectRng.next());
       }

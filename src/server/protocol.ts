@@ -109,6 +109,8 @@ export type CheckinResponse =
        * when some did. When every eligible task finished, `reason` says so and the wait is long.
        */
       readonly finished?: readonly FinishedTask[];
+      /** True when every task the device is eligible for finished: no work will ever come. */
+      readonly allFinished?: boolean;
     };
 
 /** A task that stopped for good: its privacy budget is spent (one more noised step would exceed it). */

@@ -168,6 +168,7 @@ export class Selector {
         retryAfterMs: FINISHED_RETRY_MS,
         reason: `finished: ${finished.map((f) => `task ${f.taskId} spent its privacy budget (ε = ${f.epsilon.toPrecision(4)} of ${f.budgetEpsilon})`).join('; ')}`,
         finished,
+        allFinished: true,
       };
     return { action: 'wait', retryAfterMs, reason, finished };
   }

@@ -48,6 +48,8 @@ export interface FakeServerOptions {
   readonly concurrency?: number;
   readonly waitMs?: number;
   readonly enrollmentKey?: string;
+  /** The task finishes for good (as a spent privacy budget does) once it reaches this version. */
+  readonly finishAtVersion?: number;
 }
 
 export interface AppliedUpdate {
@@ -232,8 +234,29 @@ export class FakeServer {
     return { deviceId, token };
   }
 
+  private isFinished(): boolean {
+    return this.version >= (this.options.finishAtVersion ?? Number.POSITIVE_INFINITY);
+  }
+
   private checkin(req: IncomingMessage): CheckinResponse {
     const deviceId = this.device(req);
+    if (this.isFinished()) {
+      const finished = {
+        taskId: this.taskId,
+        reason: 'privacy_budget',
+        epsilon: 1,
+        delta: 1e-5,
+        steps: this.version,
+        budgetEpsilon: 1,
+      } as const;
+      return {
+        action: 'wait',
+        retryAfterMs: 3_600_000,
+        reason: 'finished',
+        finished: [finished],
+        allFinished: true,
+      };
+    }
     if (this.inFlight >= (this.options.concurrency ?? Number.POSITIVE_INFINITY))
       return { action: 'wait', retryAfterMs: this.options.waitMs ?? 50, reason: 'at target concurrency' };
     const assignmentId = randomUUID();
@@ -267,6 +290,7 @@ export class FakeServer {
     const replay = this.responses.get(key);
     if (replay !== undefined) return { ...replay, duplicate: true };
     if (path.split('/')[3] !== this.taskId) throw new Reply(404, 'not_found', 'unknown task');
+    if (this.isFinished()) throw new Reply(410, 'finished', 'the task is finished');
     let frame: ReturnType<typeof decodeFrame<UpdateHeader>>;
     try {
       frame = decodeFrame<UpdateHeader>(new Uint8Array(body), FRAME_KIND_UPDATE);
