@@ -19,9 +19,9 @@
  *   prefix directly on its own context (no logits read, no backend), timed interleaved with the warm
  *   calls: the gap to guard.ttft_warm_long_policy is the backend's own work (tokenizing, cache
  *   alignment, reading the verdict).
- * - guard.ttft_*_long_policy_flash_attention: the long-policy pair on a second backend with llama.cpp's
- *   flash attention on (off by default: scores then depend slightly on the cache state; the note gives
- *   |P(unsafe) cold − P(unsafe) warm| measured here).
+ * - guard.ttft_*_long_policy_no_flash_attention: the long-policy pair on a second backend with
+ *   llama.cpp's flash attention off (it is on by default); the notes give |P(unsafe) cold − warm|
+ *   for both backends (0 expected: see MIN_STEP_TOKENS in the backend).
  * - guard.decode_tok_s: greedy decode speed after that prompt; guard.decode_tok_s_1_thread the same on
  *   one thread, which shows what a core delivers when the machine is oversubscribed.
  * - guard.model_mb: the GGUF file's size in MB (10^6 bytes).
@@ -114,7 +114,9 @@ async function coldWarm(
       coldCpu.push(cpuSeconds);
     }
     if (i < WARM_REPS) {
-      await backend.warm(p); // rewinds the sequence to exactly the policy prefix (evaluates it if missing)
+      // Exactly the policy prefix in the cache (warm() leaves a sequence that already holds it alone).
+      await backend.clearCache();
+      await backend.warm(p);
       warm.push(await timeScore(backend, p));
       warmCpu.push(cpuSeconds);
       if (raw) {
@@ -136,7 +138,7 @@ async function coldWarm(
 }
 
 /**
- * A context like the backend's (same size, batch, threads, no flash attention) holding `prefix`;
+ * A context like the backend's (same size, batch, threads, flash attention) holding `prefix`;
  * the returned function erases everything after it and evaluates `tail` without reading logits.
  */
 async function rawTail(
@@ -148,7 +150,7 @@ async function rawTail(
     contextSize: backend.contextPerSequence,
     batchSize: 512,
     threads: { ideal: THREADS, min: THREADS },
-    flashAttention: false,
+    flashAttention: true,
   });
   const seq: LlamaContextSequence = ctx.getSequence();
   await seq.evaluateWithoutGeneratingNewTokens(prefix);
@@ -174,7 +176,7 @@ async function decode(
   const ctx = await backend.model.createContext({
     contextSize: 2048,
     threads: { ideal: threads, min: threads },
-    flashAttention: false,
+    flashAttention: true,
   });
   try {
     const it = ctx.getSequence().evaluate(prompt, { temperature: 0 });
@@ -220,23 +222,29 @@ export async function run(): Promise<BenchEntry[]> {
       await raw.dispose();
     }
     const reads = backend.stats.fullVocabularyReads;
-    const faBackend = await LlamaGuardBackend.create({
+    /** |P(unsafe) cold − P(unsafe) after warm()| on the long prompt. */
+    const drift = async (b: LlamaGuardBackend): Promise<number> => {
+      await b.clearCache();
+      const c = await b.scoreAndClassify(long, { threshold: 1 });
+      await b.clearCache();
+      await b.warm(long);
+      const w = await b.scoreAndClassify(long, { threshold: 1 });
+      return Math.abs(c.pUnsafe - w.pUnsafe);
+    };
+    const driftDefault = await drift(backend);
+    const plainBackend = await LlamaGuardBackend.create({
       modelPath: model.path,
       threads: THREADS,
       sequences: 1,
-      flashAttention: true,
+      flashAttention: false,
     });
     let f: Awaited<ReturnType<typeof coldWarm>>;
-    let drift: number;
+    let driftPlain: number;
     try {
-      f = await coldWarm(faBackend, long);
-      await faBackend.clearCache();
-      const c = await faBackend.scoreAndClassify(long, { threshold: 1 });
-      await faBackend.warm(long);
-      const w = await faBackend.scoreAndClassify(long, { threshold: 1 });
-      drift = Math.abs(c.pUnsafe - w.pUnsafe);
+      f = await coldWarm(plainBackend, long);
+      driftPlain = await drift(plainBackend);
     } finally {
-      await faBackend.close();
+      await plainBackend.close();
     }
 
     const prompt743 = backend.tokenize(long.text);
@@ -289,7 +297,7 @@ export async function run(): Promise<BenchEntry[]> {
         baseline: b.cold,
         ratio: b.cold / b.warm,
         goal: '≤ 0.5 s and ratio ≥ 6',
-        note: `${nl.prefix}-token policy prefix reused, ${nl.rest} evaluated; ${bound(nl)}; ratio = cold / warm; median of ${WARM_REPS} (range ${range(b.warmAll)}); CPU time per thread ${b.warmCpu.toFixed(2)} s; verdicts re-read over the full vocabulary: ${reads}`,
+        note: `${nl.prefix}-token policy prefix reused, ${nl.rest} evaluated; ${bound(nl)}; ratio = cold / warm; median of ${WARM_REPS} (range ${range(b.warmAll)}); CPU time per thread ${b.warmCpu.toFixed(2)} s; verdicts re-read over the full vocabulary: ${reads}; |P(unsafe) cold − warm| ${driftDefault.toExponential(1)}`,
       },
       {
         name: 'guard.prefill_raw_long_policy',
@@ -301,22 +309,22 @@ export async function run(): Promise<BenchEntry[]> {
         note: `node-llama-cpp alone evaluating the same ${nl.rest} tokens after the same cached ${nl.prefix}-token prefix (own context, same settings, no logits read), right after each warm call; median of ${WARM_REPS}; CPU time per thread ${b.rawCpu.toFixed(2)} s. ttft_warm_long_policy minus this is the backend's own work: tokenizing, cache alignment, reading the verdict`,
       },
       {
-        name: 'guard.ttft_cold_long_policy_flash_attention',
+        name: 'guard.ttft_cold_long_policy_no_flash_attention',
         value: f.cold,
         unit: 's',
         baseline: b.cold,
-        ratio: b.cold / f.cold,
-        goal: 'context (flash attention is off by default)',
-        note: `as ttft_cold_long_policy with flashAttention: true, on a second backend right after (not interleaved); ratio = without / with; CPU time per thread ${f.coldCpu.toFixed(2)} s`,
+        ratio: f.cold / b.cold,
+        goal: 'context (flash attention is on by default)',
+        note: `as ttft_cold_long_policy with flashAttention: false, on a second backend right after (not interleaved); ratio = without / with; CPU time per thread ${f.coldCpu.toFixed(2)} s`,
       },
       {
-        name: 'guard.ttft_warm_long_policy_flash_attention',
+        name: 'guard.ttft_warm_long_policy_no_flash_attention',
         value: f.warm,
         unit: 's',
         baseline: b.warm,
-        ratio: b.warm / f.warm,
-        goal: 'context (flash attention is off by default)',
-        note: `as ttft_warm_long_policy with flashAttention: true; ratio = without / with; cold/warm with it ${(f.cold / f.warm).toFixed(2)}; median of ${WARM_REPS} (range ${range(f.warmAll)}); |P(unsafe) cold − warm| with it ${drift.toExponential(1)}`,
+        ratio: f.warm / b.warm,
+        goal: 'context (flash attention is on by default)',
+        note: `as ttft_warm_long_policy with flashAttention: false; ratio = without / with; cold/warm without it ${(f.cold / f.warm).toFixed(2)}; median of ${WARM_REPS} (range ${range(f.warmAll)}); |P(unsafe) cold − warm| without it ${driftPlain.toExponential(1)}`,
       },
       {
         name: 'guard.decode_tok_s',
