@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { ConfigError } from '../../core/errors.ts';
-import { type KrrRunFlags, krrRunCommand, parseWindowList } from './krr.ts';
+import { heldOutSpecs } from '../../stats/online-krr/report.ts';
+import { type KrrRunFlags, krrRunCommand, parseWindowList, selectSeries } from './krr.ts';
 
 const BIN = join(import.meta.dirname, '..', '..', '..', 'bin', 'orchard.js');
 
@@ -135,4 +136,19 @@ test('repro --windows takes a comma-separated list of window sizes; anything els
   );
   assert.equal(r.code, 2);
   assert.match(r.stderr, /--windows/);
+});
+
+test('krr repro --series picks named series in the set order; an unknown name is a usage error', () => {
+  const specs = heldOutSpecs();
+  const picked = selectSeries(specs, 'sensor-mote2-humidity, sensor-mote4-temperature');
+  assert.deepEqual(
+    picked.map((s) => s.series.name),
+    ['sensor-mote4-temperature', 'sensor-mote2-humidity'],
+  );
+  assert.throws(
+    () => selectSeries(specs, 'sensor-mote4-temperature,nope'),
+    (e: unknown) =>
+      e instanceof ConfigError && /nope/.test(e.message) && /sensor-mote2-humidity/.test(e.message),
+  );
+  assert.throws(() => selectSeries(specs, ''), ConfigError);
 });

@@ -16,7 +16,15 @@ import {
 } from '../../stats/online-krr/data.ts';
 import { type KrrRunResult, runKrr } from '../../stats/online-krr/forecaster.ts';
 import type { KernelType } from '../../stats/online-krr/kernels.ts';
-import { heldOutSpecs, reproduceKrr, reproTable, writeKrrReport } from '../../stats/online-krr/report.ts';
+import {
+  heldOutSpecs,
+  reproduceKrr,
+  reproTable,
+  type SeriesSpec,
+  STUDY_WINDOWS,
+  seriesSpecs,
+  writeKrrReport,
+} from '../../stats/online-krr/report.ts';
 import { parseIntegerOption } from '../options.ts';
 
 export interface KrrRunFlags {
@@ -39,6 +47,7 @@ export interface KrrRunFlags {
   readonly signal?: string;
   readonly every?: number;
   readonly probeEvery?: number;
+  readonly guardPoints?: number;
   readonly json?: boolean;
 }
 
@@ -115,6 +124,7 @@ export function krrRunCommand(flags: KrrRunFlags): void {
       ...(flags.signal === undefined ? {} : { signal: flags.signal as 'loo' }),
       ...(flags.every === undefined ? {} : { every: flags.every }),
       ...(flags.probeEvery === undefined ? {} : { probeEvery: flags.probeEvery }),
+      ...(flags.guardPoints === undefined ? {} : { guardPoints: flags.guardPoints }),
     },
   };
   for (const method of methods) resolveKrrConfig(input, method); // config errors before any data is read
@@ -155,17 +165,39 @@ export function parseWindowList(value: string): number[] {
   return out;
 }
 
+/** `--series a,b`: the named series of the chosen set, in the set's order; an unknown name is a usage error. */
+export function selectSeries(specs: readonly SeriesSpec[], value: string): SeriesSpec[] {
+  const names = value.split(',').map((p) => p.trim());
+  const known = specs.map((s) => s.series.name);
+  const unknown = names.filter((n) => !known.includes(n));
+  if (names.some((n) => n === '') || unknown.length > 0) {
+    throw usage(
+      '--series',
+      `unknown series '${unknown.join(',') || value}'; this set has ${known.join(', ')}`,
+    );
+  }
+  return specs.filter((s) => names.includes(s.series.name));
+}
+
 export async function krrReproCommand(flags: {
   out: string;
   quick?: boolean;
   quiet?: boolean;
   windows?: number[];
   heldOut?: boolean;
+  series?: string;
 }): Promise<void> {
+  const quick = flags.quick === true;
+  const heldOut = flags.heldOut === true;
+  const all = heldOut ? heldOutSpecs() : seriesSpecs(quick);
+  const specs = flags.series === undefined ? undefined : selectSeries(all, flags.series);
+  // A selection of the study series keeps its window study (held-out runs have none).
+  const windows =
+    flags.windows ?? (specs !== undefined && !heldOut && !quick ? [...STUDY_WINDOWS] : undefined);
   const result = reproduceKrr({
-    quick: flags.quick === true,
-    ...(flags.heldOut === true ? { specs: heldOutSpecs() } : {}),
-    ...(flags.windows === undefined ? {} : { windows: flags.windows }),
+    quick,
+    ...(heldOut || specs !== undefined ? { specs: specs ?? all } : {}),
+    ...(windows === undefined ? {} : { windows }),
     onProgress: (m) => {
       if (flags.quiet !== true) process.stderr.write(`krr repro: ${m}\n`);
     },
@@ -211,6 +243,11 @@ export function registerKrr(program: Command): void {
       'online, recent signal: at most one coarse 3×3 probe per n steps, when the gradient is flat (default 8; 0 = off)',
       (v: string) => parseIntegerOption('--probe-every', v),
     )
+    .option(
+      '--guard-points <n>',
+      'online: undo a move followed by a drift refresh within n points and cap conditioning there (default 96; 0 = off)',
+      (v: string) => parseIntegerOption('--guard-points', v),
+    )
     .option('--json', 'machine-readable output')
     .action((flags: KrrRunFlags) => {
       krrRunCommand(flags);
@@ -230,7 +267,11 @@ export function registerKrr(program: Command): void {
     )
     .option(
       '--held-out',
-      'instead: the main methods on four held-out series (other seeds and motes; no window study, ~4 min)',
+      'instead: the main methods on eight held-out series (other seeds and motes; no window study)',
+    )
+    .option(
+      '--series <names>',
+      'only these series of the chosen set, comma-separated names (e.g. sensor-mote4-temperature); selected study series skip the step-interval sensitivity runs',
     )
     .action(
       async (flags: {
@@ -239,6 +280,7 @@ export function registerKrr(program: Command): void {
         quiet?: boolean;
         windows?: number[];
         heldOut?: boolean;
+        series?: string;
       }) => {
         await krrReproCommand(flags);
       },

@@ -84,6 +84,14 @@ export interface KrrConfig {
     /** Points per axis of the coarse probe grid (log-spaced over lambdaBounds × gammaBounds, >= 2). */
     readonly probeGrid: number;
     readonly probeZ: number;
+    /**
+     * Conditioning guard (0 = off): a hyperparameter move (gradient step or probe) followed within this
+     * many points by a drift refresh of the incremental inverse is undone (one refresh, counted as
+     * tuning), and the ceiling on the condition bound κ̂ = (max row sum of K + λ) / λ ≥ cond(K + λI)
+     * drops to the geometric mean of κ̂ before and after the move. Later moves to a κ̂ above the ceiling
+     * (and above the current κ̂) are refused before any forecast uses them. No drift refresh, no effect.
+     */
+    readonly guardPoints: number;
   };
   /** Periodic re-tuning (grid / random search with rolling-origin cross-validation). */
   readonly retune: {
@@ -133,6 +141,7 @@ export const DEFAULT_KRR_CONFIG: KrrConfig = {
     probeEvery: 8,
     probeGrid: 3,
     probeZ: 2,
+    guardPoints: 96,
   },
   retune: { every: 48, folds: 3, gridLambdas: 7, gridGammas: 7, randomCandidates: 20 },
   driftTolerance: 1e-8,
@@ -249,6 +258,7 @@ export function resolveKrrConfig(input: KrrConfigInput = {}, method?: Method): K
   if (!(Number.isFinite(config.online.probeZ) && config.online.probeZ >= 0))
     issues.push({ path: 'online.probeZ', message: 'must be finite and >= 0' });
   int('online.probeGrid', config.online.probeGrid, 2);
+  int('online.guardPoints', config.online.guardPoints, 0);
   if (!(config.online.acceptTolerance >= 0))
     issues.push({ path: 'online.acceptTolerance', message: 'must be >= 0' });
   int('retune.every', config.retune.every, 1);

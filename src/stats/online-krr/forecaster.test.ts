@@ -187,6 +187,53 @@ describe('runKrr', () => {
     assert.ok(online.compute.probes > 0 && online.compute.tuningFlops > stalled.compute.tuningFlops);
   });
 
+  it('conditioning guard: moves into a near-singular K + λI are undone and refused, so drift refreshes stay bounded', () => {
+    // A noise-free period-24 wave repeats its lag vectors exactly: K is rank-deficient, and with λ free to
+    // fall to 1e-10 the gradient drives K + λI towards singular; every drift refresh is an n³ Cholesky.
+    const input = {
+      window: 64,
+      lags: 3,
+      horizon: 2,
+      lambda: 0.1,
+      gamma: 0.3,
+      lambdaBounds: [1e-10, 10] as [number, number],
+      gammaBounds: [1e-4, 10] as [number, number],
+    };
+    const unguarded = runKrr(wave(1500, 1, 0), 'online', { ...input, online: { every: 16, guardPoints: 0 } });
+    const guarded = runKrr(wave(1500, 1, 0), 'online', { ...input, online: { every: 16, guardPoints: 48 } });
+    assert.ok(unguarded.compute.stabilityRefreshes > 100, `${unguarded.compute.stabilityRefreshes}`);
+    assert.ok(guarded.compute.stabilityRefreshes <= 10, `${guarded.compute.stabilityRefreshes}`);
+    assert.ok(guarded.compute.guardUndos > 0 && guarded.compute.guardRefusals > 0);
+    assert.equal(unguarded.compute.guardUndos + unguarded.compute.guardRefusals, 0);
+    // Undos and bounds are counted work, and still far less than the refreshes they avoid.
+    assert.ok(guarded.compute.flops < unguarded.compute.flops / 2);
+    assert.ok(guarded.rmse <= unguarded.rmse);
+    for (const p of guarded.trajectory) assert.ok(p.lambda >= 1e-10 && p.gamma >= 1e-4);
+  });
+
+  it('conditioning guard never blocks a move on a well-conditioned run: same forecasts and path as without it', () => {
+    const input = {
+      window: 64,
+      lags: 3,
+      horizon: 2,
+      lambda: 0.1,
+      gamma: 0.3,
+      lambdaBounds: [1e-10, 10] as [number, number],
+      gammaBounds: [1e-4, 10] as [number, number],
+    };
+    const off = runKrr(wave(1500, 1, 0.01), 'online', { ...input, online: { every: 16, guardPoints: 0 } });
+    const on = runKrr(wave(1500, 1, 0.01), 'online', { ...input, online: { every: 16, guardPoints: 48 } });
+    assert.equal(off.compute.stabilityRefreshes, 0);
+    assert.equal(on.compute.guardUndos + on.compute.guardRefusals, 0);
+    assert.deepEqual(on.trajectory, off.trajectory);
+    assert.deepEqual(on.predictions, off.predictions);
+    assert.equal(on.compute.probeMoves, 0);
+    // Its only cost: two n² condition bounds (before and after) per attempted move, counted.
+    const moves = on.compute.hyperSteps - on.compute.skippedSteps;
+    assert.ok(moves > 10);
+    assert.equal(on.compute.flops - off.compute.flops, moves * 2 * 64 * 64);
+  });
+
   it('grid and random re-tune on schedule and count their work', () => {
     const series = wave(300);
     const input = { window: 32, retune: { every: 40, gridLambdas: 3, gridGammas: 3, randomCandidates: 4 } };

@@ -65,6 +65,9 @@ export interface KrrRunResult {
     /** Coarse probes: coarse-grid evaluations, and steps that moved to a probed point. */
     readonly probes: number;
     readonly probeMoves: number;
+    /** Conditioning guard: moves undone after a drift refresh, and moves refused by the κ̂ ceiling. */
+    readonly guardUndos: number;
+    readonly guardRefusals: number;
     readonly retunes: number;
     readonly stabilityRefreshes: number;
   };
@@ -171,6 +174,20 @@ export function runKrr(series: Series, method: Method, input: KrrConfigInput = {
   let skippedSteps = 0;
   let probes = 0;
   let probeMoves = 0;
+  const guarding = method === 'online' && config.online.guardPoints > 0;
+  /** Ceiling on the condition bound κ̂ of a move's K + λI (tightened when a move needed drift refreshes). */
+  let conditionCeiling = Number.POSITIVE_INFINITY;
+  let guardUndos = 0;
+  let guardRefusals = 0;
+  /** The last move that raised κ̂, watched for drift refreshes during the next guardPoints points. */
+  let watched: {
+    at: number;
+    refreshes: number;
+    lambda: number;
+    gamma: number;
+    before: number;
+    after: number;
+  } | null = null;
   /** Steps until a coarse probe may run again (0: the next skipped step probes). */
   let probeWait = 0;
   const probing = config.online.probeEvery > 0 && config.online.signal === 'recent';
@@ -233,27 +250,71 @@ export function runKrr(series: Series, method: Method, input: KrrConfigInput = {
     const candidates = probeCandidates
       .filter((c) => c.lambda !== window.lambda || c.gamma !== window.gamma)
       .map((c): [number, number] => [Math.log(c.lambda), Math.log(c.gamma)]);
-    let best: [number, number] | null = null;
-    let bestValue = current.mse;
+    const better: [number, number, number][] = [];
     for (const [ll, lg] of candidates) {
       probes++;
       const v = recentErrorAt(window, recent, gap, Math.exp(ll), Math.exp(lg));
       if (
         v !== null &&
-        v.mse < bestValue &&
+        v.mse < current.mse &&
         significantlyBetter(current.residuals, v.residuals, h, config.online.probeZ)
       ) {
-        bestValue = v.mse;
-        best = [ll, lg];
+        better.push([v.mse, ll, lg]);
       }
     }
-    if (best === null) return false;
-    const lambda = Math.exp(best[0]);
-    const gamma = Math.exp(best[1]);
+    // The best significant point whose conditioning the guard accepts.
+    for (const [, ll, lg] of better.sort((a, b) => a[0] - b[0])) {
+      const lambda = Math.exp(ll);
+      const gamma = Math.exp(lg);
+      if (!guardedMove(lambda, gamma)) continue;
+      trajectory.push({ t, lambda, gamma });
+      probeMoves++;
+      return true;
+    }
+    return false;
+  };
+
+  /**
+   * Moves to (λ, γ) (one refresh) unless the guard refuses it: its condition bound is above the ceiling
+   * and above the current one. A refused move is undone from a saved copy (no refactorization).
+   * Returns the saved state of the move (to undo it if the step's signal rose) or null when refused.
+   */
+  const guardedMove = (lambda: number, gamma: number): ReturnType<KrrWindow['saveState']> | null => {
+    const saved = window.saveState();
+    const before = guarding ? window.conditionBound() : 0;
     window.setHyper(lambda, gamma);
-    trajectory.push({ t, lambda, gamma });
-    probeMoves++;
-    return true;
+    if (!guarding) return saved;
+    const after = window.conditionBound();
+    if (after > conditionCeiling && after > before) {
+      window.restoreState(saved);
+      guardRefusals++;
+      return null;
+    }
+    watched =
+      after > before
+        ? {
+            at: sinceFull,
+            refreshes: window.stabilityRefreshes,
+            lambda: saved.lambda,
+            gamma: saved.gamma,
+            before,
+            after,
+          }
+        : null;
+    return saved;
+  };
+  /** Undoes the watched move when drift refreshes followed it, and lowers the ceiling below its κ̂. */
+  const guardCheck = (t: number) => {
+    if (watched === null) return;
+    if (window.stabilityRefreshes > watched.refreshes) {
+      conditionCeiling = Math.min(conditionCeiling, Math.sqrt(watched.before * watched.after));
+      window.setHyper(watched.lambda, watched.gamma);
+      trajectory.push({ t, lambda: watched.lambda, gamma: watched.gamma });
+      guardUndos++;
+      watched = null;
+    } else if (sinceFull - watched.at >= config.online.guardPoints) {
+      watched = null;
+    }
   };
 
   const onlineStep = (t: number) => {
@@ -277,8 +338,13 @@ export function runKrr(series: Series, method: Method, input: KrrConfigInput = {
     }
     const lambda = Math.exp(ll);
     const gamma = Math.exp(lg);
-    const saved = window.saveState();
-    window.setHyper(lambda, gamma);
+    const saved = guardedMove(lambda, gamma);
+    if (saved === null) {
+      // Refused by the conditioning guard: a shorter step may stay below the ceiling.
+      stepSize = Math.max(stepSize * 0.5, config.online.stepSize / 64);
+      rejectedSteps++;
+      return;
+    }
     const trial = signalValue();
     if (trial <= g.mse * (1 + config.online.acceptTolerance)) {
       stepSize = Math.min(stepSize * 1.25, config.online.stepSize * 8);
@@ -286,6 +352,7 @@ export function runKrr(series: Series, method: Method, input: KrrConfigInput = {
     } else {
       // Backtrack: the LOO error rose, so undo (no refactorization needed) and shrink the step.
       window.restoreState(saved);
+      watched = null;
       stepSize = Math.max(stepSize * 0.5, config.online.stepSize / 64);
       rejectedSteps++;
     }
@@ -308,6 +375,7 @@ export function runKrr(series: Series, method: Method, input: KrrConfigInput = {
       window.add(features(origin), target(origin));
       if (window.full) {
         const before = meter.flops;
+        if (guarding) guardCheck(t);
         if (method === 'online' && sinceFull > 0 && sinceFull % config.online.every === 0) onlineStep(t);
         if ((method === 'grid' || method === 'random') && sinceFull % config.retune.every === 0) {
           tune(
@@ -360,6 +428,8 @@ export function runKrr(series: Series, method: Method, input: KrrConfigInput = {
       skippedSteps,
       probes,
       probeMoves,
+      guardUndos,
+      guardRefusals,
       retunes,
       stabilityRefreshes: window.stabilityRefreshes,
     },

@@ -29,6 +29,9 @@ export interface ReproRun {
   readonly skippedSteps: number;
   readonly probes: number;
   readonly probeMoves: number;
+  /** Conditioning guard: moves undone after drift refreshes, and moves refused by its ceiling. */
+  readonly guardUndos: number;
+  readonly guardRefusals: number;
   readonly retunes: number;
   readonly maxDrift: number;
   readonly wallMs: number;
@@ -151,7 +154,7 @@ export interface SeriesSpec {
   readonly config: KrrConfigInput;
 }
 
-function seriesSpecs(quick: boolean): SeriesSpec[] {
+export function seriesSpecs(quick: boolean): SeriesSpec[] {
   const truncate = (s: Series, n: number): Series => ({
     ...s,
     values: s.values.slice(0, n),
@@ -317,6 +320,8 @@ export function reproduceKrr(
         skippedSteps: r.compute.skippedSteps,
         probes: r.compute.probes,
         probeMoves: r.compute.probeMoves,
+        guardUndos: r.compute.guardUndos,
+        guardRefusals: r.compute.guardRefusals,
         retunes: r.compute.retunes,
         maxDrift: r.maxDrift,
         wallMs: r.wallMs,

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { inverse, Matrix, solve } from 'ml-matrix';
+import { EigenvalueDecomposition, inverse, Matrix, solve } from 'ml-matrix';
 import { OrchardError } from '../../core/errors.ts';
 import { Rng } from '../../core/rng.ts';
 import { type KernelType, makeKernel } from './kernels.ts';
@@ -128,6 +128,27 @@ function naiveBufferedLoo(
 }
 
 describe('KrrWindow incremental inverse', () => {
+  it('conditionBound is an upper bound on cond₂(K + λI) from an eigendecomposition, tight for a near-constant kernel', () => {
+    const rng = new Rng(5);
+    for (const [lambda, gamma] of [
+      [0.5, 0.3],
+      [1e-3, 1e-3],
+      [1e-4, 5],
+    ] as const) {
+      const w = new KrrWindow(makeKernel({ type: 'rbf' }), 30, 3, lambda, gamma, new ComputeMeter());
+      for (let i = 0; i < 30; i++) w.add(randomPoint(rng, 3), rng.normal());
+      const a = new Matrix(30, 30);
+      for (let i = 0; i < 30; i++)
+        for (let j = 0; j < 30; j++) a.set(i, j, w.kernelAt(i, j) + (i === j ? lambda : 0));
+      const ev = new EigenvalueDecomposition(a, { assumeSymmetric: true }).realEigenvalues;
+      const cond = Math.max(...ev) / Math.min(...ev);
+      const bound = w.conditionBound();
+      assert.ok(bound >= cond * (1 - 1e-9), `bound ${bound} < cond ${cond}`);
+      // γ → 0: K → 11ᵀ, whose one eigenvalue n is its row sum, so the bound is near exact.
+      if (gamma === 1e-3) assert.ok(bound < cond * 1.05, `bound ${bound} vs cond ${cond}`);
+    }
+  });
+
   for (const type of ['rbf', 'laplacian', 'polynomial'] as const) {
     it(`matches a direct inverse after 400 insert/delete cycles (${type}, no refreshes)`, () => {
       const rng = new Rng(11);

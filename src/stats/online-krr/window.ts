@@ -462,6 +462,23 @@ export class KrrWindow {
     this.refresh();
   }
 
+  /**
+   * Upper bound on the 2-norm condition number of K + λI: Gershgorin puts every eigenvalue of K at
+   * most its largest absolute row sum, and K ⪰ 0 puts every eigenvalue of K + λI at least λ. n² flops.
+   */
+  conditionBound(): number {
+    const n = this.count;
+    const c = this.capacity;
+    let maxRow = 0;
+    for (let i = 0; i < n; i++) {
+      let s = 0;
+      for (let j = 0; j < n; j++) s += Math.abs(this.kmat[i * c + j] as number);
+      if (s > maxRow) maxRow = s;
+    }
+    this.meter.add(n * n);
+    return (maxRow + this.lambdaValue) / this.lambdaValue;
+  }
+
   /** Copies of K and M, so a rejected hyperparameter trial can be undone without refactorizing. */
   saveState(): { lambda: number; gamma: number; kmat: Float64Array; minv: Float64Array } {
     const n = this.count;
