@@ -129,3 +129,10 @@ test('the replay cache answers replays until the assignment lapses and holds ≤
   assert.ok(maxSize >= 110, `the cache kept ${maxSize} answers, fewer than the unlapsed ones`);
   assert.ok(maxSize <= (2 * (TTL_MS + 10_000)) / 1000, `the cache grew to ${maxSize} answers`);
 });
+
+test('the signer itself verifies only the exact spelling it issued', () => {
+  const signer = new AssignmentSigner(new Uint8Array(32).fill(7));
+  const id = signer.sign({ taskId: 't', deviceId: 'd', version: 3, deadline: 5_000 });
+  assert.equal(signer.verify(id)?.version, 3);
+  for (const variant of variants(id)) assert.equal(signer.verify(variant), null, variant);
+});

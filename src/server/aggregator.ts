@@ -284,12 +284,8 @@ export class Aggregator {
     const claims = this.options.signer.verify(header.assignmentId);
     if (claims === null || claims.taskId !== routeTaskId)
       return this.refuse(coordinator, 'not_assigned', 'unknown assignment for this task');
-    // The id is deduplicated as a string, so only the exact text the selector issued is accepted:
-    // base64url decoding ignores the low bits of the MAC's last character, '=' padding and
-    // whitespace, and a variant spelling of an applied id would otherwise be applied again.
-    const signature = canonicalSignature(header.assignmentId);
-    if (signature === null)
-      return this.refuse(coordinator, 'not_assigned', 'the assignment id is not in its canonical form');
+    // verify() accepts only the exact text the selector issued, so the MAC text names the id.
+    const signature = macText(header.assignmentId);
     if (claims.deviceId !== deviceId)
       throw new ApiError('forbidden', 'this assignment belongs to another device');
     if (claims.version !== header.baseVersion)
@@ -444,15 +440,11 @@ export class Aggregator {
 }
 
 /**
- * The MAC part of a verified assignment id when the id is spelled exactly as AssignmentSigner
- * writes it (the MAC re-encoded gives back the same text), else null. The string returned is a
- * fresh copy, not a slice that would keep the whole id alive in the replay cache.
+ * The MAC part of a verified assignment id, as a fresh copy: a slice would keep the whole id alive
+ * in the replay cache.
  */
-function canonicalSignature(id: string): string | null {
-  const dot = id.indexOf('.');
-  const text = id.slice(dot + 1);
-  const mac = Buffer.from(text, 'base64url').toString('base64url');
-  return dot > 0 && mac === text ? mac : null;
+function macText(id: string): string {
+  return Buffer.from(id.slice(id.indexOf('.') + 1), 'base64url').toString('base64url');
 }
 
 /** Journals an accepted update durably before the client is answered; a storage failure is a 503. */

@@ -48,14 +48,21 @@ export class AssignmentSigner {
     return `${payload}.${this.mac(payload).toString('base64url')}`;
   }
 
-  /** The claims of a genuine id, or null for anything forged, truncated or malformed. */
+  /**
+   * The claims of a genuine id, or null for anything forged, truncated, malformed or not spelled
+   * exactly as `sign` wrote it: ids are deduplicated as strings, and base64url decoding ignores the
+   * low bits of the last character, '=' padding and whitespace, so a respelled copy of a genuine id
+   * must not verify.
+   */
   verify(id: string): AssignmentClaims | null {
     if (id.length > 512) return null;
     const dot = id.indexOf('.');
     if (dot <= 0) return null;
     const payload = id.slice(0, dot);
-    const given = Buffer.from(id.slice(dot + 1), 'base64url');
-    if (given.length !== SIGNATURE_BYTES || !timingSafeEqual(given, this.mac(payload))) return null;
+    const text = id.slice(dot + 1);
+    const given = Buffer.from(text, 'base64url');
+    if (given.length !== SIGNATURE_BYTES || given.toString('base64url') !== text) return null;
+    if (!timingSafeEqual(given, this.mac(payload))) return null;
     return parseClaims(payload);
   }
 }
