@@ -363,6 +363,7 @@ export class Aggregator {
       // Finite: proven by the norm pass above, so the strategy need not scan the floats again.
       const checked = {
         idempotencyKey: key,
+        keyExpiresAt: claims.deadline,
         deviceId,
         assignmentId: key,
         baseVersion: header.baseVersion,

@@ -234,6 +234,8 @@ export interface PartialLeaderOptions {
 /** What the aggregator hands over once an update passed every stateless check. */
 export interface FoldInput {
   readonly idempotencyKey: string;
+  /** The assignment's signed deadline: after it no upload under this key can be accepted. */
+  readonly keyExpiresAt?: number;
   readonly deviceId: string;
   readonly assignmentId: string;
   readonly baseVersion: number;
@@ -354,6 +356,7 @@ export class TaskCoordinator implements RoundCohort {
   /** User-level DP: every step is checkpointed before its version is published. */
   private readonly isPrivateTask: boolean;
   /** Assignments this process handed out for its current strategy: assignment id → strategy client. */
+  private lastKeyPrune = 0;
   private readonly live = new Map<
     string,
     { readonly clientId: number; readonly deadline: number; readonly round: number }
@@ -1315,6 +1318,24 @@ export class TaskCoordinator implements RoundCohort {
     });
   }
 
+  /**
+   * Forgets idempotency keys whose assignment lapsed more than `keyRetentionMs` ago, at most every
+   * retention/10 (between 1 s and 1 min, so each delete stays small); runs after checkpoints, so it
+   * needs no timer of its own. A failure is logged and retried next time: a key kept longer is harmless.
+   */
+  private async pruneKeys(): Promise<void> {
+    const retention = this.runtime.spec.keyRetentionMs;
+    const now = Date.now();
+    if (now - this.lastKeyPrune < Math.min(60_000, Math.max(1000, retention / 10))) return;
+    this.lastKeyPrune = now;
+    try {
+      const gone = await this.options.storage.pruneIdempotencyKeys(this.taskId, now - retention);
+      if (gone > 0) this.log(`task ${this.taskId}: forgot ${gone} idempotency keys of lapsed assignments`);
+    } catch (error) {
+      this.log(`task ${this.taskId}: pruning idempotency keys failed: ${(error as Error).message}`);
+    }
+  }
+
   private saveCheckpoint(snapshot: StrategySnapshot, journalSeq: number): Promise<void> {
     const checkpoint: Checkpoint = {
       taskId: this.taskId,
@@ -1329,6 +1350,7 @@ export class TaskCoordinator implements RoundCohort {
       if (checkpoint.version <= this.lastCheckpointVersion) return;
       await this.options.storage.saveCheckpoint(checkpoint);
       this.lastCheckpointVersion = checkpoint.version;
+      void this.pruneKeys();
     });
     this.checkpointChain = save.catch((error: unknown) => {
       if (isFenced(error)) this.deposed(`checkpoint ${checkpoint.version} refused (fenced)`);

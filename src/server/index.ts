@@ -116,34 +116,8 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   // All roles in one process: the coordinator folds each update before journaling it (exact
   // answers). Otherwise aggregators journal and the coordinator folds the journal in seq order.
   const embedded = ALL_ROLES.every((role) => roles.has(role));
-  const usesDataDir =
-    options.storage === undefined || typeof options.storage === 'string' || options.dataDir !== undefined;
-  const dataDir = usesDataDir ? resolve(options.dataDir ?? './orchard-data') : null;
-  if (dataDir !== null) mkdirSync(dataDir, { recursive: true });
-  const secrets = loadSecrets(dataDir);
-  const enrollmentKey = options.enrollmentKey ?? secrets.enrollmentKey;
-  const adminToken = options.adminToken ?? secrets.adminToken;
-  const assignmentKey = Buffer.from(options.assignmentKey ?? secrets.assignmentKey, 'base64url');
-
-  const ownsStorage = typeof options.storage !== 'object';
-  const storage =
-    typeof options.storage === 'object'
-      ? options.storage
-      : await openStorage(options.storage ?? dataDir ?? '.', { baseDir: dataDir ?? '.' });
-  await storage.init();
-
+  // Everything that needs no storage is checked before any is opened.
   const spec: TaskSpec = options.task === undefined ? defaultTask() : parseTaskSpec(options.task);
-  const stored = await storage.getTask(spec.taskId);
-  if (stored !== null && JSON.stringify(parseTaskSpec(stored.spec)) !== JSON.stringify(spec))
-    throw new ConfigError(
-      [
-        {
-          path: 'task',
-          message: `task ${spec.taskId} already exists in this storage with a different definition`,
-        },
-      ],
-      'task',
-    );
   if (spec.strategy.kind === 'sync' && !embedded)
     throw new ConfigError(
       [
@@ -164,6 +138,38 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
       ],
       'server',
     );
+  const usesDataDir =
+    options.storage === undefined || typeof options.storage === 'string' || options.dataDir !== undefined;
+  const dataDir = usesDataDir ? resolve(options.dataDir ?? './orchard-data') : null;
+  if (dataDir !== null) mkdirSync(dataDir, { recursive: true });
+  const secrets = loadSecrets(dataDir);
+  const enrollmentKey = options.enrollmentKey ?? secrets.enrollmentKey;
+  const adminToken = options.adminToken ?? secrets.adminToken;
+  const assignmentKey = Buffer.from(options.assignmentKey ?? secrets.assignmentKey, 'base64url');
+
+  const ownsStorage = typeof options.storage !== 'object';
+  const storage =
+    typeof options.storage === 'object'
+      ? options.storage
+      : await openStorage(options.storage ?? dataDir ?? '.', { baseDir: dataDir ?? '.' });
+  try {
+    await storage.init();
+    const stored = await storage.getTask(spec.taskId);
+    if (stored !== null && JSON.stringify(parseTaskSpec(stored.spec)) !== JSON.stringify(spec))
+      throw new ConfigError(
+        [
+          {
+            path: 'task',
+            message: `task ${spec.taskId} already exists in this storage with a different definition`,
+          },
+        ],
+        'task',
+      );
+  } catch (error) {
+    if (ownsStorage) await storage.close();
+    throw error;
+  }
+
   const runtime = taskRuntime(spec);
   const admission = options.admission ?? new LocalAdmissionCounter();
   const lease = options.lease ?? new LocalLease();
@@ -276,7 +282,20 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     limits,
   );
   const host = options.host ?? '127.0.0.1';
-  await app.listen({ port: options.port ?? 0, host });
+  const shutdown = async () => {
+    if (poller !== null) clearInterval(poller);
+    await app.close();
+    await partialTarget?.close();
+    for (const co of coordinators.values()) await co.close();
+    if (ownsStorage) await storage.close();
+  };
+  try {
+    await app.listen({ port: options.port ?? 0, host });
+  } catch (error) {
+    // E.g. the port is taken: release what was started, so the caller's process can exit.
+    await shutdown();
+    throw error;
+  }
   const address = app.server.address();
   if (address === null || typeof address === 'string') throw new Error('server has no TCP address');
   const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
@@ -293,11 +312,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     async close() {
       if (closed) return;
       closed = true;
-      if (poller !== null) clearInterval(poller);
-      await app.close();
-      await partialTarget?.close();
-      for (const co of coordinators.values()) await co.close();
-      if (ownsStorage) await storage.close();
+      await shutdown();
     },
   };
 }

@@ -18,6 +18,7 @@ export function journalEntry(taskId: string, input: FoldInput, response: UpdateR
     deltaStable: true,
     taskId,
     idempotencyKey: input.idempotencyKey,
+    ...(input.keyExpiresAt === undefined ? {} : { keyExpiresAt: input.keyExpiresAt }),
     deviceId: input.deviceId,
     assignmentId: input.assignmentId,
     baseVersion: input.baseVersion,

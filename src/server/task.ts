@@ -49,6 +49,17 @@ export const TaskSpecSchema = z
       .int()
       .positive()
       .default(10 * 60_000),
+    /**
+     * An applied upload's idempotency key is kept this long after its assignment lapsed, then
+     * forgotten (storage would otherwise grow by one row per update for good). At-most-once still
+     * holds: a lapsed assignment's upload is refused by its signed deadline. A retry later than this
+     * gets 409 `not_assigned` instead of its original answer. Allow for clock skew between processes.
+     */
+    keyRetentionMs: z
+      .number()
+      .int()
+      .nonnegative()
+      .default(24 * 60 * 60_000),
     /** A device checking in again sooner than this gets `rate_limited`. */
     minCheckinIntervalMs: z.number().int().nonnegative().default(0),
     /** Pacing hint for devices that were told to wait. */

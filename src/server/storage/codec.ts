@@ -85,6 +85,7 @@ export function validateTask(task: TaskRecord): void {
 export function validateEntry(entry: JournalEntryInput): void {
   nonEmptyString(entry.taskId, 'taskId');
   nonEmptyString(entry.idempotencyKey, 'idempotencyKey');
+  if (entry.keyExpiresAt !== undefined) finiteNumber(entry.keyExpiresAt, 'keyExpiresAt');
   nonEmptyString(entry.deviceId, 'deviceId');
   nonEmptyString(entry.assignmentId, 'assignmentId');
   nonNegativeInteger(entry.baseVersion, 'baseVersion');
@@ -93,6 +94,11 @@ export function validateEntry(entry: JournalEntryInput): void {
   if (!(entry.delta instanceof Float32Array)) invalid('delta must be a Float32Array');
   finiteNumber(entry.acceptedAt, 'acceptedAt');
   if (entry.fencingToken !== undefined) validateFencingToken(entry.fencingToken);
+}
+
+export function validatePrune(taskId: string, expiredBefore: number): void {
+  nonEmptyString(taskId, 'taskId');
+  finiteNumber(expiredBefore, 'expiredBefore');
 }
 
 export function validateFencingToken(token: unknown): void {

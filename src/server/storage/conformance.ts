@@ -209,6 +209,38 @@ export function runStorageConformance(
         assert.deepEqual(await s2.appendAccepted(entry('t', 'c')), { kind: 'appended', seq: 3 });
       }));
 
+    test('idempotency keys past their expiry are pruned per task; keys without one, or not yet expired, stay', () =>
+      withDb(async (open) => {
+        const s = await open();
+        await s.appendAccepted(entry('t', 'old', { keyExpiresAt: 1_000 }));
+        await s.appendAccepted(entry('t', 'edge', { keyExpiresAt: 2_000 }));
+        await s.appendAccepted(entry('t', 'forever'));
+        await s.appendAccepted(entry('u', 'other-task', { keyExpiresAt: 1_000 }));
+        await rejectsWith(s.pruneIdempotencyKeys('t', Number.NaN), 'INVALID_INPUT');
+        await rejectsWith(s.pruneIdempotencyKeys('', 5), 'INVALID_INPUT');
+        await rejectsWith(
+          s.appendAccepted(entry('t', 'bad', { keyExpiresAt: Number.POSITIVE_INFINITY })),
+          'INVALID_INPUT',
+        );
+        assert.equal(await s.pruneIdempotencyKeys('t', 2_000), 1); // strictly before
+        assert.equal(await s.lookupIdempotencyKey('t', 'old'), null);
+        assert.equal((await s.lookupIdempotencyKey('t', 'edge'))?.seq, 2);
+        assert.equal((await s.lookupIdempotencyKey('t', 'forever'))?.seq, 3);
+        assert.equal((await s.lookupIdempotencyKey('u', 'other-task'))?.seq, 1);
+        // The journal and the task's seq are untouched: the next append continues after 3.
+        assert.deepEqual(
+          (await s.journalSince('t', 0)).map((e) => e.seq),
+          [1, 2, 3],
+        );
+        assert.equal(await s.pruneIdempotencyKeys('t', 1e15), 1);
+        assert.equal((await s.lookupIdempotencyKey('t', 'forever'))?.seq, 3);
+        assert.deepEqual(await s.appendAccepted(entry('t', 'next')), { kind: 'appended', seq: 4 });
+        await s.close();
+        const s2 = await open();
+        assert.equal(await s2.lookupIdempotencyKey('t', 'edge'), null);
+        assert.equal((await s2.lookupIdempotencyKey('t', 'forever'))?.seq, 3);
+      }));
+
     test('checkpoint: saving truncates the journal up to journalSeq; keys and seq survive truncation', () =>
       withDb(async (open) => {
         const s = await open();

@@ -37,6 +37,7 @@ import {
   validateFencingToken,
   validateLimit,
   validateMetric,
+  validatePrune,
   validateRoundState,
   validateTask,
 } from './codec.ts';
@@ -105,8 +106,12 @@ CREATE TABLE IF NOT EXISTS orchard_idempotency (
   key text NOT NULL,
   seq bigint NOT NULL,
   response text NOT NULL,
+  expires_at double precision,
   PRIMARY KEY (task_id, key)
 );
+ALTER TABLE orchard_idempotency ADD COLUMN IF NOT EXISTS expires_at double precision;
+CREATE INDEX IF NOT EXISTS orchard_idempotency_expiry ON orchard_idempotency (task_id, expires_at)
+  WHERE expires_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS orchard_devices (
   device_id text PRIMARY KEY,
   token_hash text NOT NULL UNIQUE,
@@ -514,7 +519,7 @@ export class PostgresStorage implements Storage {
         const entryRows: unknown[] = [];
         for (const { item, seq } of fresh) {
           const e = item.entry;
-          keyRows.push(taskId, e.idempotencyKey, seq, item.response);
+          keyRows.push(taskId, e.idempotencyKey, seq, item.response, e.keyExpiresAt ?? null);
           entryRows.push(
             taskId,
             seq,
@@ -529,7 +534,7 @@ export class PostgresStorage implements Storage {
           );
         }
         await c.query(
-          `INSERT INTO orchard_idempotency (task_id, key, seq, response) VALUES ${placeholders(fresh.length, 4)}`,
+          `INSERT INTO orchard_idempotency (task_id, key, seq, response, expires_at) VALUES ${placeholders(fresh.length, 5)}`,
           keyRows,
         );
         await c.query(
@@ -561,6 +566,15 @@ export class PostgresStorage implements Storage {
       [taskId, key],
     );
     return row ? { seq: row.seq as number, response: decodeJson(String(row.response), 'response') } : null;
+  }
+
+  async pruneIdempotencyKeys(taskId: string, expiredBefore: number): Promise<number> {
+    validatePrune(taskId, expiredBefore);
+    const rows = await this.query(
+      'DELETE FROM orchard_idempotency WHERE task_id = $1 AND expires_at < $2 RETURNING 1 AS gone',
+      [taskId, expiredBefore],
+    );
+    return rows.length;
   }
 
   async fence(taskId: string, token: number): Promise<void> {

@@ -173,3 +173,22 @@ test('sqlite: a stable delta in shared memory is written in place, any other del
   assert.deepEqual(Array.from(stored[2]?.delta ?? []), Array.from(values(3)));
   await s.close();
 });
+
+test('a database made before keys could expire gets the column; its keys have no expiry and are kept', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'orchard-sqlite-keys-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const path = join(dir, 'orchard.db');
+  const old = new Database(path);
+  old.exec(
+    'CREATE TABLE idempotency (task_id TEXT NOT NULL, key TEXT NOT NULL, seq INTEGER NOT NULL, ' +
+      'response TEXT NOT NULL, PRIMARY KEY (task_id, key))',
+  );
+  old.prepare('INSERT INTO idempotency VALUES (?, ?, ?, ?)').run('t', 'legacy', 7, '{"ok":1}');
+  old.close();
+  const s = new SqliteStorage({ path });
+  await s.init();
+  t.after(() => s.close());
+  assert.deepEqual(await s.lookupIdempotencyKey('t', 'legacy'), { seq: 7, response: { ok: 1 } });
+  assert.equal(await s.pruneIdempotencyKeys('t', 1e15), 0);
+  assert.equal((await s.lookupIdempotencyKey('t', 'legacy'))?.seq, 7);
+});

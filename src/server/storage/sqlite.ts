@@ -59,6 +59,7 @@ import {
   validateFencingToken,
   validateLimit,
   validateMetric,
+  validatePrune,
   validateRoundState,
   validateTask,
 } from './codec.ts';
@@ -125,6 +126,7 @@ CREATE TABLE IF NOT EXISTS idempotency (
   key TEXT NOT NULL,
   seq INTEGER NOT NULL,
   response TEXT NOT NULL,
+  expires_at REAL,
   PRIMARY KEY (task_id, key)
 );
 CREATE TABLE IF NOT EXISTS devices (
@@ -260,7 +262,10 @@ function prepare(db: Database.Database) {
     lookupKey: db.prepare<[string, string], { seq: number; response: string }>(
       'SELECT seq, response FROM idempotency WHERE task_id = ? AND key = ?',
     ),
-    insertKey: db.prepare('INSERT INTO idempotency (task_id, key, seq, response) VALUES (?, ?, ?, ?)'),
+    insertKey: db.prepare(
+      'INSERT INTO idempotency (task_id, key, seq, response, expires_at) VALUES (?, ?, ?, ?, ?)',
+    ),
+    pruneKeys: db.prepare('DELETE FROM idempotency WHERE task_id = ? AND expires_at < ?'),
     insertEntry: db.prepare(
       'INSERT INTO journal (task_id, seq, idempotency_key, device_id, assignment_id, base_version, ' +
         'num_examples, delta, response, accepted_at, seg, seg_offset, seg_length, seg_crc) ' +
@@ -397,6 +402,14 @@ export class SqliteStorage implements Storage {
       for (const column of SEGMENT_COLUMNS)
         if (!columns.has(column.split(' ')[0] as string)) db.exec(`ALTER TABLE journal ADD COLUMN ${column}`);
       db.exec('CREATE INDEX IF NOT EXISTS journal_seg ON journal (seg) WHERE seg IS NOT NULL');
+      // Databases made before keys could expire get the column (their keys have none: kept).
+      const keyColumns = new Set(
+        (db.pragma('table_info(idempotency)') as Array<{ name: string }>).map((c) => c.name),
+      );
+      if (!keyColumns.has('expires_at')) db.exec('ALTER TABLE idempotency ADD COLUMN expires_at REAL');
+      db.exec(
+        'CREATE INDEX IF NOT EXISTS idempotency_expiry ON idempotency (task_id, expires_at) WHERE expires_at IS NOT NULL',
+      );
       if (file) {
         this.walFd = openSync(`${this.path}-wal`, 'r');
         const pages =
@@ -466,7 +479,7 @@ export class SqliteStorage implements Storage {
       const seqRow = st.bumpSeq.get(e.taskId);
       if (!seqRow) throw new StorageError('CORRUPT', 'sequence counter returned no row');
       const seq = seqRow.last_seq;
-      st.insertKey.run(e.taskId, e.idempotencyKey, seq, response);
+      st.insertKey.run(e.taskId, e.idempotencyKey, seq, response, e.keyExpiresAt ?? null);
       st.insertEntry.run(
         e.taskId,
         seq,
@@ -976,6 +989,11 @@ export class SqliteStorage implements Storage {
   ): Promise<{ seq: number; response: unknown } | null> {
     const row = await this.run((st) => st.lookupKey.get(taskId, key));
     return row ? { seq: row.seq, response: decodeJson(row.response, 'response') } : null;
+  }
+
+  async pruneIdempotencyKeys(taskId: string, expiredBefore: number): Promise<number> {
+    validatePrune(taskId, expiredBefore);
+    return await this.run((st) => st.pruneKeys.run(taskId, expiredBefore).changes, true);
   }
 
   async fence(taskId: string, token: number): Promise<void> {

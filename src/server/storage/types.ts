@@ -33,6 +33,11 @@ export interface JournalEntryInput {
   readonly taskId: string;
   /** Client-chosen key; the same (taskId, key) is applied at most once, ever. */
   readonly idempotencyKey: string;
+  /**
+   * ms since epoch after which no upload under this key can be accepted any more (the assignment's
+   * signed deadline): `pruneIdempotencyKeys` may forget the key some time after it. Absent: kept.
+   */
+  readonly keyExpiresAt?: number;
   readonly deviceId: string;
   readonly assignmentId: string;
   readonly baseVersion: number;
@@ -124,6 +129,13 @@ export interface Storage {
   journalSince(taskId: string, afterSeq: number): Promise<JournalEntry[]>;
   /** The stored response for an already-applied key, or null. */
   lookupIdempotencyKey(taskId: string, key: string): Promise<{ seq: number; response: unknown } | null>;
+  /**
+   * Forgets the task's keys whose `keyExpiresAt` is before `expiredBefore` (keys without one stay);
+   * resolves with how many went. Safe because such keys can never be accepted again: the aggregator
+   * refuses an upload whose signed deadline has passed, so at-most-once still holds; only a retry
+   * that late gets `not_assigned` instead of its original answer. Bounds the key table's growth.
+   */
+  pruneIdempotencyKeys(taskId: string, expiredBefore: number): Promise<number>;
 
   /**
    * Fencing against a coordinator that lost its lease without noticing (paused, partitioned from
