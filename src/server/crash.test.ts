@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { Rng } from '../core/rng.ts';
-import { decodeFrame, type StatusResponse, type UpdateResponse } from './protocol.ts';
+import { decodeFrame, type UpdateResponse } from './protocol.ts';
 import { parseTaskSpec, taskRuntime } from './task.ts';
 import {
   checkinDevice,
@@ -20,6 +20,7 @@ import {
   startServeChild,
   stopChild,
   type Train,
+  taskStatus,
   uploadUpdate,
 } from './test-helpers.ts';
 
@@ -59,13 +60,6 @@ async function checkin(url: string, token: string): Promise<Train> {
   const body = await checkinDevice(url, token);
   if (body.action !== 'train') throw new Error(`check-in said ${JSON.stringify(body)}`);
   return body;
-}
-
-async function status(url: string): Promise<StatusResponse['tasks'][number]> {
-  const s = (await (await fetch(`${url}/v1/status`)).json()) as StatusResponse;
-  const task = s.tasks[0];
-  assert.ok(task !== undefined);
-  return task;
 }
 
 /**
@@ -121,7 +115,7 @@ test('kill -9 at 20 random points: every acknowledged update applied exactly onc
       for (let w = 0; w < WORKERS; w++) {
         tokens.push((await registerDevice(server.url, server.enrollmentKey)).token);
       }
-    const before = await status(server.url);
+    const before = await taskStatus(server.url);
     assert.ok(
       before.version >= lastVersion,
       `round ${round}: version ${before.version} < ${lastVersion} before the crash`,
@@ -177,7 +171,7 @@ test('kill -9 at 20 random points: every acknowledged update applied exactly onc
     const u = { index: nextIndex++, token, assignment: await checkin(server.url, token) };
     acked.set(u.index, await send(server.url, u));
   }
-  const final = await status(server.url);
+  const final = await taskStatus(server.url);
   assert.equal(final.version, acked.size / K, `${acked.size} updates in buffers of ${K}`);
   await assertServedModel(server.url, token, final.version, acked.keys());
   t.diagnostic(
@@ -249,7 +243,7 @@ test('roles as separate processes: kill -9 of a random role at 6 seeded points, 
     await stopChild((running.get(victim) as { child: ChildProcess }).child);
     await Promise.all(workers);
     await start(victim);
-    const version = (await status(url('coordinator'))).version;
+    const version = (await taskStatus(url('coordinator'))).version;
     assert.ok(version >= lastVersion, `round ${round}: version ${version} < ${lastVersion}`);
     lastVersion = version;
   }
@@ -263,10 +257,10 @@ test('roles as separate processes: kill -9 of a random role at 6 seeded points, 
   }
   // The coordinator folds the journal asynchronously: wait for the last version.
   const deadline = Date.now() + 10_000;
-  let final = await status(url('coordinator'));
+  let final = await taskStatus(url('coordinator'));
   while (final.version < acked.size / K && Date.now() < deadline) {
     await new Promise((r) => setTimeout(r, 50));
-    final = await status(url('coordinator'));
+    final = await taskStatus(url('coordinator'));
   }
   assert.equal(final.version, acked.size / K, `${acked.size} updates in buffers of ${K}`);
   await assertServedModel(url('coordinator'), token, final.version, acked.keys());

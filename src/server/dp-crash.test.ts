@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { Rng } from '../core/rng.ts';
 import { RdpAccountant } from '../privacy/dp/rdp.ts';
-import type { MetricsResponse, StatusResponse, UpdateResponse } from './protocol.ts';
+import type { MetricsResponse, UpdateResponse } from './protocol.ts';
 import { openStorage } from './storage/index.ts';
 import {
   checkinDevice,
@@ -27,6 +27,7 @@ import {
   startServeChild,
   stopChild,
   type Train,
+  taskStatus,
   uploadUpdate,
 } from './test-helpers.ts';
 
@@ -63,13 +64,6 @@ interface Upload {
   readonly index: number;
   readonly token: string;
   readonly assignment: Train;
-}
-
-async function status(url: string): Promise<StatusResponse['tasks'][number]> {
-  const s = (await (await fetch(`${url}/v1/status`)).json()) as StatusResponse;
-  const task = s.tasks[0];
-  assert.ok(task !== undefined);
-  return task;
 }
 
 test('DP-FedBuff: kill -9 at random points, no version released twice, each acknowledged update in exactly one step, ε from the accountant', {
@@ -142,7 +136,7 @@ test('DP-FedBuff: kill -9 at random points, no version released twice, each ackn
     if (tokens.length === 0)
       for (let w = 0; w < WORKERS; w++)
         tokens.push((await registerDevice(server.url, server.enrollmentKey)).token);
-    const before = await status(server.url);
+    const before = await taskStatus(server.url);
     assert.ok(before.version >= lastVersion, `life ${life}: version ${before.version} < ${lastVersion}`);
     lastVersion = before.version;
     // The version it restarted at: if it was downloaded before the crash, the same bytes.
@@ -186,7 +180,7 @@ test('DP-FedBuff: kill -9 at random points, no version released twice, each ackn
     if (rng.next() < 0.5) {
       // The newest version just before the crash: the restart serves it again (same bytes) unless
       // a later step's checkpoint was already durable.
-      await download(server.url, tokens[0] as string, (await status(server.url)).version, life);
+      await download(server.url, tokens[0] as string, (await taskStatus(server.url)).version, life);
     } else {
       // Killed the moment a device has a version it never saw (the narrowest window for a version
       // served before its checkpoint is durable); at most 3 s later in any case.

@@ -32,9 +32,12 @@ async function train(url: string, token: string): Promise<Train> {
 
 test('keys of lapsed assignments are pruned after their retention; a late replay is refused and applies nothing', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'orchard-keys-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
   let server = await startServer({ dataDir: dir, task: TASK });
-  t.after(() => server.close());
+  // One hook, in this order: removing the folder while the server still writes to it can fail.
+  t.after(async () => {
+    await server.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
   const device = await registerDevice(server.url, server.enrollmentKey);
   const delta = new Float32Array(8).fill(0.01);
 

@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { Rng } from '../core/rng.ts';
-import { decodeFrame, type StatusResponse } from './protocol.ts';
+import { decodeFrame } from './protocol.ts';
 import { parseTaskSpec, taskRuntime } from './task.ts';
 import {
   checkinDevice,
@@ -21,6 +21,7 @@ import {
   startServeChild,
   stopChild,
   type Train,
+  taskStatus,
   uploadUpdate,
 } from './test-helpers.ts';
 
@@ -61,13 +62,6 @@ interface Upload {
 
 const send = (url: string, u: Upload) =>
   uploadUpdate(url, u.token, u.assignment, deltaOf(u.index), examplesOf(u.index));
-
-async function status(url: string): Promise<StatusResponse['tasks'][number]> {
-  const s = (await (await fetch(`${url}/v1/status`)).json()) as StatusResponse;
-  const task = s.tasks[0];
-  assert.ok(task !== undefined);
-  return task;
-}
 
 test('sync rounds: kill -9 at random points, rounds rebuilt from checkpoint + journal, each acknowledged update applied once', {
   timeout: 180_000,
@@ -114,7 +108,7 @@ test('sync rounds: kill -9 at random points, rounds rebuilt from checkpoint + jo
     if (tokens.length === 0)
       for (let w = 0; w < WORKERS; w++)
         tokens.push((await registerDevice(server.url, server.enrollmentKey)).token);
-    const before = await status(server.url);
+    const before = await taskStatus(server.url);
     assert.ok(before.version >= lastVersion, `life ${life}: version ${before.version} < ${lastVersion}`);
     // Uploads whose answer a crash swallowed: same assignment again, so at most one applies.
     for (const u of unknown) {
@@ -160,10 +154,10 @@ test('sync rounds: kill -9 at random points, rounds rebuilt from checkpoint + jo
     assert.equal(unknown.length, 0);
     const maxBase = Math.max(...acked.values());
     const deadline = Date.now() + 10_000;
-    let final = await status(server.url);
+    let final = await taskStatus(server.url);
     while (final.version <= maxBase && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 100));
-      final = await status(server.url);
+      final = await taskStatus(server.url);
     }
     assert.ok(final.version > maxBase, `the last round (version ${maxBase}) closed: ${final.version}`);
 

@@ -1,4 +1,5 @@
 /** Helpers for server tests: `orchard serve` as a child process, device registration, updates. */
+import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import {
@@ -6,6 +7,7 @@ import {
   type CheckinResponse,
   encodeFrame,
   FRAME_KIND_UPDATE,
+  type StatusResponse,
   type UpdateResponse,
 } from './protocol.ts';
 
@@ -140,4 +142,12 @@ export async function postUpdate(
     signal: AbortSignal.timeout(10_000),
   });
   return { status: res.status, text: await res.text() };
+}
+
+/** The first task's entry in /v1/status (asserts there is one). */
+export async function taskStatus(url: string): Promise<StatusResponse['tasks'][number]> {
+  const s = (await (await fetch(`${url}/v1/status`)).json()) as StatusResponse;
+  const task = s.tasks[0];
+  assert.ok(task !== undefined, 'no task in /v1/status');
+  return task;
 }
