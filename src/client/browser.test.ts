@@ -158,7 +158,8 @@ test('the SDK in Chromium trains against the real server', {
   timeout: 90_000,
 }, async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'orchard-browser-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  // Hooks run in registration order, so the server may still be writing here: retry ENOTEMPTY.
+  t.after(() => rmSync(dir, { recursive: true, force: true, maxRetries: 5 }));
   const dataset = {
     kind: 'synthetic',
     alpha: 1,

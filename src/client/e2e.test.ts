@@ -56,7 +56,8 @@ test('server + fleet reach the simulator accuracy on the same task (within 0.02)
   const simMean = simulated.mean;
 
   const dir = mkdtempSync(join(tmpdir(), 'orchard-e2e-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  // Hooks run in registration order, so the server may still be writing here: retry ENOTEMPTY.
+  t.after(() => rmSync(dir, { recursive: true, force: true, maxRetries: 5 }));
   const server = await startServer({ dataDir: dir, task: TASK });
   t.after(() => server.close());
   const summary = await runFleet({

@@ -63,7 +63,8 @@ async function trip(server: RunningServer, token: string, i: number) {
 
 test('DP-FedBuff over HTTP: checkpoint before serve, ε per version matches the accountant, restart keeps ε and version', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'orchard-dp-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  // Hooks run in registration order, so the server may still be writing here: retry ENOTEMPTY.
+  t.after(() => rmSync(dir, { recursive: true, force: true, maxRetries: 5 }));
   const options = { dataDir: dir, task: FEDBUFF };
   let server = await startServer(options);
   const device = await registerDevice(server.url, server.enrollmentKey);
@@ -129,7 +130,8 @@ test('DP-FedBuff over HTTP: checkpoint before serve, ε per version matches the 
 
 test('DP-FedAvg (sync) over HTTP: a round releases one noised step, ε from the accountant; restart keeps it', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'orchard-dp-sync-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  // Hooks run in registration order, so the server may still be writing here: retry ENOTEMPTY.
+  t.after(() => rmSync(dir, { recursive: true, force: true, maxRetries: 5 }));
   const task = {
     ...FEDBUFF,
     taskId: 'dp-sync',
@@ -208,7 +210,8 @@ async function metricsOf(server: RunningServer, version: number) {
 
 test("DP-FedBuff with a privacy budget over HTTP: stops at the accountant's step count, refuses check-ins and uploads, stays finished after restart", async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'orchard-dp-budget-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  // Hooks run in registration order, so the server may still be writing here: retry ENOTEMPTY.
+  t.after(() => rmSync(dir, { recursive: true, force: true, maxRetries: 5 }));
   const BUDGET = 2.3;
   const task = {
     ...FEDBUFF,
@@ -303,7 +306,8 @@ test("DP-FedBuff with a privacy budget over HTTP: stops at the accountant's step
 
 test("DP-FedAvg (sync) with a privacy budget: rounds stop at the accountant's step count, no round opens after, restart keeps it", async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'orchard-dp-sync-budget-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  // Hooks run in registration order, so the server may still be writing here: retry ENOTEMPTY.
+  t.after(() => rmSync(dir, { recursive: true, force: true, maxRetries: 5 }));
   const BUDGET = 1.85;
   const COHORT = 3;
   const task = {

@@ -42,7 +42,8 @@ test('body pool: blocks are shared memory of the exact length, reused after rele
 
 test('ingest: concurrent uploads with distinct deltas are journaled byte for byte (pooled bodies)', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'orchard-ingest-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  // Hooks run in registration order, so the server may still be writing here: retry ENOTEMPTY.
+  t.after(() => rmSync(dir, { recursive: true, force: true, maxRetries: 5 }));
   const server = await startServer({
     dataDir: dir,
     task: {

@@ -59,7 +59,8 @@ test('server sync FedAvg + fleet reach the simulator accuracy on the same task (
   const simMean = simulated.mean;
 
   const dir = mkdtempSync(join(tmpdir(), 'orchard-sync-e2e-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  // Hooks run in registration order, so the server may still be writing here: retry ENOTEMPTY.
+  t.after(() => rmSync(dir, { recursive: true, force: true, maxRetries: 5 }));
   const server = await startServer({ dataDir: dir, task: TASK });
   t.after(() => server.close());
   const started = Date.now();

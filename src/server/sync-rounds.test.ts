@@ -168,7 +168,8 @@ test('sync FedAvg over HTTP: per-round cohorts, close at cohortSize or deadline,
 
 test('sync round restarted mid-round keeps its deadline and its selected devices: they upload, nobody else joins', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'orchard-sync-restart-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  // Hooks run in registration order, so the server may still be writing here: retry ENOTEMPTY.
+  t.after(() => rmSync(dir, { recursive: true, force: true, maxRetries: 5 }));
   // 3 selected, 3 updates close the round; a 30 s deadline never fires during the test.
   const task = {
     ...TASK,

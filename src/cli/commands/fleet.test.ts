@@ -97,7 +97,8 @@ test('orchard fleet trains against a running server and prints a JSON summary', 
   timeout: 60_000,
 }, async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'orchard-fleet-cli-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  // Hooks run in registration order, so the server may still be writing here: retry ENOTEMPTY.
+  t.after(() => rmSync(dir, { recursive: true, force: true, maxRetries: 5 }));
   const server = await startServer({
     dataDir: dir,
     task: {

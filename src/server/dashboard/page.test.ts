@@ -38,7 +38,8 @@ test('the dashboard loads, draws charts and updates them while a fleet trains', 
   timeout: 90_000,
 }, async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'orchard-dashboard-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  // Hooks run in registration order, so the server may still be writing here: retry ENOTEMPTY.
+  t.after(() => rmSync(dir, { recursive: true, force: true, maxRetries: 5 }));
   const server = await startServer({
     dataDir: dir,
     task: {
