@@ -17,6 +17,7 @@ import { parseTaskSpec, taskRuntime } from './task.ts';
 import {
   checkinDevice,
   registerDevice,
+  serveWorkspace,
   startServeChild,
   stopChild,
   type Train,
@@ -89,15 +90,7 @@ async function assertServedModel(
 }
 
 test('kill -9 at 20 random points: every acknowledged update applied exactly once, versions never go back', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'orchard-crash-'));
-  const taskFile = join(dir, 'task.json');
-  writeFileSync(taskFile, JSON.stringify(TASK));
-  const dataDir = join(dir, 'data');
-  let current: ChildProcess | null = null;
-  t.after(async () => {
-    if (current !== null) await stopChild(current);
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const workspace = serveWorkspace(t, 'orchard-crash-', TASK);
 
   const rng = new Rng(4242);
   const acked = new Map<number, UpdateResponse>();
@@ -109,8 +102,7 @@ test('kill -9 at 20 random points: every acknowledged update applied exactly onc
   const WORKERS = 4;
 
   for (let round = 0; round < 20; round++) {
-    const server = await startServeChild(['--data-dir', dataDir, '--task', taskFile], 'serve');
-    current = server.child;
+    const server = await workspace.start();
     if (tokens.length === 0)
       for (let w = 0; w < WORKERS; w++) {
         tokens.push((await registerDevice(server.url, server.enrollmentKey)).token);
@@ -152,14 +144,12 @@ test('kill -9 at 20 random points: every acknowledged update applied exactly onc
     const workers = tokens.map(worker);
     await new Promise((r) => setTimeout(r, rng.uniform(30, 400)));
     killed = true;
-    await stopChild(server.child);
-    current = null;
+    await workspace.stop();
     await Promise.all(workers);
   }
 
   // Final run: settle the unknowns, fill the last buffer, compare with the reference.
-  const server = await startServeChild(['--data-dir', dataDir, '--task', taskFile], 'serve');
-  current = server.child;
+  const server = await workspace.start();
   const token = tokens[0] as string;
   for (const u of unknown) {
     const r = await send(server.url, u);
@@ -178,8 +168,7 @@ test('kill -9 at 20 random points: every acknowledged update applied exactly onc
     `${acked.size} updates over 20 kills; ${duplicatesAfterCrash} retried uploads had been applied before the crash`,
   );
   assert.ok(acked.size > 100, `only ${acked.size} updates went through`);
-  await stopChild(server.child);
-  current = null;
+  await workspace.stop();
   tokens = [];
 });
 

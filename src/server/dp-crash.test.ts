@@ -12,10 +12,6 @@
  * - ε reported at the end equals a fresh RDP accountant for the final number of steps.
  */
 import assert from 'node:assert/strict';
-import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { test } from 'node:test';
 import { Rng } from '../core/rng.ts';
 import { RdpAccountant } from '../privacy/dp/rdp.ts';
@@ -24,8 +20,7 @@ import { openStorage } from './storage/index.ts';
 import {
   checkinDevice,
   registerDevice,
-  startServeChild,
-  stopChild,
+  serveWorkspace,
   type Train,
   taskStatus,
   uploadUpdate,
@@ -69,15 +64,7 @@ interface Upload {
 test('DP-FedBuff: kill -9 at random points, no version released twice, each acknowledged update in exactly one step, ε from the accountant', {
   timeout: 180_000,
 }, async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'orchard-dp-crash-'));
-  const taskFile = join(dir, 'task.json');
-  writeFileSync(taskFile, JSON.stringify(TASK));
-  const dataDir = join(dir, 'data');
-  let current: ChildProcess | null = null;
-  t.after(async () => {
-    if (current !== null) await stopChild(current);
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const workspace = serveWorkspace(t, 'orchard-dp-crash-', TASK);
 
   const rng = new Rng(9001);
   /** Assignment id (the idempotency key) → the answer it got. */
@@ -131,8 +118,7 @@ test('DP-FedBuff: kill -9 at random points, no version released twice, each ackn
   };
 
   for (let life = 0; life <= KILLS; life++) {
-    const server = await startServeChild(['--data-dir', dataDir, '--task', taskFile], 'serve');
-    current = server.child;
+    const server = await workspace.start();
     if (tokens.length === 0)
       for (let w = 0; w < WORKERS; w++)
         tokens.push((await registerDevice(server.url, server.enrollmentKey)).token);
@@ -147,8 +133,7 @@ test('DP-FedBuff: kill -9 at random points, no version released twice, each ackn
     unknown = [];
     if (life === KILLS) {
       await finalChecks(server.url, before.version);
-      await stopChild(server.child, 'SIGTERM');
-      current = null;
+      await workspace.stop('SIGTERM');
       break;
     }
 
@@ -191,7 +176,7 @@ test('DP-FedBuff: kill -9 at random points, no version released twice, each ackn
       await Promise.race([exited, new Promise((r) => setTimeout(r, 3000))]);
       killOnNewVersion = null;
     }
-    await stopChild(server.child);
+    await workspace.stop();
     stopping = true;
     await Promise.all(workers);
   }
@@ -217,7 +202,7 @@ test('DP-FedBuff: kill -9 at random points, no version released twice, each ackn
   }
 
   // Exactly once, from the storage itself (the server is stopped).
-  const storage = await openStorage(dataDir, { baseDir: dataDir });
+  const storage = await openStorage(workspace.dataDir, { baseDir: workspace.dataDir });
   try {
     const checkpoint = await storage.latestCheckpoint(TASK.taskId);
     assert.ok(checkpoint !== null);

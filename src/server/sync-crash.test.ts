@@ -7,10 +7,6 @@
  * Versions never go back.
  */
 import assert from 'node:assert/strict';
-import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { test } from 'node:test';
 import { Rng } from '../core/rng.ts';
 import { decodeFrame } from './protocol.ts';
@@ -18,8 +14,7 @@ import { parseTaskSpec, taskRuntime } from './task.ts';
 import {
   checkinDevice,
   registerDevice,
-  startServeChild,
-  stopChild,
+  serveWorkspace,
   type Train,
   taskStatus,
   uploadUpdate,
@@ -66,15 +61,7 @@ const send = (url: string, u: Upload) =>
 test('sync rounds: kill -9 at random points, rounds rebuilt from checkpoint + journal, each acknowledged update applied once', {
   timeout: 180_000,
 }, async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'orchard-sync-crash-'));
-  const taskFile = join(dir, 'task.json');
-  writeFileSync(taskFile, JSON.stringify(TASK));
-  const dataDir = join(dir, 'data');
-  let current: ChildProcess | null = null;
-  t.after(async () => {
-    if (current !== null) await stopChild(current);
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const workspace = serveWorkspace(t, 'orchard-sync-crash-', TASK);
 
   const rng = new Rng(777);
   /** index → the version its assignment trained on. */
@@ -103,8 +90,7 @@ test('sync rounds: kill -9 at random points, rounds rebuilt from checkpoint + jo
   };
 
   for (let life = 0; life <= KILLS; life++) {
-    const server = await startServeChild(['--data-dir', dataDir, '--task', taskFile], 'serve');
-    current = server.child;
+    const server = await workspace.start();
     if (tokens.length === 0)
       for (let w = 0; w < WORKERS; w++)
         tokens.push((await registerDevice(server.url, server.enrollmentKey)).token);
@@ -142,7 +128,7 @@ test('sync rounds: kill -9 at random points, rounds rebuilt from checkpoint + jo
     const workers = tokens.map((token) => worker(token));
     if (life < KILLS) {
       await new Promise((r) => setTimeout(r, 300 + Math.floor(rng.next() * 1200)));
-      await stopChild(server.child);
+      await workspace.stop();
       stopping = true;
       await Promise.all(workers);
       continue;
@@ -192,7 +178,6 @@ test('sync rounds: kill -9 at random points, rounds rebuilt from checkpoint + jo
       `${acked.size} acknowledged (${duplicates} duplicates after a crash), ${stale} stale, ${final.version} versions (${compared} compared), ${KILLS} kills`,
     );
     assert.ok(final.version >= 10, `training went on between the kills (${final.version} versions)`);
-    await stopChild(server.child, 'SIGTERM');
-    current = null;
+    await workspace.stop('SIGTERM');
   }
 });

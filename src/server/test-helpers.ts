@@ -1,6 +1,9 @@
 /** Helpers for server tests: `orchard serve` as a child process, device registration, updates. */
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
   BINARY_CONTENT_TYPE,
@@ -58,6 +61,47 @@ export function startServeChild(
       reject(new Error(`server exited with ${code}: ${err}`));
     });
   });
+}
+
+/** A data folder and task file for one `orchard serve` child at a time, killed and restarted by a test. */
+export interface ServeWorkspace {
+  readonly dataDir: string;
+  /** Starts the child on the workspace (none may be running). */
+  start(): Promise<ServeChild>;
+  /** Ends the running child (SIGKILL by default) and resolves once it is gone. */
+  stop(signal?: NodeJS.Signals): Promise<void>;
+}
+
+/** The workspace lives in a temporary folder; the test's cleanup kills a child still running, then removes it. */
+export function serveWorkspace(
+  t: { after(fn: () => Promise<void>): void },
+  prefix: string,
+  task: unknown,
+): ServeWorkspace {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  const taskFile = join(dir, 'task.json');
+  writeFileSync(taskFile, JSON.stringify(task));
+  const dataDir = join(dir, 'data');
+  let current: ChildProcess | null = null;
+  const stop = async (signal: NodeJS.Signals = 'SIGKILL') => {
+    const child = current;
+    current = null;
+    if (child !== null) await stopChild(child, signal);
+  };
+  t.after(async () => {
+    await stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return {
+    dataDir,
+    async start() {
+      assert.equal(current, null, 'a server is already running on this workspace');
+      const server = await startServeChild(['--data-dir', dataDir, '--task', taskFile], 'serve');
+      current = server.child;
+      return server;
+    },
+    stop,
+  };
 }
 
 /** SIGKILL (default) or SIGTERM, resolving once the process is gone. */
