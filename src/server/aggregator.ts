@@ -15,6 +15,7 @@ import { ApiError } from './errors.ts';
 import { journalEntry } from './journal.ts';
 import {
   decodeFrame,
+  describeFinished,
   type FinishedTask,
   FRAME_KIND_UPDATE,
   FrameError,
@@ -333,11 +334,7 @@ export class Aggregator {
       const finished = coordinator.finished?.() ?? null;
       if (finished !== null) {
         this.releaseSlot(routeTaskId, key);
-        return this.refuse(
-          coordinator,
-          'finished',
-          `task ${routeTaskId} is finished: its privacy budget is spent (ε = ${finished.epsilon.toPrecision(4)} after ${finished.steps} steps, budget ${finished.budgetEpsilon})`,
-        );
+        return this.refuse(coordinator, 'finished', describeFinished(finished));
       }
       const delta = frame.floats;
       if (delta.length !== coordinator.numParams)

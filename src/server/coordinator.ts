@@ -38,6 +38,7 @@ import { JournalWriter, journalEntry } from './journal.ts';
 import type { Lease } from './lease.ts';
 import {
   decodeFrame,
+  describeFinished,
   encodeFrame,
   type FinishedTask,
   FRAME_KIND_MODEL,
@@ -416,10 +417,7 @@ export class TaskCoordinator implements RoundCohort {
 
   /** The refusal of an update or assignment for a finished task (410 'finished'). */
   private finishedError(finished: FinishedTask): ApiError {
-    return new ApiError(
-      'finished',
-      `task ${this.taskId} is finished: its privacy budget is spent (ε = ${finished.epsilon.toPrecision(4)} after ${finished.steps} steps, budget ${finished.budgetEpsilon}; one more step would exceed it)`,
-    );
+    return new ApiError('finished', describeFinished(finished));
   }
 
   get ready(): boolean {

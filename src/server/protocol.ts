@@ -124,6 +124,11 @@ export interface FinishedTask {
   readonly budgetEpsilon: number;
 }
 
+/** The one-line reason a finished task gives (check-in waits, 410 answers). */
+export function describeFinished(f: FinishedTask): string {
+  return `task ${f.taskId} is finished: its privacy budget is spent (ε = ${f.epsilon.toPrecision(4)} after ${f.steps} steps, budget ${f.budgetEpsilon}; one more step would exceed it)`;
+}
+
 export interface ModelHeader {
   readonly taskId: string;
   readonly version: number;

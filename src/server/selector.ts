@@ -17,6 +17,7 @@ import { ApiError } from './errors.ts';
 import {
   type CheckinRequest,
   type CheckinResponse,
+  describeFinished,
   type FinishedTask,
   ROUTES,
   routePath,
@@ -166,7 +167,7 @@ export class Selector {
       return {
         action: 'wait',
         retryAfterMs: FINISHED_RETRY_MS,
-        reason: `finished: ${finished.map((f) => `task ${f.taskId} spent its privacy budget (ε = ${f.epsilon.toPrecision(4)} of ${f.budgetEpsilon})`).join('; ')}`,
+        reason: finished.map(describeFinished).join('; '),
         finished,
         allFinished: true,
       };
