@@ -19,9 +19,10 @@
  *   prefix directly on its own context (no logits read, no backend), timed interleaved with the warm
  *   calls: the gap to guard.ttft_warm_long_policy is the backend's own work (tokenizing, cache
  *   alignment, reading the verdict).
- * - guard.ttft_*_long_policy_no_flash_attention: the long-policy pair on a second backend with
- *   llama.cpp's flash attention off (it is on by default); the notes give |P(unsafe) cold − warm|
- *   for both backends (0 expected: see MIN_STEP_TOKENS in the backend).
+ * - guard.ttft_*_no_flash_attention, guard.ttft_*_long_policy_no_flash_attention: both pairs on a
+ *   second backend with llama.cpp's flash attention off (it is on by default), timed interleaved
+ *   with the default backend call by call; the notes give |P(unsafe) cold − warm| for both backends
+ *   (0 expected: see MIN_STEP_TOKENS in the backend).
  * - guard.decode_tok_s: greedy decode speed after that prompt; guard.decode_tok_s_1_thread the same on
  *   one thread, which shows what a core delivers when the machine is oversubscribed.
  * - guard.model_mb: the GGUF file's size in MB (10^6 bytes).
@@ -82,15 +83,7 @@ async function timed(f: () => Promise<unknown>): Promise<{ s: number; cpu: numbe
   return { s: (performance.now() - t0) / 1000, cpu: (c.user + c.system) / 1e6 / THREADS };
 }
 
-/**
- * Cold and warm time-to-score (s), measured alternately so machine noise hits both alike; `raw`, when
- * given, is timed right after each warm call.
- */
-async function coldWarm(
-  backend: LlamaGuardBackend,
-  p: RenderedPrompt,
-  raw?: () => Promise<unknown>,
-): Promise<{
+interface ColdWarm {
   cold: number;
   warm: number;
   coldCpu: number;
@@ -98,43 +91,62 @@ async function coldWarm(
   warmAll: number[];
   raw: number;
   rawCpu: number;
-}> {
-  const cold: number[] = [];
-  const warm: number[] = [];
-  const coldCpu: number[] = [];
-  const warmCpu: number[] = [];
+}
+
+/**
+ * Cold and warm time-to-score (s) of each backend, measured alternately (cold on every backend, then
+ * warm on every backend, per repetition) so machine noise hits all of them alike; `raw`, when given,
+ * is timed right after each warm call of the first backend.
+ */
+async function coldWarm(
+  backends: readonly LlamaGuardBackend[],
+  p: RenderedPrompt,
+  raw?: () => Promise<unknown>,
+): Promise<ColdWarm[]> {
+  const runs = backends.map(() => ({
+    cold: [] as number[],
+    warm: [] as number[],
+    coldCpu: [] as number[],
+    warmCpu: [] as number[],
+  }));
   const rawS: number[] = [];
   const rawCpu: number[] = [];
-  await backend.clearCache();
-  await timeScore(backend, p); // warm-up: page the weights in
-  for (let i = 0; i < Math.max(COLD_REPS, WARM_REPS); i++) {
-    if (i < COLD_REPS) {
-      await backend.clearCache();
-      cold.push(await timeScore(backend, p));
-      coldCpu.push(cpuSeconds);
-    }
-    if (i < WARM_REPS) {
-      // Exactly the policy prefix in the cache (warm() leaves a sequence that already holds it alone).
-      await backend.clearCache();
-      await backend.warm(p);
-      warm.push(await timeScore(backend, p));
-      warmCpu.push(cpuSeconds);
-      if (raw) {
-        const r = await timed(raw);
-        rawS.push(r.s);
-        rawCpu.push(r.cpu);
-      }
-    }
+  for (const backend of backends) {
+    await backend.clearCache();
+    await timeScore(backend, p); // warm-up: page the weights in
   }
-  return {
-    cold: median(cold),
-    warm: median(warm),
-    coldCpu: median(coldCpu),
-    warmCpu: median(warmCpu),
-    warmAll: warm,
+  for (let i = 0; i < Math.max(COLD_REPS, WARM_REPS); i++) {
+    if (i < COLD_REPS)
+      for (const [b, backend] of backends.entries()) {
+        const run = runs[b] as (typeof runs)[number];
+        await backend.clearCache();
+        run.cold.push(await timeScore(backend, p));
+        run.coldCpu.push(cpuSeconds);
+      }
+    if (i < WARM_REPS)
+      for (const [b, backend] of backends.entries()) {
+        const run = runs[b] as (typeof runs)[number];
+        // Exactly the policy prefix in the cache (warm() leaves a sequence that already holds it alone).
+        await backend.clearCache();
+        await backend.warm(p);
+        run.warm.push(await timeScore(backend, p));
+        run.warmCpu.push(cpuSeconds);
+        if (raw && b === 0) {
+          const r = await timed(raw);
+          rawS.push(r.s);
+          rawCpu.push(r.cpu);
+        }
+      }
+  }
+  return runs.map((run) => ({
+    cold: median(run.cold),
+    warm: median(run.warm),
+    coldCpu: median(run.coldCpu),
+    warmCpu: median(run.warmCpu),
+    warmAll: run.warm,
     raw: rawS.length > 0 ? median(rawS) : Number.NaN,
     rawCpu: rawCpu.length > 0 ? median(rawCpu) : Number.NaN,
-  };
+  }));
 }
 
 /**
@@ -212,36 +224,40 @@ export async function run(): Promise<BenchEntry[]> {
     };
     const ns = count(short);
     const nl = count(long);
-    const a = await coldWarm(backend, short);
-    const longTokens = backend.tokenize(long.text);
-    const raw = await rawTail(backend, longTokens.slice(0, nl.prefix), longTokens.slice(nl.prefix));
-    let b: Awaited<ReturnType<typeof coldWarm>>;
-    try {
-      b = await coldWarm(backend, long, raw.run);
-    } finally {
-      await raw.dispose();
-    }
-    const reads = backend.stats.fullVocabularyReads;
-    /** |P(unsafe) cold − P(unsafe) after warm()| on the long prompt. */
-    const drift = async (b: LlamaGuardBackend): Promise<number> => {
-      await b.clearCache();
-      const c = await b.scoreAndClassify(long, { threshold: 1 });
-      await b.clearCache();
-      await b.warm(long);
-      const w = await b.scoreAndClassify(long, { threshold: 1 });
-      return Math.abs(c.pUnsafe - w.pUnsafe);
-    };
-    const driftDefault = await drift(backend);
+    // A second backend with llama.cpp's flash attention off, timed interleaved with the default one.
     const plainBackend = await LlamaGuardBackend.create({
       modelPath: model.path,
       threads: THREADS,
       sequences: 1,
       flashAttention: false,
     });
-    let f: Awaited<ReturnType<typeof coldWarm>>;
+    let a: ColdWarm;
+    let e: ColdWarm;
+    let b: ColdWarm;
+    let f: ColdWarm;
+    let driftDefault: number;
     let driftPlain: number;
+    let reads: number;
     try {
-      f = await coldWarm(plainBackend, long);
+      [a, e] = (await coldWarm([backend, plainBackend], short)) as [ColdWarm, ColdWarm];
+      const longTokens = backend.tokenize(long.text);
+      const raw = await rawTail(backend, longTokens.slice(0, nl.prefix), longTokens.slice(nl.prefix));
+      try {
+        [b, f] = (await coldWarm([backend, plainBackend], long, raw.run)) as [ColdWarm, ColdWarm];
+      } finally {
+        await raw.dispose();
+      }
+      reads = backend.stats.fullVocabularyReads;
+      /** |P(unsafe) cold − P(unsafe) after warm()| on the long prompt. */
+      const drift = async (b: LlamaGuardBackend): Promise<number> => {
+        await b.clearCache();
+        const c = await b.scoreAndClassify(long, { threshold: 1 });
+        await b.clearCache();
+        await b.warm(long);
+        const w = await b.scoreAndClassify(long, { threshold: 1 });
+        return Math.abs(c.pUnsafe - w.pUnsafe);
+      };
+      driftDefault = await drift(backend);
       driftPlain = await drift(plainBackend);
     } finally {
       await plainBackend.close();
@@ -282,6 +298,24 @@ export async function run(): Promise<BenchEntry[]> {
         note: `policy prefix (${ns.prefix} tokens) reused from the KV cache, ${ns.rest} evaluated; ${bound(ns)}; ratio = cold / warm; median of ${WARM_REPS} (range ${range(a.warmAll)}); CPU time per thread ${a.warmCpu.toFixed(2)} s`,
       },
       {
+        name: 'guard.ttft_cold_no_flash_attention',
+        value: e.cold,
+        unit: 's',
+        baseline: a.cold,
+        ratio: e.cold / a.cold,
+        goal: 'context (flash attention is on by default)',
+        note: `as ttft_cold with flashAttention: false, on a second backend timed interleaved with the default one; ratio = without / with; CPU time per thread ${e.coldCpu.toFixed(2)} s`,
+      },
+      {
+        name: 'guard.ttft_warm_no_flash_attention',
+        value: e.warm,
+        unit: 's',
+        baseline: a.warm,
+        ratio: e.warm / a.warm,
+        goal: 'context (flash attention is on by default)',
+        note: `as ttft_warm with flashAttention: false, interleaved; ratio = without / with; cold/warm without it ${(e.cold / e.warm).toFixed(2)}; median of ${WARM_REPS} (range ${range(e.warmAll)})`,
+      },
+      {
         name: 'guard.ttft_cold_long_policy',
         value: b.cold,
         unit: 's',
@@ -315,7 +349,7 @@ export async function run(): Promise<BenchEntry[]> {
         baseline: b.cold,
         ratio: f.cold / b.cold,
         goal: 'context (flash attention is on by default)',
-        note: `as ttft_cold_long_policy with flashAttention: false, on a second backend right after (not interleaved); ratio = without / with; CPU time per thread ${f.coldCpu.toFixed(2)} s`,
+        note: `as ttft_cold_long_policy with flashAttention: false, on a second backend timed interleaved with the default one; ratio = without / with; CPU time per thread ${f.coldCpu.toFixed(2)} s`,
       },
       {
         name: 'guard.ttft_warm_long_policy_no_flash_attention',
