@@ -5,9 +5,11 @@
  * assignment is applied at most once, ever), then hands it to the coordinator, which folds it into
  * the strategy and resolves only once it is journaled durably. Rejections change nothing.
  */
+import { sumOfSquaresInMemory } from '../core/sumsq.ts';
 import { sumOfSquares } from '../core/vec.ts';
 import { accumulate } from '../fl/aggregate.ts';
 import { stalenessWeight } from '../fl/staleness.ts';
+import { arenaOf } from '../fl/wasm.ts';
 import type { AdmissionCounter } from './admission.ts';
 import type { AssignmentSigner } from './assignment.ts';
 import type { FoldInput, Rejected } from './coordinator.ts';
@@ -343,7 +345,7 @@ export class Aggregator {
           'shape',
           `update has ${delta.length} values, the model ${coordinator.numParams}`,
         );
-      const squaredNorm = sumOfSquares(delta);
+      const squaredNorm = squaredNormOf(delta);
       if (!Number.isFinite(squaredNorm)) {
         // Tell NaN/Inf apart from an overflowing (but finite) update.
         for (let i = 0; i < delta.length; i++)
@@ -435,6 +437,15 @@ export class Aggregator {
     coordinator.countRejection(code);
     throw new ApiError(code, message);
   }
+}
+
+/**
+ * Σ delta[i]² in float64, NaN or Infinity when any element is not finite: with the Wasm SIMD kernel
+ * where the floats lie in the update arena (the body pool lends blocks from it), else the JS loop.
+ */
+function squaredNormOf(delta: Float32Array): number {
+  const arena = arenaOf(delta);
+  return (arena === undefined ? null : sumOfSquaresInMemory(arena.memory, delta)) ?? sumOfSquares(delta);
 }
 
 /**
