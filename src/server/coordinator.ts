@@ -63,17 +63,20 @@ function privacyOf(strategy: Strategy): PrivacySpent | undefined {
 
 /**
  * A sync task's open round as stored (Storage.putRoundState), written before a device that joined
- * it is answered: the round's deadline (the strategy's clock, seconds since the epoch; null while
- * no device joined) and the devices selected for it that have not reported or left.
+ * it is answered and after devices leave it: the round's deadline (the strategy's clock, seconds
+ * since the epoch; null while no device joined), the devices selected for it that have not
+ * reported or left, and how many selected devices left it without an accepted update (they keep
+ * their slots; states written before this count existed read as 0).
  */
 interface StoredRound {
   readonly round: number;
   readonly version: number;
   readonly deadline: number | null;
   readonly cohort: readonly { readonly assignmentId: string; readonly deadline: number }[];
+  readonly departed: number;
 }
 
-function parseStoredRound(state: unknown): StoredRound {
+export function parseStoredRound(state: unknown): StoredRound {
   const r = state as Partial<StoredRound> | null;
   if (
     r === null ||
@@ -81,6 +84,7 @@ function parseStoredRound(state: unknown): StoredRound {
     !Number.isInteger(r.round) ||
     !Number.isInteger(r.version) ||
     !(r.deadline === null || Number.isFinite(r.deadline)) ||
+    !(r.departed === undefined || (Number.isInteger(r.departed) && (r.departed as number) >= 0)) ||
     !Array.isArray(r.cohort) ||
     !r.cohort.every(
       (m: unknown) =>
@@ -89,7 +93,7 @@ function parseStoredRound(state: unknown): StoredRound {
     )
   )
     throw new OrchardError('INVALID_STATE', 'the stored round state is malformed');
-  return r as StoredRound;
+  return { ...(r as StoredRound), departed: r.departed ?? 0 };
 }
 
 /** Frame kind of the strategy state inside a checkpoint (never sent over the wire). */
@@ -1092,6 +1096,7 @@ export class TaskCoordinator implements RoundCohort {
       version: strategy.version,
       deadline: Number.isFinite(due) ? due : null,
       cohort,
+      departed: strategy.departedThisRound,
     };
     try {
       await this.options.storage.putRoundState({
@@ -1127,6 +1132,8 @@ export class TaskCoordinator implements RoundCohort {
       strategy.resumeAssignment(clientId, stored.version, stored.round, openedAt);
       this.live.set(m.assignmentId, { clientId, deadline: m.deadline, round: stored.round });
     }
+    // Devices that left before the crash keep their slots, as they did before it.
+    strategy.resumeDeparted(stored.departed, openedAt, Date.now() / 1000);
   }
 
   /** RoundCohort: the device will not train (it counts as a dropout of its round). */

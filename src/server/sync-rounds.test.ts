@@ -9,6 +9,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { assignmentRound } from './assignment.ts';
+import { parseStoredRound } from './coordinator.ts';
 import { type RunningServer, startServer } from './index.ts';
 import { decodeFrame } from './protocol.ts';
 import { checkinDevice, registerDevice, type Train, uploadUpdate } from './test-helpers.ts';
@@ -264,4 +266,59 @@ test('sync task refusals: no round deadline, secure aggregation, roles in separa
     startServer({ storage: 'sqlite::memory:', task: TASK, roles: ['coordinator'] }),
     /sync rounds need all roles in one process/,
   );
+});
+
+test('sync round restarted after some of its devices lapsed: they keep their slots, the selection target holds across the restart', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'orchard-sync-departed-'));
+  // Hooks run in registration order, so the server may still be writing here: retry ENOTEMPTY.
+  t.after(() => rmSync(dir, { recursive: true, force: true, maxRetries: 5 }));
+  // ceil(3 · 1.25) = 4 devices are selected for a round; assignments lapse after 1 s, the round's
+  // 30 s deadline never fires during the test.
+  const TARGET = 4;
+  const task = {
+    ...TASK,
+    taskId: 'sync',
+    strategy: { ...TASK.strategy, roundTimeout: 30, minUpdates: 1 },
+    assignmentTtlMs: 1000,
+  };
+  let server = await startServer({ dataDir: dir, task });
+  const tokens = (
+    await Promise.all(Array.from({ length: 6 }, () => registerDevice(server.url, server.enrollmentKey)))
+  ).map((d) => d.token);
+  // Two devices join round 0 and never upload: the lapse sweep drops them, and the stored round no
+  // longer lists them.
+  const gone = [await train(server, tokens[0] as string), await train(server, tokens[1] as string)];
+  assert.deepEqual(
+    gone.map((a) => assignmentRound(a.assignmentId)),
+    [0, 0],
+  );
+  const stored = async () => (await server.storage.roundState('sync'))?.state as { cohort: unknown[] };
+  const deadline = Date.now() + 10_000;
+  while ((await stored()).cohort.length > 0) {
+    assert.ok(Date.now() < deadline, 'the two lapsed devices were never dropped from the stored round');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  // A third device joins round 0 (stored before it is answered), then the server goes down.
+  const third = await train(server, tokens[2] as string);
+  assert.equal(assignmentRound(third.assignmentId), 0);
+  await server.close();
+
+  server = await startServer({ dataDir: dir, task });
+  t.after(() => server.close());
+  assert.equal(server.coordinator?.round, 0);
+  // Three of the round's four selections are used (two lapsed, one training): one more device
+  // joins round 0, the others wait.
+  const answers = [];
+  for (const token of tokens.slice(3)) answers.push(await checkinDevice(server.url, token));
+  const joined = answers.filter((a) => a.action === 'train' && assignmentRound(a.assignmentId) === 0);
+  assert.equal(joined.length, TARGET - 3, JSON.stringify(answers.map((a) => a.action)));
+  assert.equal(answers[0]?.action, 'train');
+});
+
+test('stored round state: departed defaults to 0 for states written before it existed; malformed counts are refused', () => {
+  const base = { round: 2, version: 1, deadline: 12.5, cohort: [{ assignmentId: 'a.b', deadline: 9 }] };
+  assert.equal(parseStoredRound(base).departed, 0);
+  assert.equal(parseStoredRound({ ...base, departed: 3 }).departed, 3);
+  for (const departed of [-1, 1.5, '2', null])
+    assert.throws(() => parseStoredRound({ ...base, departed }), /stored round state is malformed/);
 });

@@ -457,6 +457,69 @@ test('resumeAssignment: closed rounds are rejected as wrong_round, future rounds
   assert.equal(timed.round, 1);
 });
 
+test('departed clients keep their slots; resumeDeparted restores them after a restart without counting twice', () => {
+  // ceil(2 · (1 + 1)) = 4 selections per round, 10 s round clock.
+  const opts = { cohortSize: 2, overSelection: 1, roundTimeout: 10 };
+  const s = sync(opts);
+  const fresh = s.snapshot();
+  for (let i = 0; i < 4; i++) s.assign(i, 100 + i);
+  s.onDropout(0, 104);
+  rejected(s.onUpdate(upd(1, [Number.NaN, 0]), 105), 'non_finite');
+  assert.equal(s.departedThisRound, 2);
+  ok(s.onUpdate(upd(2, [1, 1]), 106));
+  assert.equal(s.departedThisRound, 2, 'an accepted update is not a departure');
+  assert.equal(s.demand(106, 0, 10), 0);
+
+  // Restart from the round's opening: one client still training, two gone, one update replayed.
+  const r = sync(opts);
+  r.restore(fresh);
+  r.resumeAssignment(7, 0, 0, 100);
+  r.resumeDeparted(2, 100, 107);
+  assert.equal(r.departedThisRound, 2);
+  assert.equal(r.demand(107, 0, 10), 1, '4 − (1 training + 2 gone)');
+  assert.equal(r.nextDeadline(), 110);
+  r.resumeAssignment(8, 0, 0, 100);
+  ok(r.onUpdate(upd(8, [1, 1]), 107));
+  assert.equal(r.demand(107, 0, 10), 0);
+  assert.equal(r.round, 0);
+
+  // A count the round already holds (from a mid-round snapshot) is not added again.
+  const mid = sync(opts);
+  mid.assign(0, 100);
+  mid.assign(1, 100);
+  mid.onDropout(0, 101);
+  const again = sync(opts);
+  again.restore(mid.snapshot());
+  assert.equal(again.departedThisRound, 1);
+  again.resumeDeparted(1, 100, 102);
+  assert.equal(again.demand(102, 0, 10), 3, '4 − 1 gone (the training client was not resumed)');
+  again.resumeDeparted(2, 100, 102);
+  assert.equal(again.demand(102, 0, 10), 2);
+
+  // Bad counts are typed errors and change nothing.
+  for (const bad of [-1, 1.5, Number.NaN])
+    assert.throws(() => again.resumeDeparted(bad, 100, 102), OrchardError);
+  assert.equal(again.demand(102, 0, 10), 2);
+});
+
+test('resumeDeparted opens the clock of a round nobody resumed, and one with every slot gone closes at the timer', () => {
+  const s = sync({ cohortSize: 2, overSelection: 0.5, roundTimeout: 10, minUpdates: 1 });
+  s.resumeDeparted(1, 50, 55);
+  assert.equal(s.nextDeadline(), 60);
+  assert.equal(s.demand(55, 0, 10), 2);
+  s.resumeDeparted(3, 50, 56);
+  assert.equal(s.demand(56, 0, 10), 0);
+  assert.equal(s.nextDeadline(), 56);
+  assert.equal(s.round, 0);
+  assert.deepEqual(s.onTimer(56), { stepped: false, version: 0, abandoned: [] });
+  assert.equal(s.round, 1);
+  assert.equal(s.demand(57, 0, 10), 3);
+  // Nothing gone: no clock is opened.
+  const idle = sync({ cohortSize: 2, roundTimeout: 10 });
+  idle.resumeDeparted(0, 50, 55);
+  assert.equal(idle.nextDeadline(), Number.POSITIVE_INFINITY);
+});
+
 const privacy = (extra: Record<string, unknown>) =>
   ({ delta: 1e-5, population: 50, accountant: 'rdp', ...extra }) as never;
 

@@ -16,8 +16,9 @@
  * Durable (for the network server): `snapshot` captures the open round (its number, partial sum,
  * how many of its clients are accounted for, its open/close times), `restore` adopts it, and
  * `resumeAssignment(client, version, round)` re-establishes a client of the current round or of a
- * closed one (its update is then rejected 'wrong_round'); `endRound` closes the round at once, as
- * its deadline would.
+ * closed one (its update is then rejected 'wrong_round'), `resumeDeparted(n, …)` re-counts clients
+ * that left the current round without an update (they keep their slots), and `endRound` closes the
+ * round at once, as its deadline would.
  */
 import { ConfigError, OrchardError } from '../../core/errors.ts';
 import type { RandomSource } from '../../privacy/dp/noise.ts';
@@ -186,6 +187,30 @@ export class SyncRounds implements Strategy, DurableStrategy, Partial<PrivateStr
     if (this.selected === 0 && Number.isNaN(this.openedAt) && now !== undefined) this.openedAt = now;
     this.selected++;
     this.outstanding.add(clientId);
+  }
+
+  /**
+   * Clients selected for the current round that left it without an accepted update (dropped out or
+   * rejected). They keep their slots: the round still counts them against the selection target.
+   */
+  get departedThisRound(): number {
+    return Math.max(0, this.selected - this.outstanding.size - this.received);
+  }
+
+  /**
+   * Recovery: `departed` clients were selected for the current round and left it without an accepted
+   * update, so they keep their slots (departures the round already counts, from a snapshot, are not
+   * added twice). `openedAt` opens the round's clock when it is not running yet; a round this leaves
+   * without prospects closes through the timer at `now`.
+   */
+  resumeDeparted(departed: number, openedAt: number | undefined, now: number): void {
+    if (!(Number.isInteger(departed) && departed >= 0))
+      throw new OrchardError('INVALID_ARGUMENT', `departed must be an integer ≥ 0, got ${departed}`);
+    const missing = departed - this.departedThisRound;
+    if (missing <= 0) return;
+    if (Number.isNaN(this.openedAt) && openedAt !== undefined) this.openedAt = openedAt;
+    this.selected += missing;
+    if (this.exhausted()) this.closeDueAt = Math.min(this.closeDueAt, now);
   }
 
   /** Closes the current round now, as its deadline would (steps with ≥ minUpdates, else restarts). */
