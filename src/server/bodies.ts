@@ -26,6 +26,17 @@ const SIZE_CLASS_BYTES = 64 << 10;
 export interface LentBody {
   /** Exactly the body's length, backed by shared memory. */
   readonly bytes: Buffer;
+  /**
+   * Copies `chunk` into `bytes` at byte `offset` (RangeError past the end). Use it instead of
+   * `chunk.copy(bytes, offset)`: V8 copies into shared memory with relaxed atomic stores, eight
+   * bytes at a time only where source and destination addresses agree mod 8, else byte by byte.
+   * A socket chunk's start (after the HTTP headers, or wherever a read ended) and the body offset it
+   * goes to rarely agree, so `copy` takes ~270 µs per 400 kB there against ~40 µs aligned. This
+   * copies with Node's native memcpy (`Buffer#fill` with a buffer value exactly as long as the
+   * range), ~12 µs per 400 kB whatever the alignment. Nothing else touches a lent block while its
+   * body is being read, so the copy needs no atomicity.
+   */
+  write(chunk: Uint8Array, offset: number): void;
   /** Returns the block to the pool; later calls do nothing. Nothing may use `bytes` afterwards. */
   release(): void;
 }
@@ -54,8 +65,15 @@ export class BodyPool {
     this.lent++;
     this.lentBytes += size;
     let returned = false;
+    const bytes = Buffer.from(block.buffer, block.byteOffset, length);
     return {
-      bytes: Buffer.from(block.buffer, block.byteOffset, length),
+      bytes,
+      write: (chunk, offset) => {
+        const end = offset + chunk.length;
+        if (!(Number.isInteger(offset) && offset >= 0 && end <= length))
+          throw new RangeError(`chunk of ${chunk.length} bytes at ${offset} runs past the body's ${length}`);
+        if (chunk.length > 0) bytes.fill(chunk, offset, end);
+      },
       release: () => {
         if (returned) return;
         returned = true;
