@@ -97,7 +97,9 @@ export function readBody(
         );
         return;
       }
-      if (exact !== null) chunk.copy(exact, received);
+      // A lent block is shared memory: its own write avoids V8's byte-by-byte copy (see LentBody.write).
+      if (lent !== null) lent.write(chunk, received);
+      else if (exact !== null) chunk.copy(exact, received);
       else chunks.push(chunk);
       received += chunk.length;
     };
