@@ -270,8 +270,13 @@ test('sync task refusals: no round deadline, secure aggregation, roles in separa
 
 test('sync round restarted after some of its devices lapsed: they keep their slots, the selection target holds across the restart', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'orchard-sync-departed-'));
-  // Hooks run in registration order, so the server may still be writing here: retry ENOTEMPTY.
-  t.after(() => rmSync(dir, { recursive: true, force: true, maxRetries: 5 }));
+  let open: { close(): Promise<void> } | null = null;
+  // One hook, close before remove (hooks run in registration order): a failed assertion must not
+  // leave a server open (the file would hang) or remove its folder while it still writes there.
+  t.after(async () => {
+    await open?.close();
+    rmSync(dir, { recursive: true, force: true, maxRetries: 5 });
+  });
   // ceil(3 · 1.25) = 4 devices are selected for a round; assignments lapse after 1 s, the round's
   // 30 s deadline never fires during the test.
   const TARGET = 4;
@@ -282,6 +287,7 @@ test('sync round restarted after some of its devices lapsed: they keep their slo
     assignmentTtlMs: 1000,
   };
   let server = await startServer({ dataDir: dir, task });
+  open = server;
   const tokens = (
     await Promise.all(Array.from({ length: 6 }, () => registerDevice(server.url, server.enrollmentKey)))
   ).map((d) => d.token);
@@ -301,10 +307,10 @@ test('sync round restarted after some of its devices lapsed: they keep their slo
   // A third device joins round 0 (stored before it is answered), then the server goes down.
   const third = await train(server, tokens[2] as string);
   assert.equal(assignmentRound(third.assignmentId), 0);
+  open = null;
   await server.close();
-
   server = await startServer({ dataDir: dir, task });
-  t.after(() => server.close());
+  open = server;
   assert.equal(server.coordinator?.round, 0);
   // Three of the round's four selections are used (two lapsed, one training): one more device
   // joins round 0, the others wait.
