@@ -15,21 +15,28 @@
  * eight 8-byte loads (v128.load64_zero), each widened by f64x2.promote_low_f32x4, squared and added
  * to its own f64x2 running sum; the rest one float at a time.
  */
-import { I32, name, section, simd, sleb, uleb, V128 } from './wasm.ts';
+import {
+  BLOCK,
+  br,
+  brIf,
+  END,
+  F64,
+  localGet as get,
+  I32,
+  i32Const as i32c,
+  LOOP,
+  lazyModule,
+  localSet as set,
+  sharedMemoryKernel,
+  simd,
+  uleb,
+  V128,
+} from './wasm.ts';
 
-const F64 = 0x7c;
-const get = (l: number) => [0x20, ...uleb(l)];
-const set = (l: number) => [0x21, ...uleb(l)];
-const i32c = (v: number) => [0x41, ...sleb(v)];
 const I32_ADD = [0x6a];
 const I32_AND = [0x71];
 const I32_SHL = [0x74];
 const I32_GE_U = [0x4f];
-const BLOCK = [0x02, 0x40];
-const LOOP = [0x03, 0x40];
-const END = [0x0b];
-const brIf = (d: number) => [0x0d, ...uleb(d)];
-const br = (d: number) => [0x0c, ...uleb(d)];
 const load64ZeroAt = (offset: number) => [...simd(0x5d), 3, ...uleb(offset)];
 const f32Load = [0x2a, 2, 0];
 const F64_PROMOTE_F32 = [0xbb];
@@ -90,38 +97,9 @@ function sumsqBody(): number[] {
 /** Pages a shared memory given to the kernel may have at most (4 GiB, the whole i32 range). */
 const MAX_PAGES = 65536;
 
-function moduleBytes(): Uint8Array<ArrayBuffer> {
-  return new Uint8Array([
-    0x00,
-    0x61,
-    0x73,
-    0x6d,
-    0x01,
-    0x00,
-    0x00,
-    0x00,
-    ...section(1, [1, 0x60, 2, I32, I32, 1, F64]),
-    // import env.mem: shared memory (limits flag 3), min 1 page, max MAX_PAGES
-    ...section(2, [1, ...name('env'), ...name('mem'), 0x02, 0x03, 1, ...uleb(MAX_PAGES)]),
-    ...section(3, [1, 0]),
-    ...section(7, [1, ...name('sumsq'), 0x00, 0]),
-    ...section(10, [1, ...sumsqBody()]),
-  ]);
-}
+const sumsqModule = lazyModule(() => sharedMemoryKernel('sumsq', [I32, I32], [F64], sumsqBody(), MAX_PAGES));
 
 type SumsqFn = (ptr: number, count: number) => number;
-
-let compiled: WebAssembly.Module | null | undefined;
-function sumsqModule(): WebAssembly.Module | null {
-  if (compiled !== undefined) return compiled;
-  try {
-    const bytes = moduleBytes();
-    compiled = WebAssembly.validate(bytes) ? new WebAssembly.Module(bytes) : null;
-  } catch {
-    compiled = null;
-  }
-  return compiled;
-}
 
 /** True when the runtime runs the kernel (Wasm SIMD and shared memory available). */
 export function sumsqSimdAvailable(): boolean {

@@ -11,7 +11,7 @@
  */
 import { invalidArgument } from '../core/errors.ts';
 
-import { F32, I32, name, section, sleb, uleb, V128 } from '../core/wasm.ts';
+import { F32, I32, lazyModule, sharedMemoryKernel, sleb, uleb, V128 } from '../core/wasm.ts';
 
 const localGet = (i: number) => [0x20, i];
 const localSet = (i: number) => [0x21, i];
@@ -85,39 +85,11 @@ function axpyBody(): number[] {
 
 const MAX_PAGES = 32768; // 2 GiB of address space, reserved up front for a shared memory
 
-function moduleBytes(): Uint8Array<ArrayBuffer> {
-  return new Uint8Array([
-    0x00,
-    0x61,
-    0x73,
-    0x6d,
-    0x01,
-    0x00,
-    0x00,
-    0x00,
-    ...section(1, [1, 0x60, 4, I32, I32, I32, F32, 0]),
-    // import env.mem: shared memory (limits flag 3), min 1 page, max MAX_PAGES
-    ...section(2, [1, ...name('env'), ...name('mem'), 0x02, 0x03, 1, ...uleb(MAX_PAGES)]),
-    ...section(3, [1, 0]),
-    ...section(7, [1, ...name('axpy'), 0x00, 0]),
-    ...section(10, [1, ...axpyBody()]),
-  ]);
-}
+const simdModule = lazyModule(() =>
+  sharedMemoryKernel('axpy', [I32, I32, I32, F32], [], axpyBody(), MAX_PAGES),
+);
 
 type AxpyFn = (buf: number, delta: number, nbytes: number, w: number) => void;
-
-let compiled: WebAssembly.Module | null | undefined;
-/** The compiled module, or null where wasm SIMD or shared memory is unavailable. */
-function simdModule(): WebAssembly.Module | null {
-  if (compiled !== undefined) return compiled;
-  try {
-    const bytes = moduleBytes();
-    compiled = WebAssembly.validate(bytes) ? new WebAssembly.Module(bytes) : null;
-  } catch {
-    compiled = null;
-  }
-  return compiled;
-}
 
 export function simdAvailable(): boolean {
   return simdModule() !== null;

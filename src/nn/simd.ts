@@ -9,20 +9,27 @@
  * (callers pad with zeros), in blocks of 4 rows × 2 columns with eight f32x4 running sums.
  */
 
-import { I32, name, section, simd, sleb, uleb, V128 } from '../core/wasm.ts';
+import {
+  BLOCK,
+  br,
+  brIf,
+  END,
+  localGet as get,
+  I32,
+  i32Const as i32c,
+  LOOP,
+  name,
+  section,
+  localSet as set,
+  simd,
+  uleb,
+  V128,
+} from '../core/wasm.ts';
 
-const get = (l: number) => [0x20, ...uleb(l)];
-const set = (l: number) => [0x21, ...uleb(l)];
-const i32c = (v: number) => [0x41, ...sleb(v)];
 const ADD = [0x6a];
 const MUL = [0x6c];
 const GE_S = [0x4e];
 const GT_S = [0x4a];
-const BLOCK = [0x02, 0x40];
-const LOOP = [0x03, 0x40];
-const END = [0x0b];
-const brIf = (d: number) => [0x0d, ...uleb(d)];
-const br = (d: number) => [0x0c, ...uleb(d)];
 const v128Load = [...simd(0x00), 4, 0]; // align 2^4, offset 0
 const v128LoadAt = (offset: number) => [...simd(0x00), 4, ...uleb(offset)];
 const v128StoreAt = (offset: number) => [...simd(0x0b), 4, ...uleb(offset)];
