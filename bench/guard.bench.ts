@@ -278,6 +278,32 @@ export async function run(): Promise<BenchEntry[]> {
     const bound = (n: { all: number; rest: number }) =>
       `the ${n.rest} tokens after the policy cannot come from the cache, so cold/warm ≤ ~${n.all}/${n.rest} = ${(n.all / n.rest).toFixed(1)} (token count; attention over the longer context makes cold tokens a little dearer)`;
     const range = (xs: number[]) => `${Math.min(...xs).toFixed(2)}–${Math.max(...xs).toFixed(2)} s`;
+    /** The pair measured with flash attention off, interleaved with `on` (ratio = without / with). */
+    const withoutFlashAttention = (
+      suffix: string,
+      on: ColdWarm,
+      off: ColdWarm,
+      warmNote: string,
+    ): BenchEntry[] => [
+      {
+        name: `guard.ttft_cold${suffix}_no_flash_attention`,
+        value: off.cold,
+        unit: 's',
+        baseline: on.cold,
+        ratio: off.cold / on.cold,
+        goal: 'context (flash attention is on by default)',
+        note: `as ttft_cold${suffix} with flashAttention: false, on a second backend timed interleaved with the default one; ratio = without / with; CPU time per thread ${off.coldCpu.toFixed(2)} s`,
+      },
+      {
+        name: `guard.ttft_warm${suffix}_no_flash_attention`,
+        value: off.warm,
+        unit: 's',
+        baseline: on.warm,
+        ratio: off.warm / on.warm,
+        goal: 'context (flash attention is on by default)',
+        note: `as ttft_warm${suffix} with flashAttention: false, interleaved; ratio = without / with; cold/warm without it ${(off.cold / off.warm).toFixed(2)}; median of ${WARM_REPS} (range ${range(off.warmAll)})${warmNote}`,
+      },
+    ];
     return [
       {
         name: 'guard.ttft_cold',
@@ -297,24 +323,7 @@ export async function run(): Promise<BenchEntry[]> {
         goal: '≤ 0.5 s and ratio ≥ 6',
         note: `policy prefix (${ns.prefix} tokens) reused from the KV cache, ${ns.rest} evaluated; ${bound(ns)}; ratio = cold / warm; median of ${WARM_REPS} (range ${range(a.warmAll)}); CPU time per thread ${a.warmCpu.toFixed(2)} s`,
       },
-      {
-        name: 'guard.ttft_cold_no_flash_attention',
-        value: e.cold,
-        unit: 's',
-        baseline: a.cold,
-        ratio: e.cold / a.cold,
-        goal: 'context (flash attention is on by default)',
-        note: `as ttft_cold with flashAttention: false, on a second backend timed interleaved with the default one; ratio = without / with; CPU time per thread ${e.coldCpu.toFixed(2)} s`,
-      },
-      {
-        name: 'guard.ttft_warm_no_flash_attention',
-        value: e.warm,
-        unit: 's',
-        baseline: a.warm,
-        ratio: e.warm / a.warm,
-        goal: 'context (flash attention is on by default)',
-        note: `as ttft_warm with flashAttention: false, interleaved; ratio = without / with; cold/warm without it ${(e.cold / e.warm).toFixed(2)}; median of ${WARM_REPS} (range ${range(e.warmAll)})`,
-      },
+      ...withoutFlashAttention('', a, e, ''),
       {
         name: 'guard.ttft_cold_long_policy',
         value: b.cold,
@@ -342,24 +351,12 @@ export async function run(): Promise<BenchEntry[]> {
         goal: 'context for ttft_warm_long_policy',
         note: `node-llama-cpp alone evaluating the same ${nl.rest} tokens after the same cached ${nl.prefix}-token prefix (own context, same settings, no logits read), right after each warm call; median of ${WARM_REPS}; CPU time per thread ${b.rawCpu.toFixed(2)} s. ttft_warm_long_policy minus this is the backend's own work: tokenizing, cache alignment, reading the verdict`,
       },
-      {
-        name: 'guard.ttft_cold_long_policy_no_flash_attention',
-        value: f.cold,
-        unit: 's',
-        baseline: b.cold,
-        ratio: f.cold / b.cold,
-        goal: 'context (flash attention is on by default)',
-        note: `as ttft_cold_long_policy with flashAttention: false, on a second backend timed interleaved with the default one; ratio = without / with; CPU time per thread ${f.coldCpu.toFixed(2)} s`,
-      },
-      {
-        name: 'guard.ttft_warm_long_policy_no_flash_attention',
-        value: f.warm,
-        unit: 's',
-        baseline: b.warm,
-        ratio: f.warm / b.warm,
-        goal: 'context (flash attention is on by default)',
-        note: `as ttft_warm_long_policy with flashAttention: false; ratio = without / with; cold/warm without it ${(f.cold / f.warm).toFixed(2)}; median of ${WARM_REPS} (range ${range(f.warmAll)}); |P(unsafe) cold − warm| without it ${driftPlain.toExponential(1)}`,
-      },
+      ...withoutFlashAttention(
+        '_long_policy',
+        b,
+        f,
+        `; |P(unsafe) cold − warm| without it ${driftPlain.toExponential(1)}`,
+      ),
       {
         name: 'guard.decode_tok_s',
         value: d2.tokS,
