@@ -396,6 +396,12 @@ async function main(): Promise<void> {
   // "Flat": the fitted growth over the span after the warm-up is within ±5% of the mean there;
   // only growth is a leak sign. The heap's verdict is on its growth net of the replay cache.
   const verdict = (g: number) => (g > 5 ? 'GROWING' : g < -5 ? 'shrinking' : 'flat');
+  // While the replay cache fills (the first TTL), its size grows with time at a steady rate, so the
+  // fit cannot tell it from a leak: the net figure needs a run with a good span past one TTL.
+  const separable = summary.elapsedSeconds >= 1.5 * ttlSeconds;
+  const heapVerdict = separable
+    ? verdict(serverHeap.netGrowthPct)
+    : `inconclusive (a ${(summary.elapsedSeconds / 60).toFixed(0)}-minute run; the replay cache fills for its ${ttlSeconds / 60}-minute TTL, which looks like growth until then: run 20 minutes or more)`;
   const ms = (x: number) => `${x.toFixed(1)} ms`;
   const fmt = (t: Trend) =>
     `slope ${t.slopeMiBPerMin.toFixed(2)} MiB/min, ${t.growthPct.toFixed(1)}% of the mean ${t.meanMiB.toFixed(0)} MiB`;
@@ -409,7 +415,7 @@ async function main(): Promise<void> {
         `${k.padEnd(8)} latency  p50 ${ms(summary.latency[k].p50)}  p99 ${ms(summary.latency[k].p99)}  (${summary.latency[k].count})`,
     ),
     `server RSS        ${samples[0]?.serverRssMiB.toFixed(0)} → ${samples.at(-1)?.serverRssMiB.toFixed(0)} MiB; ${fmt(server)}: ${verdict(server.growthPct)}`,
-    `server heap (GC) ${heapSeries[0]?.y.toFixed(1)} → ${heapSeries.at(-1)?.y.toFixed(1)} MiB; ${fmt(serverHeap)}; net of the replay cache (${serverHeap.bytesPerCachedAnswer.toFixed(0)} B per answer remembered) ${serverHeap.netSlopeMiBPerMin.toFixed(2)} MiB/min, ${serverHeap.netGrowthPct.toFixed(1)}%: ${verdict(serverHeap.netGrowthPct)}`,
+    `server heap (GC) ${heapSeries[0]?.y.toFixed(1)} → ${heapSeries.at(-1)?.y.toFixed(1)} MiB; ${fmt(serverHeap)}; net of the replay cache (${serverHeap.bytesPerCachedAnswer.toFixed(0)} B per answer remembered) ${serverHeap.netSlopeMiBPerMin.toFixed(2)} MiB/min, ${serverHeap.netGrowthPct.toFixed(1)}%: ${heapVerdict}`,
     `fleet RSS         ${samples[0]?.fleetRssMiB.toFixed(0)} → ${samples.at(-1)?.fleetRssMiB.toFixed(0)} MiB; ${fmt(fleet)}: ${verdict(fleet.growthPct)}`,
   ];
   process.stdout.write(`${lines.join('\n')}\n`);
