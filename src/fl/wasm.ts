@@ -11,11 +11,23 @@
  */
 import { invalidArgument } from '../core/errors.ts';
 
-import { F32, I32, lazyModule, sharedMemoryKernel, sleb, uleb, V128 } from '../core/wasm.ts';
+import {
+  BLOCK,
+  br,
+  brIf,
+  END,
+  F32,
+  I32,
+  i32Const,
+  LOOP,
+  lazyModule,
+  localGet,
+  localSet,
+  sharedMemoryKernel,
+  uleb,
+  V128,
+} from '../core/wasm.ts';
 
-const localGet = (i: number) => [0x20, i];
-const localSet = (i: number) => [0x21, i];
-const i32Const = (v: number) => [0x41, ...sleb(v)];
 const I32_ADD = 0x6a;
 const I32_GE_U = 0x4f;
 const v128Load = (offset: number) => [0xfd, 0x00, 4, ...uleb(offset)];
@@ -40,15 +52,12 @@ function axpyBody(): number[] {
     ...localGet(2),
     I32_ADD,
     ...localSet(5),
-    0x02, // block
-    0x40,
-    0x03, // loop
-    0x40,
+    ...BLOCK,
+    ...LOOP,
     ...localGet(0),
     ...localGet(5),
     I32_GE_U,
-    0x0d, // br_if out of the block
-    1,
+    ...brIf(1), // out of the block
   ];
   for (const offset of [0, 16, 32, 48]) {
     code.push(
@@ -72,11 +81,10 @@ function axpyBody(): number[] {
     ...i32Const(KERNEL_BLOCK_BYTES),
     I32_ADD,
     ...localSet(1),
-    0x0c, // br to the loop head
-    0,
-    0x0b, // end loop
-    0x0b, // end block
-    0x0b, // end function
+    ...br(0), // to the loop head
+    ...END, // loop
+    ...END, // block
+    ...END, // function
   );
   const locals = [2, 1, V128, 1, I32];
   const body = [...locals, ...code];
