@@ -110,6 +110,14 @@ export function allThreadsCpuMs(): Map<number, number> {
   }
   return out;
 }
+/** A thread's id and name (libuv and V8 helpers have names; our workers name themselves). */
+function threadLabel(tid: number): string {
+  try {
+    return `${tid} ${readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim()}`;
+  } catch {
+    return String(tid);
+  }
+}
 /** USER_HZ: 100 on every Linux architecture Node supports. */
 const CLOCK_TICKS_PER_SECOND = 100;
 
@@ -237,7 +245,7 @@ async function load(job: LoadJob): Promise<LoadResult> {
     const self1 = threadCpuMs('thread-self');
     for (const [tid, ms] of allThreadsCpuMs()) {
       const used = ms - (threads0.get(tid) ?? 0);
-      if (used > 0) threads[tid === process.pid ? 'main' : String(tid)] = used / Math.max(1, done);
+      if (used > 0) threads[tid === process.pid ? 'main' : threadLabel(tid)] = used / Math.max(1, done);
     }
     if (self0 !== null && self1 !== null) threads.load = (self1 - self0) / Math.max(1, done);
   }

@@ -20,6 +20,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import Database from 'better-sqlite3';
 import { Rng } from '../../core/rng.ts';
+import { ALIGN } from './segments.ts';
 import { SqliteStorage } from './sqlite.ts';
 import { type JournalEntryInput, StorageError } from './types.ts';
 
@@ -44,7 +45,7 @@ function entry(i: number): JournalEntryInput {
   };
 }
 
-function setup(t: { after: (fn: () => Promise<void>) => void }, segmentBytes?: number) {
+function setup(t: { after: (fn: () => Promise<void>) => void }, segmentBytes?: number, directIo?: boolean) {
   const dir = mkdtempSync(join(tmpdir(), 'orchard-seg-'));
   const opened: SqliteStorage[] = [];
   // Closed even when an assertion failed halfway (close is idempotent).
@@ -55,7 +56,11 @@ function setup(t: { after: (fn: () => Promise<void>) => void }, segmentBytes?: n
   const path = join(dir, 'orchard.db');
   const payloads = `${path}-payloads`;
   const open = async () => {
-    const s = new SqliteStorage(segmentBytes === undefined ? { path } : { path, segmentBytes });
+    const s = new SqliteStorage({
+      path,
+      ...(segmentBytes === undefined ? {} : { segmentBytes }),
+      ...(directIo === undefined ? {} : { directIo }),
+    });
     opened.push(s);
     await s.init();
     return s;
@@ -184,36 +189,39 @@ test('segments: a flipped byte is a CRC mismatch (CORRUPT); a truncated segment 
   await after.close();
 });
 
-test('segments: a checkpoint that drops the journal prefix deletes the segments only it referenced', async (t) => {
-  // 1 KiB segments: two 400-byte payloads each, so 10 appends (one at a time) fill 5 segments.
-  const { open, segmentFiles } = setup(t, 1024);
-  const s = await open();
-  for (let i = 0; i < 10; i++) await appendAll(s, i, i + 1);
-  assert.equal(segmentFiles().length, 5);
-  await s.saveCheckpoint({
-    taskId: 't',
-    version: 1,
-    params: new Float32Array(DIM),
-    state: new Uint8Array(0),
-    journalSeq: 6,
-    createdAt: 1,
+for (const directIo of [false, true])
+  test(`segments: a checkpoint that drops the journal prefix deletes the segments only it referenced (direct I/O ${directIo})`, async (t) => {
+    // Room for two 400-byte payloads per segment (each takes a 4 KiB slot under direct I/O), so 10
+    // appends (one at a time) fill 5 segments.
+    const { open, segmentFiles } = setup(t, directIo ? 2 * ALIGN : 1024, directIo);
+    const s = await open();
+    if (directIo && !s.journalDirectIo) return t.skip('this filesystem refuses O_DIRECT');
+    for (let i = 0; i < 10; i++) await appendAll(s, i, i + 1);
+    assert.equal(segmentFiles().length, 5);
+    await s.saveCheckpoint({
+      taskId: 't',
+      version: 1,
+      params: new Float32Array(DIM),
+      state: new Uint8Array(0),
+      journalSeq: 6,
+      createdAt: 1,
+    });
+    // Entries 7..10 (keys 6..9) live in the last two segments; the first three are gone.
+    assert.equal(segmentFiles().length, 2);
+    assertEntries(await s.journalSince('t', 6), [6, 7, 8, 9]);
+    await s.saveCheckpoint({
+      taskId: 't',
+      version: 2,
+      params: new Float32Array(DIM),
+      state: new Uint8Array(0),
+      journalSeq: 10,
+      createdAt: 2,
+    });
+    // The writer's current segment stays until it is finished (close), then nothing is left.
+    assert.ok(segmentFiles().length <= 1);
+    await s.close();
+    assert.equal(segmentFiles().length, 0);
   });
-  // Entries 7..10 (keys 6..9) live in the last two segments; the first three are gone.
-  assert.equal(segmentFiles().length, 2);
-  assertEntries(await s.journalSince('t', 6), [6, 7, 8, 9]);
-  await s.saveCheckpoint({
-    taskId: 't',
-    version: 2,
-    params: new Float32Array(DIM),
-    state: new Uint8Array(0),
-    journalSeq: 10,
-    createdAt: 2,
-  });
-  // The writer's current segment stays until it is finished (close), then nothing is left.
-  assert.ok(segmentFiles().length <= 1);
-  await s.close();
-  assert.equal(segmentFiles().length, 0);
-});
 
 test('segments: a segment reclaimed under an idle writer fails its next append retryably; the retry lands', async (t) => {
   const { path, open } = setup(t);
@@ -276,3 +284,52 @@ test('segments: a writer thread that died is replaced at the next append; what f
   await appendAll(s, 2, 5);
   assertEntries(await s.journalSince('t', 0), [0, 1, 2, 3, 4]);
 });
+
+test('segments: under direct I/O each payload starts at a 4 KiB boundary, zero-padded, and reads back bit-exact', async (t) => {
+  const { path, payloads, open, segmentFiles } = setup(t);
+  const s = await open();
+  if (process.platform !== 'linux') return t.skip('O_DIRECT is Linux only');
+  // Linux filesystems that refuse O_DIRECT (old tmpfs) fall back; the CI disk must not.
+  if (!s.journalDirectIo) return t.skip('this filesystem refuses O_DIRECT');
+  await appendAll(s, 0, 5);
+  await Promise.all([appendAll(s, 5, 9), appendAll(s, 9, 12)]);
+  const file = readFileSync(join(payloads, segmentFiles()[0] as string));
+  // 400-byte payloads, one per 4 KiB slot, in seq order (seq = key + 1).
+  assert.equal(file.length, 12 * ALIGN);
+  for (let i = 0; i < 12; i++) {
+    const where = whereIs(path, i + 1);
+    assert.equal(where.offset, i * ALIGN);
+    assert.equal(where.length, DIM * 4);
+    assert.deepEqual(file.subarray(where.offset, where.offset + where.length), Buffer.from(delta(i).buffer));
+    assert.ok(file.subarray(where.offset + where.length, (i + 1) * ALIGN).every((b) => b === 0));
+  }
+  assertEntries(await s.journalSince('t', 0), [...Array(12).keys()]);
+});
+
+for (const directIo of [false, true])
+  test(`segments: payloads larger than all of the writer's staging slots together round-trip (direct I/O ${directIo})`, async (t) => {
+    const { open } = setup(t, undefined, directIo);
+    const s = await open();
+    // 4M floats = 16 MB each (the writer stages 3 × 4 MiB), two in one batch with a small one between
+    // them: slots fill mid-payload and are reused while writes are in flight, and the pieces stay
+    // contiguous in the file.
+    const big = (seed: number, length: number) => {
+      const rng = new Rng(seed);
+      return Float32Array.from({ length }, () => rng.normal());
+    };
+    const sizes = [4_000_000, 3, 4_000_001];
+    const results = await Promise.all(
+      sizes.map((n, i) => s.appendAccepted({ ...entry(i), delta: big(100 + i, n) })),
+    );
+    assert.deepEqual(
+      results.map((r) => r.kind),
+      ['appended', 'appended', 'appended'],
+    );
+    const back = await s.journalSince('t', 0);
+    assert.equal(back.length, 3);
+    for (const [i, e] of back.entries())
+      assert.deepEqual(
+        Buffer.from(e.delta.buffer, e.delta.byteOffset, e.delta.byteLength),
+        Buffer.from(big(100 + i, sizes[i] as number).buffer),
+      );
+  });
