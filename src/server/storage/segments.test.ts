@@ -160,34 +160,36 @@ test('segments: a missing segment is CORRUPT, not an empty journal', async (t) =
   await after.close();
 });
 
-test('segments: a flipped byte is a CRC mismatch (CORRUPT); a truncated segment is CORRUPT', async (t) => {
-  const { path, payloads, open } = setup(t);
-  const s = await open();
-  await appendAll(s, 0, 4);
-  await s.close();
-  const at = whereIs(path, 3);
-  const file = join(payloads, at.seg);
-  const original = readFileSync(file);
-  const flipped = Buffer.from(original);
-  const byte = at.offset + Math.floor(at.length / 2);
-  flipped[byte] = (flipped[byte] as number) ^ 0x10;
-  writeFileSync(file, flipped);
-  const after = await open();
-  // The damaged entry is reported, not skipped; a read that does not include it is fine.
-  await assert.rejects(
-    after.journalSince('t', 0),
-    (err: unknown) =>
-      err instanceof StorageError && err.code === 'CORRUPT' && /CRC-32 mismatch/.test(err.message),
-  );
-  assertEntries(await after.journalSince('t', 3), [3]); // seq 4 = key 3, after the damaged seq 3
-  writeFileSync(file, original);
-  truncateSync(file, at.offset + at.length - 1);
-  await assert.rejects(
-    after.journalSince('t', 2),
-    (err: unknown) => err instanceof StorageError && err.code === 'CORRUPT' && /ends at/.test(err.message),
-  );
-  await after.close();
-});
+for (const directIo of [false, true])
+  test(`segments: a flipped byte is a checksum mismatch (CORRUPT); a truncated segment is CORRUPT (direct I/O ${directIo})`, async (t) => {
+    const { path, payloads, open } = setup(t, undefined, directIo);
+    const s = await open();
+    // Buffered segments keep CRC-32; direct ones get checksum64 (src/core/checksum.ts).
+    const mismatch = directIo && s.journalDirectIo ? /checksum mismatch/ : /CRC-32 mismatch/;
+    await appendAll(s, 0, 4);
+    await s.close();
+    const at = whereIs(path, 3);
+    const file = join(payloads, at.seg);
+    const original = readFileSync(file);
+    const flipped = Buffer.from(original);
+    const byte = at.offset + Math.floor(at.length / 2);
+    flipped[byte] = (flipped[byte] as number) ^ 0x10;
+    writeFileSync(file, flipped);
+    const after = await open();
+    // The damaged entry is reported, not skipped; a read that does not include it is fine.
+    await assert.rejects(
+      after.journalSince('t', 0),
+      (err: unknown) => err instanceof StorageError && err.code === 'CORRUPT' && mismatch.test(err.message),
+    );
+    assertEntries(await after.journalSince('t', 3), [3]); // seq 4 = key 3, after the damaged seq 3
+    writeFileSync(file, original);
+    truncateSync(file, at.offset + at.length - 1);
+    await assert.rejects(
+      after.journalSince('t', 2),
+      (err: unknown) => err instanceof StorageError && err.code === 'CORRUPT' && /ends at/.test(err.message),
+    );
+    await after.close();
+  });
 
 for (const directIo of [false, true])
   test(`segments: a checkpoint that drops the journal prefix deletes the segments only it referenced (direct I/O ${directIo})`, async (t) => {
@@ -333,3 +335,24 @@ for (const directIo of [false, true])
         Buffer.from(big(100 + i, sizes[i] as number).buffer),
       );
   });
+
+test('segments: rows checked by CRC-32 (buffered, or written before checksum64) and by checksum64 read back side by side', async (t) => {
+  const { path, open } = setup(t);
+  const before = new SqliteStorage({ path, directIo: false });
+  await before.init();
+  await appendAll(before, 0, 3);
+  await before.close();
+  const s = await open();
+  if (!s.journalDirectIo) return t.skip('this filesystem refuses O_DIRECT');
+  await appendAll(s, 3, 6);
+  const db = new Database(path, { readonly: true });
+  const kinds = db
+    .prepare('SELECT seg_crc IS NOT NULL AS crc, seg_sum IS NOT NULL AS sum FROM journal ORDER BY seq')
+    .all() as Array<{ crc: number; sum: number }>;
+  db.close();
+  assert.deepEqual(
+    kinds.map((k) => `${k.crc}${k.sum}`),
+    ['10', '10', '10', '01', '01', '01'],
+  );
+  assertEntries(await s.journalSince('t', 0), [...Array(6).keys()]);
+});

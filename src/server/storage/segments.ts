@@ -28,6 +28,7 @@ import { closeSync, constants, fsyncSync, mkdirSync, openSync, readSync } from '
 import { dirname, join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { crc32 } from 'node:zlib';
+import { Checksum64, checksum64ModuleBytes, finishChecksum64 } from '../../core/checksum.ts';
 import { StorageError } from './types.ts';
 
 /** A segment is closed for writing once it holds this much (a few hundred 400 kB updates). */
@@ -55,7 +56,7 @@ const O_DIRECT: number | undefined = (constants as { O_DIRECT?: number }).O_DIRE
  * load one sync covers many of them.
  */
 const WRITER = `
-const { parentPort } = require('node:worker_threads');
+const { parentPort, workerData } = require('node:worker_threads');
 const fs = require('node:fs');
 const { crc32 } = require('node:zlib');
 // Named for per-thread CPU figures (top -H, scripts/profile-ingest.ts); Linux only, best effort.
@@ -64,13 +65,26 @@ const ALIGN = ${ALIGN};
 const SLOT_BYTES = ${SLOT_BYTES};
 const SLOTS = ${SLOTS};
 const message = (e) => String((e && e.message) || e);
-/** Staging slots not being written (created at the first direct batch). O_DIRECT needs aligned
- *  memory: a Wasm memory starts on a page boundary (a plain buffer need not). */
+/** Staging slots not being written (created at the first direct batch), in one shared Wasm memory
+ *  whose last page holds the checksum kernel's sums. O_DIRECT needs aligned memory: a Wasm memory
+ *  starts on a page boundary (a plain buffer need not). */
 let free = null;
+/** The checksum64 kernel (src/core/checksum.ts) on that memory; null: CRC-32 instead. */
+let checksum = null;
+const SUMS_AT = SLOTS * SLOT_BYTES;
+let sums = null;
 const makeSlots = () => {
-  const pages = (SLOTS * SLOT_BYTES) / 65536;
-  const all = Buffer.from(new WebAssembly.Memory({ initial: pages, maximum: pages }).buffer);
-  return Array.from({ length: SLOTS }, (_, i) => all.subarray(i * SLOT_BYTES, (i + 1) * SLOT_BYTES));
+  const pages = SLOTS * SLOT_BYTES / 65536 + 1;
+  const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
+  const all = Buffer.from(memory.buffer);
+  sums = new BigUint64Array(memory.buffer, SUMS_AT, 8);
+  try {
+    const module = new WebAssembly.Module(workerData.checksumModule);
+    checksum = new WebAssembly.Instance(module, { env: { mem: memory } }).exports.checksum64;
+  } catch {
+    checksum = null;
+  }
+  free = Array.from({ length: SLOTS }, (_, i) => all.subarray(i * SLOT_BYTES, (i + 1) * SLOT_BYTES));
 };
 /** Direct batches not yet copied into slots, oldest first; the one being copied. */
 const queue = [];
@@ -89,7 +103,7 @@ const answer = (batch, error) => {
     parentPort.postMessage(
       w.error !== undefined || error !== undefined
         ? { id: w.id, error: w.error !== undefined ? w.error : error }
-        : { id: w.id, crcs: w.crcs, direct: w.direct },
+        : { id: w.id, kind: w.kind, checks: w.checks, direct: w.direct },
     );
 };
 
@@ -157,11 +171,15 @@ const submit = (m, entry, slot, filled, at) => {
   step(0);
 };
 
-/** Starts a batch: CRCs; a buffered segment's bytes written here and now. Null once it is settled. */
+/** Starts a batch: a direct one gets its checksums while it is copied (the sums of each payload,
+ *  finished by the caller), else CRC-32s here; a buffered segment's bytes are written here and now.
+ *  Null once it is settled. */
 const begin = (m) => {
-  const entry = { id: m.id, fd: m.fd, syncDir: m.syncDir, crcs: [], writes: 0, submitted: false };
+  if (m.direct && free === null) makeSlots();
+  const kind = m.direct && checksum !== null ? 'sum64' : 'crc32';
+  const entry = { id: m.id, fd: m.fd, syncDir: m.syncDir, kind, checks: [], writes: 0, submitted: false };
   try {
-    for (const bytes of m.payloads) entry.crcs.push(crc32(bytes));
+    if (kind === 'crc32') for (const bytes of m.payloads) entry.checks.push(crc32(bytes));
     if (!m.direct)
       for (let i = 0; i < m.payloads.length; i++) writeAllSync(m.fd, m.payloads[i], m.payloads[i].length, m.offsets[i]);
   } catch (e) {
@@ -183,7 +201,6 @@ const pump = () => {
       copying = begin(m);
       continue;
     }
-    free ??= makeSlots();
     const slot = free.pop();
     if (slot === undefined) return;
     const cur = copying;
@@ -195,14 +212,25 @@ const pump = () => {
         if (cur.done === 0 && cur.at + filled !== m.offsets[cur.index])
           throw new Error('segment offsets are not contiguous');
         const n = Math.min(bytes.length - cur.done, SLOT_BYTES - filled);
+        const piece = filled;
         // Buffer#fill: native memcpy, also from shared memory at any alignment.
         if (n > 0) slot.fill(bytes.subarray(cur.done, cur.done + n), filled, filled + n);
+        if (entry.kind === 'sum64' && cur.done === 0) sums.fill(0n);
         filled += n;
         cur.done += n;
-        if (cur.done === bytes.length) {
+        const last = cur.done === bytes.length;
+        if (last) {
           const padded = Math.ceil(filled / ALIGN) * ALIGN;
           slot.fill(0, filled, padded);
           filled = padded;
+        }
+        // While the piece is in cache. Pieces before the last end on a slot's end (a multiple of
+        // 16 bytes from the payload's start); the last one's rounding up reads its zero padding.
+        if (entry.kind === 'sum64') {
+          checksum(slot.byteOffset + piece, Math.ceil(n / 16) * 16, SUMS_AT);
+          if (last) entry.checks.push(Array.from(sums));
+        }
+        if (last) {
           cur.index++;
           cur.done = 0;
         }
@@ -250,10 +278,18 @@ export interface Segment {
   readonly direct: boolean;
 }
 
+/** How a batch's payloads are checked when read back: CRC-32 (buffered segments, or no Wasm SIMD)
+ *  or checksum64 (src/core/checksum.ts), one value per payload. */
+export interface PayloadChecks {
+  readonly kind: 'crc32' | 'sum64';
+  readonly values: readonly number[];
+}
+
 export interface Placement {
   readonly segment: Segment;
   readonly offsets: readonly number[];
-  readonly written: Promise<number[]>;
+  /** The payloads' checksums, once their bytes are durable. */
+  readonly written: Promise<PayloadChecks>;
 }
 
 /**
@@ -334,7 +370,11 @@ export class SegmentWriter {
   private nextId = 0;
   private readonly waiting = new Map<
     number,
-    { resolve: (crcs: number[]) => void; reject: (e: unknown) => void }
+    {
+      readonly lengths: readonly number[];
+      resolve: (checks: PayloadChecks) => void;
+      reject: (e: unknown) => void;
+    }
   >();
   /** Segments this writer stopped writing to, to be marked inactive in the next commit. */
   readonly retiredNames: string[] = [];
@@ -364,18 +404,31 @@ export class SegmentWriter {
   private startWorker(): void {
     // execArgv []: the thread runs CommonJS source, and a host started with e.g.
     // `--input-type=module -e` would otherwise hand it flags that make `require` undefined.
-    const worker = new Worker(WRITER, { eval: true, execArgv: [] });
+    const worker = new Worker(WRITER, {
+      eval: true,
+      execArgv: [],
+      workerData: { checksumModule: checksum64ModuleBytes() },
+    });
     worker.unref();
-    worker.on('message', (m: { id: number; crcs?: number[]; error?: string; direct?: boolean }) => {
-      if (m.direct === false) this.direct = false;
+    type Answer =
+      | { id: number; error: string }
+      | { id: number; kind: 'crc32'; checks: number[]; direct?: boolean }
+      | { id: number; kind: 'sum64'; checks: bigint[][]; direct?: boolean };
+    worker.on('message', (m: Answer) => {
       const w = this.waiting.get(m.id);
+      if ('direct' in m && m.direct === false) this.direct = false;
       if (w === undefined) return;
       this.waiting.delete(m.id);
-      if (m.error !== undefined)
+      if ('error' in m)
         w.reject(
           new StorageError('BACKEND_UNAVAILABLE', `sqlite: writing a journal segment failed: ${m.error}`),
         );
-      else w.resolve(m.crcs as number[]);
+      else if (m.kind === 'crc32') w.resolve({ kind: 'crc32', values: m.checks });
+      else
+        w.resolve({
+          kind: 'sum64',
+          values: m.checks.map((sums, i) => finishChecksum64(sums, w.lengths[i] as number)),
+        });
       if (this.waiting.size === 0) worker.unref();
     });
     worker.on('error', (error) => this.failAll(worker, error));
@@ -438,8 +491,9 @@ export class SegmentWriter {
     const syncDir = seg.syncDir ? this.dir : null;
     seg.syncDir = false;
     seg.pending++;
-    const written = new Promise<number[]>((resolve, reject) => {
-      this.waiting.set(id, { resolve, reject });
+    const lengths = payloads.map((p) => p.byteLength);
+    const written = new Promise<PayloadChecks>((resolve, reject) => {
+      this.waiting.set(id, { lengths, resolve, reject });
     }).finally(() => {
       seg.pending--;
       if (seg.retired && seg.pending === 0) closeSegment(seg);
@@ -521,10 +575,18 @@ export function syncDirectory(path: string): void {
 /** Reads journal payloads back, checking length and CRC-32; keeps files open for one read pass. */
 export class SegmentReader {
   private readonly fds = new Map<string, number>();
+  private readonly checksum = new Checksum64();
 
   constructor(private readonly dir: string) {}
 
-  read(name: string, offset: number, length: number, crc: number, what: string): Uint8Array {
+  /** A payload's bytes, checked against its stored CRC-32 or checksum64 (`check`). */
+  read(
+    name: string,
+    offset: number,
+    length: number,
+    check: { readonly kind: PayloadChecks['kind']; readonly value: number },
+    what: string,
+  ): Uint8Array {
     let fd = this.fds.get(name);
     if (fd === undefined) {
       try {
@@ -548,11 +610,11 @@ export class SegmentReader {
         );
       done += n;
     }
-    const actual = crc32(out);
-    if (actual !== crc)
+    const actual = check.kind === 'crc32' ? crc32(out) : this.checksum.of(out);
+    if (actual !== check.value)
       throw new StorageError(
         'CORRUPT',
-        `${what}: CRC-32 mismatch in journal segment ${name} at ${offset} (stored ${crc}, read ${actual})`,
+        `${what}: ${check.kind === 'crc32' ? 'CRC-32' : 'checksum'} mismatch in journal segment ${name} at ${offset} (stored ${check.value}, read ${actual})`,
       );
     return out;
   }

@@ -63,7 +63,7 @@ import {
   validateRoundState,
   validateTask,
 } from './codec.ts';
-import { PayloadRing, type Placement, SegmentReader, SegmentWriter } from './segments.ts';
+import { type PayloadChecks, PayloadRing, type Placement, SegmentReader, SegmentWriter } from './segments.ts';
 import type {
   AppendResult,
   Checkpoint,
@@ -164,7 +164,14 @@ CREATE TABLE IF NOT EXISTS segments (
 `;
 
 /** Journal columns of a payload kept in a segment file (added to files created before them). */
-const SEGMENT_COLUMNS = ['seg TEXT', 'seg_offset INTEGER', 'seg_length INTEGER', 'seg_crc INTEGER'];
+/** seg_crc: the payload's CRC-32, or seg_sum: its checksum64 (src/core/checksum.ts); one is set. */
+const SEGMENT_COLUMNS = [
+  'seg TEXT',
+  'seg_offset INTEGER',
+  'seg_length INTEGER',
+  'seg_crc INTEGER',
+  'seg_sum INTEGER',
+];
 
 /** Another writer's segment that nothing references and that has not changed for this long is a
  *  crashed writer's leftover and is deleted (a live writer whose segment went gets a retryable error). */
@@ -217,12 +224,13 @@ interface SegmentJournalRow extends JournalRow {
   seg_offset: number | null;
   seg_length: number | null;
   seg_crc: number | null;
+  seg_sum: number | null;
 }
 
-/** Where a batch's payloads went: segment, offsets, CRCs (null: inline in the rows). */
+/** Where a batch's payloads went: segment, offsets, checksums (null: inline in the rows). */
 interface SegmentRefs {
   readonly placement: Placement;
-  readonly crcs: readonly number[];
+  readonly checks: PayloadChecks;
 }
 
 interface QueuedAppend {
@@ -273,8 +281,8 @@ function prepare(db: Database.Database) {
     pruneKeys: db.prepare('DELETE FROM idempotency WHERE task_id = ? AND expires_at < ?'),
     insertEntry: db.prepare(
       'INSERT INTO journal (task_id, seq, idempotency_key, device_id, assignment_id, base_version, ' +
-        'num_examples, delta, response, accepted_at, seg, seg_offset, seg_length, seg_crc) ' +
-        'VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+        'num_examples, delta, response, accepted_at, seg, seg_offset, seg_length, seg_crc, seg_sum) ' +
+        'VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
     ),
     registerSegment: db.prepare(
       'INSERT INTO segments (name, writer, active, created_at) VALUES (?, ?, 1, ?)',
@@ -482,7 +490,7 @@ export class SqliteStorage implements Storage {
       response: string,
       seg: string | null = null,
       offset: number | null = null,
-      crc: number | null = null,
+      check: { readonly kind: PayloadChecks['kind']; readonly value: number } | null = null,
     ): AppendResult => {
       checkFence(e.taskId, e.fencingToken);
       const existing = st.lookupKey.get(e.taskId, e.idempotencyKey);
@@ -507,7 +515,8 @@ export class SqliteStorage implements Storage {
         seg,
         offset,
         seg === null ? null : delta.byteLength,
-        crc,
+        check?.kind === 'crc32' ? check.value : null,
+        check?.kind === 'sum64' ? check.value : null,
       );
       return { kind: 'appended', seq };
     };
@@ -547,7 +556,7 @@ export class SqliteStorage implements Storage {
               q.response,
               segment.name,
               refs.placement.offsets[i] as number,
-              refs.crcs[i] as number,
+              { kind: refs.checks.kind, value: refs.checks.values[i] as number },
             );
           } catch (err) {
             if (err instanceof StorageError && err.code === 'FENCED') return err;
@@ -770,9 +779,9 @@ export class SqliteStorage implements Storage {
     this.pendingBatches++;
     // Phase 1, in batch order (seqs follow call order): wait for the payloads, commit the rows.
     const commitRows = async (): Promise<Array<AppendResult | StorageError> | null> => {
-      let crcs: number[];
+      let checks: PayloadChecks;
       try {
-        crcs = await placement.written;
+        checks = await placement.written;
       } catch (err) {
         for (const q of batch) q.reject(err);
         return null;
@@ -781,7 +790,7 @@ export class SqliteStorage implements Storage {
       let results: Array<AppendResult | StorageError>;
       try {
         if (!this.segmentAppendTx) throw new StorageError('BACKEND_UNAVAILABLE', 'SqliteStorage is not open');
-        results = this.segmentAppendTx(batch, { placement, crcs }, retired);
+        results = this.segmentAppendTx(batch, { placement, checks }, retired);
       } catch (err) {
         // Rolled back: no row points at these bytes. A reclaimed segment is not written again.
         if (err instanceof StorageError && err.code === 'BACKEND_UNAVAILABLE')
@@ -973,11 +982,17 @@ export class SqliteStorage implements Storage {
         return rows.map((r) => {
           if (r.seg === null) return entryFromRow(r);
           const what = `journal entry ${r.task_id}#${r.seq}`;
-          if (r.seg_offset === null || r.seg_length === null || r.seg_crc === null)
+          const check =
+            r.seg_sum !== null
+              ? ({ kind: 'sum64', value: r.seg_sum } as const)
+              : r.seg_crc !== null
+                ? ({ kind: 'crc32', value: r.seg_crc } as const)
+                : null;
+          if (r.seg_offset === null || r.seg_length === null || check === null)
             throw new StorageError('CORRUPT', `${what}: incomplete segment reference`);
           let bytes: Uint8Array;
           try {
-            bytes = reader.read(r.seg, r.seg_offset, r.seg_length, r.seg_crc, what);
+            bytes = reader.read(r.seg, r.seg_offset, r.seg_length, check, what);
           } catch (err) {
             // Another process's checkpoint may have dropped the row (and then its segment) since the
             // read above: that is a moved-on journal, retryable, not damage.
