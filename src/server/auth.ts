@@ -4,13 +4,20 @@
  * admin token revokes devices. Lookups are cached briefly; a revocation in this process takes
  * effect at once, one in another process within `cacheMs`.
  */
+import * as nodeCrypto from 'node:crypto';
 import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import { ApiError } from './errors.ts';
 import type { RegisterResponse } from './protocol.ts';
 import type { Storage } from './storage/types.ts';
 
+/** `crypto.hash` (Node ≥ 20.12): one call, no Hash object; about half the cost per token here. */
+const oneShotHash = (nodeCrypto as { hash?: (algorithm: string, data: string, encoding: 'hex') => string })
+  .hash;
+
 export function sha256Hex(text: string): string {
-  return createHash('sha256').update(text).digest('hex');
+  return oneShotHash !== undefined
+    ? oneShotHash('sha256', text, 'hex')
+    : createHash('sha256').update(text).digest('hex');
 }
 
 /** Constant-time comparison of two secrets (hashes first, so lengths never leak). */

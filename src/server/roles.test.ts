@@ -356,3 +356,8 @@ test('distributed mode: the coordinator folds what aggregators journaled, skips 
   await again.close();
   await storage.close();
 });
+
+test('sha256Hex (token hashes) gives the FIPS 180-2 test vectors', () => {
+  assert.equal(sha256Hex('abc'), 'ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad');
+  assert.equal(sha256Hex(''), 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855');
+});
