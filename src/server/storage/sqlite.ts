@@ -264,9 +264,9 @@ function prepare(db: Database.Database) {
     seqRow: db.prepare<[string], { last_seq: number; checkpoint_seq: number }>(
       'SELECT last_seq, checkpoint_seq FROM task_seq WHERE task_id = ?',
     ),
-    bumpSeq: db.prepare<[string], { last_seq: number }>(
-      'INSERT INTO task_seq (task_id, last_seq, checkpoint_seq) VALUES (?, 1, 0) ' +
-        'ON CONFLICT (task_id) DO UPDATE SET last_seq = last_seq + 1 RETURNING last_seq',
+    setLastSeq: db.prepare(
+      'INSERT INTO task_seq (task_id, last_seq, checkpoint_seq) VALUES (?, ?, 0) ' +
+        'ON CONFLICT (task_id) DO UPDATE SET last_seq = excluded.last_seq',
     ),
     setCheckpointSeq: db.prepare(
       'INSERT INTO task_seq (task_id, last_seq, checkpoint_seq) VALUES (?, 0, ?) ' +
@@ -275,8 +275,9 @@ function prepare(db: Database.Database) {
     lookupKey: db.prepare<[string, string], { seq: number; response: string }>(
       'SELECT seq, response FROM idempotency WHERE task_id = ? AND key = ?',
     ),
-    insertKey: db.prepare(
-      'INSERT INTO idempotency (task_id, key, seq, response, expires_at) VALUES (?, ?, ?, ?, ?)',
+    insertKeyIfNew: db.prepare(
+      'INSERT INTO idempotency (task_id, key, seq, response, expires_at) VALUES (?, ?, ?, ?, ?) ' +
+        'ON CONFLICT (task_id, key) DO NOTHING',
     ),
     pruneKeys: db.prepare('DELETE FROM idempotency WHERE task_id = ? AND expires_at < ?'),
     insertEntry: db.prepare(
@@ -476,15 +477,32 @@ export class SqliteStorage implements Storage {
       this.segments = segments;
     }
 
-    /** Throws FENCED if `token` is below the task's fence, else raises the fence to it. */
-    const checkFence = (taskId: string, token: number | undefined) => {
+    /** Throws FENCED if `token` is below the task's fence, else raises the fence to it. `known`:
+     *  fences this transaction already read or raised (an append batch reads each task's once). */
+    const checkFence = (taskId: string, token: number | undefined, known?: Map<string, number>) => {
       if (token === undefined) return;
-      const fence = st.getFence.get(taskId)?.token ?? 0;
+      const fence = known?.get(taskId) ?? st.getFence.get(taskId)?.token ?? 0;
+      known?.set(taskId, Math.max(fence, token));
       if (token < fence) throw fencedError(taskId, token, fence);
       if (token > fence) st.raiseFence.run(taskId, token);
     };
+    /**
+     * What one append transaction has read so far. Each task's fence and last seq are read once
+     * per batch and the seq written back once at its end (`finishBatch`), instead of three
+     * statements per entry; the write lock (IMMEDIATE) keeps them valid until the commit, and a
+     * rollback discards the batch and its state together.
+     */
+    interface BatchState {
+      readonly fences: Map<string, number>;
+      readonly lastSeqs: Map<string, number>;
+    }
+    const newBatch = (): BatchState => ({ fences: new Map(), lastSeqs: new Map() });
+    const finishBatch = (batch: BatchState) => {
+      for (const [taskId, seq] of batch.lastSeqs) st.setLastSeq.run(taskId, seq);
+    };
     this.fenceTx = db.transaction((taskId: string, token: number) => checkFence(taskId, token)).immediate;
     const appendOne = (
+      state: BatchState,
       e: Omit<JournalEntryInput, 'delta'>,
       delta: Uint8Array,
       response: string,
@@ -492,15 +510,23 @@ export class SqliteStorage implements Storage {
       offset: number | null = null,
       check: { readonly kind: PayloadChecks['kind']; readonly value: number } | null = null,
     ): AppendResult => {
-      checkFence(e.taskId, e.fencingToken);
-      const existing = st.lookupKey.get(e.taskId, e.idempotencyKey);
-      if (existing) {
+      checkFence(e.taskId, e.fencingToken, state.fences);
+      const last = state.lastSeqs.get(e.taskId) ?? st.seqRow.get(e.taskId)?.last_seq ?? 0;
+      const seq = last + 1;
+      // The key's row is the dedup check: a key already applied inserts nothing and keeps its seq.
+      const inserted = st.insertKeyIfNew.run(
+        e.taskId,
+        e.idempotencyKey,
+        seq,
+        response,
+        e.keyExpiresAt ?? null,
+      );
+      if (inserted.changes === 0) {
+        const existing = st.lookupKey.get(e.taskId, e.idempotencyKey);
+        if (!existing) throw new StorageError('CORRUPT', 'an idempotency key both exists and does not');
         return { kind: 'duplicate', seq: existing.seq, response: decodeJson(existing.response, 'response') };
       }
-      const seqRow = st.bumpSeq.get(e.taskId);
-      if (!seqRow) throw new StorageError('CORRUPT', 'sequence counter returned no row');
-      const seq = seqRow.last_seq;
-      st.insertKey.run(e.taskId, e.idempotencyKey, seq, response, e.keyExpiresAt ?? null);
+      state.lastSeqs.set(e.taskId, seq);
       st.insertEntry.run(
         e.taskId,
         seq,
@@ -523,17 +549,20 @@ export class SqliteStorage implements Storage {
     // In queue order, so seqs follow call order; a key repeated within the batch sees the first.
     // IMMEDIATE: take the write lock at BEGIN, so a second process writing the same file waits
     // (busy_timeout) instead of failing when a read transaction cannot be upgraded.
-    this.appendTx = db.transaction((batch: readonly QueuedAppend[]) =>
-      batch.map((q): AppendResult | StorageError => {
+    this.appendTx = db.transaction((batch: readonly QueuedAppend[]) => {
+      const state = newBatch();
+      const results = batch.map((q): AppendResult | StorageError => {
         try {
-          return appendOne(q.entry, q.delta, q.response);
+          return appendOne(state, q.entry, q.delta, q.response);
         } catch (err) {
           // A fenced entry fails alone (it wrote nothing: the check comes first); others commit.
           if (err instanceof StorageError && err.code === 'FENCED') return err;
           throw err;
         }
-      }),
-    ).immediate;
+      });
+      finishBatch(state);
+      return results;
+    }).immediate;
 
     // Segment payloads: the rows of a batch whose bytes are already durable in `refs.placement`.
     const writerId = this.segments?.writerId ?? '';
@@ -548,9 +577,11 @@ export class SqliteStorage implements Storage {
             `sqlite: journal segment ${segment.name} was reclaimed; retry`,
           );
         for (const name of retired) st.deactivateSegment.run(name);
-        return batch.map((q, i): AppendResult | StorageError => {
+        const state = newBatch();
+        const results = batch.map((q, i): AppendResult | StorageError => {
           try {
             return appendOne(
+              state,
               q.entry,
               q.delta,
               q.response,
@@ -563,6 +594,8 @@ export class SqliteStorage implements Storage {
             throw err;
           }
         });
+        finishBatch(state);
+        return results;
       },
     ).immediate;
 
