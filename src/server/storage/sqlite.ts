@@ -163,8 +163,8 @@ CREATE TABLE IF NOT EXISTS segments (
 );
 `;
 
-/** Journal columns of a payload kept in a segment file (added to files created before them). */
-/** seg_crc: the payload's CRC-32, or seg_sum: its checksum64 (src/core/checksum.ts); one is set. */
+/** Journal columns of a payload kept in a segment file (added to files created before them).
+ *  seg_crc: the payload's CRC-32, or seg_sum: its checksum64 (src/core/checksum.ts); one is set. */
 const SEGMENT_COLUMNS = [
   'seg TEXT',
   'seg_offset INTEGER',
