@@ -24,6 +24,7 @@ import {
   type UpdateHeader,
   type UpdateResponse,
 } from './protocol.ts';
+import { RejectionTally } from './rejections.ts';
 import type { PartialExchange } from './scaleout/partials.ts';
 import type { Storage } from './storage/types.ts';
 import type { TaskSpec } from './task.ts';
@@ -53,16 +54,25 @@ export interface AggregationTarget {
 export class JournalTarget implements AggregationTarget {
   readonly numParams: number;
   readonly journalDedups = true;
+  private readonly rejections: RejectionTally;
   constructor(
     readonly runtime: { readonly spec: TaskSpec; readonly initialParams: Float32Array },
     private readonly storage: Storage,
     private readonly version: () => number | null,
   ) {
     this.numParams = runtime.initialParams.length;
+    this.rejections = new RejectionTally(storage, runtime.spec.taskId);
   }
 
-  /** Nothing reads an aggregator process's counts; what the coordinator refuses it counts itself. */
-  countRejection(_reason: string): void {}
+  /** Added to the task's stored counts, which the coordinator's status and metrics show. */
+  countRejection(reason: string): void {
+    this.rejections.count(reason);
+  }
+
+  /** Adds the refusals not stored yet. */
+  close(): Promise<void> {
+    return this.rejections.close();
+  }
 
   async submit(input: FoldInput): Promise<UpdateResponse | Rejected> {
     const judged = judgeStaleness(this.runtime.spec, this.version(), input.baseVersion);
@@ -136,11 +146,16 @@ export class PartialTarget implements AggregationTarget {
     this.flushMs = options.flushMs ?? 20;
     this.maxCount = options.maxCount ?? ('bufferSize' in spec ? spec.bufferSize : 1);
     this.log = options.log ?? (() => {});
+    this.rejections = new RejectionTally(storage, runtime.spec.taskId);
   }
   private readonly log: (message: string) => void;
 
-  /** Nothing reads an aggregator process's counts; what the leader refuses it counts itself. */
-  countRejection(_reason: string): void {}
+  private readonly rejections: RejectionTally;
+
+  /** Added to the task's stored counts, which the leader's status and metrics show. */
+  countRejection(reason: string): void {
+    this.rejections.count(reason);
+  }
 
   async submit(input: FoldInput): Promise<UpdateResponse | Rejected> {
     const judged = judgeStaleness(this.runtime.spec, this.version(), input.baseVersion, this.weight);
@@ -192,7 +207,7 @@ export class PartialTarget implements AggregationTarget {
   /** Pushes what is pending and waits for every push. */
   async close(): Promise<void> {
     this.flush();
-    await Promise.allSettled([...this.pushes]);
+    await Promise.allSettled([...this.pushes, this.rejections.close()]);
   }
 }
 

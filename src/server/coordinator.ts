@@ -44,6 +44,7 @@ import {
   FRAME_KIND_MODEL,
   type UpdateResponse,
 } from './protocol.ts';
+import { mergeCounts, RejectionTally } from './rejections.ts';
 import type { DeliveredPartial, PartialExchange } from './scaleout/partials.ts';
 import type { RoundCohort } from './selector.ts';
 import {
@@ -342,7 +343,13 @@ export class TaskCoordinator implements RoundCohort {
   private lastMetricAt = 0;
   private stalenessSum = 0;
   private stalenessCount = 0;
+  /** This process's counts since it started: accepted updates, and refusals by reason. */
   readonly counts = { accepted: 0, rejected: {} as Record<string, number> };
+  /** Refusals found when folding the journal (tail mode): found again by every replay, so they are
+   *  kept here only, not added to the stored counts (see rejections.ts). */
+  private readonly foldRefusals: Record<string, number> = {};
+  /** Refusals of uploads as they arrive, shared with the other processes through the storage. */
+  private readonly rejectionTally: RejectionTally;
   private readonly keepVersions: number;
   private readonly log: (message: string) => void;
   /** Fencing token of the lease this coordinator holds (undefined: the lease has none). */
@@ -390,6 +397,7 @@ export class TaskCoordinator implements RoundCohort {
     this.taskId = runtime.spec.taskId;
     this.keepVersions = options.keepVersions ?? 32;
     this.journal = new JournalWriter(options.storage);
+    this.rejectionTally = new RejectionTally(options.storage, this.taskId);
     this.log = options.log ?? (() => {});
     this.isSync = runtime.spec.strategy.kind === 'sync';
     const strategySpec = runtime.spec.strategy;
@@ -587,7 +595,7 @@ export class TaskCoordinator implements RoundCohort {
     for (const entry of entries) {
       const outcome = this.fold(entry);
       if (outcome.kind === 'rejected' && this.options.tail === true) {
-        this.countRejection(outcome.reason);
+        this.countFoldRefusal(outcome.reason);
         continue;
       }
       if (outcome.kind === 'rejected') {
@@ -767,7 +775,7 @@ export class TaskCoordinator implements RoundCohort {
           this.log(
             `task ${this.taskId}: journal entry ${entry.seq} refused at fold time: ${outcome.message}`,
           );
-          this.countRejection(outcome.reason);
+          this.countFoldRefusal(outcome.reason);
           continue;
         }
         this.counts.accepted++;
@@ -1309,8 +1317,21 @@ export class TaskCoordinator implements RoundCohort {
     this.committing = running;
   }
 
+  /** An upload refused as it arrived (nothing journaled). */
   countRejection(reason: string): void {
     this.counts.rejected[reason] = (this.counts.rejected[reason] ?? 0) + 1;
+    this.rejectionTally.count(reason);
+  }
+
+  private countFoldRefusal(reason: string): void {
+    this.counts.rejected[reason] = (this.counts.rejected[reason] ?? 0) + 1;
+    this.foldRefusals[reason] = (this.foldRefusals[reason] ?? 0) + 1;
+  }
+
+  /** Refused uploads by reason over every process serving the task (the stored counts, this
+   *  process's pending ones) plus the journal entries this coordinator refused at fold time. */
+  async rejectedTotals(): Promise<Record<string, number>> {
+    return mergeCounts(await this.rejectionTally.totals(), this.foldRefusals);
   }
 
   private failed(why: string): void {
@@ -1387,7 +1408,7 @@ export class TaskCoordinator implements RoundCohort {
         updatesPerSecond: this.rate.perSecond(Date.now()),
         staleness: this.stalenessCount === 0 ? 0 : this.stalenessSum / this.stalenessCount,
         accepted: this.counts.accepted,
-        rejected: { ...this.counts.rejected },
+        rejected: await this.rejectedTotals(),
         inFlight: this.options.inFlight ? await this.options.inFlight() : 0,
       };
       this.stalenessSum = 0;
@@ -1461,6 +1482,7 @@ export class TaskCoordinator implements RoundCohort {
     await this.journal.settled();
     await this.checkpointChain.catch(() => {});
     await this.roundWriteChain.catch(() => {});
+    await this.rejectionTally.close();
     this.state = 'closed';
     this.listeners.clear();
     await this.options.lease.release(this.leaseKey, this.options.holderId).catch(() => {});

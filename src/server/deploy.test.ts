@@ -15,6 +15,7 @@ import { decodeFrame, type StatusResponse } from './protocol.ts';
 import { SqliteStorage } from './storage/sqlite.ts';
 import {
   checkinDevice,
+  postUpdate,
   registerDevice,
   startServeChild,
   stopChild,
@@ -113,6 +114,23 @@ test('coordinator, selector and aggregator as separate processes over Redis; a s
   const third = await checkinDevice(selector.url, device.token);
   assert.equal(third.action === 'train' ? third.version : JSON.stringify(third), 1);
 
+  // An update the aggregator process refuses (NaN) shows in the coordinator's counts by reason,
+  // through the storage (added there within a second).
+  const refused = await postUpdate(
+    aggregator.url,
+    device.token,
+    third as Train,
+    new Float32Array(NUM_PARAMS).fill(Number.NaN),
+  );
+  assert.equal(refused.status, 422, refused.text);
+  let counted = await status(coordinator.url);
+  const countDeadline = Date.now() + 5000;
+  while (counted?.rejected.non_finite !== 1 && Date.now() < countDeadline) {
+    await new Promise((r) => setTimeout(r, 100));
+    counted = await status(coordinator.url);
+  }
+  assert.deepEqual(counted?.rejected, { non_finite: 1 });
+
   // The lease lives in Redis: another coordinator for the task cannot start.
   await assert.rejects(
     startServeChild([...common, '--role', 'coordinator']),
@@ -142,6 +160,14 @@ for (const backend of ['sqlite', 'postgres'] as const) {
       params: Array.from(server.coordinator?.params() ?? []),
     };
     assert.equal(before.version, 2); // 5 updates, buffers of 2
+    const nan = (await checkinDevice(server.url, device.token)) as Train;
+    const refused = await postUpdate(
+      server.url,
+      device.token,
+      nan,
+      new Float32Array(NUM_PARAMS).fill(Number.NaN),
+    );
+    assert.equal(refused.status, 422, refused.text);
     await server.close();
     server = await startServer(options);
     try {
@@ -149,6 +175,8 @@ for (const backend of ['sqlite', 'postgres'] as const) {
         { version: server.coordinator?.version, params: Array.from(server.coordinator?.params() ?? []) },
         before,
       );
+      // Refusals are stored counts: the restarted server still reports the one before it.
+      assert.deepEqual((await status(server.url))?.rejected, { non_finite: 1 });
       // The buffered fifth update was replayed from the journal: one more closes the buffer.
       const a = (await checkinDevice(server.url, device.token)) as Train;
       assert.equal(

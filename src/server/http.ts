@@ -292,7 +292,7 @@ export function buildHttp(roles: HttpRoles, limits: HttpLimits): FastifyInstance
         version: c.version,
         inFlight: await roles.admission.inFlight(c.taskId),
         accepted: c.counts.accepted,
-        rejected: { ...c.counts.rejected },
+        rejected: await c.rejectedTotals(),
         ...(finished === null ? {} : { finished }),
       });
     }

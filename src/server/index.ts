@@ -247,9 +247,11 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
           { ...(options.partialFlushMs === undefined ? {} : { flushMs: options.partialFlushMs }), log },
         )
       : null;
-  const target: AggregationTarget | null = embedded
-    ? coordinator
-    : (partialTarget ?? new JournalTarget(runtime, storage, () => selectable.currentVersion()));
+  const journalTarget =
+    embedded || partialTarget !== null
+      ? null
+      : new JournalTarget(runtime, storage, () => selectable.currentVersion());
+  const target: AggregationTarget | null = embedded ? coordinator : (partialTarget ?? journalTarget);
   const aggregator = roles.has('aggregator')
     ? new Aggregator({
         storage,
@@ -286,6 +288,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     if (poller !== null) clearInterval(poller);
     await app.close();
     await partialTarget?.close();
+    await journalTarget?.close();
     for (const co of coordinators.values()) await co.close();
     if (ownsStorage) await storage.close();
   };

@@ -352,6 +352,10 @@ test('distributed mode: the coordinator folds what aggregators journaled, skips 
   const again = await open('two');
   assert.equal(again.version, 2);
   assert.deepEqual(again.counts.rejected, { stale: 1 });
+  // Refused at fold time, found again by each replay: counted once, never added to the stored
+  // counts (which hold refusals of uploads as they arrive).
+  assert.deepEqual(await again.rejectedTotals(), { stale: 1 });
+  assert.deepEqual(await storage.rejections('t'), {});
   assert.deepEqual(Array.from(again.params() ?? []), live);
   await again.close();
   await storage.close();

@@ -140,6 +140,17 @@ export function validateMetric(m: MetricRecord): void {
   }
 }
 
+export function validateRejections(taskId: string, counts: Readonly<Record<string, number>>): void {
+  nonEmptyString(taskId, 'taskId');
+  if (typeof counts !== 'object' || counts === null || Array.isArray(counts))
+    invalid('counts must be an object');
+  for (const [reason, n] of Object.entries(counts)) {
+    nonEmptyString(reason, 'reason');
+    if (reason.length > 64) invalid('reason must be at most 64 characters');
+    nonNegativeInteger(n, `count of ${reason}`);
+  }
+}
+
 export function validateRoundState(r: RoundStateRecord): void {
   nonEmptyString(r.taskId, 'taskId');
   finiteNumber(r.updatedAt, 'updatedAt');

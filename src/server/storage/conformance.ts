@@ -427,6 +427,27 @@ export function runStorageConformance(
         await rejectsWith(s.metrics('t', -1), 'INVALID_INPUT');
       }));
 
+    test('rejections: counts add up by reason per task, survive reopening; bad input adds nothing', () =>
+      withDb(async (open) => {
+        const s = await open();
+        assert.deepEqual(await s.rejections('t'), {});
+        await s.addRejections('t', { nan: 2, shape: 1 });
+        await s.addRejections('t', { nan: 3, stale: 0 });
+        await Promise.all([s.addRejections('t', { stale: 1 }), s.addRejections('u', { nan: 7 })]);
+        await s.addRejections('t', {});
+        assert.deepEqual(await s.rejections('t'), { nan: 5, shape: 1, stale: 1 });
+        assert.deepEqual(await s.rejections('u'), { nan: 7 });
+        // One bad count refuses the whole call: the good reason beside it is not added either.
+        await rejectsWith(s.addRejections('t', { nan: 1, shape: -1 }), 'INVALID_INPUT');
+        await rejectsWith(s.addRejections('t', { nan: 1.5 }), 'INVALID_INPUT');
+        await rejectsWith(s.addRejections('t', { '': 1 }), 'INVALID_INPUT');
+        await rejectsWith(s.addRejections('', { nan: 1 }), 'INVALID_INPUT');
+        assert.deepEqual(await s.rejections('t'), { nan: 5, shape: 1, stale: 1 });
+        await s.close();
+        const again = await open();
+        assert.deepEqual(await again.rejections('t'), { nan: 5, shape: 1, stale: 1 });
+      }));
+
     test('concurrent appends: every distinct key exactly once, unique gap-free seqs, duplicates agree', () =>
       withDb(async (open) => {
         const s = await open();

@@ -38,6 +38,7 @@ import {
   validateLimit,
   validateMetric,
   validatePrune,
+  validateRejections,
   validateRoundState,
   validateTask,
 } from './codec.ts';
@@ -126,6 +127,12 @@ CREATE TABLE IF NOT EXISTS orchard_metrics (
   vals text NOT NULL
 );
 CREATE INDEX IF NOT EXISTS orchard_metrics_task ON orchard_metrics (task_id, id);
+CREATE TABLE IF NOT EXISTS orchard_rejections (
+  task_id text NOT NULL,
+  reason text NOT NULL,
+  count bigint NOT NULL,
+  PRIMARY KEY (task_id, reason)
+);
 CREATE TABLE IF NOT EXISTS orchard_fences (
   task_id text PRIMARY KEY,
   token bigint NOT NULL
@@ -651,6 +658,28 @@ export class PostgresStorage implements Storage {
           updatedAt: row.updated_at as number,
         }
       : null;
+  }
+
+  async addRejections(taskId: string, counts: Readonly<Record<string, number>>): Promise<void> {
+    validateRejections(taskId, counts);
+    const entries = Object.entries(counts).filter(([, n]) => n > 0);
+    if (entries.length === 0) return;
+    // One statement: every reason is added or none.
+    await this.query(
+      'INSERT INTO orchard_rejections (task_id, reason, count) ' +
+        'SELECT $1, r, c FROM unnest($2::text[], $3::bigint[]) AS t(r, c) ' +
+        'ON CONFLICT (task_id, reason) DO UPDATE SET count = orchard_rejections.count + EXCLUDED.count',
+      [taskId, entries.map(([r]) => r), entries.map(([, n]) => n)],
+    );
+  }
+
+  async rejections(taskId: string): Promise<Record<string, number>> {
+    validateRejections(taskId, {});
+    const rows = await this.query<{ reason: string; count: string }>(
+      'SELECT reason, count FROM orchard_rejections WHERE task_id = $1 ORDER BY reason',
+      [taskId],
+    );
+    return Object.fromEntries(rows.map((r) => [r.reason, Number(r.count)]));
   }
 
   async appendMetric(m: MetricRecord): Promise<void> {

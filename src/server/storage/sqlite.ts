@@ -60,6 +60,7 @@ import {
   validateLimit,
   validateMetric,
   validatePrune,
+  validateRejections,
   validateRoundState,
   validateTask,
 } from './codec.ts';
@@ -146,6 +147,12 @@ CREATE TABLE IF NOT EXISTS metrics (
   vals TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS metrics_task ON metrics (task_id, id);
+CREATE TABLE IF NOT EXISTS rejections (
+  task_id TEXT NOT NULL,
+  reason TEXT NOT NULL,
+  count INTEGER NOT NULL,
+  PRIMARY KEY (task_id, reason)
+);
 CREATE TABLE IF NOT EXISTS fences (
   task_id TEXT PRIMARY KEY,
   token INTEGER NOT NULL
@@ -329,6 +336,13 @@ function prepare(db: Database.Database) {
         'ON CONFLICT (task_id) DO UPDATE SET token = max(token, excluded.token)',
     ),
     appendMetric: db.prepare('INSERT INTO metrics (task_id, version, at, vals) VALUES (?, ?, ?, ?)'),
+    addRejection: db.prepare(
+      'INSERT INTO rejections (task_id, reason, count) VALUES (?, ?, ?) ' +
+        'ON CONFLICT (task_id, reason) DO UPDATE SET count = count + excluded.count',
+    ),
+    rejections: db.prepare<[string], { reason: string; count: number }>(
+      'SELECT reason, count FROM rejections WHERE task_id = ? ORDER BY reason',
+    ),
     putRoundState: db.prepare(
       'INSERT INTO round_state (task_id, state, updated_at) VALUES (?, ?, ?) ' +
         'ON CONFLICT (task_id) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at',
@@ -1102,6 +1116,24 @@ export class SqliteStorage implements Storage {
     return row
       ? { taskId: row.task_id, state: decodeJson(row.state, 'round state'), updatedAt: row.updated_at }
       : null;
+  }
+
+  async addRejections(taskId: string, counts: Readonly<Record<string, number>>): Promise<void> {
+    validateRejections(taskId, counts);
+    const entries = Object.entries(counts).filter(([, n]) => n > 0);
+    if (entries.length === 0) return;
+    await this.run((st) => {
+      const db = this.db as Database.Database;
+      db.transaction(() => {
+        for (const [reason, n] of entries) st.addRejection.run(taskId, reason, n);
+      }).immediate();
+    }, true);
+  }
+
+  async rejections(taskId: string): Promise<Record<string, number>> {
+    validateRejections(taskId, {});
+    const rows = await this.run((st) => st.rejections.all(taskId));
+    return Object.fromEntries(rows.map((r) => [r.reason, r.count]));
   }
 
   async appendMetric(metric: MetricRecord): Promise<void> {

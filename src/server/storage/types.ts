@@ -161,6 +161,16 @@ export interface Storage {
   /** The last round state put for the task (without its fencing token), or null. */
   roundState(taskId: string): Promise<RoundStateRecord | null>;
 
+  /**
+   * Adds to the task's running counts of refused updates by reason (the dashboard's "rejected by
+   * reason"): every process serving the task adds its own, and the counts outlive restarts.
+   * Monitoring, not a ledger: a crash may lose counts not yet added. Counts must be integers ≥ 0
+   * and reasons non-empty (else INVALID_INPUT, nothing added).
+   */
+  addRejections(taskId: string, counts: Readonly<Record<string, number>>): Promise<void>;
+  /** The task's refused updates by reason, summed over every `addRejections` ({} if none). */
+  rejections(taskId: string): Promise<Record<string, number>>;
+
   appendMetric(metric: MetricRecord): Promise<void>;
   /** Most recent `limit` metrics of a task, oldest first. */
   metrics(taskId: string, limit: number): Promise<MetricRecord[]>;
