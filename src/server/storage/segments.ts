@@ -1,13 +1,14 @@
 /**
  * Journal payloads (update deltas) in append-only segment files beside a SQLite database, so that
  * the event loop never copies 400 kB into SQLite: the database keeps a small row per entry (seq,
- * idempotency key, segment, offset, length, CRC-32) and the bytes go to a segment.
+ * idempotency key, segment, offset, length, checksum) and the bytes go to a segment.
  *
- * A writer thread computes each payload's CRC-32, writes it at its offset (positional writes) and
+ * A writer thread computes each payload's checksum (checksum64, or CRC-32 where the segment is not
+ * written with O_DIRECT or Wasm SIMD is missing), writes it at its offset (positional writes) and
  * fdatasyncs the segment once per batch; only then does the caller commit the rows that point at
  * the bytes (and sync the WAL before anyone is answered). So a committed row always points at
  * durable bytes, and a crash can only leave unreferenced bytes at a segment's end (a torn tail),
- * which nothing reads. A payload that is missing, short or fails its CRC when read back is a
+ * which nothing reads. A payload that is missing, short or fails its checksum when read back is a
  * StorageError('CORRUPT'), never a silently dropped entry.
  *
  * Payloads are copied once, at call time, into a reused shared buffer the writer thread reads (see
@@ -39,7 +40,7 @@ export const SEGMENT_BYTES = 64 << 20;
 export const ALIGN = 4096;
 /** The writer thread's page-aligned staging slots for direct writes: a batch is copied into slots
  *  and each full slot is written asynchronously (libuv's pool, 4 threads by default; one is left
- *  for the WAL sync), so the thread computes CRCs and copies the next batch while the disk takes
+ *  for the WAL sync), so the thread sums and copies the next batch while the disk takes
  *  the last one. A direct write blocks for the device (a synchronous 3 MB write held this thread
  *  ~5.6 ms under ingest load, and the batches behind it waited ~8 ms to be read). 4 MiB: the
  *  disk's largest request here. */
@@ -49,8 +50,9 @@ const SLOTS = 3;
 const O_DIRECT: number | undefined = (constants as { O_DIRECT?: number }).O_DIRECT;
 
 /**
- * The writer thread: each batch's CRCs, then its bytes written at its offsets (direct segments:
- * through the staging slots, asynchronously; buffered ones: synchronous positional writes); then
+ * The writer thread: each batch's bytes written at its offsets and their checksums (direct
+ * segments: copied through the staging slots, summed there with checksum64, written
+ * asynchronously; buffered ones: CRC-32, synchronous positional writes); then
  * one fdatasync per segment (and the folder for a new file) covering every batch written
  * meanwhile, and the answers. Batches written while a sync runs wait for the next one, so under
  * load one sync covers many of them.
@@ -86,7 +88,7 @@ const makeSlots = () => {
   }
   free = Array.from({ length: SLOTS }, (_, i) => all.subarray(i * SLOT_BYTES, (i + 1) * SLOT_BYTES));
 };
-/** Direct batches not yet copied into slots, oldest first; the one being copied. */
+/** Batches not started yet, oldest first; the direct batch being copied into slots. */
 const queue = [];
 let copying = null;
 /** Batches fully written (or failed), waiting for a sync. */
@@ -572,7 +574,7 @@ export function syncDirectory(path: string): void {
   }
 }
 
-/** Reads journal payloads back, checking length and CRC-32; keeps files open for one read pass. */
+/** Reads journal payloads back, checking length and checksum; keeps files open for one read pass. */
 export class SegmentReader {
   private readonly fds = new Map<string, number>();
   private readonly checksum = new Checksum64();
