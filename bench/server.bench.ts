@@ -4,9 +4,9 @@
  * server.ingest_100k: accepted updates per second for 100,000-float updates (400 kB frames; the
  * devices checked in before the clock starts, check-ins are the second figure): auth,
  * frame decode, assignment check, finite + norm check, fold into FedBuff (K = 100, checkpoint every
- * 10 versions), durable journal append (group commit: the payloads written and fdatasync'd to a
- * segment file by the storage's writer thread, then the small rows committed to the SQLite WAL and
- * the WAL fdatasync'd), reply. Baseline: a bare node:http server that reads the same bytes and
+ * 10 versions), durable journal append (group commit: the payloads checksummed, written with
+ * O_DIRECT and fdatasync'd to a segment file by the storage's writer thread, then the small rows
+ * committed to the SQLite WAL and the WAL fdatasync'd), reply. Baseline: a bare node:http server that reads the same bytes and
  * discards them. Ratio = our updates/s ÷ the bare server's requests/s, measured interleaved in the
  * same run, at the same number of uploads in flight (goal ≥ 0.5).
  *
@@ -20,13 +20,14 @@
  * load-generator thread still drives it and the bytes in flight stay modest (64 × 400 kB = 25 MB);
  * more connections would only add queueing in socket buffers. The 8-connection pair is kept as
  * server.ingest_100k_c8, in the same run, so the latency-bound figure stays visible. Measured on
- * the shared 2-core box (3 runs, README "Production server"): 630–782 updates/s vs 2,024–3,747 at
- * 64 (ratio 0.22–0.25), 394–744 vs 1,395–4,141 at 8 (ratio 0.16–0.21); goal not met.
+ * the shared 2-core box (full run of 2026-11-29 12:09, README "Production server"): 1,035–1,130
+ * updates/s vs 3,767–5,570 at 64 (ratio 0.20–0.28), 880–920 vs 2,891–5,609 at 8 (0.16–0.31); goal
+ * not met.
  *
  * Each ingest entry's note also gives CPU per request, ours and the bare server's, from /proc over
  * the timed window (read by the load thread): the event loop's (main-thread user + system time;
- * 0.56–0.66 ms vs 0.13–0.23 ms) and the whole process's (every thread, the load generator's
- * included; 1.13–1.56 ms vs 0.24–0.63 ms). scripts/profile-ingest.ts gives it per thread.
+ * 0.59–0.65 ms vs 0.14–0.20 ms in that run) and the whole process's (every thread, the load
+ * generator's included; 1.17–1.32 ms vs 0.32–0.47 ms). scripts/profile-ingest.ts gives it per thread.
  *
  * server.checkin_per_s: check-ins per second answered by one selector process (auth, rate limit,
  * admission counter, signed assignment). Baseline: a bare node:http server answering a small JSON.
