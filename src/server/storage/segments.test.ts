@@ -20,7 +20,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import Database from 'better-sqlite3';
 import { Rng } from '../../core/rng.ts';
-import { ALIGN } from './segments.ts';
+import { ALIGN, SEGMENT_BYTES, SegmentReader, SegmentWriter } from './segments.ts';
 import { SqliteStorage } from './sqlite.ts';
 import { type JournalEntryInput, StorageError } from './types.ts';
 
@@ -355,4 +355,42 @@ test('segments: rows checked by CRC-32 (buffered, or written before checksum64) 
     ['10', '10', '10', '01', '01', '01'],
   );
   assertEntries(await s.journalSince('t', 0), [...Array(6).keys()]);
+});
+
+test('segments: a direct write the filesystem refuses (EINVAL) goes through the page cache, bit-exact; later segments are buffered', async (t) => {
+  if (process.platform !== 'linux') return t.skip('O_DIRECT is Linux only');
+  const dir = mkdtempSync(join(tmpdir(), 'orchard-seg-einval-'));
+  // Staging slots 16 bytes past a page boundary: O_DIRECT refuses such memory with EINVAL.
+  const writer = new SegmentWriter(dir, SEGMENT_BYTES, true, 16);
+  t.after(async () => {
+    await writer.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  writer.open();
+  if (!writer.directIo) return t.skip('this filesystem refuses O_DIRECT');
+  const rng = new Rng(9);
+  const payloads = [5000, 123_457, 3].map((n) => Uint8Array.from({ length: n }, () => rng.int(256)));
+  const first = writer.write(payloads);
+  assert.equal(first.segment.direct, true, 'the segment was opened with O_DIRECT');
+  const checks = await first.written;
+  assert.equal(writer.directIo, false, 'the refusal turned direct I/O off for new segments');
+  const reader = new SegmentReader(dir);
+  try {
+    for (const [i, p] of payloads.entries()) {
+      const back = reader.read(
+        first.segment.name,
+        first.offsets[i] as number,
+        p.length,
+        { kind: checks.kind, value: checks.values[i] as number },
+        `payload ${i}`,
+      );
+      assert.deepEqual(back, p);
+    }
+  } finally {
+    reader.close();
+  }
+  writer.retire(first.segment);
+  const second = writer.write([payloads[0] as Uint8Array]);
+  assert.equal(second.segment.direct, false);
+  assert.equal((await second.written).kind, 'crc32');
 });

@@ -73,7 +73,8 @@ const message = (e) => String((e && e.message) || e);
 let free = null;
 /** The checksum64 kernel (src/core/checksum.ts) on that memory; null: CRC-32 instead. */
 let checksum = null;
-const SUMS_AT = SLOTS * SLOT_BYTES;
+// Past the slots and past any test shift of them (workerData.stagingShift).
+const SUMS_AT = SLOTS * SLOT_BYTES + 4096;
 let sums = null;
 const makeSlots = () => {
   const pages = SLOTS * SLOT_BYTES / 65536 + 1;
@@ -86,7 +87,8 @@ const makeSlots = () => {
   } catch {
     checksum = null;
   }
-  free = Array.from({ length: SLOTS }, (_, i) => all.subarray(i * SLOT_BYTES, (i + 1) * SLOT_BYTES));
+  const shift = workerData.stagingShift;
+  free = Array.from({ length: SLOTS }, (_, i) => all.subarray(shift + i * SLOT_BYTES, shift + (i + 1) * SLOT_BYTES));
 };
 /** Batches not started yet, oldest first; the direct batch being copied into slots. */
 const queue = [];
@@ -387,6 +389,9 @@ export class SegmentWriter {
     readonly dir: string,
     private readonly segmentBytes = SEGMENT_BYTES,
     direct = true,
+    /** Tests only: start the staging slots this many bytes past a page boundary, so that direct
+     *  writes are refused (EINVAL) and the page-cache fallback runs. */
+    private readonly stagingShiftForTests = 0,
   ) {
     this.direct = direct && O_DIRECT !== undefined;
   }
@@ -409,7 +414,7 @@ export class SegmentWriter {
     const worker = new Worker(WRITER, {
       eval: true,
       execArgv: [],
-      workerData: { checksumModule: checksum64ModuleBytes() },
+      workerData: { checksumModule: checksum64ModuleBytes(), stagingShift: this.stagingShiftForTests },
     });
     worker.unref();
     type Answer =
