@@ -4,6 +4,7 @@
  *
  *   npx tsx scripts/profile-ingest.ts [seconds] [connections]
  *   npx tsx scripts/profile-ingest.ts [seconds] [connections] --shares[=N]
+ *   npx tsx scripts/profile-ingest.ts [seconds] [connections] --bare
  *   node --cpu-prof --cpu-prof-dir=/tmp/ingest-prof --import tsx scripts/profile-ingest.ts [seconds] [connections]
  *
  * Prints updates/s, the event loop's and the whole process's CPU ms per update, and each thread's
@@ -12,7 +13,8 @@
  * main thread, as shares of its busy (non-idle) samples over the timed window; a Wasm function is
  * named after the JS function that called it. Without it, the main thread's profile is the file
  * whose name has thread id 0 (CPU.<date>.<pid>.0.<n>.cpuprofile); the others are the load and
- * writer threads. Profiles are not committed.
+ * writer threads. Profiles are not committed. With --bare the same load goes to the benchmark's bare
+ * node:http server (it reads the bytes and discards them), for the same per-thread figures.
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
@@ -23,6 +25,7 @@ import { INGEST_CONNECTIONS, startRig } from '../bench/server.bench.ts';
 
 const positional = process.argv.slice(2).filter((a) => !a.startsWith('--'));
 const sharesFlag = process.argv.slice(2).find((a) => a.startsWith('--shares'));
+const bare = process.argv.includes('--bare');
 const seconds = Number(positional[0] ?? 8);
 const connections = Number(positional[1] ?? INGEST_CONNECTIONS);
 /** Set in the child that --shares starts: print where the timed window ended, on the profile's clock. */
@@ -43,6 +46,7 @@ if (sharesFlag !== undefined) {
         fileURLToPath(import.meta.url),
         String(seconds),
         String(connections),
+        ...(bare ? ['--bare'] : []),
       ],
       { env: { ...process.env, [WINDOW_ENV]: '1' }, encoding: 'utf8', timeout: (seconds + 120) * 1000 },
     );
@@ -69,12 +73,16 @@ if (sharesFlag !== undefined) {
 } else {
   const rig = await startRig();
   try {
-    await rig.ask(rig.job('ingest', 1000, connections, 300));
-    const job = rig.job('ingest', seconds * 1000, connections, Math.ceil(seconds * 2000));
+    await (bare
+      ? rig.ask(rig.job('bare-ingest', 1000, connections))
+      : rig.ask(rig.job('ingest', 1000, connections, 300)));
+    const job = bare
+      ? rig.job('bare-ingest', seconds * 1000, connections)
+      : rig.job('ingest', seconds * 1000, connections, Math.ceil(seconds * 2000));
     const result = await rig.ask({ ...job, perThread: true });
     if (process.env[WINDOW_ENV] === '1') console.log(`${WINDOW_LINE}${process.hrtime.bigint() / 1000n}`);
     console.log(
-      `${connections} connections, ${seconds} s: ${result.rate.toFixed(0)} updates/s, event loop ${result.loopMsPerRequest?.toFixed(3)} ms/update, whole process ${result.processMsPerRequest.toFixed(3)} ms/update`,
+      `${bare ? 'bare server, ' : ''}${connections} connections, ${seconds} s: ${result.rate.toFixed(0)} ${bare ? 'requests' : 'updates'}/s, event loop ${result.loopMsPerRequest?.toFixed(3)} ms/update, whole process ${result.processMsPerRequest.toFixed(3)} ms/update`,
     );
     // Threads by CPU per update ('main' = the event loop, 'load' = the load generator; the busiest
     // other one is normally the segment writer).
