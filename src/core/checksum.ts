@@ -30,6 +30,8 @@ import {
   END,
   localGet as get,
   I32,
+  I32_ADD,
+  I32_GE_U,
   i32Const as i32c,
   LOOP,
   lazyModule,
@@ -38,13 +40,11 @@ import {
   simd,
   uleb,
   V128,
+  v128LoadAt,
+  v128StoreAt,
 } from './wasm.ts';
 
-const I32_ADD = [0x6a];
 const I32_GT_U = [0x4b];
-const I32_GE_U = [0x4f];
-const v128LoadAt = (offset: number) => [...simd(0x00), 4, ...uleb(offset)];
-const v128StoreAt = (offset: number) => [...simd(0x0b), 4, ...uleb(offset)];
 const extendLowU = simd(0xc9);
 const extendHighU = simd(0xca);
 const i64x2Add = simd(0xce);

@@ -23,6 +23,8 @@ import {
   F64,
   localGet as get,
   I32,
+  I32_ADD,
+  I32_GE_U,
   i32Const as i32c,
   LOOP,
   lazyModule,
@@ -33,10 +35,8 @@ import {
   V128,
 } from './wasm.ts';
 
-const I32_ADD = [0x6a];
 const I32_AND = [0x71];
 const I32_SHL = [0x74];
-const I32_GE_U = [0x4f];
 const load64ZeroAt = (offset: number) => [...simd(0x5d), 3, ...uleb(offset)];
 const f32Load = [0x2a, 2, 0];
 const F64_PROMOTE_F32 = [0xbb];

@@ -61,6 +61,11 @@ export const LOOP = [0x03, 0x40];
 export const END = [0x0b];
 export const brIf = (depth: number): number[] => [0x0d, ...uleb(depth)];
 export const br = (depth: number): number[] => [0x0c, ...uleb(depth)];
+export const I32_ADD = [0x6a];
+export const I32_GE_U = [0x4f];
+/** v128.load / v128.store with alignment hint 2^4 at a constant byte offset from the address. */
+export const v128LoadAt = (offset: number): number[] => [...simd(0x00), 4, ...uleb(offset)];
+export const v128StoreAt = (offset: number): number[] => [...simd(0x0b), 4, ...uleb(offset)];
 
 /**
  * A module that imports one shared memory `env.mem` (1 page up to `maxPages`) and exports one

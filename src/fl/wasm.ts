@@ -18,6 +18,8 @@ import {
   END,
   F32,
   I32,
+  I32_ADD,
+  I32_GE_U,
   i32Const,
   LOOP,
   lazyModule,
@@ -26,12 +28,10 @@ import {
   sharedMemoryKernel,
   uleb,
   V128,
+  v128LoadAt,
+  v128StoreAt,
 } from '../core/wasm.ts';
 
-const I32_ADD = 0x6a;
-const I32_GE_U = 0x4f;
-const v128Load = (offset: number) => [0xfd, 0x00, 4, ...uleb(offset)];
-const v128Store = (offset: number) => [0xfd, 0x0b, 4, ...uleb(offset)];
 const F32X4_SPLAT = [0xfd, 0x13];
 const F32X4_ADD = [0xfd, 0xe4, 0x01];
 const F32X4_MUL = [0xfd, 0xe6, 0x01];
@@ -50,36 +50,36 @@ function axpyBody(): number[] {
     ...localSet(4),
     ...localGet(0),
     ...localGet(2),
-    I32_ADD,
+    ...I32_ADD,
     ...localSet(5),
     ...BLOCK,
     ...LOOP,
     ...localGet(0),
     ...localGet(5),
-    I32_GE_U,
+    ...I32_GE_U,
     ...brIf(1), // out of the block
   ];
   for (const offset of [0, 16, 32, 48]) {
     code.push(
       ...localGet(0),
       ...localGet(0),
-      ...v128Load(offset),
+      ...v128LoadAt(offset),
       ...localGet(1),
-      ...v128Load(offset),
+      ...v128LoadAt(offset),
       ...localGet(4),
       ...F32X4_MUL,
       ...F32X4_ADD,
-      ...v128Store(offset),
+      ...v128StoreAt(offset),
     );
   }
   code.push(
     ...localGet(0),
     ...i32Const(KERNEL_BLOCK_BYTES),
-    I32_ADD,
+    ...I32_ADD,
     ...localSet(0),
     ...localGet(1),
     ...i32Const(KERNEL_BLOCK_BYTES),
-    I32_ADD,
+    ...I32_ADD,
     ...localSet(1),
     ...br(0), // to the loop head
     ...END, // loop

@@ -10,6 +10,7 @@
  */
 
 import {
+  I32_ADD as ADD,
   BLOCK,
   br,
   brIf,
@@ -24,15 +25,14 @@ import {
   simd,
   uleb,
   V128,
+  v128LoadAt,
+  v128StoreAt,
 } from '../core/wasm.ts';
 
-const ADD = [0x6a];
 const MUL = [0x6c];
 const GE_S = [0x4e];
 const GT_S = [0x4a];
 const v128Load = [...simd(0x00), 4, 0]; // align 2^4, offset 0
-const v128LoadAt = (offset: number) => [...simd(0x00), 4, ...uleb(offset)];
-const v128StoreAt = (offset: number) => [...simd(0x0b), 4, ...uleb(offset)];
 const f32LoadAt = (offset: number) => [0x2a, 2, ...uleb(offset)];
 const f32StoreAt = (offset: number) => [0x38, 2, ...uleb(offset)];
 const f32x4Splat = simd(0x13);
