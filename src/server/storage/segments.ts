@@ -289,6 +289,16 @@ export interface PayloadChecks {
   readonly values: readonly number[];
 }
 
+/** One payload's stored check. */
+export interface PayloadCheck {
+  readonly kind: PayloadChecks['kind'];
+  readonly value: number;
+}
+
+/** checksum64 for payloads read back, shared by every reader: a tailing coordinator makes a reader
+ *  per poll, and each Checksum64 keeps a Wasm memory of its own. Readers run synchronously. */
+const readerChecksum = new Checksum64();
+
 export interface Placement {
   readonly segment: Segment;
   readonly offsets: readonly number[];
@@ -582,18 +592,11 @@ export function syncDirectory(path: string): void {
 /** Reads journal payloads back, checking length and checksum; keeps files open for one read pass. */
 export class SegmentReader {
   private readonly fds = new Map<string, number>();
-  private readonly checksum = new Checksum64();
 
   constructor(private readonly dir: string) {}
 
   /** A payload's bytes, checked against its stored CRC-32 or checksum64 (`check`). */
-  read(
-    name: string,
-    offset: number,
-    length: number,
-    check: { readonly kind: PayloadChecks['kind']; readonly value: number },
-    what: string,
-  ): Uint8Array {
+  read(name: string, offset: number, length: number, check: PayloadCheck, what: string): Uint8Array {
     let fd = this.fds.get(name);
     if (fd === undefined) {
       try {
@@ -617,7 +620,7 @@ export class SegmentReader {
         );
       done += n;
     }
-    const actual = check.kind === 'crc32' ? crc32(out) : this.checksum.of(out);
+    const actual = check.kind === 'crc32' ? crc32(out) : readerChecksum.of(out);
     if (actual !== check.value)
       throw new StorageError(
         'CORRUPT',

@@ -64,7 +64,14 @@ import {
   validateRoundState,
   validateTask,
 } from './codec.ts';
-import { type PayloadChecks, PayloadRing, type Placement, SegmentReader, SegmentWriter } from './segments.ts';
+import {
+  type PayloadCheck,
+  type PayloadChecks,
+  PayloadRing,
+  type Placement,
+  SegmentReader,
+  SegmentWriter,
+} from './segments.ts';
 import type {
   AppendResult,
   Checkpoint,
@@ -522,7 +529,7 @@ export class SqliteStorage implements Storage {
       response: string,
       seg: string | null = null,
       offset: number | null = null,
-      check: { readonly kind: PayloadChecks['kind']; readonly value: number } | null = null,
+      check: PayloadCheck | null = null,
     ): AppendResult => {
       checkFence(e.taskId, e.fencingToken, state.fences);
       const last = state.lastSeqs.get(e.taskId) ?? st.seqRow.get(e.taskId)?.last_seq ?? 0;
