@@ -29,6 +29,13 @@
  * 0.59–0.65 ms vs 0.14–0.20 ms in that run) and the whole process's (every thread, the load
  * generator's included; 1.17–1.32 ms vs 0.32–0.47 ms). scripts/profile-ingest.ts gives it per thread.
  *
+ * server.ingest_floor: the same load, at 64 in flight, interleaved, against bench/ingest-floor.ts's
+ * `durable` server: not a server but the least work any server that answers only once an update is
+ * durable must do (body into a pooled block, decode, norm + finite check, fold, SQLite journal
+ * append with both fdatasyncs; no auth, no dedup). Its ratio to the bare server bounds what
+ * server.ingest_100k can reach on the machine (0.31–0.40 in scripts/ingest-floor.ts runs on the
+ * development box, README "Production server"); the note gives ours ÷ floor.
+ *
  * server.checkin_per_s: check-ins per second answered by one selector process (auth, rate limit,
  * admission counter, signed assignment). Baseline: a bare node:http server answering a small JSON.
  *
@@ -49,7 +56,9 @@ import {
   encodeFrame,
   FRAME_KIND_UPDATE,
 } from '../src/server/protocol.ts';
+import { SqliteStorage } from '../src/server/storage/sqlite.ts';
 import type { BenchEntry } from './harness.ts';
+import { listen, rungServer } from './ingest-floor.ts';
 
 const NUM_PARAMS = 100_000;
 /** Uploads in flight for the main ingest entry (see the header comment for why 64). */
@@ -271,7 +280,7 @@ if (!isMainThread && parentPort !== null && workerData === null) {
 
 // ---- main side ----
 
-function bareServer(): Promise<{ server: Server; url: string }> {
+async function bareServer(): Promise<{ server: Server; url: string }> {
   const server = createServer((req, res) => {
     req.on('data', () => {});
     req.on('end', () => {
@@ -279,13 +288,7 @@ function bareServer(): Promise<{ server: Server; url: string }> {
       res.end('{"ok":true}');
     });
   });
-  return new Promise((resolve) => {
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      if (address === null || typeof address === 'string') throw new Error('no address');
-      resolve({ server, url: `http://127.0.0.1:${address.port}` });
-    });
-  });
+  return { server, url: await listen(server) };
 }
 
 function median(values: number[]): number {
@@ -374,7 +377,17 @@ const fmtMs = (values: ReadonlyArray<number | null>): string => {
 
 export async function run(): Promise<BenchEntry[]> {
   const rig = await startRig();
+  // The `durable` floor (bench/ingest-floor.ts): its own journal, beside the server's.
+  const floorDir = mkdtempSync(join(tmpdir(), 'orchard-bench-floor-'));
+  const floorStorage = new SqliteStorage({ path: join(floorDir, 'journal.sqlite') });
+  const floorServer = rungServer('durable', floorStorage);
   try {
+    await floorStorage.init();
+    const floorUrl = await listen(floorServer);
+    const floorJob = (durationMs: number) => ({
+      ...rig.job('bare-ingest', durationMs, INGEST_CONNECTIONS),
+      url: floorUrl,
+    });
     // Assignments for a timed ingest run are fetched before its clock starts (enough for the
     // fastest rate seen here, with room); a run that uses them up checks in inside the window.
     const prefetchFor = (connections: number) => (connections >= 32 ? 4000 : 1500);
@@ -383,6 +396,8 @@ export async function run(): Promise<BenchEntry[]> {
       await rig.ask(rig.job('ingest', 500, c, 300));
       await rig.ask(rig.job('bare-ingest', 500, c));
     }
+    await rig.ask(floorJob(500));
+    const floor: LoadResult[] = [];
     const ours = new Map<number, LoadResult[]>(levels.map((c) => [c, []]));
     const base = new Map<number, LoadResult[]>(levels.map((c) => [c, []]));
     for (let rep = 0; rep < 3; rep++)
@@ -391,6 +406,13 @@ export async function run(): Promise<BenchEntry[]> {
         const b = await rig.ask(rig.job('bare-ingest', 2000, c));
         ours.get(c)?.push(o);
         base.get(c)?.push(b);
+        if (c === INGEST_CONNECTIONS) {
+          const f = await rig.ask(floorJob(2000));
+          floor.push(f);
+          console.error(
+            `  durable floor c=${c}: ${f.rate.toFixed(0)}/s, ratio ${(f.rate / b.rate).toFixed(3)}`,
+          );
+        }
         console.error(
           `  ingest c=${c}: ${o.rate.toFixed(0)}/s (loop ${o.loopMsPerRequest?.toFixed(2)} ms, process ${o.processMsPerRequest.toFixed(2)} ms) vs bare ${b.rate.toFixed(0)}/s (loop ${b.loopMsPerRequest?.toFixed(2)} ms, process ${b.processMsPerRequest.toFixed(2)} ms), ratio ${(o.rate / b.rate).toFixed(3)}`,
         );
@@ -418,8 +440,18 @@ export async function run(): Promise<BenchEntry[]> {
     };
     const checkin = median(checkins);
     const checkinBase = median(bareCheckins);
+    const floorRate = median(floor.map((r) => r.rate));
+    const bareRate = median(base.get(INGEST_CONNECTIONS)?.map((r) => r.rate) ?? []);
     return [
       ingestEntry('server.ingest_100k', INGEST_CONNECTIONS),
+      {
+        name: 'server.ingest_floor',
+        value: floorRate,
+        unit: 'updates/s',
+        baseline: bareRate,
+        ratio: floorRate / bareRate,
+        note: `not a server: the least any server that answers only once an update is durable must do (bench/ingest-floor.ts 'durable': body into a pooled block, frame decode, norm + finite check, FedBuff-sized fold, SQLite journal append with the segment and the WAL fdatasync'd; no auth, no dedup), same load, ${INGEST_CONNECTIONS} in flight, interleaved with server.ingest_100k; ours ÷ floor ${(median(ours.get(INGEST_CONNECTIONS)?.map((r) => r.rate) ?? []) / floorRate).toFixed(2)}; CPU per request (median of 3): event loop ${fmtMs(floor.map((r) => r.loopMsPerRequest))} ms, whole process ${fmtMs(floor.map((r) => r.processMsPerRequest))} ms`,
+      },
       ingestEntry('server.ingest_100k_c8', FEW_CONNECTIONS),
       {
         name: 'server.checkin_per_s',
@@ -431,6 +463,9 @@ export async function run(): Promise<BenchEntry[]> {
       },
     ];
   } finally {
+    floorServer.close();
     await rig.close();
+    await floorStorage.close();
+    rmSync(floorDir, { recursive: true, force: true });
   }
 }

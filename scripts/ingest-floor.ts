@@ -20,95 +20,15 @@
  *   npx tsx scripts/ingest-floor.ts [seconds per run] [rounds] [connections]
  */
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { listen, RUNGS, rungServer } from '../bench/ingest-floor.ts';
 import { INGEST_CONNECTIONS, type LoadResult, startRig } from '../bench/server.bench.ts';
-import { sumOfSquaresInMemory } from '../src/core/sumsq.ts';
-import { defaultArena } from '../src/fl/wasm.ts';
-import { BodyPool } from '../src/server/bodies.ts';
-import { decodeFrame, FRAME_KIND_UPDATE } from '../src/server/protocol.ts';
 import { SqliteStorage } from '../src/server/storage/sqlite.ts';
 
 const [seconds = 5, rounds = 3, connections = INGEST_CONNECTIONS] = process.argv
   .slice(2)
   .map((a) => Number(a));
-type Rung = 'copy' | 'check' | 'durable';
-const RUNGS: readonly Rung[] = ['copy', 'check', 'durable'];
-
-/** One rung's server: each request's body handled up to `rung`, then the bare server's reply. */
-function rungServer(rung: Rung, storage: SqliteStorage): Server {
-  const bodies = new BodyPool();
-  const arena = defaultArena();
-  const accumulator = arena.alloc(100_000);
-  let keys = 0;
-  const reply = (res: ServerResponse, status = 200) => {
-    res.writeHead(status, { 'content-type': 'application/json' });
-    res.end(status === 200 ? '{"ok":true}' : '{"ok":false}');
-  };
-  const handle = (req: IncomingMessage, res: ServerResponse) => {
-    const lent = bodies.lend(Number(req.headers['content-length']));
-    if (lent === null) {
-      req.resume();
-      reply(res, 400);
-      return;
-    }
-    let received = 0;
-    req.on('data', (chunk: Buffer) => {
-      lent.write(chunk, received);
-      received += chunk.length;
-    });
-    req.on('end', () => {
-      if (rung === 'copy') {
-        lent.release();
-        reply(res);
-        return;
-      }
-      const delta = decodeFrame(lent.bytes, FRAME_KIND_UPDATE, { copy: false }).floats;
-      const squares = sumOfSquaresInMemory(arena.memory, delta);
-      if (squares === null || !Number.isFinite(squares) || !arena.axpy(accumulator, 0.01, delta)) {
-        lent.release();
-        reply(res, 400);
-        return;
-      }
-      if (rung === 'check') {
-        lent.release();
-        reply(res);
-        return;
-      }
-      const response = { accepted: true, duplicate: false, staleness: 0, version: 1 };
-      storage
-        .appendAccepted({
-          deltaStable: true,
-          taskId: 'floor',
-          idempotencyKey: `k${keys++}`,
-          deviceId: 'device',
-          assignmentId: 'assignment',
-          baseVersion: 0,
-          numExamples: 1,
-          delta,
-          response,
-          acceptedAt: Date.now(),
-        })
-        .then(
-          () => reply(res),
-          () => reply(res, 503),
-        )
-        .finally(() => lent.release());
-    });
-  };
-  return createServer(handle);
-}
-
-function listen(server: Server): Promise<string> {
-  return new Promise((resolve) =>
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      if (address === null || typeof address === 'string') throw new Error('no address');
-      resolve(`http://127.0.0.1:${address.port}`);
-    }),
-  );
-}
 
 const median = (values: readonly number[]) =>
   [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] as number;

@@ -1,0 +1,95 @@
+/**
+ * Bare node:http servers that each do one more step of the work an accepted update needs (the
+ * "floor" of server.ingest_100k): `copy` reads the body into a pooled shared-memory block
+ * (src/server/bodies.ts); `check` also decodes the frame, takes the squared norm (finite check) with
+ * the Wasm kernel and folds the delta into a FedBuff-sized accumulator (arena axpy), as the
+ * aggregator does; `durable` also appends it to a real SqliteStorage journal and replies once it is
+ * durable (segment written with O_DIRECT and fdatasync'd, row committed, WAL fdatasync'd). None
+ * authenticates, deduplicates or answers with a version: `durable` is a floor for a server that
+ * keeps accepted updates across a power loss, not a server. Each replies as the bare server does.
+ * Used by server.bench.ts (server.ingest_floor) and scripts/ingest-floor.ts (every rung).
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { sumOfSquaresInMemory } from '../src/core/sumsq.ts';
+import { defaultArena } from '../src/fl/wasm.ts';
+import { BodyPool } from '../src/server/bodies.ts';
+import { decodeFrame, FRAME_KIND_UPDATE } from '../src/server/protocol.ts';
+import type { SqliteStorage } from '../src/server/storage/sqlite.ts';
+
+export type Rung = 'copy' | 'check' | 'durable';
+export const RUNGS: readonly Rung[] = ['copy', 'check', 'durable'];
+
+/** One rung's server: each request's body handled up to `rung`, then the bare server's reply. */
+export function rungServer(rung: Rung, storage: SqliteStorage): Server {
+  const bodies = new BodyPool();
+  const arena = defaultArena();
+  const accumulator = arena.alloc(100_000);
+  let keys = 0;
+  const reply = (res: ServerResponse, status = 200) => {
+    res.writeHead(status, { 'content-type': 'application/json' });
+    res.end(status === 200 ? '{"ok":true}' : '{"ok":false}');
+  };
+  const handle = (req: IncomingMessage, res: ServerResponse) => {
+    const lent = bodies.lend(Number(req.headers['content-length']));
+    if (lent === null) {
+      req.resume();
+      reply(res, 400);
+      return;
+    }
+    let received = 0;
+    req.on('data', (chunk: Buffer) => {
+      lent.write(chunk, received);
+      received += chunk.length;
+    });
+    req.on('end', () => {
+      if (rung === 'copy') {
+        lent.release();
+        reply(res);
+        return;
+      }
+      const delta = decodeFrame(lent.bytes, FRAME_KIND_UPDATE, { copy: false }).floats;
+      const squares = sumOfSquaresInMemory(arena.memory, delta);
+      if (squares === null || !Number.isFinite(squares) || !arena.axpy(accumulator, 0.01, delta)) {
+        lent.release();
+        reply(res, 400);
+        return;
+      }
+      if (rung === 'check') {
+        lent.release();
+        reply(res);
+        return;
+      }
+      const response = { accepted: true, duplicate: false, staleness: 0, version: 1 };
+      storage
+        .appendAccepted({
+          deltaStable: true,
+          taskId: 'floor',
+          idempotencyKey: `k${keys++}`,
+          deviceId: 'device',
+          assignmentId: 'assignment',
+          baseVersion: 0,
+          numExamples: 1,
+          delta,
+          response,
+          acceptedAt: Date.now(),
+        })
+        .then(
+          () => reply(res),
+          () => reply(res, 503),
+        )
+        .finally(() => lent.release());
+    });
+  };
+  return createServer(handle);
+}
+
+/** Listens on a free loopback port; resolves to the server's base URL. */
+export function listen(server: Server): Promise<string> {
+  return new Promise((resolve) =>
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      if (address === null || typeof address === 'string') throw new Error('no address');
+      resolve(`http://127.0.0.1:${address.port}`);
+    }),
+  );
+}
