@@ -5,6 +5,7 @@
  *   npx tsx scripts/profile-ingest.ts [seconds] [connections]
  *   npx tsx scripts/profile-ingest.ts [seconds] [connections] --shares[=N]
  *   npx tsx scripts/profile-ingest.ts [seconds] [connections] --bare
+ *   npx tsx scripts/profile-ingest.ts [seconds] [connections] --rung=copy|check|durable
  *   node --cpu-prof --cpu-prof-dir=/tmp/ingest-prof --import tsx scripts/profile-ingest.ts [seconds] [connections]
  *
  * Prints updates/s, the event loop's and the whole process's CPU ms per update, and each thread's
@@ -14,17 +15,23 @@
  * named after the JS function that called it. Without it, the main thread's profile is the file
  * whose name has thread id 0 (CPU.<date>.<pid>.0.<n>.cpuprofile); the others are the load and
  * writer threads. Profiles are not committed. With --bare the same load goes to the benchmark's bare
- * node:http server (it reads the bytes and discards them), for the same per-thread figures.
+ * node:http server (it reads the bytes and discards them), for the same per-thread figures; with
+ * --rung to one of bench/ingest-floor.ts's floor servers (--shares works with both).
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { listen, RUNGS, type Rung, rungServer } from '../bench/ingest-floor.ts';
 import { INGEST_CONNECTIONS, startRig } from '../bench/server.bench.ts';
+import { SqliteStorage } from '../src/server/storage/sqlite.ts';
 
 const positional = process.argv.slice(2).filter((a) => !a.startsWith('--'));
 const sharesFlag = process.argv.slice(2).find((a) => a.startsWith('--shares'));
+const rungFlag = process.argv.slice(2).find((a) => a.startsWith('--rung='));
+const rung = rungFlag === undefined ? null : (rungFlag.slice('--rung='.length) as Rung);
+if (rung !== null && !RUNGS.includes(rung)) throw new Error(`--rung must be one of ${RUNGS.join(', ')}`);
 const bare = process.argv.includes('--bare');
 const seconds = Number(positional[0] ?? 8);
 const connections = Number(positional[1] ?? INGEST_CONNECTIONS);
@@ -47,6 +54,7 @@ if (sharesFlag !== undefined) {
         String(seconds),
         String(connections),
         ...(bare ? ['--bare'] : []),
+        ...(rung === null ? [] : [`--rung=${rung}`]),
       ],
       { env: { ...process.env, [WINDOW_ENV]: '1' }, encoding: 'utf8', timeout: (seconds + 120) * 1000 },
     );
@@ -72,24 +80,37 @@ if (sharesFlag !== undefined) {
   }
 } else {
   const rig = await startRig();
+  const floorDir = mkdtempSync(join(tmpdir(), 'ingest-floor-'));
+  const floorStorage = new SqliteStorage({ path: join(floorDir, 'journal.sqlite') });
+  const floorServer = rung === null ? null : rungServer(rung, floorStorage);
   try {
-    await (bare
-      ? rig.ask(rig.job('bare-ingest', 1000, connections))
-      : rig.ask(rig.job('ingest', 1000, connections, 300)));
-    const job = bare
-      ? rig.job('bare-ingest', seconds * 1000, connections)
-      : rig.job('ingest', seconds * 1000, connections, Math.ceil(seconds * 2000));
+    let floorUrl: string | null = null;
+    if (floorServer !== null) {
+      await floorStorage.init();
+      floorUrl = await listen(floorServer);
+    }
+    const jobFor = (ms: number, prefetch: number) =>
+      floorUrl !== null
+        ? { ...rig.job('bare-ingest', ms, connections), url: floorUrl }
+        : bare
+          ? rig.job('bare-ingest', ms, connections)
+          : rig.job('ingest', ms, connections, prefetch);
+    await rig.ask(jobFor(1000, 300));
+    const job = jobFor(seconds * 1000, Math.ceil(seconds * 2000));
     const result = await rig.ask({ ...job, perThread: true });
     if (process.env[WINDOW_ENV] === '1') console.log(`${WINDOW_LINE}${process.hrtime.bigint() / 1000n}`);
     console.log(
-      `${bare ? 'bare server, ' : ''}${connections} connections, ${seconds} s: ${result.rate.toFixed(0)} ${bare ? 'requests' : 'updates'}/s, event loop ${result.loopMsPerRequest?.toFixed(3)} ms/update, whole process ${result.processMsPerRequest.toFixed(3)} ms/update`,
+      `${rung !== null ? `floor rung ${rung}, ` : bare ? 'bare server, ' : ''}${connections} connections, ${seconds} s: ${result.rate.toFixed(0)} ${bare ? 'requests' : 'updates'}/s, event loop ${result.loopMsPerRequest?.toFixed(3)} ms/update, whole process ${result.processMsPerRequest.toFixed(3)} ms/update`,
     );
     // Threads by CPU per update ('main' = the event loop, 'load' = the load generator; the busiest
     // other one is normally the segment writer).
     const threads = Object.entries(result.threads ?? {}).sort((a, b) => b[1] - a[1]);
     console.log(threads.map(([t, ms]) => `${t} ${ms.toFixed(3)}`).join(', '));
   } finally {
+    floorServer?.close();
     await rig.close();
+    await floorStorage.close();
+    rmSync(floorDir, { recursive: true, force: true });
   }
 }
 
