@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { UpdateArena } from '../fl/wasm.ts';
 import { Rng } from './rng.ts';
-import { sumOfSquaresInMemory, sumsqSimdAvailable } from './sumsq.ts';
+import { resumableSumsqFor, sumOfSquaresInMemory, sumsqSimdAvailable } from './sumsq.ts';
 
 const skip = !sumsqSimdAvailable() && 'no Wasm SIMD in this runtime';
 
@@ -112,4 +112,57 @@ test('returns null where the kernel cannot serve the view', { skip }, () => {
   const memory = sharedMemory(1);
   const beyond = new Float32Array(new SharedArrayBuffer(2 * 65536), 65536 - 8, 4);
   assert.equal(sumOfSquaresInMemory(memory, beyond), null);
+});
+
+test('the resumable kernel over consecutive pieces equals one call over the whole, bit for bit', {
+  skip,
+}, () => {
+  const memory = sharedMemory(16); // 1 MiB
+  const sumsq = resumableSumsqFor(memory);
+  assert.ok(sumsq !== null);
+  const STATE = 64; // 128 bytes of running sums
+  const all = new Float32Array(memory.buffer);
+  const rng = new Rng(13);
+  for (const n of [...LENGTHS, 100_003]) {
+    for (const start of [48, 49, 51]) {
+      const x = all.subarray(start, start + n);
+      for (let i = 0; i < n; i++) x[i] = rng.normal() * 10 ** rng.int(6);
+      const whole = sumOfSquaresInMemory(memory, x);
+      // Several random splits into pieces of whole 16-float steps, then the rest.
+      for (let trial = 0; trial < 4; trial++) {
+        new Uint8Array(memory.buffer, STATE, 128).fill(0);
+        let at = 0;
+        while (n - at >= 16 && rng.next() < 0.8) {
+          const steps = 1 + rng.int(Math.min(400, Math.floor((n - at) / 16)));
+          assert.equal(sumsq(x.byteOffset + 4 * at, 16 * steps, STATE, 0), 0);
+          at += 16 * steps;
+        }
+        const got = sumsq(x.byteOffset + 4 * at, n - at, STATE, 1);
+        assert.ok(Object.is(got, whole), `n=${n} start=${start} split ${trial}: ${got} vs ${whole}`);
+        if (n > 0) assertClose(got, reference(x), n, `n=${n} start=${start}`);
+      }
+    }
+  }
+});
+
+test('the resumable kernel propagates NaN and Infinity from any piece', { skip }, () => {
+  const memory = sharedMemory(2);
+  const sumsq = resumableSumsqFor(memory);
+  assert.ok(sumsq !== null);
+  const STATE = 0;
+  const x = new Float32Array(memory.buffer, 256, 100);
+  for (const [bad, expect] of [
+    [Number.NaN, Number.NaN],
+    [Number.POSITIVE_INFINITY, Number.POSITIVE_INFINITY],
+    [Number.NEGATIVE_INFINITY, Number.POSITIVE_INFINITY],
+  ] as const)
+    for (const at of [0, 17, 63, 64, 99]) {
+      x.fill(0.5);
+      x[at] = bad;
+      new Uint8Array(memory.buffer, STATE, 128).fill(0);
+      sumsq(x.byteOffset, 32, STATE, 0);
+      sumsq(x.byteOffset + 128, 32, STATE, 0);
+      const got = sumsq(x.byteOffset + 256, 36, STATE, 1);
+      assert.ok(Object.is(got, expect), `${bad} at ${at}: ${got}`);
+    }
 });

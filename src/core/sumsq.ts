@@ -33,6 +33,8 @@ import {
   simd,
   uleb,
   V128,
+  v128LoadAt,
+  v128StoreAt,
 } from './wasm.ts';
 
 const I32_AND = [0x71];
@@ -47,16 +49,28 @@ const f64x2PromoteLow = simd(0x5f);
 const f64x2Mul = simd(0xf2);
 const f64x2Add = simd(0xf0);
 const f64x2Lane = (l: number) => [...simd(0x21), l];
+const F64_ZERO = [0x44, 0, 0, 0, 0, 0, 0, 0, 0];
+const RETURN = [0x0f];
 
 /** Bytes per bulk step: eight loads of two floats, each widened to an f64x2. */
 const STEP_BYTES = 64;
 
-function sumsqBody(): number[] {
+/**
+ * The kernel's body. `resumable` adds two parameters, `state` (the byte address of 128 bytes holding
+ * the eight running sums) and `finish`: the sums start from `state` instead of zero, and with
+ * finish = 0 the bulk's sums are stored back there and 0 is returned without the reduction or the
+ * tail. So a run of calls over consecutive pieces whose lengths are multiples of 16 floats, then
+ * one with finish = 1 over the rest, adds every float into the same running sum in the same order as
+ * one call over the whole: the result is bit for bit the same.
+ */
+function sumsqBody(resumable: boolean): number[] {
   const [PTR, COUNT] = [0, 1];
-  const [END_PTR, BULK_END] = [2, 3];
-  const acc = (k: number) => 4 + k; // eight f64x2 running sums
-  const W = 12;
-  const [SUM, WIDE] = [13, 14]; // f64
+  const [STATE, FINISH] = [2, 3]; // resumable only
+  const first = resumable ? 4 : 2;
+  const [END_PTR, BULK_END] = [first, first + 1];
+  const acc = (k: number) => first + 2 + k; // eight f64x2 running sums
+  const W = first + 10;
+  const [SUM, WIDE] = [first + 11, first + 12]; // f64
   const code: number[] = [];
   const emit = (...parts: number[][]) => {
     for (const part of parts) code.push(...part);
@@ -64,13 +78,20 @@ function sumsqBody(): number[] {
   // end = ptr + 4·count; bulkEnd = ptr + 4·(count rounded down to a multiple of 16)
   emit(get(PTR), get(COUNT), i32c(2), I32_SHL, I32_ADD, set(END_PTR));
   emit(get(PTR), get(COUNT), i32c(-16), I32_AND, i32c(2), I32_SHL, I32_ADD, set(BULK_END));
-  for (let k = 0; k < 8; k++) emit(v128Zero, set(acc(k)));
+  for (let k = 0; k < 8; k++)
+    emit(resumable ? [...get(STATE), ...v128LoadAt(16 * k)] : v128Zero, set(acc(k)));
   emit(BLOCK, LOOP, get(PTR), get(BULK_END), I32_GE_U, brIf(1));
   for (let k = 0; k < 8; k++) {
     emit(get(PTR), load64ZeroAt(8 * k), f64x2PromoteLow, set(W));
     emit(get(acc(k)), get(W), get(W), f64x2Mul, f64x2Add, set(acc(k)));
   }
   emit(get(PTR), i32c(STEP_BYTES), I32_ADD, set(PTR), br(0), END, END);
+  if (resumable) {
+    // Not finishing: keep the sums for the next call.
+    emit(BLOCK, get(FINISH), brIf(0));
+    for (let k = 0; k < 8; k++) emit(get(STATE), get(acc(k)), v128StoreAt(16 * k));
+    emit(F64_ZERO, RETURN, END);
+  }
   // Pairwise: ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7)), then its two lanes.
   for (const [a, b] of [
     [0, 1],
@@ -97,32 +118,56 @@ function sumsqBody(): number[] {
 /** Pages a shared memory given to the kernel may have at most (4 GiB, the whole i32 range). */
 const MAX_PAGES = 65536;
 
-const sumsqModule = lazyModule(() => sharedMemoryKernel('sumsq', [I32, I32], [F64], sumsqBody(), MAX_PAGES));
+const sumsqModule = lazyModule(() =>
+  sharedMemoryKernel('sumsq', [I32, I32], [F64], sumsqBody(false), MAX_PAGES),
+);
+const resumableModule = lazyModule(() =>
+  sharedMemoryKernel('sumsq', [I32, I32, I32, I32], [F64], sumsqBody(true), MAX_PAGES),
+);
 
 type SumsqFn = (ptr: number, count: number) => number;
+/** The resumable kernel (see `sumsqBody`): finish is 0 or 1. */
+export type ResumableSumsqFn = (ptr: number, count: number, state: number, finish: number) => number;
 
 /** True when the runtime runs the kernel (Wasm SIMD and shared memory available). */
 export function sumsqSimdAvailable(): boolean {
   return sumsqModule() !== null;
 }
 
-/** One kernel instance per memory; null where it cannot be linked (no SIMD, memory not shared). */
+/** One instance of each kernel per memory; null where it cannot be linked (no SIMD, memory not shared). */
 const instances = new WeakMap<WebAssembly.Memory, SumsqFn | null>();
+const resumableInstances = new WeakMap<WebAssembly.Memory, ResumableSumsqFn | null>();
 
-function kernelFor(memory: WebAssembly.Memory): SumsqFn | null {
-  let kernel = instances.get(memory);
+function instanceFor<F>(
+  cache: WeakMap<WebAssembly.Memory, F | null>,
+  module: WebAssembly.Module | null,
+  memory: WebAssembly.Memory,
+): F | null {
+  let kernel = cache.get(memory);
   if (kernel !== undefined) return kernel;
-  const module = sumsqModule();
   kernel = null;
   if (module !== null) {
     try {
-      kernel = new WebAssembly.Instance(module, { env: { mem: memory } }).exports.sumsq as SumsqFn;
+      kernel = new WebAssembly.Instance(module, { env: { mem: memory } }).exports.sumsq as F;
     } catch {
       kernel = null;
     }
   }
-  instances.set(memory, kernel);
+  cache.set(memory, kernel);
   return kernel;
+}
+
+const kernelFor = (memory: WebAssembly.Memory) => instanceFor<SumsqFn>(instances, sumsqModule(), memory);
+
+/**
+ * The resumable kernel on `memory`, or null where it cannot run: for floats that arrive piece by
+ * piece (an upload body read chunk by chunk), summed while each piece is still in cache. The state
+ * is 128 bytes of `memory` (16-byte aligned is best), zeroed before the first call; every call but
+ * the last covers a multiple of 16 floats, and the pieces are consecutive. The last call (finish = 1)
+ * returns exactly what `sumOfSquaresInMemory` returns for all the floats at once.
+ */
+export function resumableSumsqFor(memory: WebAssembly.Memory): ResumableSumsqFn | null {
+  return instanceFor<ResumableSumsqFn>(resumableInstances, resumableModule(), memory);
 }
 
 /**

@@ -12,6 +12,7 @@ import { stalenessWeight } from '../fl/staleness.ts';
 import { arenaOf } from '../fl/wasm.ts';
 import type { AdmissionCounter } from './admission.ts';
 import type { AssignmentSigner } from './assignment.ts';
+import { presummedSquares } from './bodies.ts';
 import type { FoldInput, Rejected } from './coordinator.ts';
 import { ApiError } from './errors.ts';
 import { journalEntry } from './journal.ts';
@@ -360,7 +361,7 @@ export class Aggregator {
           'shape',
           `update has ${delta.length} values, the model ${coordinator.numParams}`,
         );
-      const squaredNorm = squaredNormOf(delta);
+      const squaredNorm = squaredNormOf(delta, body);
       if (!Number.isFinite(squaredNorm)) {
         // Tell NaN/Inf apart from an overflowing (but finite) update.
         for (let i = 0; i < delta.length; i++)
@@ -455,10 +456,13 @@ export class Aggregator {
 }
 
 /**
- * Σ delta[i]² in float64, NaN or Infinity when any element is not finite: with the Wasm SIMD kernel
- * where the floats lie in the update arena (the body pool lends blocks from it), else the JS loop.
+ * Σ delta[i]² in float64, NaN or Infinity when any element is not finite: summed chunk by chunk as
+ * the body arrived where the body pool lent it (bodies.ts), else with the Wasm SIMD kernel where the
+ * floats lie in the update arena, else the JS loop.
  */
-function squaredNormOf(delta: Float32Array): number {
+function squaredNormOf(delta: Float32Array, body: Uint8Array): number {
+  const presummed = presummedSquares(body, delta);
+  if (presummed !== null) return presummed;
   const arena = arenaOf(delta);
   return (arena === undefined ? null : sumOfSquaresInMemory(arena.memory, delta)) ?? sumOfSquares(delta);
 }

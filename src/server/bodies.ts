@@ -18,10 +18,103 @@
  * bytes (then the caller falls back to an ordinary buffer), which also bounds the arena memory the
  * pool keeps: blocks are reused, never given back to the arena.
  */
+import { type ResumableSumsqFn, resumableSumsqFor } from '../core/sumsq.ts';
 import { defaultArena } from '../fl/wasm.ts';
+import { frameFloatStart } from './protocol.ts';
 
 /** Block sizes are rounded up to this, so bodies of one model (headers vary a little) share a size. */
 const SIZE_CLASS_BYTES = 64 << 10;
+/** Each block starts with the running sums of the resumable norm kernel (eight f64x2), then the body. */
+const SUMS_BYTES = 128;
+/** The kernel's bulk step: pieces summed before the body is whole are multiples of this. */
+const STEP_BYTES = 64;
+
+/**
+ * Σx² of an update frame's floats, taken chunk by chunk as the body arrives (each chunk is summed
+ * right after it is copied into the block, while it is still in cache; a pass over the whole body
+ * afterwards reads it back from memory, ~60 µs per 400 kB under load against ~20 in pieces). The
+ * frame's float region is found from its first 12 bytes the way `decodeFrame` finds it; whether the
+ * frame is valid is still `decodeFrame`'s call, and `presummedSquares` answers only for the exact
+ * float view it returns. The result is bit for bit that of one kernel call over the floats
+ * (src/core/sumsq.ts).
+ */
+class RunningSquares {
+  /** Body offset of the first float; -1 until the first 12 bytes are in. */
+  private floatStart = -1;
+  /** Body bytes summed so far (from floatStart on). */
+  private summedTo = 0;
+  /** Body bytes received in order; a chunk out of order turns summing off. */
+  private received = 0;
+  private usable = true;
+  private result: number | null = null;
+
+  constructor(
+    private readonly kernel: ResumableSumsqFn,
+    private readonly bytes: Buffer,
+    /** Address of the running sums in the kernel's memory. */
+    private readonly sumsAt: number,
+  ) {}
+
+  /** The body's bytes [offset, offset + length) were just written. */
+  advance(offset: number, length: number): void {
+    if (!this.usable) return;
+    if (offset !== this.received) {
+      this.usable = false;
+      return;
+    }
+    this.received += length;
+    const body = this.bytes;
+    if (this.floatStart < 0) {
+      if (this.received < 12) return;
+      const start = frameFloatStart(body.readUInt32LE(8));
+      if (start > body.length || (body.length - start) % 4 !== 0) {
+        this.usable = false;
+        return;
+      }
+      this.floatStart = start;
+      this.summedTo = start;
+      new Uint8Array(body.buffer, this.sumsAt, SUMS_BYTES).fill(0);
+    }
+    const steps = Math.floor(Math.max(0, this.received - this.summedTo) / STEP_BYTES);
+    if (steps === 0) return;
+    this.kernel(body.byteOffset + this.summedTo, (steps * STEP_BYTES) / 4, this.sumsAt, 0);
+    this.summedTo += steps * STEP_BYTES;
+  }
+
+  /** Σx² of `floats` if they are exactly this whole body's float region, else null. */
+  finish(floats: Float32Array): number | null {
+    const body = this.bytes;
+    if (
+      !this.usable ||
+      this.floatStart < 0 ||
+      this.received !== body.length ||
+      floats.buffer !== body.buffer ||
+      floats.byteOffset !== body.byteOffset + this.floatStart ||
+      floats.byteLength !== body.length - this.floatStart
+    )
+      return null;
+    if (this.result === null)
+      this.result = this.kernel(
+        body.byteOffset + this.summedTo,
+        (body.length - this.summedTo) / 4,
+        this.sumsAt,
+        1,
+      );
+    return this.result;
+  }
+}
+
+/** Running sums of lent bodies, by the body buffer handed out (dropped when the block is returned). */
+const runningSquares = new WeakMap<Uint8Array, RunningSquares>();
+
+/**
+ * Σx² of `floats` (NaN or Infinity when any is not finite), when they are the float region of a
+ * body lent by a BodyPool and read in whole, in order: summed as its chunks arrived. Null otherwise
+ * (the caller sums them itself).
+ */
+export function presummedSquares(body: Uint8Array, floats: Float32Array): number | null {
+  return runningSquares.get(body)?.finish(floats) ?? null;
+}
 
 export interface LentBody {
   /** Exactly the body's length, backed by shared memory. */
@@ -49,6 +142,10 @@ export class BodyPool {
   private lent = 0;
   private lentBytes = 0;
   private arenaUsable = true;
+  /** The resumable norm kernel on the arena's memory; null until a block came from the arena (or
+   *  where the kernel cannot run): bodies in plain shared buffers are summed after they arrive. */
+  private kernel: ResumableSumsqFn | null = null;
+  private readonly arenaBlocks = new WeakSet<Uint8Array>();
 
   /**
    * @param maxLentBytes block bytes out at once before `lend` answers null; the blocks of a size
@@ -59,13 +156,19 @@ export class BodyPool {
   /** A block for a body of `length` bytes, or null (empty body, or too many lent). */
   lend(length: number): LentBody | null {
     if (length <= 0) return null;
-    const size = Math.ceil(length / SIZE_CLASS_BYTES) * SIZE_CLASS_BYTES;
+    const size = Math.ceil((length + SUMS_BYTES) / SIZE_CLASS_BYTES) * SIZE_CLASS_BYTES;
     if (this.lentBytes + size > this.maxLentBytes) return null;
     const block = this.free.get(size)?.pop() ?? this.allocate(size);
     this.lent++;
     this.lentBytes += size;
     let returned = false;
-    const bytes = Buffer.from(block.buffer, block.byteOffset, length);
+    const bytes = Buffer.from(block.buffer, block.byteOffset + SUMS_BYTES, length);
+    const kernel = this.kernel;
+    const squares =
+      kernel === null || !this.arenaBlocks.has(block)
+        ? null
+        : new RunningSquares(kernel, bytes, block.byteOffset);
+    if (squares !== null) runningSquares.set(bytes, squares);
     return {
       bytes,
       write: (chunk, offset) => {
@@ -73,10 +176,12 @@ export class BodyPool {
         if (!(Number.isInteger(offset) && offset >= 0 && end <= length))
           throw new RangeError(`chunk of ${chunk.length} bytes at ${offset} runs past the body's ${length}`);
         if (chunk.length > 0) bytes.fill(chunk, offset, end);
+        squares?.advance(offset, chunk.length);
       },
       release: () => {
         if (returned) return;
         returned = true;
+        runningSquares.delete(bytes);
         this.lent--;
         this.lentBytes -= size;
         let list = this.free.get(size);
@@ -97,9 +202,13 @@ export class BodyPool {
   private allocate(size: number): Uint8Array {
     if (this.arenaUsable) {
       try {
-        const floats = defaultArena().alloc(size / 4);
+        const arena = defaultArena();
+        const floats = arena.alloc(size / 4);
         this.owned.push(floats);
-        return new Uint8Array(floats.buffer, floats.byteOffset, size);
+        this.kernel ??= resumableSumsqFor(arena.memory);
+        const block = new Uint8Array(floats.buffer, floats.byteOffset, size);
+        this.arenaBlocks.add(block);
+        return block;
       } catch {
         this.arenaUsable = false;
       }

@@ -200,11 +200,16 @@ export class FrameError extends Error {
 const encoder = new TextEncoder();
 const decoder = new TextDecoder('utf-8', { fatal: true });
 
+/** Where a frame's floats start, given its header's byte length (the u32 at byte 8): after the
+ *  12-byte prefix and the header, padding to a multiple of 4, then the u32 float count. */
+export function frameFloatStart(headerLength: number): number {
+  return (12 + headerLength + 3 + 4) & ~3;
+}
+
 /** Encodes a frame. The floats are copied once into the output buffer. */
 export function encodeFrame(kind: number, header: object, floats: Float32Array): Uint8Array {
   const json = encoder.encode(JSON.stringify(header));
-  const headerEnd = 12 + json.length;
-  const floatStart = (headerEnd + 3 + 4) & ~3; // pad, then the u32 count, floats 4-aligned
+  const floatStart = frameFloatStart(json.length);
   const countAt = floatStart - 4;
   const out = new Uint8Array(floatStart + floats.length * 4);
   const view = new DataView(out.buffer);
@@ -245,7 +250,7 @@ export function decodeFrame<H = unknown>(
     throw new FrameError(`expected frame kind ${expectedKind}, got ${kind}`);
   const headerLength = view.getUint32(8, true);
   const headerEnd = 12 + headerLength;
-  const floatStart = (headerEnd + 3 + 4) & ~3;
+  const floatStart = frameFloatStart(headerLength);
   if (floatStart > bytes.length) throw new FrameError('frame header runs past the end of the body');
   let header: H;
   try {
