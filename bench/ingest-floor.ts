@@ -1,18 +1,19 @@
 /**
  * Bare node:http servers that each do one more step of the work an accepted update needs (the
  * "floor" of server.ingest_100k): `copy` reads the body into a pooled shared-memory block
- * (src/server/bodies.ts); `check` also decodes the frame, takes the squared norm (finite check) with
- * the Wasm kernel and folds the delta into a FedBuff-sized accumulator (arena axpy), as the
- * aggregator does; `durable` also appends it to a real SqliteStorage journal and replies once it is
- * durable (segment written with O_DIRECT and fdatasync'd, row committed, WAL fdatasync'd). None
- * authenticates, deduplicates or answers with a version: `durable` is a floor for a server that
- * keeps accepted updates across a power loss, not a server. Each replies as the bare server does.
- * Used by server.bench.ts (server.ingest_floor) and scripts/ingest-floor.ts (every rung).
+ * (src/server/bodies.ts); `check` also decodes the frame, takes the squared norm (finite check;
+ * summed by the Wasm kernel chunk by chunk as the body arrives, as the aggregator does) and folds
+ * the delta into a FedBuff-sized accumulator (arena axpy); `durable` also appends it to a real
+ * SqliteStorage journal and replies once it is durable (segment written with O_DIRECT and
+ * fdatasync'd, row committed, WAL fdatasync'd). None authenticates, deduplicates or answers with a
+ * version: `durable` is a floor for a server that keeps accepted updates across a power loss, not a
+ * server. Each replies as the bare server does. Used by server.bench.ts (server.ingest_floor) and
+ * scripts/ingest-floor.ts (every rung).
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { sumOfSquaresInMemory } from '../src/core/sumsq.ts';
 import { defaultArena } from '../src/fl/wasm.ts';
-import { BodyPool } from '../src/server/bodies.ts';
+import { BodyPool, presummedSquares } from '../src/server/bodies.ts';
 import { decodeFrame, FRAME_KIND_UPDATE } from '../src/server/protocol.ts';
 import type { SqliteStorage } from '../src/server/storage/sqlite.ts';
 
@@ -48,7 +49,8 @@ export function rungServer(rung: Rung, storage: SqliteStorage): Server {
         return;
       }
       const delta = decodeFrame(lent.bytes, FRAME_KIND_UPDATE, { copy: false }).floats;
-      const squares = sumOfSquaresInMemory(arena.memory, delta);
+      // Summed chunk by chunk as the body arrived, as the aggregator does.
+      const squares = presummedSquares(lent.bytes, delta) ?? sumOfSquaresInMemory(arena.memory, delta);
       if (squares === null || !Number.isFinite(squares) || !arena.axpy(accumulator, 0.01, delta)) {
         lent.release();
         reply(res, 400);
