@@ -7,9 +7,10 @@ import assert from 'node:assert/strict';
 import { request as httpRequest } from 'node:http';
 import { after, before, test } from 'node:test';
 import { gunzipSync } from 'node:zlib';
+import { UPLOAD_PATH } from './http.ts';
 import { type RunningServer, startServer } from './index.ts';
 import type { Lease } from './lease.ts';
-import { decodeFrame, type MetricsResponse } from './protocol.ts';
+import { decodeFrame, type MetricsResponse, ROUTES, routePath } from './protocol.ts';
 import { SqliteStorage } from './storage/sqlite.ts';
 import { parseTaskSpec, taskRuntime } from './task.ts';
 import { checkinDevice, registerDevice, type Train, uploadUpdate } from './test-helpers.ts';
@@ -166,4 +167,25 @@ test('a failed journal append answers 503, rebuilds from storage, and the retry 
   const x1 = s.coordinator?.params() ?? new Float32Array(0);
   for (let i = 0; i < NUM_PARAMS; i++)
     assert.ok(Math.abs((x1[i] as number) - ((x0[i] as number) - 0.375)) < 1e-6);
+});
+
+test('the upload route served outside fastify matches ROUTES.update and nothing else', () => {
+  for (const taskId of ['fuzz', 'a b/ü?#%', 'x'.repeat(200)]) {
+    const path = routePath(ROUTES.update, { taskId });
+    for (const suffix of ['', '?x=1']) {
+      const m = UPLOAD_PATH.exec(path + suffix);
+      assert.ok(m !== null, path + suffix);
+      assert.equal(decodeURIComponent(m[1] as string), taskId);
+    }
+  }
+  for (const other of [
+    ROUTES.checkin,
+    ROUTES.status,
+    routePath(ROUTES.model, { taskId: 't', version: 1 }),
+    '/v1/tasks/t/updates/',
+    '/v1/tasks//updates',
+    '/v1/tasks/a/b/updates',
+    '/v2/tasks/t/updates',
+  ])
+    assert.equal(UPLOAD_PATH.exec(other), null, other);
 });
