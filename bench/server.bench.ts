@@ -20,14 +20,14 @@
  * load-generator thread still drives it and the bytes in flight stay modest (64 × 400 kB = 25 MB);
  * more connections would only add queueing in socket buffers. The 8-connection pair is kept as
  * server.ingest_100k_c8, in the same run, so the latency-bound figure stays visible. Measured on
- * the shared 2-core box (full run of 2026-11-29 13:53, README "Production server"): medians 1,296
- * updates/s vs 4,677 at 64 (ratio 0.28), 916 vs 5,256 at 8 (0.17), the durable floor 1,975 (0.42);
- * goal not met.
+ * the shared 2-core box (full run of 2026-11-29 14:16, README "Production server"): medians 1,182
+ * updates/s vs 5,367 at 64 (ratio 0.22; rounds 0.19–0.30), 867 vs 3,888 at 8 (0.22), the durable
+ * floor 1,959 (0.36); goal not met.
  *
  * Each ingest entry's note also gives CPU per request, ours and the bare server's, from /proc over
  * the timed window (read by the load thread): the event loop's (main-thread user + system time;
- * 0.55 ms vs 0.16 ms in that run) and the whole process's (every thread, the load generator's
- * included; 1.05 ms vs 0.39 ms). scripts/profile-ingest.ts gives it per thread.
+ * 0.57 ms vs 0.17 ms in that run) and the whole process's (every thread, the load generator's
+ * included; 1.10 ms vs 0.34 ms). scripts/profile-ingest.ts gives it per thread.
  *
  * server.ingest_floor: the same load, at 64 in flight, interleaved, against bench/ingest-floor.ts's
  * `durable` server: not a server but the least work any server that answers only once an update is
