@@ -10,12 +10,15 @@
  * server. Each replies as the bare server does. Used by server.bench.ts (server.ingest_floor) and
  * scripts/ingest-floor.ts (every rung).
  */
+import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { sumOfSquaresInMemory } from '../src/core/sumsq.ts';
 import { defaultArena } from '../src/fl/wasm.ts';
 import { BodyPool, presummedSquares } from '../src/server/bodies.ts';
 import { decodeFrame, FRAME_KIND_UPDATE } from '../src/server/protocol.ts';
-import type { SqliteStorage } from '../src/server/storage/sqlite.ts';
+import { SqliteStorage } from '../src/server/storage/sqlite.ts';
 
 export type Rung = 'copy' | 'check' | 'durable';
 export const RUNGS: readonly Rung[] = ['copy', 'check', 'durable'];
@@ -94,4 +97,26 @@ export function listen(server: Server): Promise<string> {
       resolve(`http://127.0.0.1:${address.port}`);
     }),
   );
+}
+
+/** Floor servers for `rungs`, listening on loopback, sharing one journal in a temporary folder;
+ *  `urls` in the order of `rungs`; `close` stops them and removes the folder. */
+export async function startFloor(
+  rungs: readonly Rung[],
+): Promise<{ readonly urls: string[]; close(): Promise<void> }> {
+  const dir = mkdtempSync(join(tmpdir(), 'orchard-floor-'));
+  const storage = new SqliteStorage({ path: join(dir, 'journal.sqlite') });
+  const servers = rungs.map((rung) => rungServer(rung, storage));
+  const close = async () => {
+    for (const server of servers) server.close();
+    await storage.close();
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    await storage.init();
+    return { urls: await Promise.all(servers.map(listen)), close };
+  } catch (error) {
+    await close();
+    throw error;
+  }
 }

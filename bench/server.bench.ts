@@ -56,9 +56,8 @@ import {
   encodeFrame,
   FRAME_KIND_UPDATE,
 } from '../src/server/protocol.ts';
-import { SqliteStorage } from '../src/server/storage/sqlite.ts';
 import type { BenchEntry } from './harness.ts';
-import { listen, rungServer } from './ingest-floor.ts';
+import { listen, startFloor } from './ingest-floor.ts';
 
 const NUM_PARAMS = 100_000;
 /** Uploads in flight for the main ingest entry (see the header comment for why 64). */
@@ -291,7 +290,7 @@ async function bareServer(): Promise<{ server: Server; url: string }> {
   return { server, url: await listen(server) };
 }
 
-function median(values: number[]): number {
+export function median(values: readonly number[]): number {
   const s = [...values].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)] as number;
 }
@@ -376,14 +375,11 @@ const fmtMs = (values: ReadonlyArray<number | null>): string => {
 };
 
 export async function run(): Promise<BenchEntry[]> {
-  const rig = await startRig();
   // The `durable` floor (bench/ingest-floor.ts): its own journal, beside the server's.
-  const floorDir = mkdtempSync(join(tmpdir(), 'orchard-bench-floor-'));
-  const floorStorage = new SqliteStorage({ path: join(floorDir, 'journal.sqlite') });
-  const floorServer = rungServer('durable', floorStorage);
+  const durableFloor = await startFloor(['durable']);
+  const rig = await startRig();
   try {
-    await floorStorage.init();
-    const floorUrl = await listen(floorServer);
+    const floorUrl = durableFloor.urls[0] as string;
     const floorJob = (durationMs: number) => ({
       ...rig.job('bare-ingest', durationMs, INGEST_CONNECTIONS),
       url: floorUrl,
@@ -463,9 +459,7 @@ export async function run(): Promise<BenchEntry[]> {
       },
     ];
   } finally {
-    floorServer.close();
     await rig.close();
-    await floorStorage.close();
-    rmSync(floorDir, { recursive: true, force: true });
+    await durableFloor.close();
   }
 }

@@ -19,27 +19,17 @@
  *
  *   npx tsx scripts/ingest-floor.ts [seconds per run] [rounds] [connections]
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { listen, RUNGS, rungServer } from '../bench/ingest-floor.ts';
-import { INGEST_CONNECTIONS, type LoadResult, startRig } from '../bench/server.bench.ts';
-import { SqliteStorage } from '../src/server/storage/sqlite.ts';
+import { RUNGS, startFloor } from '../bench/ingest-floor.ts';
+import { INGEST_CONNECTIONS, type LoadResult, median, startRig } from '../bench/server.bench.ts';
 
 const [seconds = 5, rounds = 3, connections = INGEST_CONNECTIONS] = process.argv
   .slice(2)
   .map((a) => Number(a));
 
-const median = (values: readonly number[]) =>
-  [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] as number;
-
-const dir = mkdtempSync(join(tmpdir(), 'orchard-floor-'));
-const storage = new SqliteStorage({ path: join(dir, 'journal.sqlite') });
-await storage.init();
+const floor = await startFloor(RUNGS);
 const rig = await startRig();
-const servers = RUNGS.map((rung) => rungServer(rung, storage));
 try {
-  const urls = await Promise.all(servers.map(listen));
+  const { urls } = floor;
   const ms = seconds * 1000;
   // Rungs use the bare load (one fixed frame, no check-in); the real server the benchmark's.
   const runs: Array<{ name: string; job: () => ReturnType<typeof rig.job> }> = [
@@ -79,8 +69,6 @@ try {
     );
   }
 } finally {
-  for (const s of servers) s.close();
   await rig.close();
-  await storage.close();
-  rmSync(dir, { recursive: true, force: true });
+  await floor.close();
 }

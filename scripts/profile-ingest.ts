@@ -23,9 +23,8 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { listen, RUNGS, type Rung, rungServer } from '../bench/ingest-floor.ts';
+import { RUNGS, type Rung, startFloor } from '../bench/ingest-floor.ts';
 import { INGEST_CONNECTIONS, startRig } from '../bench/server.bench.ts';
-import { SqliteStorage } from '../src/server/storage/sqlite.ts';
 
 const positional = process.argv.slice(2).filter((a) => !a.startsWith('--'));
 const sharesFlag = process.argv.slice(2).find((a) => a.startsWith('--shares'));
@@ -79,16 +78,10 @@ if (sharesFlag !== undefined) {
     rmSync(dir, { recursive: true, force: true });
   }
 } else {
+  const floor = rung === null ? null : await startFloor([rung]);
   const rig = await startRig();
-  const floorDir = mkdtempSync(join(tmpdir(), 'ingest-floor-'));
-  const floorStorage = new SqliteStorage({ path: join(floorDir, 'journal.sqlite') });
-  const floorServer = rung === null ? null : rungServer(rung, floorStorage);
   try {
-    let floorUrl: string | null = null;
-    if (floorServer !== null) {
-      await floorStorage.init();
-      floorUrl = await listen(floorServer);
-    }
+    const floorUrl = floor?.urls[0] ?? null;
     const jobFor = (ms: number, prefetch: number) =>
       floorUrl !== null
         ? { ...rig.job('bare-ingest', ms, connections), url: floorUrl }
@@ -107,10 +100,8 @@ if (sharesFlag !== undefined) {
     const threads = Object.entries(result.threads ?? {}).sort((a, b) => b[1] - a[1]);
     console.log(threads.map(([t, ms]) => `${t} ${ms.toFixed(3)}`).join(', '));
   } finally {
-    floorServer?.close();
     await rig.close();
-    await floorStorage.close();
-    rmSync(floorDir, { recursive: true, force: true });
+    await floor?.close();
   }
 }
 

@@ -46,7 +46,6 @@ class RunningSquares {
   /** Body bytes received in order; a chunk out of order turns summing off. */
   private received = 0;
   private usable = true;
-  private result: number | null = null;
 
   constructor(
     private readonly kernel: ResumableSumsqFn,
@@ -93,14 +92,8 @@ class RunningSquares {
       floats.byteLength !== body.length - this.floatStart
     )
       return null;
-    if (this.result === null)
-      this.result = this.kernel(
-        body.byteOffset + this.summedTo,
-        (body.length - this.summedTo) / 4,
-        this.sumsAt,
-        1,
-      );
-    return this.result;
+    // finish = 1 leaves the running sums as they are: every call returns the same value.
+    return this.kernel(body.byteOffset + this.summedTo, (body.length - this.summedTo) / 4, this.sumsAt, 1);
   }
 }
 
