@@ -7,8 +7,12 @@
  * SqliteStorage journal and replies once it is durable (segment written with O_DIRECT and
  * fdatasync'd, row committed, WAL fdatasync'd). None authenticates, deduplicates or answers with a
  * version: `durable` is a floor for a server that keeps accepted updates across a power loss, not a
- * server. Each replies as the bare server does. Used by server.bench.ts (server.ingest_floor) and
- * scripts/ingest-floor.ts (every rung).
+ * server. `grouped` is the other durable design: after `check` it stores the folded accumulator, not
+ * the update, once per group (the requests that arrived while the previous store was in flight), and
+ * answers the group once that store is durable; one 400 kB record per group instead of one per
+ * update, so its figure bounds what a server that checkpoints its FedBuff buffer at every group
+ * commit could reach. Each replies as the bare server does. Used by server.bench.ts
+ * (server.ingest_floor) and scripts/ingest-floor.ts (every rung).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -20,8 +24,8 @@ import { BodyPool, presummedSquares } from '../src/server/bodies.ts';
 import { decodeFrame, FRAME_KIND_UPDATE } from '../src/server/protocol.ts';
 import { SqliteStorage } from '../src/server/storage/sqlite.ts';
 
-export type Rung = 'copy' | 'check' | 'durable';
-export const RUNGS: readonly Rung[] = ['copy', 'check', 'durable'];
+export type Rung = 'copy' | 'check' | 'durable' | 'grouped';
+export const RUNGS: readonly Rung[] = ['copy', 'check', 'durable', 'grouped'];
 
 /** One rung's server: each request's body handled up to `rung`, then the bare server's reply. */
 export function rungServer(rung: Rung, storage: SqliteStorage): Server {
@@ -32,6 +36,40 @@ export function rungServer(rung: Rung, storage: SqliteStorage): Server {
   const reply = (res: ServerResponse, status = 200) => {
     res.writeHead(status, { 'content-type': 'application/json' });
     res.end(status === 200 ? '{"ok":true}' : '{"ok":false}');
+  };
+  const append = (delta: Float32Array, numExamples: number) =>
+    storage.appendAccepted({
+      deltaStable: true,
+      taskId: 'floor',
+      idempotencyKey: `k${keys++}`,
+      deviceId: 'device',
+      assignmentId: 'assignment',
+      baseVersion: 0,
+      numExamples,
+      delta,
+      response: { accepted: true, duplicate: false, staleness: 0, version: 1 },
+      acceptedAt: Date.now(),
+    });
+  // `grouped`: the requests folded since the last store started, answered once their store is durable.
+  let waiting: ServerResponse[] = [];
+  let storing = false;
+  const storeGroup = () => {
+    storing = true;
+    const group = waiting;
+    waiting = [];
+    append(accumulator.slice(), group.length)
+      .then(
+        () => {
+          for (const res of group) reply(res);
+        },
+        () => {
+          for (const res of group) reply(res, 503);
+        },
+      )
+      .finally(() => {
+        storing = false;
+        if (waiting.length > 0) storeGroup();
+      });
   };
   const handle = (req: IncomingMessage, res: ServerResponse) => {
     const lent = bodies.lend(Number(req.headers['content-length']));
@@ -64,20 +102,13 @@ export function rungServer(rung: Rung, storage: SqliteStorage): Server {
         reply(res);
         return;
       }
-      const response = { accepted: true, duplicate: false, staleness: 0, version: 1 };
-      storage
-        .appendAccepted({
-          deltaStable: true,
-          taskId: 'floor',
-          idempotencyKey: `k${keys++}`,
-          deviceId: 'device',
-          assignmentId: 'assignment',
-          baseVersion: 0,
-          numExamples: 1,
-          delta,
-          response,
-          acceptedAt: Date.now(),
-        })
+      if (rung === 'grouped') {
+        lent.release();
+        waiting.push(res);
+        if (!storing) storeGroup();
+        return;
+      }
+      append(delta, 1)
         .then(
           () => reply(res),
           () => reply(res, 503),

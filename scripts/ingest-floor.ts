@@ -11,11 +11,14 @@
  *              folds the delta into a FedBuff-sized accumulator (arena axpy), as the aggregator does
  *   durable  + appends it to the real SqliteStorage journal and replies once it is durable (segment
  *              written with O_DIRECT and fdatasync'd, row committed, WAL fdatasync'd)
+ *   grouped  check, then instead of each update the folded accumulator, stored the same way once
+ *              per group of requests (those that arrived while the previous store was in flight);
+ *              the floor of a server that checkpoints its FedBuff buffer at every group commit
  *   server   the real server (fastify routes, device token, signed assignment, idempotency,
  *              admission, the coordinator's fold and bookkeeping, the same journal)
  *
- * No rung authenticates, deduplicates or answers with a version; `durable` is therefore a floor
- * for a server that keeps accepted updates across a power loss, not a server.
+ * No rung authenticates, deduplicates or answers with a version; `durable` and `grouped` are
+ * therefore floors for a server that keeps accepted updates across a power loss, not servers.
  *
  *   npx tsx scripts/ingest-floor.ts [seconds per run] [rounds] [connections]
  */
