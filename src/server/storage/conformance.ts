@@ -9,7 +9,14 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { Rng } from '../../core/rng.ts';
-import type { Checkpoint, DeviceRecord, JournalEntryInput, Storage } from './types.ts';
+import type {
+  Checkpoint,
+  DeviceRecord,
+  FoldedCommit,
+  FoldedEntryInput,
+  JournalEntryInput,
+  Storage,
+} from './types.ts';
 import { StorageError } from './types.ts';
 
 export interface StorageHarness {
@@ -49,6 +56,37 @@ function checkpoint(taskId: string, version: number, journalSeq: number, over: P
     createdAt: 1_700_000_000_000 + version,
     ...over,
   } satisfies Checkpoint;
+}
+
+/** An update folded into a commit's state; its response differs from `entry`'s to tell them apart. */
+function folded(key: string, over: Partial<FoldedEntryInput> = {}): FoldedEntryInput {
+  return {
+    idempotencyKey: key,
+    deviceId: `dev-${key}`,
+    assignmentId: `asg-${key}`,
+    baseVersion: 3,
+    numExamples: 17,
+    response: { status: 'folded', key },
+    acceptedAt: 1_700_000_000_000,
+    ...over,
+  };
+}
+
+function foldedCommit(
+  taskId: string,
+  version: number,
+  entries: ReadonlyArray<string | FoldedEntryInput>,
+  over: Partial<FoldedCommit> = {},
+): FoldedCommit {
+  return {
+    taskId,
+    entries: entries.map((e) => (typeof e === 'string' ? folded(e) : e)),
+    version,
+    params: new Float32Array([version, -version - 0.25]),
+    state: new Uint8Array([version & 0xff, 9, 8]),
+    createdAt: 1_800_000_000_000 + version,
+    ...over,
+  };
 }
 
 function hash(i: number): string {
@@ -613,6 +651,298 @@ export function runStorageConformance(
         await s2.fence('t', 1_764_000_000_000_123); // a RedisLease-sized token is exact
         await rejectsWith(s2.fence('t', 1_764_000_000_000_122), 'FENCED');
       }));
+
+    describe('folded commits (commitFolded, foldedState)', () => {
+      test('seqs continue the append sequence, keys are recorded, the journal is truncated, the state is bit-exact and survives reopening', () =>
+        withDb(async (open) => {
+          const s1 = await open();
+          assert.equal(await s1.foldedState('t'), null);
+          assert.deepEqual(await s1.appendAccepted(entry('t', 'a1')), { kind: 'appended', seq: 1 });
+          assert.deepEqual(await s1.appendAccepted(entry('t', 'a2')), { kind: 'appended', seq: 2 });
+          const raw = new Uint32Array([
+            0x7fc00001, 0xffc12345, 0x7f800001, 0x80000000, 0x00000001, 0x3f800000,
+          ]);
+          // A view into a bigger buffer: only the view's bytes are stored.
+          const backing = new Float32Array(raw.length + 2);
+          new Uint32Array(backing.buffer).set(raw, 1);
+          const params = backing.subarray(1, raw.length + 1);
+          const expected = bytes(new Float32Array(raw.buffer));
+          const state = new Uint8Array([0, 255, 128, 1, 0]);
+          const commit = foldedCommit('t', 2, ['k3', folded('k4', { keyExpiresAt: 5_000 }), 'k5'], {
+            params,
+            state,
+          });
+          assert.deepEqual(await s1.commitFolded(commit), { kind: 'committed', seqs: [3, 4, 5] });
+          // Mutating the caller's arrays after the call must not change what was stored.
+          backing.fill(0);
+          state.fill(9);
+          // Every journal entry up to the last seq is inside the state.
+          assert.deepEqual(await s1.journalSince('t', 0), []);
+          assert.deepEqual(await s1.lookupIdempotencyKey('t', 'k3'), {
+            seq: 3,
+            response: { status: 'folded', key: 'k3' },
+          });
+          assert.deepEqual(await s1.lookupIdempotencyKey('t', 'k5'), {
+            seq: 5,
+            response: { status: 'folded', key: 'k5' },
+          });
+          const fs = await s1.foldedState('t');
+          assert.ok(fs);
+          assert.deepEqual(
+            [fs.taskId, fs.version, fs.journalSeq, fs.createdAt],
+            ['t', 2, 5, 1_800_000_000_002],
+          );
+          assert.deepEqual(bytes(fs.params), expected);
+          assert.ok(Object.is(fs.params[3], -0));
+          assert.deepEqual([...fs.state], [0, 255, 128, 1, 0]);
+          assert.equal('fencingToken' in fs, false);
+          // Checkpoints are unaffected; other tasks have none.
+          assert.equal(await s1.latestCheckpoint('t'), null);
+          assert.equal(await s1.foldedState('u'), null);
+          // The next append continues the sequence; it is journaled after the state.
+          assert.deepEqual(await s1.appendAccepted(entry('t', 'a6')), { kind: 'appended', seq: 6 });
+          assert.deepEqual(
+            (await s1.journalSince('t', 0)).map((e) => [e.seq, e.idempotencyKey]),
+            [[6, 'a6']],
+          );
+          // The key's expiry was stored: k4 (expires 5000) is pruned, the others are kept.
+          assert.equal(await s1.pruneIdempotencyKeys('t', 6_000), 1);
+          assert.equal(await s1.lookupIdempotencyKey('t', 'k4'), null);
+          await s1.close();
+          const s2 = await open();
+          const again = await s2.foldedState('t');
+          assert.ok(again);
+          assert.deepEqual(
+            [again.taskId, again.version, again.journalSeq, again.createdAt],
+            ['t', 2, 5, 1_800_000_000_002],
+          );
+          assert.deepEqual(bytes(again.params), expected);
+          assert.deepEqual([...again.state], [0, 255, 128, 1, 0]);
+          // A committed key is a duplicate for appendAccepted, with the commit's seq and response.
+          assert.deepEqual(await s2.appendAccepted(entry('t', 'k3')), {
+            kind: 'duplicate',
+            seq: 3,
+            response: { status: 'folded', key: 'k3' },
+          });
+          assert.deepEqual(await s2.appendAccepted(entry('t', 'a7')), { kind: 'appended', seq: 7 });
+        }));
+
+      test('a second commit replaces the state; entries after a commit stay journaled; checkpoints still work', () =>
+        withDb(async (open) => {
+          const s = await open();
+          await s.appendAccepted(entry('t', 'a'));
+          await s.appendAccepted(entry('t', 'b'));
+          assert.deepEqual(await s.commitFolded(foldedCommit('t', 1, ['c'])), {
+            kind: 'committed',
+            seqs: [3],
+          });
+          assert.deepEqual(await s.appendAccepted(entry('t', 'd')), { kind: 'appended', seq: 4 });
+          assert.deepEqual(await s.appendAccepted(entry('t', 'e')), { kind: 'appended', seq: 5 });
+          assert.deepEqual(
+            (await s.journalSince('t', 0)).map((e) => e.seq),
+            [4, 5],
+          );
+          // Equal version: the buffer moved, the model did not.
+          const second = foldedCommit('t', 1, ['f', 'g'], {
+            params: new Float32Array([0.5, -0, 3]),
+            state: new Uint8Array([42]),
+            createdAt: 77,
+          });
+          assert.deepEqual(await s.commitFolded(second), { kind: 'committed', seqs: [6, 7] });
+          assert.deepEqual(await s.journalSince('t', 0), []);
+          const fs = await s.foldedState('t');
+          assert.ok(fs);
+          assert.deepEqual([fs.version, fs.journalSeq, fs.createdAt], [1, 7, 77]);
+          assert.deepEqual(bytes(fs.params), bytes(new Float32Array([0.5, -0, 3])));
+          assert.deepEqual([...fs.state], [42]);
+          assert.deepEqual(await s.appendAccepted(entry('t', 'h')), { kind: 'appended', seq: 8 });
+          // A periodic checkpoint may name a journalSeq below the newest commit's (here the first
+          // commit's last seq, 3): accepted, and it deletes nothing newer.
+          await s.saveCheckpoint(checkpoint('t', 3, 3));
+          const cp = await s.latestCheckpoint('t');
+          assert.deepEqual([cp?.version, cp?.journalSeq], [3, 3]);
+          assert.deepEqual(
+            (await s.journalSince('t', 0)).map((e) => e.seq),
+            [8],
+          );
+          assert.deepEqual(
+            [(await s.foldedState('t'))?.version, (await s.foldedState('t'))?.journalSeq],
+            [1, 7],
+          );
+          // A commit's version equal to the latest checkpoint's is allowed.
+          assert.deepEqual(await s.commitFolded(foldedCommit('t', 3, ['i'])), {
+            kind: 'committed',
+            seqs: [9],
+          });
+          await s.saveCheckpoint(checkpoint('t', 4, 9));
+          assert.deepEqual(await s.journalSince('t', 0), []);
+          assert.equal((await s.latestCheckpoint('t'))?.journalSeq, 9);
+          assert.deepEqual(await s.appendAccepted(entry('t', 'j')), { kind: 'appended', seq: 10 });
+        }));
+
+      test('a key applied before or repeated in the group: duplicate with the earlier seq and response, nothing written', () =>
+        withDb(async (open) => {
+          const s = await open();
+          await s.appendAccepted(entry('t', 'a'));
+          assert.deepEqual(await s.commitFolded(foldedCommit('t', 1, ['b', 'c'])), {
+            kind: 'committed',
+            seqs: [2, 3],
+          });
+          const before = await s.foldedState('t');
+          assert.equal(before?.journalSeq, 3);
+          // A key appended earlier (entry index 1).
+          assert.deepEqual(await s.commitFolded(foldedCommit('t', 2, ['x', 'a', 'y'])), {
+            kind: 'duplicate',
+            index: 1,
+            seq: 1,
+            response: { status: 'accepted', key: 'a' },
+          });
+          // A key committed earlier; the new entry's own response does not matter.
+          assert.deepEqual(
+            await s.commitFolded(
+              foldedCommit('t', 2, ['x', 'y', folded('c', { response: { status: 'other' } })]),
+            ),
+            { kind: 'duplicate', index: 2, seq: 3, response: { status: 'folded', key: 'c' } },
+          );
+          // A key repeated within the group: seq 0 and the first occurrence's response. The
+          // duplicate carries a token above every fence; it raises nothing either.
+          assert.deepEqual(
+            await s.commitFolded(
+              foldedCommit('t', 2, ['x', 'y', folded('x', { response: { status: 'second' } })], {
+                fencingToken: 50,
+              }),
+            ),
+            { kind: 'duplicate', index: 2, seq: 0, response: { status: 'folded', key: 'x' } },
+          );
+          assert.equal(await s.lookupIdempotencyKey('t', 'x'), null);
+          assert.equal(await s.lookupIdempotencyKey('t', 'y'), null);
+          assert.deepEqual(await s.foldedState('t'), before);
+          assert.deepEqual(await s.appendAccepted(entry('t', 'z', { fencingToken: 49 })), {
+            kind: 'appended',
+            seq: 4,
+          });
+          assert.deepEqual(
+            (await s.journalSince('t', 0)).map((e) => e.seq),
+            [4],
+          );
+          assert.deepEqual(await s.appendAccepted(entry('t', 'b')), {
+            kind: 'duplicate',
+            seq: 2,
+            response: { status: 'folded', key: 'b' },
+          });
+        }));
+
+      test('a version below the latest checkpoint or the folded state is VERSION_NOT_INCREASING and writes nothing', () =>
+        withDb(async (open) => {
+          const s = await open();
+          await s.appendAccepted(entry('t', 'a'));
+          await s.saveCheckpoint(checkpoint('t', 5, 1));
+          await rejectsWith(s.commitFolded(foldedCommit('t', 4, ['b'])), 'VERSION_NOT_INCREASING');
+          assert.equal(await s.foldedState('t'), null);
+          assert.equal(await s.lookupIdempotencyKey('t', 'b'), null);
+          assert.deepEqual(await s.commitFolded(foldedCommit('t', 5, ['b'])), {
+            kind: 'committed',
+            seqs: [2],
+          });
+          assert.deepEqual(await s.commitFolded(foldedCommit('t', 7, ['c'])), {
+            kind: 'committed',
+            seqs: [3],
+          });
+          await s.appendAccepted(entry('t', 'd'));
+          // 6 is above the checkpoint's 5 but below the folded state's 7.
+          await rejectsWith(s.commitFolded(foldedCommit('t', 6, ['e'])), 'VERSION_NOT_INCREASING');
+          const fs = await s.foldedState('t');
+          assert.deepEqual([fs?.version, fs?.journalSeq], [7, 3]);
+          assert.deepEqual(bytes(fs?.params ?? new Float32Array()), bytes(new Float32Array([7, -7.25])));
+          assert.equal(await s.lookupIdempotencyKey('t', 'e'), null);
+          assert.deepEqual(
+            (await s.journalSince('t', 0)).map((e) => [e.seq, e.idempotencyKey]),
+            [[4, 'd']],
+          );
+          assert.deepEqual(await s.appendAccepted(entry('t', 'f')), { kind: 'appended', seq: 5 });
+        }));
+
+      test('fencing: a token below the fence is FENCED and writes nothing; a larger one raises the fence', () =>
+        withDb(async (open) => {
+          const s = await open();
+          await s.fence('t', 10);
+          await rejectsWith(s.commitFolded(foldedCommit('t', 1, ['a'], { fencingToken: 9 })), 'FENCED');
+          assert.equal(await s.foldedState('t'), null);
+          assert.equal(await s.lookupIdempotencyKey('t', 'a'), null);
+          assert.deepEqual(await s.commitFolded(foldedCommit('t', 1, ['a'], { fencingToken: 10 })), {
+            kind: 'committed',
+            seqs: [1],
+          });
+          assert.deepEqual(await s.commitFolded(foldedCommit('t', 2, ['b'], { fencingToken: 12 })), {
+            kind: 'committed',
+            seqs: [2],
+          });
+          await rejectsWith(s.appendAccepted(entry('t', 'c', { fencingToken: 11 })), 'FENCED');
+          await rejectsWith(s.commitFolded(foldedCommit('t', 3, ['c'], { fencingToken: 11 })), 'FENCED');
+          assert.deepEqual(
+            [(await s.foldedState('t'))?.version, (await s.foldedState('t'))?.journalSeq],
+            [2, 2],
+          );
+          // Without a token a commit is not checked.
+          assert.deepEqual(await s.commitFolded(foldedCommit('t', 3, ['c'])), {
+            kind: 'committed',
+            seqs: [3],
+          });
+        }));
+
+      test('bad input is INVALID_INPUT and writes nothing', () =>
+        withDb(async (open) => {
+          const s = await open();
+          await s.appendAccepted(entry('t', 'a'));
+          await s.commitFolded(foldedCommit('t', 1, ['b']));
+          const before = await s.foldedState('t');
+          const bad: FoldedCommit[] = [
+            foldedCommit('t', 2, []),
+            foldedCommit('t', 2, ['ok', '']),
+            foldedCommit('t', 2, [folded('ok', { numExamples: -1 })]),
+            foldedCommit('t', 2, [folded('ok', { numExamples: Number.NaN })]),
+            foldedCommit('t', 2, [folded('ok', { baseVersion: 1.5 })]),
+            foldedCommit('t', 2, [folded('ok', { deviceId: '' })]),
+            foldedCommit('t', 2, [folded('ok', { acceptedAt: Number.POSITIVE_INFINITY })]),
+            foldedCommit('t', 2, [folded('ok', { keyExpiresAt: Number.NaN })]),
+            foldedCommit('t', 2, [folded('ok', { response: 10n })]),
+            foldedCommit('t', -1, ['ok']),
+            foldedCommit('t', 2, ['ok'], { params: [1, 2] as unknown as Float32Array }),
+            foldedCommit('t', 2, ['ok'], { state: [1] as unknown as Uint8Array }),
+            foldedCommit('t', 2, ['ok'], { createdAt: Number.NaN }),
+            foldedCommit('t', 2, ['ok'], { fencingToken: 1.5 }),
+            foldedCommit('', 2, ['ok']),
+          ];
+          for (const commit of bad) await rejectsWith(s.commitFolded(commit), 'INVALID_INPUT');
+          assert.equal(await s.lookupIdempotencyKey('t', 'ok'), null);
+          assert.deepEqual(await s.foldedState('t'), before);
+          assert.deepEqual(await s.appendAccepted(entry('t', 'c')), { kind: 'appended', seq: 3 });
+        }));
+
+      test('commits issued without awaiting take effect in call order with appends', () =>
+        withDb(async (open) => {
+          const s = await open();
+          const a = s.appendAccepted(entry('t', 'a'));
+          const b = s.appendAccepted(entry('t', 'b'));
+          const c = s.commitFolded(foldedCommit('t', 1, ['c', 'd']));
+          const e = s.appendAccepted(entry('t', 'e'));
+          const dup = s.commitFolded(foldedCommit('t', 2, ['f', 'e']));
+          // A read issued right after sees everything called before it.
+          const fs = await s.foldedState('t');
+          assert.deepEqual([fs?.version, fs?.journalSeq], [1, 4]);
+          assert.deepEqual(await Promise.all([a, b, c, e, dup]), [
+            { kind: 'appended', seq: 1 },
+            { kind: 'appended', seq: 2 },
+            { kind: 'committed', seqs: [3, 4] },
+            { kind: 'appended', seq: 5 },
+            { kind: 'duplicate', index: 1, seq: 5, response: { status: 'accepted', key: 'e' } },
+          ]);
+          assert.deepEqual(
+            (await s.journalSince('t', 0)).map((x) => [x.seq, x.idempotencyKey]),
+            [[5, 'e']],
+          );
+        }));
+    });
 
     test('close and reopen: tasks, checkpoints, journal, devices and metrics persist', () =>
       withDb(async (open) => {

@@ -9,6 +9,8 @@
  * (task_id, key) is the last line of defence. Appends are group-committed per task: while one
  * transaction of a task is in flight, later appends of that task queue and share the next one, in
  * call order; reads and checkpoints of a task first wait for the appends called before them.
+ * Folded commits (`commitFolded`) queue in the same line and run alone in their own transaction,
+ * so they take effect in call order with the appends around them.
  *
  * Durability: with the server's default synchronous_commit=on, COMMIT returns after the WAL is
  * flushed, and `appendAccepted` resolves only after COMMIT. A COMMIT that fails on a broken
@@ -35,6 +37,7 @@ import {
   validateDevice,
   validateEntry,
   validateFencingToken,
+  validateFoldedCommit,
   validateLimit,
   validateMetric,
   validatePrune,
@@ -46,6 +49,8 @@ import type {
   AppendResult,
   Checkpoint,
   DeviceRecord,
+  FoldedCommit,
+  FoldedCommitResult,
   JournalEntry,
   JournalEntryInput,
   MetricRecord,
@@ -142,6 +147,14 @@ CREATE TABLE IF NOT EXISTS orchard_round_state (
   state text NOT NULL,
   updated_at double precision NOT NULL
 );
+CREATE TABLE IF NOT EXISTS orchard_folded (
+  task_id text PRIMARY KEY,
+  version bigint NOT NULL,
+  params bytea NOT NULL,
+  state bytea NOT NULL,
+  journal_seq bigint NOT NULL,
+  created_at double precision NOT NULL
+);
 `;
 
 /** Serializes schema creation across processes starting at once (CREATE … IF NOT EXISTS can race). */
@@ -198,6 +211,7 @@ function mapError(err: unknown): unknown {
 }
 
 interface QueuedAppend {
+  readonly kind: 'append';
   readonly entry: JournalEntryInput;
   readonly delta: Buffer;
   readonly response: string;
@@ -205,8 +219,23 @@ interface QueuedAppend {
   readonly reject: (err: unknown) => void;
 }
 
+/** A validated `commitFolded` call, copied at call time (the caller may reuse its arrays). */
+interface QueuedFolded {
+  readonly kind: 'folded';
+  readonly commit: Pick<FoldedCommit, 'taskId' | 'version' | 'createdAt' | 'fencingToken'>;
+  readonly params: Buffer;
+  readonly state: Buffer;
+  /** The entries' keys, responses as JSON text, and key expiries, in entry order. */
+  readonly keys: readonly string[];
+  readonly responses: readonly string[];
+  readonly expires: ReadonlyArray<number | null>;
+  readonly resolve: (r: FoldedCommitResult) => void;
+  readonly reject: (err: unknown) => void;
+}
+
+/** A task's writes in call order: appends (group-committed) and folded commits (one each). */
 interface AppendQueue {
-  items: QueuedAppend[];
+  items: Array<QueuedAppend | QueuedFolded>;
   running: Promise<void> | null;
 }
 
@@ -420,34 +449,94 @@ export class PostgresStorage implements Storage {
     try {
       validateEntry(e);
       this.getPool();
-      item = { entry: e, delta: float32ToBytes(e.delta), response: encodeJson(e.response, 'response') };
+      item = {
+        kind: 'append',
+        entry: e,
+        delta: float32ToBytes(e.delta),
+        response: encodeJson(e.response, 'response'),
+      };
     } catch (err) {
       return Promise.reject(err);
     }
-    let queue = this.appendQueues.get(e.taskId);
-    if (!queue) {
-      queue = { items: [], running: null };
-      this.appendQueues.set(e.taskId, queue);
-    }
-    const q = queue;
+    const q = this.queueOf(e.taskId);
     const done = new Promise<AppendResult>((resolve, reject) => q.items.push({ ...item, resolve, reject }));
     q.running ??= this.drainAppends(e.taskId, q);
     return done;
+  }
+
+  /** The task's write queue, created if needed. */
+  private queueOf(taskId: string): AppendQueue {
+    let queue = this.appendQueues.get(taskId);
+    if (!queue) {
+      queue = { items: [], running: null };
+      this.appendQueues.set(taskId, queue);
+    }
+    return queue;
+  }
+
+  /**
+   * Queued behind the task's appends called before it (and ahead of those called after), then
+   * committed alone in one transaction: fence, key checks, seqs, keys, folded state, truncation.
+   */
+  commitFolded(commit: FoldedCommit): Promise<FoldedCommitResult> {
+    let item: Omit<QueuedFolded, 'resolve' | 'reject'>;
+    try {
+      validateFoldedCommit(commit);
+      this.getPool();
+      const { taskId, version, createdAt, fencingToken } = commit;
+      item = {
+        kind: 'folded',
+        commit: { taskId, version, createdAt, ...(fencingToken === undefined ? {} : { fencingToken }) },
+        params: float32ToBytes(commit.params),
+        state: bytesToBuffer(commit.state),
+        keys: commit.entries.map((e) => e.idempotencyKey),
+        responses: commit.entries.map((e) => encodeJson(e.response, 'response')),
+        expires: commit.entries.map((e) => e.keyExpiresAt ?? null),
+      };
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const q = this.queueOf(commit.taskId);
+    const done = new Promise<FoldedCommitResult>((resolve, reject) =>
+      q.items.push({ ...item, resolve, reject }),
+    );
+    q.running ??= this.drainAppends(commit.taskId, q);
+    return done;
+  }
+
+  async foldedState(taskId: string): Promise<Checkpoint | null> {
+    await this.appendsSettled(taskId);
+    const [row] = await this.query<CheckpointRow>('SELECT * FROM orchard_folded WHERE task_id = $1', [
+      taskId,
+    ]);
+    return row ? checkpointFromRow(row) : null;
   }
 
   /** Commits the task's queued appends batch by batch until the queue is empty. */
   private async drainAppends(taskId: string, q: AppendQueue): Promise<void> {
     try {
       while (q.items.length > 0) {
-        // Bounded by count and bytes (one multi-row INSERT carries the whole batch).
-        let take = 0;
-        let bytes = 0;
-        while (take < q.items.length && take < MAX_APPEND_BATCH) {
-          bytes += q.items[take]?.delta.byteLength ?? 0;
-          if (take > 0 && bytes > this.options.appendBatchBytes) break;
-          take++;
+        const head = q.items[0];
+        if (head?.kind === 'folded') {
+          q.items.shift();
+          try {
+            head.resolve(await this.foldedTx(head));
+          } catch (err) {
+            head.reject(err);
+          }
+          continue;
         }
-        const batch = q.items.splice(0, take);
+        // Bounded by count and bytes (one multi-row INSERT carries the whole batch), and by the
+        // next folded commit (it keeps its place in call order).
+        const batch: QueuedAppend[] = [];
+        let bytes = 0;
+        for (const next of q.items) {
+          if (next.kind !== 'append' || batch.length === MAX_APPEND_BATCH) break;
+          bytes += next.delta.byteLength;
+          if (batch.length > 0 && bytes > this.options.appendBatchBytes) break;
+          batch.push(next);
+        }
+        q.items.splice(0, batch.length);
         try {
           const results = await this.appendBatch(taskId, batch);
           for (const [i, item] of batch.entries()) {
@@ -551,6 +640,88 @@ export class PostgresStorage implements Storage {
         );
       }
       return results;
+    });
+  }
+
+  private foldedTx(item: QueuedFolded): Promise<FoldedCommitResult> {
+    const { commit } = item;
+    const taskId = commit.taskId;
+    return this.tx<FoldedCommitResult>(async (c) => {
+      // The counter row's lock first, as appends and checkpoints take it.
+      const locked = (await c.query(LOCK_SEQ, [taskId])).rows[0] as Row;
+      const token = commit.fencingToken;
+      let raiseFence = false;
+      if (token !== undefined) {
+        const fence = await readFence(c, taskId);
+        if (token < fence) throw fencedError(taskId, token, fence);
+        raiseFence = token > fence;
+      }
+      const versions = (
+        await c.query(
+          'SELECT (SELECT max(version) FROM orchard_checkpoints WHERE task_id = $1) AS checkpoint, ' +
+            '(SELECT version FROM orchard_folded WHERE task_id = $1) AS folded',
+          [taskId],
+        )
+      ).rows[0] as Row;
+      for (const [what, v] of [
+        ['latest checkpoint', versions.checkpoint],
+        ['stored folded state', versions.folded],
+      ] as const) {
+        if (v !== null && commit.version < (v as number)) {
+          throw new StorageError(
+            'VERSION_NOT_INCREASING',
+            `folded commit version ${commit.version} is below the ${what}'s ${v as number} for task ${taskId}`,
+          );
+        }
+      }
+      const { keys } = item;
+      const known = new Map<string, { seq: number; response: string }>();
+      for (const r of (
+        await c.query(
+          'SELECT key, seq, response FROM orchard_idempotency WHERE task_id = $1 AND key = ANY($2)',
+          [taskId, keys],
+        )
+      ).rows as Row[]) {
+        known.set(String(r.key), { seq: r.seq as number, response: String(r.response) });
+      }
+      // The first entry whose key was applied before or repeats an earlier entry of the group.
+      const firstInGroup = new Map<string, number>();
+      for (const [index, key] of keys.entries()) {
+        const seen = known.get(key);
+        if (seen) {
+          const response = decodeJson(seen.response, 'response');
+          return { rollback: { kind: 'duplicate', index, seq: seen.seq, response } };
+        }
+        const first = firstInGroup.get(key);
+        if (first !== undefined) {
+          const response = decodeJson(item.responses[first] as string, 'response');
+          return { rollback: { kind: 'duplicate', index, seq: 0, response } };
+        }
+        firstInGroup.set(key, index);
+      }
+      if (raiseFence) await writeFence(c, taskId, token as number);
+      const first = (locked.last_seq as number) + 1;
+      const seqs = keys.map((_, i) => first + i);
+      const journalSeq = first + keys.length - 1;
+      await c.query('UPDATE orchard_task_seq SET last_seq = $2 WHERE task_id = $1', [taskId, journalSeq]);
+      // One statement for any number of entries (a multi-row VALUES would hit the parameter limit).
+      await c.query(
+        'INSERT INTO orchard_idempotency (task_id, key, seq, response, expires_at) ' +
+          'SELECT $1, k, s, r, x FROM unnest($2::text[], $3::bigint[], $4::text[], $5::double precision[]) ' +
+          'AS t(k, s, r, x)',
+        [taskId, keys, seqs, item.responses, item.expires],
+      );
+      await c.query(
+        'INSERT INTO orchard_folded (task_id, version, params, state, journal_seq, created_at) ' +
+          'VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (task_id) DO UPDATE SET version = excluded.version, ' +
+          'params = excluded.params, state = excluded.state, journal_seq = excluded.journal_seq, ' +
+          'created_at = excluded.created_at',
+        [taskId, commit.version, item.params, item.state, journalSeq, commit.createdAt],
+      );
+      // Every entry so far is inside the state. checkpoint_seq stays: it bounds checkpoints only,
+      // and a later checkpoint may still name a journalSeq below this one.
+      await c.query('DELETE FROM orchard_journal WHERE task_id = $1 AND seq <= $2', [taskId, journalSeq]);
+      return { kind: 'committed', seqs };
     });
   }
 
