@@ -34,7 +34,7 @@ import type { DurableStrategy, Strategy, StrategySnapshot, UpdateOutcome } from 
 import { evaluate } from '../nn/index.ts';
 import { assignmentRound } from './assignment.ts';
 import { ApiError } from './errors.ts';
-import { JournalWriter, journalEntry } from './journal.ts';
+import { FoldedCommitter, foldedEntry, JournalWriter, journalEntry } from './journal.ts';
 import type { Lease } from './lease.ts';
 import {
   decodeFrame,
@@ -50,6 +50,7 @@ import type { RoundCohort } from './selector.ts';
 import {
   type AppendResult,
   type Checkpoint,
+  type FoldedCommit,
   type JournalEntry,
   type MetricRecord,
   type Storage,
@@ -219,6 +220,20 @@ interface FencingLease extends Lease {
   acquire(key: string, holder: string, ttlMs: number): Promise<{ readonly fencingToken: number } | null>;
 }
 
+/**
+ * Where recovery starts: the latest checkpoint, or the task's folded state (Storage.commitFolded)
+ * when that includes more of the journal (the checkpoint on a tie: the same updates).
+ */
+async function resumePoint(storage: Storage, taskId: string): Promise<Checkpoint | null> {
+  const [checkpoint, folded] = await Promise.all([
+    storage.latestCheckpoint(taskId),
+    storage.foldedState(taskId),
+  ]);
+  if (folded === null || (checkpoint !== null && checkpoint.journalSeq >= folded.journalSeq))
+    return checkpoint;
+  return folded;
+}
+
 function isFencing(lease: Lease): lease is FencingLease {
   return typeof (lease as Partial<FencingLease>).acquire === 'function';
 }
@@ -291,6 +306,12 @@ export interface CoordinatorOptions {
   readonly tailIntervalMs?: number;
   /** Distributed mode with a partial-aggregate exchange: lead the partial sums instead of tailing. */
   readonly partials?: PartialLeaderOptions;
+  /**
+   * Journal every accepted update's delta even where the task could store its state instead
+   * (folded commits, see `Storage.commitFolded`): the way of the distributed modes, sync rounds and
+   * DP tasks, and otherwise only for comparison (tests, benchmarks). Default false.
+   */
+  readonly journalDeltas?: boolean;
 }
 
 type State = 'stopped' | 'recovering' | 'ready' | 'lost_lease' | 'closed';
@@ -331,6 +352,11 @@ export class TaskCoordinator implements RoundCohort {
   private lastCheckpointVersion = -1;
   /** Journal appends, issued in fold order (the storage assigns seqs in call order). */
   private readonly journal: JournalWriter;
+  /**
+   * Standalone async tasks: accepted updates are made durable by storing the strategy's state once
+   * per group commit, not each delta (null: every update's delta goes to the journal).
+   */
+  private readonly folded: FoldedCommitter | null;
   private checkpointChain: Promise<unknown> = Promise.resolve();
   private leaseTimer: NodeJS.Timeout | null = null;
   private tailTimer: NodeJS.Timeout | null = null;
@@ -402,6 +428,29 @@ export class TaskCoordinator implements RoundCohort {
     this.isSync = runtime.spec.strategy.kind === 'sync';
     const strategySpec = runtime.spec.strategy;
     this.isPrivateTask = strategySpec.kind !== 'fedasync' && strategySpec.privacy !== undefined;
+    // Sync rounds and DP tasks checkpoint on their own schedule (round state, one noised step per
+    // checkpoint); the distributed modes fold deltas other processes journal.
+    const foldsIntoState =
+      options.journalDeltas !== true &&
+      options.tail !== true &&
+      options.partials === undefined &&
+      !this.isSync &&
+      !this.isPrivateTask;
+    this.folded = foldsIntoState ? new FoldedCommitter(options.storage, () => this.captureState()) : null;
+  }
+
+  /** The state a folded commit stores: every update folded so far is in it. */
+  private captureState(): Omit<FoldedCommit, 'entries'> | null {
+    if (this.state !== 'ready' || this.strategy === null) return null;
+    const snapshot = this.strategy.snapshot();
+    return {
+      taskId: this.taskId,
+      version: snapshot.version,
+      params: snapshot.params,
+      state: encodeStrategyState(snapshot),
+      createdAt: Date.now(),
+      ...this.fence,
+    };
   }
 
   /**
@@ -563,6 +612,7 @@ export class TaskCoordinator implements RoundCohort {
     await this.leading?.catch(() => {});
     // Appends still in flight must land (or fail) before the journal is read back.
     await this.journal.settled();
+    await this.folded?.settled();
     await this.committing?.catch(() => {});
     await this.checkpointChain.catch(() => {});
     await this.roundWriteChain.catch(() => {});
@@ -570,7 +620,8 @@ export class TaskCoordinator implements RoundCohort {
     // Fence before reading: from now on a deposed holder's appends and checkpoints are refused.
     if (this.fencingToken !== undefined) await storage.fence(this.taskId, this.fencingToken);
     const strategy = this.runtime.newStrategy();
-    const checkpoint = await storage.latestCheckpoint(this.taskId);
+    const checkpoint = await resumePoint(storage, this.taskId);
+    this.folded?.reset();
     if (this.options.partials !== undefined) return this.recoverLeader(strategy, checkpoint);
     this.live.clear();
     this.clearRoundTimer();
@@ -715,7 +766,10 @@ export class TaskCoordinator implements RoundCohort {
           privacy: privacyOf(strategy),
         }
       : null;
-    const append = this.journal.append({ ...journalEntry(this.taskId, input, response), ...this.fence });
+    const append =
+      this.folded === null
+        ? this.journal.append({ ...journalEntry(this.taskId, input, response), ...this.fence })
+        : this.folded.append(foldedEntry(input, response));
     this.lastAppend = append;
     let result: Awaited<typeof append>;
     try {
@@ -1480,6 +1534,7 @@ export class TaskCoordinator implements RoundCohort {
     await this.leading?.catch(() => {});
     await this.committing?.catch(() => {});
     await this.journal.settled();
+    await this.folded?.settled();
     await this.checkpointChain.catch(() => {});
     await this.roundWriteChain.catch(() => {});
     await this.rejectionTally.close();

@@ -57,6 +57,11 @@ export interface ServerOptions {
   readonly partialFlushMs?: number;
   readonly orphanAfterMs?: number;
   readonly limits?: Partial<HttpLimits>;
+  /**
+   * Embedded server: journal each accepted update's delta instead of storing the task's state once
+   * per group commit (see CoordinatorOptions.journalDeltas). For comparisons; default false.
+   */
+  readonly journalDeltas?: boolean;
   readonly log?: (message: string) => void;
 }
 
@@ -185,6 +190,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
       holderId: `${process.pid}-${randomUUID()}`,
       ...(options.leaseTtlMs === undefined ? {} : { leaseTtlMs: options.leaseTtlMs }),
       tail: !embedded,
+      ...(options.journalDeltas === true ? { journalDeltas: true } : {}),
       ...(exchange === undefined
         ? {}
         : {

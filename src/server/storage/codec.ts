@@ -5,6 +5,8 @@
 import type {
   Checkpoint,
   DeviceRecord,
+  FoldedCommit,
+  FoldedEntryInput,
   JournalEntry,
   JournalEntryInput,
   MetricRecord,
@@ -84,6 +86,25 @@ export function validateTask(task: TaskRecord): void {
 
 export function validateEntry(entry: JournalEntryInput): void {
   nonEmptyString(entry.taskId, 'taskId');
+  validateEntryFields(entry);
+  if (!(entry.delta instanceof Float32Array)) invalid('delta must be a Float32Array');
+  if (entry.fencingToken !== undefined) validateFencingToken(entry.fencingToken);
+}
+
+/** A folded commit's fields, and each entry's as for appendAccepted (no delta). */
+export function validateFoldedCommit(commit: FoldedCommit): void {
+  nonEmptyString(commit.taskId, 'taskId');
+  if (!Array.isArray(commit.entries) || commit.entries.length === 0)
+    invalid('a folded commit needs at least one entry');
+  for (const entry of commit.entries) validateEntryFields(entry);
+  nonNegativeInteger(commit.version, 'version');
+  if (!(commit.params instanceof Float32Array)) invalid('params must be a Float32Array');
+  if (!(commit.state instanceof Uint8Array)) invalid('state must be a Uint8Array');
+  finiteNumber(commit.createdAt, 'createdAt');
+  if (commit.fencingToken !== undefined) validateFencingToken(commit.fencingToken);
+}
+
+function validateEntryFields(entry: FoldedEntryInput): void {
   nonEmptyString(entry.idempotencyKey, 'idempotencyKey');
   if (entry.keyExpiresAt !== undefined) finiteNumber(entry.keyExpiresAt, 'keyExpiresAt');
   nonEmptyString(entry.deviceId, 'deviceId');
@@ -91,9 +112,7 @@ export function validateEntry(entry: JournalEntryInput): void {
   nonNegativeInteger(entry.baseVersion, 'baseVersion');
   finiteNumber(entry.numExamples, 'numExamples');
   if (entry.numExamples < 0) invalid('numExamples must be ≥ 0');
-  if (!(entry.delta instanceof Float32Array)) invalid('delta must be a Float32Array');
   finiteNumber(entry.acceptedAt, 'acceptedAt');
-  if (entry.fencingToken !== undefined) validateFencingToken(entry.fencingToken);
 }
 
 export function validatePrune(taskId: string, expiredBefore: number): void {

@@ -57,6 +57,7 @@ import {
   validateDevice,
   validateEntry,
   validateFencingToken,
+  validateFoldedCommit,
   validateLimit,
   validateMetric,
   validatePrune,
@@ -76,6 +77,8 @@ import type {
   AppendResult,
   Checkpoint,
   DeviceRecord,
+  FoldedCommit,
+  FoldedCommitResult,
   JournalEntry,
   JournalEntryInput,
   MetricRecord,
@@ -118,6 +121,14 @@ CREATE TABLE IF NOT EXISTS checkpoints (
   journal_seq INTEGER NOT NULL,
   created_at REAL NOT NULL,
   PRIMARY KEY (task_id, version)
+);
+CREATE TABLE IF NOT EXISTS folded_states (
+  task_id TEXT PRIMARY KEY,
+  version INTEGER NOT NULL,
+  params BLOB NOT NULL,
+  state BLOB NOT NULL,
+  journal_seq INTEGER NOT NULL,
+  created_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS journal (
   task_id TEXT NOT NULL,
@@ -267,6 +278,11 @@ function mapSqliteError(err: unknown): StorageError {
   return new StorageError('BACKEND_UNAVAILABLE', `sqlite: ${e.message}`);
 }
 
+/** A folded commit that found a duplicate key: thrown to roll its transaction back. */
+class RolledBack {
+  constructor(readonly result: FoldedCommitResult) {}
+}
+
 function prepare(db: Database.Database) {
   return {
     putTask: db.prepare(
@@ -321,6 +337,13 @@ function prepare(db: Database.Database) {
     ),
     latestCheckpoint: db.prepare<[string], CheckpointRow>(
       'SELECT * FROM checkpoints WHERE task_id = ? ORDER BY version DESC LIMIT 1',
+    ),
+    foldedState: db.prepare<[string], CheckpointRow>('SELECT * FROM folded_states WHERE task_id = ?'),
+    putFoldedState: db.prepare(
+      'INSERT INTO folded_states (task_id, version, params, state, journal_seq, created_at) ' +
+        'VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (task_id) DO UPDATE SET version = excluded.version, ' +
+        'params = excluded.params, state = excluded.state, journal_seq = excluded.journal_seq, ' +
+        'created_at = excluded.created_at',
     ),
     insertCheckpoint: db.prepare(
       'INSERT INTO checkpoints (task_id, version, params, state, journal_seq, created_at) ' +
@@ -378,6 +401,12 @@ export class SqliteStorage implements Storage {
   private queued: QueuedAppend[] = [];
   private flushScheduled = false;
   private checkpointTx: ((cp: Checkpoint) => void) | null = null;
+  private foldedTx:
+    | ((
+        commit: FoldedCommit,
+        responses: readonly string[],
+      ) => { result: FoldedCommitResult; dropped: number })
+    | null = null;
   private roundStateTx: ((r: RoundStateRecord, state: string) => void) | null = null;
   /** The WAL file, synced after commits; null for ':memory:' (nothing to make durable). */
   private walFd: number | null = null;
@@ -620,6 +649,56 @@ export class SqliteStorage implements Storage {
       },
     ).immediate;
 
+    const foldedOne = (
+      commit: FoldedCommit,
+      responses: readonly string[],
+    ): { result: FoldedCommitResult; dropped: number } => {
+      checkFence(commit.taskId, commit.fencingToken);
+      const floor = Math.max(
+        st.latestVersion.get(commit.taskId)?.version ?? 0,
+        st.foldedState.get(commit.taskId)?.version ?? 0,
+      );
+      if (commit.version < floor)
+        throw new StorageError(
+          'VERSION_NOT_INCREASING',
+          `folded state version ${commit.version} is below the stored ${floor} for task ${commit.taskId}`,
+        );
+      const last = st.seqRow.get(commit.taskId)?.last_seq ?? 0;
+      const seqs = commit.entries.map((_, i) => last + 1 + i);
+      const first = new Map<string, number>();
+      for (const [i, e] of commit.entries.entries()) {
+        const earlier = first.get(e.idempotencyKey);
+        if (earlier !== undefined)
+          throw new RolledBack({
+            kind: 'duplicate',
+            index: i,
+            seq: 0,
+            response: commit.entries[earlier]?.response,
+          });
+        first.set(e.idempotencyKey, i);
+        const existing = st.lookupKey.get(commit.taskId, e.idempotencyKey);
+        if (existing) {
+          const response = decodeJson(existing.response, 'response');
+          // Thrown, so that the transaction rolls back (the fence it may have raised included).
+          throw new RolledBack({ kind: 'duplicate', index: i, seq: existing.seq, response });
+        }
+      }
+      for (const [i, e] of commit.entries.entries())
+        st.insertKeyIfNew.run(commit.taskId, e.idempotencyKey, seqs[i], responses[i], e.keyExpiresAt ?? null);
+      const journalSeq = last + commit.entries.length;
+      st.setLastSeq.run(commit.taskId, journalSeq);
+      st.putFoldedState.run(
+        commit.taskId,
+        commit.version,
+        float32ToBytes(commit.params),
+        bytesToBuffer(commit.state),
+        journalSeq,
+        commit.createdAt,
+      );
+      const dropped = st.truncateJournal.run(commit.taskId, journalSeq).changes;
+      return { result: { kind: 'committed', seqs }, dropped };
+    };
+    this.foldedTx = db.transaction(foldedOne).immediate;
     this.roundStateTx = db.transaction((r: RoundStateRecord, state: string) => {
       checkFence(r.taskId, r.fencingToken);
       st.putRoundState.run(r.taskId, state, r.updatedAt);
@@ -754,6 +833,7 @@ export class SqliteStorage implements Storage {
     this.st = null;
     this.appendTx = null;
     this.checkpointTx = null;
+    this.foldedTx = null;
     this.roundStateTx = null;
     this.fenceTx = null;
     db?.close();
@@ -978,6 +1058,28 @@ export class SqliteStorage implements Storage {
     }, true);
     // The journal prefix it dropped may have been the last reference to some segments.
     await this.reclaimSegments().catch(() => {});
+  }
+
+  async commitFolded(commit: FoldedCommit): Promise<FoldedCommitResult> {
+    validateFoldedCommit(commit);
+    const responses = commit.entries.map((e) => encodeJson(e.response, 'response'));
+    const { result, dropped } = await this.run(() => {
+      if (!this.foldedTx) throw new StorageError('BACKEND_UNAVAILABLE', 'SqliteStorage is not open');
+      try {
+        return this.foldedTx(commit, responses);
+      } catch (err) {
+        if (err instanceof RolledBack) return { result: err.result, dropped: 0 };
+        throw err;
+      }
+    }, true);
+    // The journal entries it dropped may have been the last references to some segments.
+    if (dropped > 0) await this.reclaimSegments().catch(() => {});
+    return result;
+  }
+
+  async foldedState(taskId: string): Promise<Checkpoint | null> {
+    const row = await this.run((st) => st.foldedState.get(taskId));
+    return row ? checkpointFromRow(row) : null;
   }
 
   async latestCheckpoint(taskId: string): Promise<Checkpoint | null> {

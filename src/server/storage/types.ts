@@ -62,6 +62,40 @@ export interface JournalEntry extends JournalEntryInput {
   readonly seq: number;
 }
 
+/** An accepted update whose delta is already folded into a `FoldedCommit`'s state: no delta. */
+export type FoldedEntryInput = Omit<JournalEntryInput, 'taskId' | 'delta' | 'deltaStable' | 'fencingToken'>;
+
+/**
+ * A group of accepted updates stored as their effect instead of their deltas: the task's whole
+ * state (model version, params, strategy state with the FedBuff buffer) after folding them, plus
+ * each update's idempotency key and answer. One such record per group replaces one 400 kB journal
+ * payload per update (the standalone coordinator's way of making updates durable; see
+ * `Storage.commitFolded`).
+ */
+export interface FoldedCommit {
+  readonly taskId: string;
+  /** The updates folded since the previous commit, in fold order (at least one). */
+  readonly entries: readonly FoldedEntryInput[];
+  /** Model version of `params`; not below the latest checkpoint's nor the previous commit's. */
+  readonly version: number;
+  readonly params: Float32Array;
+  /** Strategy state (opaque bytes, as in `Checkpoint.state`) including every entry's fold. */
+  readonly state: Uint8Array;
+  readonly createdAt: number;
+  /** Optional lease fencing token of the writer; see `Storage.fence`. */
+  readonly fencingToken?: number;
+}
+
+export type FoldedCommitResult =
+  /** Seqs of the entries, in order; the stored state's `journalSeq` is the last. */
+  | { readonly kind: 'committed'; readonly seqs: readonly number[] }
+  /**
+   * Entry `index`'s key was applied before (or appears twice in the group): nothing of the commit
+   * was written. `seq` and `response` are those of the earlier application (for a key repeated
+   * within the group: seq 0 and the first occurrence's response).
+   */
+  | { readonly kind: 'duplicate'; readonly index: number; readonly seq: number; readonly response: unknown };
+
 export type AppendResult =
   | { readonly kind: 'appended'; readonly seq: number }
   /** The key was applied before: nothing written; the original response is returned. */
@@ -127,6 +161,23 @@ export interface Storage {
    * the next writer gets it), so a reader can tail the journal by its last seen seq without gaps.
    */
   journalSince(taskId: string, afterSeq: number): Promise<JournalEntry[]>;
+  /**
+   * Durably stores a group of updates already folded into `commit.state`, atomically: checks the
+   * fence (FENCED, nothing written) and every key (a duplicate writes nothing, see
+   * FoldedCommitResult); gives the entries the task's next seqs (one sequence with appendAccepted's),
+   * records their keys and responses as appendAccepted does, replaces the task's folded state with
+   * `commit` (its journalSeq = the last entry's seq) and deletes journal entries with seq ≤ that
+   * journalSeq (their effect is inside the state). Resolves only once all of it is durable. Rejects
+   * with VERSION_NOT_INCREASING if `version` is below the latest checkpoint's or the stored folded
+   * state's version (equal is allowed: the buffer moved, the model did not), INVALID_INPUT for no
+   * entries or malformed fields. Takes effect in call order with appendAccepted. Checkpoints are
+   * unaffected: a recovering coordinator resumes from whichever of `latestCheckpoint` and
+   * `foldedState` has the larger journalSeq (the checkpoint on a tie), then replays the journal
+   * after it.
+   */
+  commitFolded(commit: FoldedCommit): Promise<FoldedCommitResult>;
+  /** The task's last committed folded state as a checkpoint (no fencing token), or null. */
+  foldedState(taskId: string): Promise<Checkpoint | null>;
   /** The stored response for an already-applied key, or null. */
   lookupIdempotencyKey(taskId: string, key: string): Promise<{ seq: number; response: unknown } | null>;
   /**
