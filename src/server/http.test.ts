@@ -136,38 +136,50 @@ test('a coordinator that loses its lease stops (503, check-ins wait) and resumes
   assert.equal((await uploadUpdate(s.url, device.token, a, new Float32Array(NUM_PARAMS))).accepted, true);
 });
 
-test('a failed journal append answers 503, rebuilds from storage, and the retry is applied once', async (t) => {
-  const storage = new SqliteStorage({ path: ':memory:' });
-  let failNext = false;
-  const append = storage.appendAccepted.bind(storage);
-  storage.appendAccepted = async (entry) => {
-    if (failNext) {
+for (const mode of ['folded', 'journal'] as const)
+  test(`a failed ${mode === 'folded' ? 'folded commit' : 'journal append'} answers 503, rebuilds from storage, and the retry is applied once`, async (t) => {
+    const storage = new SqliteStorage({ path: ':memory:' });
+    let failNext = false;
+    const append = storage.appendAccepted.bind(storage);
+    const commit = storage.commitFolded.bind(storage);
+    const failOnce = () => {
+      if (!failNext) return;
       failNext = false;
       throw new Error('disk full');
-    }
-    return append(entry);
-  };
-  const s = await startServer({ storage, task: { ...TASK, taskId: 'faulty', evalEvery: 0 } });
-  t.after(() => s.close());
-  const device = await registerDevice(s.url, s.enrollmentKey);
-  const first = (await checkinDevice(s.url, device.token)) as Train;
-  await uploadUpdate(s.url, device.token, first, new Float32Array(NUM_PARAMS).fill(0.25));
-  const second = (await checkinDevice(s.url, device.token)) as Train;
-  failNext = true;
-  await assert.rejects(
-    uploadUpdate(s.url, device.token, second, new Float32Array(NUM_PARAMS).fill(0.5)),
-    /503/,
-  );
-  const deadline = Date.now() + 5000;
-  while (!s.coordinator?.ready && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-  const retried = await uploadUpdate(s.url, device.token, second, new Float32Array(NUM_PARAMS).fill(0.5));
-  assert.deepEqual([retried.duplicate, retried.version], [false, 1]);
-  // FedBuff K=2, constant weights, SGD lr 1: x₁ = x₀ − (0.25 + 0.5)/2 in every coordinate.
-  const x0 = taskRuntime(parseTaskSpec({ ...TASK, taskId: 'faulty' })).initialParams;
-  const x1 = s.coordinator?.params() ?? new Float32Array(0);
-  for (let i = 0; i < NUM_PARAMS; i++)
-    assert.ok(Math.abs((x1[i] as number) - ((x0[i] as number) - 0.375)) < 1e-6);
-});
+    };
+    storage.appendAccepted = async (entry) => {
+      failOnce();
+      return append(entry);
+    };
+    storage.commitFolded = async (group) => {
+      failOnce();
+      return commit(group);
+    };
+    const s = await startServer({
+      storage,
+      task: { ...TASK, taskId: 'faulty', evalEvery: 0 },
+      journalDeltas: mode === 'journal',
+    });
+    t.after(() => s.close());
+    const device = await registerDevice(s.url, s.enrollmentKey);
+    const first = (await checkinDevice(s.url, device.token)) as Train;
+    await uploadUpdate(s.url, device.token, first, new Float32Array(NUM_PARAMS).fill(0.25));
+    const second = (await checkinDevice(s.url, device.token)) as Train;
+    failNext = true;
+    await assert.rejects(
+      uploadUpdate(s.url, device.token, second, new Float32Array(NUM_PARAMS).fill(0.5)),
+      /503/,
+    );
+    const deadline = Date.now() + 5000;
+    while (!s.coordinator?.ready && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    const retried = await uploadUpdate(s.url, device.token, second, new Float32Array(NUM_PARAMS).fill(0.5));
+    assert.deepEqual([retried.duplicate, retried.version], [false, 1]);
+    // FedBuff K=2, constant weights, SGD lr 1: x₁ = x₀ − (0.25 + 0.5)/2 in every coordinate.
+    const x0 = taskRuntime(parseTaskSpec({ ...TASK, taskId: 'faulty' })).initialParams;
+    const x1 = s.coordinator?.params() ?? new Float32Array(0);
+    for (let i = 0; i < NUM_PARAMS; i++)
+      assert.ok(Math.abs((x1[i] as number) - ((x0[i] as number) - 0.375)) < 1e-6);
+  });
 
 test('the upload route served outside fastify matches ROUTES.update and nothing else', () => {
   for (const taskId of ['fuzz', 'a b/ü?#%', 'x'.repeat(200)]) {

@@ -12,7 +12,7 @@ import type { ApiError } from './errors.ts';
 import { LocalLease } from './lease.ts';
 import { isEligible, parseCheckinRequest, Selector } from './selector.ts';
 import { SqliteStorage } from './storage/sqlite.ts';
-import type { AppendResult, JournalEntryInput } from './storage/types.ts';
+import type { AppendResult, FoldedCommit, FoldedCommitResult, JournalEntryInput } from './storage/types.ts';
 import { defaultTask, parseTaskSpec, taskRuntime } from './task.ts';
 
 const KEY = new Uint8Array(32).fill(7);
@@ -258,7 +258,12 @@ test('appends are issued without waiting for each other, in fold order; replay e
   const s = spec({
     strategy: { kind: 'fedbuff', bufferSize: 4, staleness: { kind: 'polynomial', exponent: 1 } },
   });
-  const c = new TaskCoordinator(taskRuntime(s), { storage, lease: new LocalLease(), holderId: 'h' });
+  const c = new TaskCoordinator(taskRuntime(s), {
+    storage,
+    lease: new LocalLease(),
+    holderId: 'h',
+    journalDeltas: true,
+  });
   await c.start();
   const delta = (i: number) => new Float32Array(6).map((_, j) => ((i * 3 + j) % 7) / 32);
   // Ten concurrent submissions, base version 0: staleness (and so weights) depend on fold order.
@@ -293,6 +298,73 @@ test('appends are issued without waiting for each other, in fold order; replay e
   });
   await again.start();
   assert.deepEqual(Array.from(again.params() ?? []), live);
+  await again.close();
+  await inner.close();
+});
+
+test('folded commits: updates folded during a commit go in the next, keys in fold order; recovery equals the live state', async () => {
+  const inner = new SqliteStorage({ path: ':memory:' });
+  await inner.init();
+  const groups: string[][] = [];
+  const storage = Object.assign(Object.create(inner) as SqliteStorage, {
+    commitFolded(commit: FoldedCommit): Promise<FoldedCommitResult> {
+      groups.push(commit.entries.map((e) => e.idempotencyKey));
+      return inner.commitFolded(commit);
+    },
+    appendAccepted(): Promise<AppendResult> {
+      throw new Error('a standalone FedBuff coordinator journals no deltas');
+    },
+  });
+  const s = spec({
+    strategy: { kind: 'fedbuff', bufferSize: 4, staleness: { kind: 'polynomial', exponent: 1 } },
+  });
+  const c = new TaskCoordinator(taskRuntime(s), { storage, lease: new LocalLease(), holderId: 'h' });
+  await c.start();
+  const delta = (i: number) => new Float32Array(6).map((_, j) => ((i * 3 + j) % 7) / 32);
+  const update = (i: number, baseVersion: number) => ({
+    idempotencyKey: `k${i}`,
+    deviceId: 'd',
+    assignmentId: `a${i}`,
+    baseVersion,
+    numExamples: 1,
+    delta: delta(i),
+  });
+  const results = await Promise.all(Array.from({ length: 10 }, (_, i) => c.submit(update(i, 0))));
+  assert.ok(results.every((r) => !('kind' in r)));
+  // The first submission starts a commit at once; the nine folded while it is written share one.
+  assert.deepEqual(groups, [['k0'], ['k1', 'k2', 'k3', 'k4', 'k5', 'k6', 'k7', 'k8', 'k9']]);
+  for (let i = 0; i < 10; i++) assert.equal((await inner.lookupIdempotencyKey('t', `k${i}`))?.seq, i + 1);
+  assert.equal(c.version, 2);
+  const liveParams = Array.from(c.params() ?? []);
+  await c.close();
+  assert.deepEqual(await inner.journalSince('t', 0), []);
+  const again = new TaskCoordinator(taskRuntime(s), {
+    storage: inner,
+    lease: new LocalLease(),
+    holderId: 'h2',
+  });
+  await again.start();
+  assert.equal(again.version, 2);
+  assert.deepEqual(Array.from(again.params() ?? []), liveParams);
+  // The buffer (k8, k9) came back too: two more updates step to the model a coordinator that
+  // journals deltas and never restarted reaches with the same twelve updates in the same order.
+  for (const i of [10, 11]) await again.submit(update(i, 2));
+  const referenceStorage = new SqliteStorage({ path: ':memory:' });
+  await referenceStorage.init();
+  const reference = new TaskCoordinator(taskRuntime(s), {
+    storage: referenceStorage,
+    lease: new LocalLease(),
+    holderId: 'r',
+    journalDeltas: true,
+  });
+  await reference.start();
+  await Promise.all(Array.from({ length: 10 }, (_, i) => reference.submit(update(i, 0))));
+  for (const i of [10, 11]) await reference.submit(update(i, 2));
+  assert.equal(again.version, 3);
+  assert.equal(reference.version, 3);
+  assert.deepEqual(Array.from(again.params() ?? []), Array.from(reference.params() ?? []));
+  await reference.close();
+  await referenceStorage.close();
   await again.close();
   await inner.close();
 });

@@ -105,6 +105,7 @@ export function validateFoldedCommit(commit: FoldedCommit): void {
 }
 
 function validateEntryFields(entry: FoldedEntryInput): void {
+  if (typeof entry !== 'object' || entry === null) invalid('an entry must be an object');
   nonEmptyString(entry.idempotencyKey, 'idempotencyKey');
   if (entry.keyExpiresAt !== undefined) finiteNumber(entry.keyExpiresAt, 'keyExpiresAt');
   nonEmptyString(entry.deviceId, 'deviceId');

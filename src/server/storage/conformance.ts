@@ -906,6 +906,7 @@ export function runStorageConformance(
             foldedCommit('t', 2, [folded('ok', { acceptedAt: Number.POSITIVE_INFINITY })]),
             foldedCommit('t', 2, [folded('ok', { keyExpiresAt: Number.NaN })]),
             foldedCommit('t', 2, [folded('ok', { response: 10n })]),
+            foldedCommit('t', 2, [null as unknown as FoldedEntryInput]),
             foldedCommit('t', -1, ['ok']),
             foldedCommit('t', 2, ['ok'], { params: [1, 2] as unknown as Float32Array }),
             foldedCommit('t', 2, ['ok'], { state: [1] as unknown as Uint8Array }),
