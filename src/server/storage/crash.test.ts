@@ -1,6 +1,7 @@
 /**
- * Crash durability at the storage level: a child process appends updates and prints each
- * acknowledged seq; we kill -9 it at a seeded random point, reopen, and check that every
+ * Crash durability at the storage level: a child process stores updates (journal appends, or
+ * folded commits of one to three updates with the model after them) and prints each acknowledged
+ * seq; we kill -9 it at a seeded random point, reopen, and check that every
  * acknowledged update is present exactly once and the recovered model (checkpoint + journal)
  * equals the hand-computed sum of exactly the updates that were stored. Repeated on one database
  * so each round also recovers from the previous crash.
@@ -28,11 +29,18 @@ interface Ack {
 }
 
 /** Runs the child until it has acknowledged `acks` new updates, waits `extraMs`, then SIGKILLs it. */
-function runAndKill(url: string, firstKey: number, retryFrom: number, acks: number, extraMs: number) {
+function runAndKill(
+  url: string,
+  mode: Mode,
+  firstKey: number,
+  retryFrom: number,
+  acks: number,
+  extraMs: number,
+) {
   return new Promise<Ack[]>((resolve, reject) => {
     const child = spawn(
       process.execPath,
-      ['--import', 'tsx', CHILD, url, String(firstKey), String(retryFrom)],
+      ['--import', 'tsx', CHILD, url, String(firstKey), String(retryFrom), mode],
       {
         stdio: ['ignore', 'pipe', 'pipe'],
       },
@@ -64,7 +72,10 @@ function runAndKill(url: string, firstKey: number, retryFrom: number, acks: numb
   });
 }
 
-async function crashRounds(url: string, seed: number, rounds: number): Promise<void> {
+/** How the child stores updates: one journal append each, or folded commits (see crash-child.ts). */
+type Mode = 'journal' | 'folded';
+
+async function crashRounds(url: string, mode: Mode, seed: number, rounds: number): Promise<void> {
   const rng = new Rng(seed);
   const ackedSeq = new Map<number, number>();
   let nextKey = 0;
@@ -73,7 +84,7 @@ async function crashRounds(url: string, seed: number, rounds: number): Promise<v
     const extraMs = rng.int(4);
     // Re-send the last two keys of the previous round: one was acknowledged, one was probably in flight.
     const retryFrom = Math.max(0, nextKey - 2);
-    const got = await runAndKill(url, nextKey, retryFrom, acks, extraMs);
+    const got = await runAndKill(url, mode, nextKey, retryFrom, acks, extraMs);
     for (const a of got) {
       const before = ackedSeq.get(a.key);
       if (before !== undefined) {
@@ -104,7 +115,11 @@ async function crashRounds(url: string, seed: number, rounds: number): Promise<v
         present.map((p) => p.seq).sort((a, b) => a - b),
         present.map((_, i) => i + 1),
       );
-      const cp = await s.latestCheckpoint(CRASH_TASK);
+      // Resume point: the checkpoint, or the folded state when it covers more of the journal.
+      const checkpoint = await s.latestCheckpoint(CRASH_TASK);
+      const folded = await s.foldedState(CRASH_TASK);
+      const cp = folded !== null && folded.journalSeq > (checkpoint?.journalSeq ?? 0) ? folded : checkpoint;
+      if (mode === 'folded') assert.ok(folded !== null, `round ${round}: no folded state stored`);
       const journal = await s.journalSince(CRASH_TASK, cp?.journalSeq ?? 0);
       assert.deepEqual(
         journal.map((e) => e.seq),
@@ -126,19 +141,21 @@ async function crashRounds(url: string, seed: number, rounds: number): Promise<v
   }
 }
 
-test('sqlite: kill -9 at random points, 5 rounds: every acknowledged update present exactly once', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'orchard-crash-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  await crashRounds(join(dir, 'data'), 20261128, 5);
-});
+for (const mode of ['journal', 'folded'] as const) {
+  test(`sqlite, ${mode}: kill -9 at random points, 5 rounds: every acknowledged update present exactly once`, async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'orchard-crash-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    await crashRounds(join(dir, 'data'), mode, 20261128, 5);
+  });
 
-test('postgres: kill -9 at random points, 3 rounds: every acknowledged update present exactly once', async (t) => {
-  if (!requireService(t, 'postgres')) return;
-  const server = await startPostgres();
-  t.after(() => server.stop());
-  const admin = new pg.Client({ connectionString: server.connectionString });
-  await admin.connect();
-  await admin.query('CREATE DATABASE crash');
-  await admin.end();
-  await crashRounds(server.urlFor('crash'), 7, 3);
-});
+  test(`postgres, ${mode}: kill -9 at random points, 3 rounds: every acknowledged update present exactly once`, async (t) => {
+    if (!requireService(t, 'postgres')) return;
+    const server = await startPostgres();
+    t.after(() => server.stop());
+    const admin = new pg.Client({ connectionString: server.connectionString });
+    await admin.connect();
+    await admin.query('CREATE DATABASE crash');
+    await admin.end();
+    await crashRounds(server.urlFor('crash'), mode, 7, 3);
+  });
+}

@@ -2,10 +2,13 @@
  * The persistence contract of the Orchard server. Every backend (SQLite embedded default,
  * PostgreSQL) implements `Storage` and passes the one conformance suite in `conformance.ts`.
  *
- * Durability rule: the server answers "accepted" to a client only after `appendAccepted` has
- * resolved, and a backend resolves it only once the entry is durable (committed, fsync'd). After a
- * crash the server loads `latestCheckpoint` and replays `journalSince(checkpoint.journalSeq)`, so
- * no accepted update is lost and none is applied twice.
+ * Durability rule: the server answers "accepted" to a client only after the update is durable
+ * (committed, fsync'd) in one of two forms: its journal entry with its delta (`appendAccepted`:
+ * distributed modes, sync rounds, DP tasks), or its key inside a folded commit that stores the
+ * task's state with the update already folded in (`commitFolded`: a standalone coordinator of an
+ * asynchronous task, one state write per group of updates instead of one delta per update). After
+ * a crash the server restores the newer of `latestCheckpoint` and `foldedState` (by journalSeq) and
+ * replays `journalSince(journalSeq)`, so no accepted update is lost and none is applied twice.
  */
 
 export interface TaskRecord {
