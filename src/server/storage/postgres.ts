@@ -210,6 +210,22 @@ function mapError(err: unknown): unknown {
   return err;
 }
 
+/** Which of `keys` the task applied before: each one's seq and stored response (JSON text). */
+async function appliedKeys(
+  c: pg.PoolClient,
+  taskId: string,
+  keys: readonly string[],
+): Promise<Map<string, { seq: number; response: string }>> {
+  const known = new Map<string, { seq: number; response: string }>();
+  const { rows } = await c.query(
+    'SELECT key, seq, response FROM orchard_idempotency WHERE task_id = $1 AND key = ANY($2)',
+    [taskId, keys],
+  );
+  for (const r of rows as Row[])
+    known.set(String(r.key), { seq: r.seq as number, response: String(r.response) });
+  return known;
+}
+
 interface QueuedAppend {
   readonly kind: 'append';
   readonly entry: JournalEntryInput;
@@ -577,15 +593,7 @@ export class PostgresStorage implements Storage {
       const initialFence = await readFence(c, taskId);
       let fence = initialFence;
       const keys = batch.map((b) => b.entry.idempotencyKey);
-      const known = new Map<string, { seq: number; response: string }>();
-      for (const r of (
-        await c.query(
-          'SELECT key, seq, response FROM orchard_idempotency WHERE task_id = $1 AND key = ANY($2)',
-          [taskId, keys],
-        )
-      ).rows as Row[]) {
-        known.set(String(r.key), { seq: r.seq as number, response: String(r.response) });
-      }
+      const known = await appliedKeys(c, taskId, keys);
       const results: Array<AppendResult | StorageError> = [];
       const fresh: Array<{ item: QueuedAppend; seq: number }> = [];
       for (const item of batch) {
@@ -675,15 +683,7 @@ export class PostgresStorage implements Storage {
         }
       }
       const { keys } = item;
-      const known = new Map<string, { seq: number; response: string }>();
-      for (const r of (
-        await c.query(
-          'SELECT key, seq, response FROM orchard_idempotency WHERE task_id = $1 AND key = ANY($2)',
-          [taskId, keys],
-        )
-      ).rows as Row[]) {
-        known.set(String(r.key), { seq: r.seq as number, response: String(r.response) });
-      }
+      const known = await appliedKeys(c, taskId, keys);
       // The first entry whose key was applied before or repeats an earlier entry of the group.
       const firstInGroup = new Map<string, number>();
       for (const [index, key] of keys.entries()) {
