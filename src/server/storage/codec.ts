@@ -6,6 +6,7 @@ import type {
   Checkpoint,
   DeviceRecord,
   FoldedCommit,
+  FoldedCommitResult,
   FoldedEntryInput,
   JournalEntry,
   JournalEntryInput,
@@ -102,6 +103,35 @@ export function validateFoldedCommit(commit: FoldedCommit): void {
   if (!(commit.state instanceof Uint8Array)) invalid('state must be a Uint8Array');
   finiteNumber(commit.createdAt, 'createdAt');
   if (commit.fencingToken !== undefined) validateFencingToken(commit.fencingToken);
+}
+
+/**
+ * A folded commit's duplicate (see FoldedCommitResult): the first entry whose key the task applied
+ * before (`applied` gives that key's seq and stored response, JSON text) or that repeats an earlier
+ * entry of the group (seq 0, that entry's response); null if every key is new. `responses`: the
+ * entries' responses as JSON text, in entry order.
+ */
+export function firstDuplicate(
+  keys: readonly string[],
+  responses: readonly string[],
+  applied: (key: string) => { seq: number; response: string } | undefined,
+): Extract<FoldedCommitResult, { kind: 'duplicate' }> | null {
+  const firstInGroup = new Map<string, number>();
+  for (const [index, key] of keys.entries()) {
+    const seen = applied(key);
+    if (seen)
+      return { kind: 'duplicate', index, seq: seen.seq, response: decodeJson(seen.response, 'response') };
+    const first = firstInGroup.get(key);
+    if (first !== undefined)
+      return {
+        kind: 'duplicate',
+        index,
+        seq: 0,
+        response: decodeJson(responses[first] as string, 'response'),
+      };
+    firstInGroup.set(key, index);
+  }
+  return null;
 }
 
 function validateEntryFields(entry: FoldedEntryInput): void {

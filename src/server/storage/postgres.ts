@@ -29,6 +29,7 @@ import {
   encodeJson,
   entryFromRow,
   fencedError,
+  firstDuplicate,
   float32ToBytes,
   type JournalRow,
   type TaskRow,
@@ -684,21 +685,8 @@ export class PostgresStorage implements Storage {
       }
       const { keys } = item;
       const known = await appliedKeys(c, taskId, keys);
-      // The first entry whose key was applied before or repeats an earlier entry of the group.
-      const firstInGroup = new Map<string, number>();
-      for (const [index, key] of keys.entries()) {
-        const seen = known.get(key);
-        if (seen) {
-          const response = decodeJson(seen.response, 'response');
-          return { rollback: { kind: 'duplicate', index, seq: seen.seq, response } };
-        }
-        const first = firstInGroup.get(key);
-        if (first !== undefined) {
-          const response = decodeJson(item.responses[first] as string, 'response');
-          return { rollback: { kind: 'duplicate', index, seq: 0, response } };
-        }
-        firstInGroup.set(key, index);
-      }
+      const duplicate = firstDuplicate(keys, item.responses, (key) => known.get(key));
+      if (duplicate !== null) return { rollback: duplicate };
       if (raiseFence) await writeFence(c, taskId, token as number);
       const first = (locked.last_seq as number) + 1;
       const seqs = keys.map((_, i) => first + i);

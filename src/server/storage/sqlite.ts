@@ -49,6 +49,7 @@ import {
   encodeJson,
   entryFromRow,
   fencedError,
+  firstDuplicate,
   float32ToBytes,
   type JournalRow,
   type TaskRow,
@@ -665,24 +666,13 @@ export class SqliteStorage implements Storage {
         );
       const last = st.seqRow.get(commit.taskId)?.last_seq ?? 0;
       const seqs = commit.entries.map((_, i) => last + 1 + i);
-      const first = new Map<string, number>();
-      for (const [i, e] of commit.entries.entries()) {
-        const earlier = first.get(e.idempotencyKey);
-        if (earlier !== undefined)
-          throw new RolledBack({
-            kind: 'duplicate',
-            index: i,
-            seq: 0,
-            response: commit.entries[earlier]?.response,
-          });
-        first.set(e.idempotencyKey, i);
-        const existing = st.lookupKey.get(commit.taskId, e.idempotencyKey);
-        if (existing) {
-          const response = decodeJson(existing.response, 'response');
-          // Thrown, so that the transaction rolls back (the fence it may have raised included).
-          throw new RolledBack({ kind: 'duplicate', index: i, seq: existing.seq, response });
-        }
-      }
+      const duplicate = firstDuplicate(
+        commit.entries.map((e) => e.idempotencyKey),
+        responses,
+        (key) => st.lookupKey.get(commit.taskId, key),
+      );
+      // Thrown, so that the transaction rolls back (the fence it may have raised included).
+      if (duplicate !== null) throw new RolledBack(duplicate);
       for (const [i, e] of commit.entries.entries())
         st.insertKeyIfNew.run(commit.taskId, e.idempotencyKey, seqs[i], responses[i], e.keyExpiresAt ?? null);
       const journalSeq = last + commit.entries.length;
