@@ -107,6 +107,11 @@ export interface DurableStrategy {
   resumeAssignment(clientId: number, version: number): void;
   /** A deep copy of the state (no open assignments). */
   snapshot(): StrategySnapshot;
+  /**
+   * The same state as `snapshot`, but its arrays may be the strategy's own (no copies): valid only
+   * until the strategy next changes, for a caller that encodes or copies it at once.
+   */
+  view(): StrategySnapshot;
   /** Replaces the state with a snapshot of a strategy built from the same spec and model size. */
   restore(snapshot: StrategySnapshot): void;
 }

@@ -108,17 +108,7 @@ const FRAME_KIND_STATE = 3;
 export function encodeStrategyState(snapshot: StrategySnapshot, foldedSeqs?: readonly number[]): Uint8Array {
   const slots = snapshot.optimizer?.slots ?? [];
   const buffer = snapshot.buffer;
-  const n = snapshot.params.length;
-  const floats = new Float32Array(n * (slots.length + (buffer ? 1 : 0)));
-  let at = 0;
-  if (buffer) {
-    floats.set(buffer.sum, at);
-    at += n;
-  }
-  for (const slot of slots) {
-    floats.set(slot, at);
-    at += n;
-  }
+  const floats = buffer ? [buffer.sum, ...slots] : slots;
   const header = {
     version: snapshot.version,
     buffer: buffer ? { count: buffer.count, examples: buffer.examples } : null,
@@ -439,10 +429,13 @@ export class TaskCoordinator implements RoundCohort {
     this.folded = foldsIntoState ? new FoldedCommitter(options.storage, () => this.captureState()) : null;
   }
 
-  /** The state a folded commit stores: every update folded so far is in it. */
+  /**
+   * The state a folded commit stores: every update folded so far is in it. Views of the strategy's
+   * own arrays, no copies: the storage reads them before `commitFolded` returns.
+   */
   private captureState(): Omit<FoldedCommit, 'entries'> | null {
     if (this.state !== 'ready' || this.strategy === null) return null;
-    const snapshot = this.strategy.snapshot();
+    const snapshot = this.strategy.view();
     return {
       taskId: this.taskId,
       version: snapshot.version,

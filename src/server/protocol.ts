@@ -207,11 +207,18 @@ export function frameFloatStart(headerLength: number): number {
 }
 
 /** Encodes a frame. The floats are copied once into the output buffer. */
-export function encodeFrame(kind: number, header: object, floats: Float32Array): Uint8Array {
+/** `floats`: one array, or parts written one after another (saves the caller concatenating them). */
+export function encodeFrame(
+  kind: number,
+  header: object,
+  floats: Float32Array | readonly Float32Array[],
+): Uint8Array {
+  const parts = floats instanceof Float32Array ? [floats] : floats;
+  const count = parts.reduce((n, p) => n + p.length, 0);
   const json = encoder.encode(JSON.stringify(header));
   const floatStart = frameFloatStart(json.length);
   const countAt = floatStart - 4;
-  const out = new Uint8Array(floatStart + floats.length * 4);
+  const out = new Uint8Array(floatStart + count * 4);
   const view = new DataView(out.buffer);
   view.setUint32(0, FRAME_MAGIC, true);
   out[4] = FRAME_FORMAT;
@@ -219,8 +226,13 @@ export function encodeFrame(kind: number, header: object, floats: Float32Array):
   view.setUint16(6, 0, true);
   view.setUint32(8, json.length, true);
   out.set(json, 12);
-  view.setUint32(countAt, floats.length, true);
-  new Float32Array(out.buffer, floatStart, floats.length).set(floats);
+  view.setUint32(countAt, count, true);
+  const target = new Float32Array(out.buffer, floatStart, count);
+  let at = 0;
+  for (const p of parts) {
+    target.set(p, at);
+    at += p.length;
+  }
   return out;
 }
 

@@ -16,6 +16,17 @@ export function reject(reason: RejectReason, message: string, staleness?: number
 }
 
 /** Validates a snapshot's version and model size before a strategy adopts any of it. */
+/** A deep copy of a `view()` (optimizer slots and DP state come copied already). */
+export function copySnapshot(view: StrategySnapshot): StrategySnapshot {
+  return {
+    ...view,
+    params: new Float32Array(view.params),
+    ...(view.buffer === undefined
+      ? {}
+      : { buffer: { ...view.buffer, sum: new Float32Array(view.buffer.sum) } }),
+  };
+}
+
 export function checkSnapshot(snapshot: StrategySnapshot, numParams: number): void {
   const { version, params } = snapshot;
   if (!(Number.isInteger(version) && version >= 0))

@@ -16,7 +16,7 @@ import type {
   TimerOutcome,
   UpdateOutcome,
 } from '../types.ts';
-import { AsyncAdmission, checkSnapshot } from './common.ts';
+import { AsyncAdmission, checkSnapshot, copySnapshot } from './common.ts';
 
 export interface FedAsyncOptions {
   readonly alpha: number;
@@ -66,7 +66,11 @@ export class FedAsync implements Strategy, DurableStrategy {
   }
 
   snapshot(): StrategySnapshot {
-    return { version: this.versionNo, params: new Float32Array(this.current) };
+    return copySnapshot(this.view());
+  }
+
+  view(): StrategySnapshot {
+    return { version: this.versionNo, params: this.current };
   }
 
   restore(snapshot: StrategySnapshot): void {

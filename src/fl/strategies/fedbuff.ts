@@ -33,7 +33,7 @@ import type {
   TimerOutcome,
   UpdateOutcome,
 } from '../types.ts';
-import { AsyncAdmission, checkSnapshot, normalize, ServerStepper } from './common.ts';
+import { AsyncAdmission, checkSnapshot, copySnapshot, normalize, ServerStepper } from './common.ts';
 import {
   DpAggregator,
   type PrivacyReport,
@@ -267,14 +267,18 @@ export class FedBuff implements Strategy, DurableStrategy, Partial<PrivateStrate
   }
 
   snapshot(): StrategySnapshot {
+    return copySnapshot(this.view());
+  }
+
+  view(): StrategySnapshot {
     this.checkSnapshotable();
     const dp = this.dp?.exportState();
     return {
       version: this.versionNo,
-      params: new Float32Array(this.stepper.params),
+      params: this.stepper.params,
       buffer:
         dp === undefined
-          ? { sum: new Float32Array(this.buffer), count: this.buffered, examples: this.bufferedExamples }
+          ? { sum: this.buffer, count: this.buffered, examples: this.bufferedExamples }
           : { sum: dp.sum, count: dp.state.norms.length, examples: this.bufferedExamples },
       optimizer: this.stepper.exportState(),
       ...(dp === undefined ? {} : { privacy: dp.state }),

@@ -33,7 +33,15 @@ import type {
   TimerOutcome,
   UpdateOutcome,
 } from '../types.ts';
-import { checkSnapshot, checkUpdate, normalize, type Rejection, reject, ServerStepper } from './common.ts';
+import {
+  checkSnapshot,
+  checkUpdate,
+  copySnapshot,
+  normalize,
+  type Rejection,
+  reject,
+  ServerStepper,
+} from './common.ts';
 import {
   DpAggregator,
   type PrivacyReport,
@@ -221,12 +229,16 @@ export class SyncRounds implements Strategy, DurableStrategy, Partial<PrivateStr
 
   /** With DP, the round's clipped sum and the privacy ledger (steps released, clip norm) too. */
   snapshot(): StrategySnapshot {
+    return copySnapshot(this.view());
+  }
+
+  view(): StrategySnapshot {
     const dp = this.dp?.exportState();
     return {
       version: this.versionNo,
-      params: new Float32Array(this.stepper.params),
+      params: this.stepper.params,
       buffer: {
-        sum: dp?.sum ?? new Float32Array(this.buffer),
+        sum: dp?.sum ?? this.buffer,
         count: this.received,
         examples: this.receivedExamples,
       },

@@ -727,6 +727,23 @@ export function runStorageConformance(
           assert.deepEqual(await s2.appendAccepted(entry('t', 'a7')), { kind: 'appended', seq: 7 });
         }));
 
+      test('params and state are read before commitFolded returns: changing them afterwards changes nothing stored', () =>
+        withDb(async (open) => {
+          const s = await open();
+          // Queued behind an append, so that a backend that reads the arrays late would see the change.
+          const before = s.appendAccepted(entry('t', 'a'));
+          const commit = foldedCommit('t', 2, ['b']);
+          const pending = s.commitFolded(commit);
+          commit.params.fill(Number.NaN);
+          commit.state.fill(0xee);
+          assert.deepEqual(await before, { kind: 'appended', seq: 1 });
+          assert.deepEqual(await pending, { kind: 'committed', seqs: [2] });
+          const fs = await s.foldedState('t');
+          assert.ok(fs);
+          assert.deepEqual(bytes(fs.params), bytes(new Float32Array([2, -2.25])));
+          assert.deepEqual([...fs.state], [2, 9, 8]);
+        }));
+
       test('a second commit replaces the state; entries after a commit stay journaled; checkpoints still work', () =>
         withDb(async (open) => {
           const s = await open();

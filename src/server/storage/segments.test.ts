@@ -394,3 +394,118 @@ test('segments: a direct write the filesystem refuses (EINVAL) goes through the 
   assert.equal(second.segment.direct, false);
   assert.equal((await second.written).kind, 'crc32');
 });
+
+/** A folded commit of one update (key `f<i>`) whose params and state are regenerated from seed `i`. */
+function foldedCommit(i: number, version: number) {
+  const params = delta(1000 + i);
+  const state = new Uint8Array(delta(2000 + i).buffer, 0, 4 * DIM - 3); // not a multiple of 4
+  return {
+    taskId: 't',
+    entries: [
+      {
+        idempotencyKey: `f${i}`,
+        deviceId: 'd',
+        assignmentId: `f${i}`,
+        baseVersion: 0,
+        numExamples: 1,
+        response: { i },
+        acceptedAt: i,
+      },
+    ],
+    version,
+    params,
+    state,
+    createdAt: i,
+  };
+}
+
+/** The folded state's row, read directly: its inline bytes and where its payloads are. */
+function foldedRow(path: string) {
+  const db = new Database(path, { readonly: true });
+  try {
+    return db
+      .prepare(
+        'SELECT length(params) AS inlineParams, length(state) AS inlineState, seg, state_offset AS stateOffset, ' +
+          'state_length AS stateLength FROM folded_states',
+      )
+      .get() as {
+      inlineParams: number;
+      inlineState: number;
+      seg: string | null;
+      stateOffset: number;
+      stateLength: number;
+    };
+  } finally {
+    db.close();
+  }
+}
+
+function assertFolded(
+  got: { params: Float32Array; state: Uint8Array; version: number } | null,
+  i: number,
+  version: number,
+) {
+  assert.ok(got !== null);
+  const want = foldedCommit(i, version);
+  assert.equal(got.version, version);
+  assert.deepEqual(
+    Buffer.from(got.params.buffer, got.params.byteOffset, got.params.byteLength),
+    Buffer.from(want.params.buffer),
+  );
+  assert.deepEqual(Buffer.from(got.state), Buffer.from(want.state));
+}
+
+for (const directIo of [false, true])
+  test(`segments: a folded state lives in a segment (the row holds no bytes), reads back bit-exact after reopen, and superseded segments are deleted (direct I/O ${directIo})`, async (t) => {
+    // Under direct I/O each payload takes a 4 KiB slot: two commits per 16 KiB segment, else ~2.5.
+    const { path, open, segmentFiles } = setup(t, directIo ? 4 * ALIGN : 2048, directIo);
+    const s = await open();
+    if (directIo && !s.journalDirectIo) return t.skip('this filesystem refuses O_DIRECT');
+    for (let i = 0; i < 12; i++) {
+      const c = foldedCommit(i, 1 + (i >> 2));
+      const pending = s.commitFolded(c);
+      // The storage has what it needs once the call returned: the caller may reuse its arrays.
+      c.params.fill(Number.NaN);
+      c.state.fill(0xff);
+      assert.deepEqual(await pending, { kind: 'committed', seqs: [i + 1] });
+      // The current state's segment and at most the writer's newer one; the older ones are gone.
+      assert.ok(segmentFiles().length <= 2, `after commit ${i}: ${segmentFiles().length} segments`);
+    }
+    assertFolded(await s.foldedState('t'), 11, 3);
+    assert.deepEqual(await s.lookupIdempotencyKey('t', 'f4'), { seq: 5, response: { i: 4 } });
+    await s.close();
+    const row = foldedRow(path);
+    assert.equal(row.inlineParams + row.inlineState, 0);
+    assert.deepEqual(segmentFiles(), [row.seg]);
+    const reopened = await open();
+    assertFolded(await reopened.foldedState('t'), 11, 3);
+    // A journal append after it continues the seq sequence and does not take the state's segment away.
+    await appendAll(reopened, 100, 101);
+    assert.equal((await reopened.journalSince('t', 0))[0]?.seq, 13);
+    assertFolded(await reopened.foldedState('t'), 11, 3);
+    await reopened.close();
+  });
+
+test('segments: a folded state whose segment bytes were damaged or removed is CORRUPT, not a missing state', async (t) => {
+  const { path, payloads, open } = setup(t);
+  const s = await open();
+  await s.commitFolded(foldedCommit(0, 1));
+  await s.close();
+  const row = foldedRow(path);
+  assert.ok(row.seg !== null);
+  const file = join(payloads, row.seg);
+  const original = readFileSync(file);
+  const flipped = Buffer.from(original);
+  const byte = row.stateOffset + (row.stateLength >> 1);
+  flipped[byte] = (flipped[byte] as number) ^ 0x01;
+  writeFileSync(file, flipped);
+  const after = await open();
+  const corrupt = (pattern: RegExp) => (err: unknown) =>
+    err instanceof StorageError && err.code === 'CORRUPT' && pattern.test(err.message);
+  await assert.rejects(after.foldedState('t'), corrupt(/folded state of task t.*mismatch/));
+  rmSync(file);
+  await assert.rejects(after.foldedState('t'), corrupt(/cannot be opened/));
+  writeFileSync(file, original);
+  assertFolded(await after.foldedState('t'), 0, 1);
+  await after.close();
+});

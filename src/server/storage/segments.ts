@@ -321,7 +321,7 @@ export class PayloadRing {
   constructor(private readonly size = 16 << 20) {}
 
   /** Copies `payloads` into one region; `release` frees it once the writer is done with it. */
-  copy(payloads: readonly Float32Array[]): { readonly views: Uint8Array[]; readonly release: () => void } {
+  copy(payloads: readonly ArrayBufferView[]): { readonly views: Uint8Array[]; readonly release: () => void } {
     const total = payloads.reduce((s, p) => s + p.byteLength, 0);
     const start = this.reserve(total);
     const target = start === null ? new Uint8Array(new SharedArrayBuffer(total)) : (this.bytes as Uint8Array);

@@ -71,6 +71,7 @@ import {
   type PayloadChecks,
   PayloadRing,
   type Placement,
+  type Segment,
   SegmentReader,
   SegmentWriter,
 } from './segments.ts';
@@ -199,11 +200,26 @@ const SEGMENT_COLUMNS = [
   'seg_sum INTEGER',
 ];
 
+/** Folded-state columns of a state kept in a segment file (added to files created before them):
+ *  then `params` and `state` are empty and both payloads sit in `seg`, checked by `seg_kind`
+ *  ('crc32' or 'sum64', as PayloadChecks) against `params_check` and `state_check`. */
+const FOLDED_SEGMENT_COLUMNS = [
+  'seg TEXT',
+  'seg_kind TEXT',
+  'params_offset INTEGER',
+  'params_length INTEGER',
+  'params_check INTEGER',
+  'state_offset INTEGER',
+  'state_length INTEGER',
+  'state_check INTEGER',
+];
+
 /** Another writer's segment that nothing references and that has not changed for this long is a
  *  crashed writer's leftover and is deleted (a live writer whose segment went gets a retryable error). */
 const STALE_SEGMENT_MS = 10 * 60_000;
 
 const NO_BYTES = Buffer.alloc(0);
+const EMPTY_PARAMS = new Float32Array(0);
 const noop = () => {};
 
 /** Runs PASSIVE checkpoints on its own connection shortly after the main thread reports commits. */
@@ -253,11 +269,37 @@ interface SegmentJournalRow extends JournalRow {
   seg_sum: number | null;
 }
 
+/** A folded-state row; `seg` non-null: the payloads are in that segment (FOLDED_SEGMENT_COLUMNS). */
+interface FoldedRow extends CheckpointRow {
+  seg: string | null;
+  seg_kind: string | null;
+  params_offset: number | null;
+  params_length: number | null;
+  params_check: number | null;
+  state_offset: number | null;
+  state_length: number | null;
+  state_check: number | null;
+}
+
 /** Where a batch's payloads went: segment, offsets, checksums (null: inline in the rows). */
 interface SegmentRefs {
   readonly placement: Placement;
   readonly checks: PayloadChecks;
 }
+
+/** Where a folded commit's params and state went (payloads 0 and 1 of the placement), and their sizes. */
+interface FoldedRefs extends SegmentRefs {
+  readonly sizes: { readonly params: number; readonly state: number };
+}
+
+/** A folded commit's transaction: its result, and whether a segment may have lost its last reference. */
+interface FoldedOutcome {
+  readonly result: FoldedCommitResult;
+  readonly reclaim: boolean;
+}
+
+/** The segment columns of a folded state kept inline. */
+const NO_SEGMENT = [null, null, null, null, null, null, null, null] as const;
 
 interface QueuedAppend {
   /** The entry without its delta (the payload is `delta`): the caller's array is not kept alive. */
@@ -322,7 +364,8 @@ function prepare(db: Database.Database) {
     segmentExists: db.prepare<[string], { active: number }>('SELECT active FROM segments WHERE name = ?'),
     deactivateSegment: db.prepare('UPDATE segments SET active = 0 WHERE name = ?'),
     unreferencedSegments: db.prepare<[], { name: string; writer: string; active: number }>(
-      'SELECT name, writer, active FROM segments s WHERE NOT EXISTS (SELECT 1 FROM journal j WHERE j.seg = s.name)',
+      'SELECT name, writer, active FROM segments s WHERE NOT EXISTS (SELECT 1 FROM journal j WHERE j.seg = s.name) ' +
+        'AND NOT EXISTS (SELECT 1 FROM folded_states f WHERE f.seg = s.name)',
     ),
     deleteSegment: db.prepare('DELETE FROM segments WHERE name = ?'),
     allSegments: db.prepare<[], { name: string }>('SELECT name FROM segments'),
@@ -339,12 +382,20 @@ function prepare(db: Database.Database) {
     latestCheckpoint: db.prepare<[string], CheckpointRow>(
       'SELECT * FROM checkpoints WHERE task_id = ? ORDER BY version DESC LIMIT 1',
     ),
-    foldedState: db.prepare<[string], CheckpointRow>('SELECT * FROM folded_states WHERE task_id = ?'),
+    foldedState: db.prepare<[string], FoldedRow>('SELECT * FROM folded_states WHERE task_id = ?'),
+    foldedHead: db.prepare<[string], { version: number; seg: string | null }>(
+      'SELECT version, seg FROM folded_states WHERE task_id = ?',
+    ),
     putFoldedState: db.prepare(
-      'INSERT INTO folded_states (task_id, version, params, state, journal_seq, created_at) ' +
-        'VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (task_id) DO UPDATE SET version = excluded.version, ' +
-        'params = excluded.params, state = excluded.state, journal_seq = excluded.journal_seq, ' +
-        'created_at = excluded.created_at',
+      'INSERT INTO folded_states (task_id, version, params, state, journal_seq, created_at, seg, seg_kind, ' +
+        'params_offset, params_length, params_check, state_offset, state_length, state_check) ' +
+        'VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (task_id) DO UPDATE SET ' +
+        'version = excluded.version, params = excluded.params, state = excluded.state, ' +
+        'journal_seq = excluded.journal_seq, created_at = excluded.created_at, seg = excluded.seg, ' +
+        'seg_kind = excluded.seg_kind, params_offset = excluded.params_offset, ' +
+        'params_length = excluded.params_length, params_check = excluded.params_check, ' +
+        'state_offset = excluded.state_offset, state_length = excluded.state_length, ' +
+        'state_check = excluded.state_check',
     ),
     insertCheckpoint: db.prepare(
       'INSERT INTO checkpoints (task_id, version, params, state, journal_seq, created_at) ' +
@@ -406,7 +457,9 @@ export class SqliteStorage implements Storage {
     | ((
         commit: FoldedCommit,
         responses: readonly string[],
-      ) => { result: FoldedCommitResult; dropped: number })
+        refs: FoldedRefs | null,
+        retired: readonly string[],
+      ) => FoldedOutcome)
     | null = null;
   private roundStateTx: ((r: RoundStateRecord, state: string) => void) | null = null;
   /** The WAL file, synced after commits; null for ':memory:' (nothing to make durable). */
@@ -474,6 +527,12 @@ export class SqliteStorage implements Storage {
       );
       for (const column of SEGMENT_COLUMNS)
         if (!columns.has(column.split(' ')[0] as string)) db.exec(`ALTER TABLE journal ADD COLUMN ${column}`);
+      const foldedColumns = new Set(
+        (db.pragma('table_info(folded_states)') as Array<{ name: string }>).map((c) => c.name),
+      );
+      for (const column of FOLDED_SEGMENT_COLUMNS)
+        if (!foldedColumns.has(column.split(' ')[0] as string))
+          db.exec(`ALTER TABLE folded_states ADD COLUMN ${column}`);
       db.exec('CREATE INDEX IF NOT EXISTS journal_seg ON journal (seg) WHERE seg IS NOT NULL');
       // Databases made before keys could expire get the column (their keys have none: kept).
       const keyColumns = new Set(
@@ -615,19 +674,25 @@ export class SqliteStorage implements Storage {
       return results;
     }).immediate;
 
-    // Segment payloads: the rows of a batch whose bytes are already durable in `refs.placement`.
     const writerId = this.segments?.writerId ?? '';
+    /** Where a segment's payloads go: checks that it still exists (registering it on first use) and
+     *  marks the segments the writer finished as inactive. */
+    const useSegment = (segment: Segment, retired: readonly string[]) => {
+      if (!segment.registered) st.registerSegment.run(segment.name, writerId, Date.now());
+      else if (st.segmentExists.get(segment.name) === undefined)
+        // Reclaimed as a crashed writer's leftover while this process sat idle: refuse, retryably.
+        throw new StorageError(
+          'BACKEND_UNAVAILABLE',
+          `sqlite: journal segment ${segment.name} was reclaimed; retry`,
+        );
+      for (const name of retired) st.deactivateSegment.run(name);
+    };
+
+    // Segment payloads: the rows of a batch whose bytes are already durable in `refs.placement`.
     this.segmentAppendTx = db.transaction(
       (batch: readonly QueuedAppend[], refs: SegmentRefs, retired: readonly string[]) => {
         const segment = refs.placement.segment;
-        if (!segment.registered) st.registerSegment.run(segment.name, writerId, Date.now());
-        else if (st.segmentExists.get(segment.name) === undefined)
-          // Reclaimed as a crashed writer's leftover while this process sat idle: refuse, retryably.
-          throw new StorageError(
-            'BACKEND_UNAVAILABLE',
-            `sqlite: journal segment ${segment.name} was reclaimed; retry`,
-          );
-        for (const name of retired) st.deactivateSegment.run(name);
+        useSegment(segment, retired);
         const state = newBatch();
         const results = batch.map((q, i): AppendResult | StorageError => {
           try {
@@ -653,12 +718,12 @@ export class SqliteStorage implements Storage {
     const foldedOne = (
       commit: FoldedCommit,
       responses: readonly string[],
-    ): { result: FoldedCommitResult; dropped: number } => {
+      refs: FoldedRefs | null,
+      retired: readonly string[],
+    ): FoldedOutcome => {
       checkFence(commit.taskId, commit.fencingToken);
-      const floor = Math.max(
-        st.latestVersion.get(commit.taskId)?.version ?? 0,
-        st.foldedState.get(commit.taskId)?.version ?? 0,
-      );
+      const head = st.foldedHead.get(commit.taskId);
+      const floor = Math.max(st.latestVersion.get(commit.taskId)?.version ?? 0, head?.version ?? 0);
       if (commit.version < floor)
         throw new StorageError(
           'VERSION_NOT_INCREASING',
@@ -677,16 +742,42 @@ export class SqliteStorage implements Storage {
         st.insertKeyIfNew.run(commit.taskId, e.idempotencyKey, seqs[i], responses[i], e.keyExpiresAt ?? null);
       const journalSeq = last + commit.entries.length;
       st.setLastSeq.run(commit.taskId, journalSeq);
-      st.putFoldedState.run(
-        commit.taskId,
-        commit.version,
-        float32ToBytes(commit.params),
-        bytesToBuffer(commit.state),
-        journalSeq,
-        commit.createdAt,
-      );
+      if (refs === null)
+        st.putFoldedState.run(
+          commit.taskId,
+          commit.version,
+          float32ToBytes(commit.params),
+          bytesToBuffer(commit.state),
+          journalSeq,
+          commit.createdAt,
+          ...NO_SEGMENT,
+        );
+      else {
+        useSegment(refs.placement.segment, retired);
+        st.putFoldedState.run(
+          commit.taskId,
+          commit.version,
+          NO_BYTES,
+          NO_BYTES,
+          journalSeq,
+          commit.createdAt,
+          refs.placement.segment.name,
+          refs.checks.kind,
+          refs.placement.offsets[0] as number,
+          refs.sizes.params,
+          refs.checks.values[0] as number,
+          refs.placement.offsets[1] as number,
+          refs.sizes.state,
+          refs.checks.values[1] as number,
+        );
+      }
       const dropped = st.truncateJournal.run(commit.taskId, journalSeq).changes;
-      return { result: { kind: 'committed', seqs }, dropped };
+      const left = head?.seg ?? null;
+      return {
+        result: { kind: 'committed', seqs },
+        // The previous state's segment, or journal rows' ones, may have lost their last reference.
+        reclaim: dropped > 0 || (left !== null && left !== refs?.placement.segment.name),
+      };
     };
     this.foldedTx = db.transaction(foldedOne).immediate;
     this.roundStateTx = db.transaction((r: RoundStateRecord, state: string) => {
@@ -1053,23 +1144,115 @@ export class SqliteStorage implements Storage {
   async commitFolded(commit: FoldedCommit): Promise<FoldedCommitResult> {
     validateFoldedCommit(commit);
     const responses = commit.entries.map((e) => encodeJson(e.response, 'response'));
-    const { result, dropped } = await this.run(() => {
-      if (!this.foldedTx) throw new StorageError('BACKEND_UNAVAILABLE', 'SqliteStorage is not open');
-      try {
-        return this.foldedTx(commit, responses);
-      } catch (err) {
-        if (err instanceof RolledBack) return { result: err.result, dropped: 0 };
-        throw err;
-      }
-    }, true);
-    // The journal entries it dropped may have been the last references to some segments.
-    if (dropped > 0) await this.reclaimSegments().catch(() => {});
+    const segments = this.segments;
+    const { result, reclaim } =
+      segments === null
+        ? await this.run(() => this.foldedInTx(commit, responses, null), true)
+        : await this.foldedToSegment(commit, responses, segments);
+    if (reclaim) await this.reclaimSegments().catch(() => {});
     return result;
   }
 
+  private foldedInTx(
+    commit: FoldedCommit,
+    responses: readonly string[],
+    refs: FoldedRefs | null,
+    retired: readonly string[] = [],
+  ): FoldedOutcome {
+    if (!this.foldedTx) throw new StorageError('BACKEND_UNAVAILABLE', 'SqliteStorage is not open');
+    try {
+      return this.foldedTx(commit, responses, refs, retired);
+    } catch (err) {
+      if (err instanceof RolledBack) return { result: err.result, reclaim: false };
+      throw err;
+    }
+  }
+
+  /**
+   * Segment path of a folded commit: the state's ~800 kB go to the segment writer thread (copied
+   * into its ring now: the caller may change its arrays once this returns) instead of through
+   * SQLite's WAL on the event loop; once they are durable the row that points at them is committed,
+   * in call order with the append batches (one seq sequence), and the WAL synced.
+   */
+  private async foldedToSegment(
+    commit: FoldedCommit,
+    responses: readonly string[],
+    segments: SegmentWriter,
+  ): Promise<FoldedOutcome> {
+    this.statements();
+    // Appends called before this commit take their seqs first.
+    this.flushQueued();
+    let placement: Placement;
+    const copied = this.ring.copy([commit.params, commit.state]);
+    try {
+      placement = segments.write(copied.views);
+      placement.written.then(copied.release, copied.release);
+    } catch (err) {
+      copied.release();
+      throw new StorageError(
+        'BACKEND_UNAVAILABLE',
+        `sqlite: cannot open a segment: ${(err as Error).message}`,
+      );
+    }
+    // The caller's arrays are not kept: only sizes are needed from here on.
+    const rowCommit: FoldedCommit = { ...commit, params: EMPTY_PARAMS, state: NO_BYTES };
+    const sizes = { params: commit.params.byteLength, state: commit.state.byteLength };
+    this.pendingBatches++;
+    const commitRow = async (): Promise<FoldedOutcome> => {
+      const checks = await placement.written;
+      const retired = segments.retiredNames.slice();
+      let outcome: FoldedOutcome;
+      try {
+        outcome = this.foldedInTx(rowCommit, responses, { placement, checks, sizes }, retired);
+      } catch (err) {
+        // Rolled back: no row points at these bytes. A reclaimed segment is not written again.
+        if (err instanceof StorageError && err.code === 'BACKEND_UNAVAILABLE')
+          segments.retire(placement.segment);
+        throw mapSqliteError(err);
+      }
+      if (outcome.result.kind === 'committed') {
+        placement.segment.registered = true;
+        segments.retiredNames.splice(0, retired.length);
+        this.commits++;
+      }
+      return outcome;
+    };
+    const row = this.commitTail.then(commitRow);
+    const done = () => {
+      this.pendingBatches--;
+    };
+    this.commitTail = row.then(done, done);
+    const outcome = await row;
+    // Nobody hears of the commit before the WAL sync that covers it.
+    await this.durable();
+    return outcome;
+  }
+
   async foldedState(taskId: string): Promise<Checkpoint | null> {
-    const row = await this.run((st) => st.foldedState.get(taskId));
-    return row ? checkpointFromRow(row) : null;
+    // The payloads are read in the same synchronous step as the row: a segment the row points at is
+    // deleted only after a later row no longer does (and that row is durable).
+    return await this.run((st) => {
+      const row = st.foldedState.get(taskId);
+      if (row === undefined) return null;
+      if (row.seg === null) return checkpointFromRow(row);
+      const reader = new SegmentReader(this.segments?.dir ?? `${this.path}-payloads`);
+      try {
+        const kind = row.seg_kind === 'sum64' ? 'sum64' : 'crc32';
+        const what = `folded state of task ${taskId}`;
+        const read = (offset: number | null, length: number | null, check: number | null) =>
+          Buffer.from(
+            reader.read(row.seg as string, offset ?? 0, length ?? 0, { kind, value: check ?? 0 }, what)
+              .buffer,
+          );
+        return checkpointFromRow({
+          ...row,
+          params: read(row.params_offset, row.params_length, row.params_check),
+          state: read(row.state_offset, row.state_length, row.state_check),
+        });
+      } finally {
+        reader.close();
+      }
+    });
   }
 
   async latestCheckpoint(taskId: string): Promise<Checkpoint | null> {

@@ -176,7 +176,8 @@ export interface Storage {
    * entries or malformed fields. Takes effect in call order with appendAccepted. Checkpoints are
    * unaffected: a recovering coordinator resumes from whichever of `latestCheckpoint` and
    * `foldedState` has the larger journalSeq (the checkpoint on a tie), then replays the journal
-   * after it.
+   * after it. `params` and `state` are read before the call returns (the caller may hand in views
+   * of memory it changes right after).
    */
   commitFolded(commit: FoldedCommit): Promise<FoldedCommitResult>;
   /** The task's last committed folded state as a checkpoint (no fencing token), or null. */
