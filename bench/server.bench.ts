@@ -5,8 +5,9 @@
  * devices checked in before the clock starts, check-ins are the second figure): auth,
  * frame decode, assignment check, finite + norm check, fold into FedBuff (K = 100, checkpoint every
  * 10 versions), folded group commit (the task's state with the FedBuff buffer, which includes every
- * update folded since the previous commit, stored with those updates' idempotency keys in one
- * SQLite transaction and the WAL fdatasync'd; see Storage.commitFolded), reply. Baseline: a bare node:http server that reads the same bytes and
+ * update folded since the previous commit, written by the segment writer thread and fdatasync'd,
+ * then a row pointing at it stored with those updates' idempotency keys in one SQLite transaction
+ * and the WAL fdatasync'd; see Storage.commitFolded), reply. Baseline: a bare node:http server that reads the same bytes and
  * discards them. Ratio = our updates/s ÷ the bare server's requests/s, measured interleaved in the
  * same run, at the same number of uploads in flight (goal ≥ 0.5).
  *
@@ -436,7 +437,7 @@ export async function run(): Promise<BenchEntry[]> {
         baseline,
         ratio: value / baseline,
         goal: 'ratio ≥ 0.5 vs a bare node:http server discarding the same bytes',
-        note: `${c} keep-alive connections (one upload in flight on each, both servers), 400 kB frames (assignments fetched before timing); FedBuff K=100, durable by folded group commits (the state with the buffer + the group's keys in one SQLite transaction, WAL fdatasync'd before the replies); CPU per request (median of 3): event loop ours ${fmtMs(o.map((r) => r.loopMsPerRequest))} ms, bare ${fmtMs(b.map((r) => r.loopMsPerRequest))} ms; whole process incl. load generator ours ${fmtMs(o.map((r) => r.processMsPerRequest))} ms, bare ${fmtMs(b.map((r) => r.processMsPerRequest))} ms`,
+        note: `${c} keep-alive connections (one upload in flight on each, both servers), 400 kB frames (assignments fetched before timing); FedBuff K=100, durable by folded group commits (the state with the buffer written to a segment file by the writer thread, then its row + the group's keys in one SQLite transaction, WAL fdatasync'd before the replies); CPU per request (median of 3): event loop ours ${fmtMs(o.map((r) => r.loopMsPerRequest))} ms, bare ${fmtMs(b.map((r) => r.loopMsPerRequest))} ms; whole process incl. load generator ours ${fmtMs(o.map((r) => r.processMsPerRequest))} ms, bare ${fmtMs(b.map((r) => r.processMsPerRequest))} ms`,
       };
     };
     const checkin = median(checkins);

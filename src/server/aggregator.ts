@@ -285,6 +285,8 @@ export class Aggregator {
     routeTaskId: string,
     idempotencyKey: string | undefined,
     body: Uint8Array,
+    /** Gives `body`'s memory back early once nothing reads it any more (FoldInput.releaseDelta). */
+    releaseBody?: () => void,
   ): Promise<UpdateResponse> {
     if (idempotencyKey === undefined || idempotencyKey.length === 0 || idempotencyKey.length > 256)
       throw new ApiError('bad_request', 'an Idempotency-Key header (1–256 characters) is required');
@@ -385,6 +387,7 @@ export class Aggregator {
         numExamples: header.numExamples,
         delta,
         verifiedFinite: true as const,
+        ...(releaseBody === undefined ? {} : { releaseDelta: releaseBody }),
       };
       const input = header.trainLoss === undefined ? checked : { ...checked, trainLoss: header.trainLoss };
       const outcome: UpdateResponse | Rejected = await coordinator.submit(input);

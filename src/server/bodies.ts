@@ -13,7 +13,10 @@
  * A block is lent for one request and returned when the request's handling is over (the update
  * route's handler, after `Aggregator.submit` settled: by then the fold read the delta and the
  * journal append settled, and no served strategy keeps a delta past its fold — secure
- * aggregation, which would, is refused by task.ts). A block that is never returned (a request
+ * aggregation, which would, is refused by task.ts). A coordinator with folded commits stores no
+ * delta, so it returns the block right after the fold (`FoldInput.releaseDelta`): blocks are reused
+ * last in, first out, so a few stay hot in cache instead of ~64 cold ones each waiting for a commit
+ * (copying the socket's chunks into a cold block cost ~2.5 times as much). A block that is never returned (a request
  * failing between body and handler) is simply not reused. The pool stops lending past a cap in
  * bytes (then the caller falls back to an ordinary buffer), which also bounds the arena memory the
  * pool keeps: blocks are reused, never given back to the arena.

@@ -255,6 +255,13 @@ export interface FoldInput {
   readonly trainLoss?: number;
   /** The aggregator proved `delta` finite (see ClientUpdate.verifiedFinite). */
   readonly verifiedFinite?: true;
+  /**
+   * Called once the coordinator reads `delta` no more, before `submit` settles where it can: with
+   * folded commits (the state is stored, not the delta) right after the fold, so the caller's
+   * pooled block takes the next body at once and stays warm in cache instead of waiting ~20-40 ms
+   * for the commit. The caller still releases it after `submit` settles in every case.
+   */
+  readonly releaseDelta?: () => void;
 }
 
 export type Rejected = Extract<UpdateOutcome, { kind: 'rejected' }>;
@@ -732,6 +739,7 @@ export class TaskCoordinator implements RoundCohort {
       throw this.finishedError(finished);
     }
     const outcome = this.fold(input);
+    if (this.folded !== null) input.releaseDelta?.();
     if (this.closedOutsideJournal) {
       this.closedOutsideJournal = false;
       this.commitClose();

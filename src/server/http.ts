@@ -214,10 +214,17 @@ function serveUpload(
     );
     const key = request.headers['idempotency-key'];
     try {
-      return await ctx.aggregator.submit(deviceId, taskId, typeof key === 'string' ? key : undefined, body);
+      return await ctx.aggregator.submit(
+        deviceId,
+        taskId,
+        typeof key === 'string' ? key : undefined,
+        body,
+        release,
+      );
     } finally {
       // Settled: the fold read the delta and the journal append (the writer thread) is done with
-      // it; no served strategy keeps it (see bodies.ts). The block can take the next body.
+      // it; no served strategy keeps it (see bodies.ts). The block can take the next body (if a
+      // folded commit's coordinator did not give it back right after the fold already).
       release?.();
     }
   };

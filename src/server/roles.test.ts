@@ -369,6 +369,77 @@ test('folded commits: updates folded during a commit go in the next, keys in fol
   await inner.close();
 });
 
+test('releaseDelta: with folded commits the delta is given back right after the fold, before the commit settles; a journaling coordinator keeps it', async () => {
+  const s = spec({
+    strategy: { kind: 'fedbuff', bufferSize: 2, staleness: { kind: 'polynomial', exponent: 1 } },
+  });
+  const delta = (i: number) => new Float32Array(6).map((_, j) => ((i * 5 + j) % 7) / 16);
+  const run = async (journalDeltas: boolean) => {
+    const inner = new SqliteStorage({ path: ':memory:' });
+    await inner.init();
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      open = resolve;
+    });
+    // Commits and appends wait at the gate, so submit cannot settle before the test opens it.
+    const storage = Object.assign(Object.create(inner) as SqliteStorage, {
+      async commitFolded(commit: FoldedCommit): Promise<FoldedCommitResult> {
+        const stored = inner.commitFolded(commit);
+        await gate;
+        return await stored;
+      },
+      async appendAccepted(entry: JournalEntryInput): Promise<AppendResult> {
+        const stored = inner.appendAccepted(entry);
+        await gate;
+        return await stored;
+      },
+    });
+    const c = new TaskCoordinator(taskRuntime(s), {
+      storage,
+      lease: new LocalLease(),
+      holderId: 'h',
+      journalDeltas,
+    });
+    await c.start();
+    const released: number[] = [];
+    const deltas = [delta(0), delta(1)];
+    const pending = deltas.map((d, i) =>
+      c.submit({
+        idempotencyKey: `k${i}`,
+        deviceId: 'd',
+        assignmentId: `a${i}`,
+        baseVersion: 0,
+        numExamples: 1,
+        delta: d,
+        releaseDelta: () => {
+          released.push(i);
+          // The pooled block takes the next body: whatever the coordinator still read would be garbage.
+          d.fill(Number.NaN);
+        },
+      }),
+    );
+    await new Promise((resolve) => setImmediate(resolve));
+    const releasedBeforeSettle = [...released];
+    open();
+    const results = await Promise.all(pending);
+    const params = Array.from(c.params() ?? []);
+    await c.close();
+    await inner.close();
+    return { releasedBeforeSettle, results, params, version: c.version };
+  };
+  const folded = await run(false);
+  assert.deepEqual(folded.releasedBeforeSettle, [0, 1]);
+  assert.ok(folded.results.every((r) => !('kind' in r)));
+  assert.equal(folded.version, 1);
+  // The step used the deltas as sent (taken before the release): the same model as a coordinator
+  // that never released them early.
+  const journaled = await run(true);
+  assert.deepEqual(journaled.releasedBeforeSettle, []);
+  assert.equal(journaled.version, 1);
+  assert.ok(folded.params.every(Number.isFinite));
+  assert.deepEqual(folded.params, journaled.params);
+});
+
 test('distributed mode: the coordinator folds what aggregators journaled, skips (the same way on replay) what turned too stale', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'orchard-tail-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
