@@ -20,6 +20,28 @@ test('frames round-trip header and floats bit for bit, floats 4-aligned', () => 
   }
 });
 
+test('a frame written from parts, or into reused memory, has the bytes of a fresh one from the joined floats', () => {
+  const a = new Float32Array([1.5, -0, Number.NaN]);
+  const b = new Float32Array([Number.MIN_VALUE, -7]);
+  for (const name of ['', 'ab', 'task-with-a-longer-name']) {
+    const header = { taskId: name, version: 9 };
+    const joined = new Float32Array([...a, ...b]);
+    const fresh = encodeFrame(FRAME_KIND_MODEL, header, joined);
+    assert.deepEqual(encodeFrame(FRAME_KIND_MODEL, header, [a, b]), fresh);
+    // Dirty memory at an offset: every byte of the frame is written, padding included.
+    const memory = new Uint8Array(fresh.length + 64).fill(0xab);
+    const reused = encodeFrame(FRAME_KIND_MODEL, header, [a, b], memory.subarray(8));
+    assert.equal(reused.buffer, memory.buffer);
+    assert.deepEqual(Buffer.from(reused), Buffer.from(fresh));
+    // Too small, or not 4-aligned: a fresh buffer instead.
+    assert.notEqual(
+      encodeFrame(FRAME_KIND_MODEL, header, [a, b], memory.subarray(0, 8)).buffer,
+      memory.buffer,
+    );
+    assert.notEqual(encodeFrame(FRAME_KIND_MODEL, header, [a, b], memory.subarray(2)).buffer, memory.buffer);
+  }
+});
+
 test('malformed frames are refused with FrameError', () => {
   const good = encodeFrame(FRAME_KIND_MODEL, { taskId: 't', version: 1 }, new Float32Array(3));
   assert.throws(() => decodeFrame(good.subarray(0, 10)), FrameError);

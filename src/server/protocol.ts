@@ -207,27 +207,39 @@ export function frameFloatStart(headerLength: number): number {
 }
 
 /** Encodes a frame. The floats are copied once into the output buffer. */
-/** `floats`: one array, or parts written one after another (saves the caller concatenating them). */
+/**
+ * `floats`: one array, or parts written one after another (saves the caller concatenating them).
+ * `into`: memory to reuse when it is large enough (the frame is then a view of its start), for a
+ * caller that encodes the same size again and again and hands each frame on before the next.
+ */
 export function encodeFrame(
   kind: number,
   header: object,
   floats: Float32Array | readonly Float32Array[],
+  into?: Uint8Array,
 ): Uint8Array {
   const parts = floats instanceof Float32Array ? [floats] : floats;
   const count = parts.reduce((n, p) => n + p.length, 0);
   const json = encoder.encode(JSON.stringify(header));
   const floatStart = frameFloatStart(json.length);
   const countAt = floatStart - 4;
-  const out = new Uint8Array(floatStart + count * 4);
-  const view = new DataView(out.buffer);
+  const length = floatStart + count * 4;
+  // Reused memory must start 4-aligned, like a fresh buffer, for the float view below.
+  const out =
+    into !== undefined && into.length >= length && into.byteOffset % 4 === 0
+      ? into.subarray(0, length)
+      : new Uint8Array(length);
+  const view = new DataView(out.buffer, out.byteOffset, length);
   view.setUint32(0, FRAME_MAGIC, true);
   out[4] = FRAME_FORMAT;
   out[5] = kind;
   view.setUint16(6, 0, true);
   view.setUint32(8, json.length, true);
   out.set(json, 12);
+  // The padding between the header and the floats: zero, as in a fresh buffer.
+  out.fill(0, 12 + json.length, countAt);
   view.setUint32(countAt, count, true);
-  const target = new Float32Array(out.buffer, floatStart, count);
+  const target = new Float32Array(out.buffer, out.byteOffset + floatStart, count);
   let at = 0;
   for (const p of parts) {
     target.set(p, at);
