@@ -73,6 +73,37 @@ test('assignment ids: verify round-trips, and any tampering or another key is re
   assert.equal(new AssignmentSigner(new Uint8Array(32).fill(8)).verify(id), null);
 });
 
+test('assignment ids: the first upload is checked by lookup, later ones by MAC, with the same claims; lapsed ids and ids past the cap are not remembered', () => {
+  let now = 1_000;
+  const signer = new AssignmentSigner(KEY, { now: () => now, maxRemembered: 3 });
+  const claims = { taskId: 't', deviceId: 'd', version: 4, deadline: 5_000, round: 2 };
+  const id = signer.sign(claims);
+  assert.equal(signer.rememberedIds, 1);
+  assert.deepEqual(signer.verify(id), claims);
+  assert.equal(signer.rememberedIds, 0);
+  // A retry under the same id: checked by its MAC, same claims.
+  assert.deepEqual(signer.verify(id), claims);
+  // Another signer (another key) never accepts it, whatever this one remembers.
+  const again = signer.sign(claims);
+  assert.equal(new AssignmentSigner(new Uint8Array(32).fill(8)).verify(again), null);
+  // A remembered id spelled differently is not found, and fails its MAC check.
+  assert.equal(signer.verify(`${again} `), null);
+  assert.equal(signer.verify(`${again.slice(0, -1)}${again.endsWith('A') ? 'B' : 'A'}`), null);
+  // Lapsed ids are dropped at the next sign (then checked by MAC); past the cap nothing more is
+  // remembered.
+  const fresh = new AssignmentSigner(KEY, { now: () => now, maxRemembered: 3 });
+  const soon = fresh.sign({ ...claims, deadline: 1_500 });
+  fresh.sign(claims);
+  assert.equal(fresh.rememberedIds, 2);
+  now = 2_000;
+  fresh.sign(claims);
+  assert.equal(fresh.rememberedIds, 2);
+  assert.deepEqual(fresh.verify(soon), { ...claims, deadline: 1_500 });
+  assert.equal(fresh.rememberedIds, 2);
+  for (let i = 0; i < 3; i++) fresh.sign(claims);
+  assert.equal(fresh.rememberedIds, 3);
+});
+
 test('device auth: register with the key, hash-only storage, revocation, admin checks', async () => {
   const storage = new SqliteStorage({ path: ':memory:' });
   await storage.init();
