@@ -22,15 +22,17 @@
  * load-generator thread still drives it and the bytes in flight stay modest (64 × 400 kB = 25 MB);
  * more connections would only add queueing in socket buffers. The 8-connection pair is kept as
  * server.ingest_100k_c8, in the same run, so the latency-bound figure stays visible. Measured on
- * the shared 2-core box (full run of 2026-11-29 16:38, README "Production server"): medians 1,474
- * updates/s vs 4,075 at 64 (ratio 0.36; rounds 0.34–0.42), 970 vs 4,412 at 8 (0.22), the grouped
- * floor 2,186 (0.54; rounds 0.53–0.71); goal not met. Before folded commits (one 400 kB journal
- * payload per update; full run of 14:16): 1,182 vs 5,367 (0.22; rounds 0.19–0.30).
+ * the shared 2-core box (full run of 2026-11-29 18:23, README "Production server"): medians 1,694
+ * updates/s vs 4,873 at 64 (ratio 0.35; rounds 0.35, 0.41 and 0.55, the last against a bare
+ * server at half speed), 863 vs 4,232 at 8 (0.20), the grouped floor 2,201 (0.45; rounds
+ * 0.42–0.67); goal not met. At 16:38, before the state went through the writer thread: 1,474 vs
+ * 4,075 (0.36). Before folded commits (one 400 kB journal payload per update; full run of 14:16):
+ * 1,182 vs 5,367 (0.22; rounds 0.19–0.30).
  *
  * Each ingest entry's note also gives CPU per request, ours and the bare server's, from /proc over
  * the timed window (read by the load thread): the event loop's (main-thread user + system time;
- * 0.60 ms vs 0.24 ms in that run) and the whole process's (every thread, the load generator's
- * included; 0.99 ms vs 0.46 ms). scripts/profile-ingest.ts gives it per thread.
+ * 0.47 ms vs 0.16 ms in that run) and the whole process's (every thread, the load generator's
+ * included; 0.92 ms vs 0.38 ms). scripts/profile-ingest.ts gives it per thread.
  *
  * server.ingest_floor: the same load, at 64 in flight, interleaved, against bench/ingest-floor.ts's
  * `grouped` server: not a server but the least work a server that stores its state once per group

@@ -25,8 +25,10 @@
  * CRC-32) are committed here and the WAL synced, and only then do the appends resolve. The event
  * loop thus never copies a 400 kB payload into SQLite (that insert cost ~0.4 ms of its CPU per
  * update), and the checkpointer no longer copies it a second time. Segments nobody references any
- * more (the checkpoint that dropped their journal prefix is durable) are deleted. ':memory:' keeps
- * payloads inline.
+ * more (the checkpoint that dropped their journal prefix is durable) are deleted. A folded commit's
+ * state (params and strategy state, ~800 kB for 100,000 parameters) goes the same way: its bytes to
+ * the segment, then its row with their place and checksums; the segment of a state the next commit
+ * replaced is deleted once nothing else points at it. ':memory:' keeps payloads inline.
  *
  * New files use 16 KiB pages: a 400 kB update is ~25 overflow pages instead of ~100 (less per-page
  * work; 64 KiB pages save a little more there but double the WAL bytes of a small commit, since
