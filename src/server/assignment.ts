@@ -79,6 +79,11 @@ export class AssignmentSigner {
     return id;
   }
 
+  /** An id that will never be uploaded under (admission refused it): not remembered any more. */
+  forget(id: string): void {
+    this.issued.delete(id);
+  }
+
   /** Drops remembered ids whose deadline passed, oldest first (deadlines mostly follow issue order). */
   private forgetLapsed(): void {
     const now = this.now();

@@ -127,10 +127,11 @@ test('selector: eligibility, target concurrency → wait with pacing, rate limit
   const admission = new LocalAdmissionCounter(() => now);
   const s = spec({ concurrency: 2, eligibility: { charging: true }, minCheckinIntervalMs: 50, waitMs: 700 });
   let version: number | null = 3;
+  const signer = new AssignmentSigner(KEY, { now: () => now });
   const selector = new Selector({
     tasks: () => [{ spec: s, currentVersion: () => version, planExtras: {} }],
     admission,
-    signer: new AssignmentSigner(KEY),
+    signer,
     now: () => now,
   });
   assert.deepEqual(isEligible(s, { charging: true, os: 'x' }), true);
@@ -153,6 +154,8 @@ test('selector: eligibility, target concurrency → wait with pacing, rate limit
     retryAfterMs: 700,
     reason: 'all eligible tasks are at their target concurrency',
   });
+  // The id signed for the refused check-in is not kept for a lookup: only the two handed out are.
+  assert.equal(signer.rememberedIds, 2);
   now += 100;
   version = null;
   const recovering = await selector.checkin('d', { attributes: { charging: true } });

@@ -148,6 +148,7 @@ export class Selector {
       } else assignmentId = this.options.signer.sign({ taskId: spec.taskId, deviceId, version, deadline });
       if (!(await this.options.admission.tryAcquire(spec.taskId, assignmentId, limit, deadline))) {
         task.cohort?.leave(assignmentId);
+        this.options.signer.forget(assignmentId);
         retryAfterMs = Math.min(retryAfterMs, spec.waitMs);
         continue;
       }
