@@ -273,6 +273,18 @@ test('the default task is the foundation preset: MNIST FedBuff K=10, concurrency
   assert.equal(parseTaskSpec({ ...d, strategy: { kind: 'sync', roundTimeout: 60 } }).strategy.kind, 'sync');
 });
 
+/** Update number `i` as the aggregator hands it to a coordinator (key k<i>, assignment a<i>). */
+function foldInput(i: number, delta: Float32Array, baseVersion = 0) {
+  return {
+    idempotencyKey: `k${i}`,
+    deviceId: 'd',
+    assignmentId: `a${i}`,
+    baseVersion,
+    numExamples: 1,
+    delta,
+  };
+}
+
 test('appends are issued without waiting for each other, in fold order; replay equals the live model', async () => {
   const inner = new SqliteStorage({ path: ':memory:' });
   await inner.init();
@@ -301,18 +313,7 @@ test('appends are issued without waiting for each other, in fold order; replay e
   await c.start();
   const delta = (i: number) => new Float32Array(6).map((_, j) => ((i * 3 + j) % 7) / 32);
   // Ten concurrent submissions, base version 0: staleness (and so weights) depend on fold order.
-  const results = await Promise.all(
-    Array.from({ length: 10 }, (_, i) =>
-      c.submit({
-        idempotencyKey: `k${i}`,
-        deviceId: 'd',
-        assignmentId: `a${i}`,
-        baseVersion: 0,
-        numExamples: 1,
-        delta: delta(i),
-      }),
-    ),
-  );
+  const results = await Promise.all(Array.from({ length: 10 }, (_, i) => c.submit(foldInput(i, delta(i)))));
   assert.ok(results.every((r) => !('kind' in r)));
   // All ten were handed to the storage before the first completed: it can commit them together.
   assert.equal(maxInFlight, 10);
@@ -355,14 +356,7 @@ test('folded commits: updates folded during a commit go in the next, keys in fol
   const c = new TaskCoordinator(taskRuntime(s), { storage, lease: new LocalLease(), holderId: 'h' });
   await c.start();
   const delta = (i: number) => new Float32Array(6).map((_, j) => ((i * 3 + j) % 7) / 32);
-  const update = (i: number, baseVersion: number) => ({
-    idempotencyKey: `k${i}`,
-    deviceId: 'd',
-    assignmentId: `a${i}`,
-    baseVersion,
-    numExamples: 1,
-    delta: delta(i),
-  });
+  const update = (i: number, baseVersion: number) => foldInput(i, delta(i), baseVersion);
   const results = await Promise.all(Array.from({ length: 10 }, (_, i) => c.submit(update(i, 0))));
   assert.ok(results.every((r) => !('kind' in r)));
   // The first submission starts a commit at once; the nine folded while it is written share one.
@@ -439,12 +433,7 @@ test('releaseDelta: with folded commits the delta is given back right after the 
     const deltas = [delta(0), delta(1)];
     const pending = deltas.map((d, i) =>
       c.submit({
-        idempotencyKey: `k${i}`,
-        deviceId: 'd',
-        assignmentId: `a${i}`,
-        baseVersion: 0,
-        numExamples: 1,
-        delta: d,
+        ...foldInput(i, d),
         releaseDelta: () => {
           released.push(i);
           // The pooled block takes the next body: whatever the coordinator still read would be garbage.
