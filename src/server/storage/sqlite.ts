@@ -952,11 +952,7 @@ export class SqliteStorage implements Storage {
       return;
     }
     this.commits++;
-    for (const q of batch) this.bytesSinceCheckpoint += q.delta.length + 1024;
-    if (this.checkpointer !== null && this.bytesSinceCheckpoint >= CHECKPOINT_EVERY_BYTES) {
-      this.bytesSinceCheckpoint = 0;
-      this.checkpointer.postMessage(0);
-    }
+    this.nudgeCheckpointer(batch.reduce((n, q) => n + q.delta.length + 1024, 0));
     // Nobody hears of the commit before the WAL sync that covers it.
     this.durable().then(
       () => {
@@ -972,84 +968,106 @@ export class SqliteStorage implements Storage {
     );
   }
 
+  /** WAL bytes committed since the checkpointer last ran: it runs again after CHECKPOINT_EVERY_BYTES. */
+  private nudgeCheckpointer(bytes: number): void {
+    this.bytesSinceCheckpoint += bytes;
+    if (this.checkpointer !== null && this.bytesSinceCheckpoint >= CHECKPOINT_EVERY_BYTES) {
+      this.bytesSinceCheckpoint = 0;
+      this.checkpointer.postMessage(0);
+    }
+  }
+
   /**
    * Segment path of a group commit: the writer thread writes and syncs the payloads, then (in batch
    * order) the rows are committed and the WAL synced, then the appends resolve.
    */
   private flushToSegment(batch: readonly QueuedAppend[], segments: SegmentWriter): void {
+    const release = () => {
+      for (const q of batch) q.release();
+    };
+    const rows = this.segmentCommit(
+      segments,
+      batch.map((q) => q.delta),
+      release,
+      (refs, retired) => {
+        if (!this.segmentAppendTx) throw new StorageError('BACKEND_UNAVAILABLE', 'SqliteStorage is not open');
+        const results = this.segmentAppendTx(batch, refs, retired);
+        this.nudgeCheckpointer(1024 * batch.length);
+        return results;
+      },
+    );
+    // Not holding up the next batch's rows: nobody hears of the commit before the WAL sync.
+    rows.then(
+      async (results) => {
+        try {
+          await this.durable();
+        } catch (err) {
+          for (const q of batch) q.reject(err);
+          return;
+        }
+        for (const [i, q] of batch.entries()) {
+          const r = results[i];
+          if (r instanceof StorageError) q.reject(r);
+          else q.resolve(r as AppendResult);
+        }
+      },
+      (err: unknown) => {
+        for (const q of batch) q.reject(err);
+      },
+    );
+  }
+
+  /**
+   * A commit whose payloads go to a segment (append batches, folded states): the writer thread
+   * writes `payloads` (memory it may read in place; `release` once it is done with them), then, in
+   * call order with every other segment commit (seqs follow it), `tx` runs with where they went once
+   * they are durable. Resolves with `tx`'s result once its transaction committed, before the WAL
+   * sync; rejects when the write or `tx` failed, and then no row points at the bytes. `wrote`: whether
+   * the transaction stayed (a rolled-back duplicate registers nothing).
+   */
+  private segmentCommit<T>(
+    segments: SegmentWriter,
+    payloads: readonly Uint8Array[],
+    release: () => void,
+    tx: (refs: SegmentRefs, retired: readonly string[]) => T,
+    wrote: (result: T) => boolean = () => true,
+  ): Promise<T> {
     let placement: Placement;
     try {
-      placement = segments.write(batch.map((q) => q.delta));
-      const release = () => {
-        for (const q of batch) q.release();
-      };
+      placement = segments.write(payloads);
       placement.written.then(release, release);
     } catch (err) {
-      for (const q of batch) q.release();
-      const e = new StorageError(
-        'BACKEND_UNAVAILABLE',
-        `sqlite: cannot open a journal segment: ${(err as Error).message}`,
+      release();
+      return Promise.reject(
+        new StorageError('BACKEND_UNAVAILABLE', `sqlite: cannot open a segment: ${(err as Error).message}`),
       );
-      for (const q of batch) q.reject(e);
-      return;
     }
     this.pendingBatches++;
-    // Phase 1, in batch order (seqs follow call order): wait for the payloads, commit the rows.
-    const commitRows = async (): Promise<Array<AppendResult | StorageError> | null> => {
-      let checks: PayloadChecks;
-      try {
-        checks = await placement.written;
-      } catch (err) {
-        for (const q of batch) q.reject(err);
-        return null;
-      }
+    const commitRows = async (): Promise<T> => {
+      const checks = await placement.written;
       const retired = segments.retiredNames.slice();
-      let results: Array<AppendResult | StorageError>;
+      let result: T;
       try {
-        if (!this.segmentAppendTx) throw new StorageError('BACKEND_UNAVAILABLE', 'SqliteStorage is not open');
-        results = this.segmentAppendTx(batch, { placement, checks }, retired);
+        result = tx({ placement, checks }, retired);
       } catch (err) {
         // Rolled back: no row points at these bytes. A reclaimed segment is not written again.
         if (err instanceof StorageError && err.code === 'BACKEND_UNAVAILABLE')
           segments.retire(placement.segment);
-        const mapped = mapSqliteError(err);
-        for (const q of batch) q.reject(mapped);
-        return null;
+        throw mapSqliteError(err);
       }
-      placement.segment.registered = true;
-      segments.retiredNames.splice(0, retired.length);
-      this.commits++;
-      this.bytesSinceCheckpoint += 1024 * batch.length;
-      if (this.checkpointer !== null && this.bytesSinceCheckpoint >= CHECKPOINT_EVERY_BYTES) {
-        this.bytesSinceCheckpoint = 0;
-        this.checkpointer.postMessage(0);
+      if (wrote(result)) {
+        placement.segment.registered = true;
+        segments.retiredNames.splice(0, retired.length);
+        this.commits++;
       }
-      return results;
+      return result;
     };
     const rows = this.commitTail.then(commitRows);
-    this.commitTail = rows.then(
-      () => {
-        this.pendingBatches--;
-      },
-      () => {
-        this.pendingBatches--;
-      },
-    );
-    // Phase 2, not holding up the next batch's rows: nobody hears of the commit before the WAL sync.
-    void rows.then(async (results) => {
-      if (results === null) return;
-      try {
-        await this.durable();
-      } catch (err) {
-        for (const q of batch) q.reject(err);
-        return;
-      }
-      for (const [i, q] of batch.entries()) {
-        const r = results[i];
-        if (r instanceof StorageError) q.reject(r);
-        else q.resolve(r as AppendResult);
-      }
-    });
+    const done = () => {
+      this.pendingBatches--;
+    };
+    this.commitTail = rows.then(done, done);
+    return rows;
   }
 
   /** Resolves once every commit made so far is on disk (one fdatasync covers all before it). */
@@ -1184,47 +1202,17 @@ export class SqliteStorage implements Storage {
     this.statements();
     // Appends called before this commit take their seqs first.
     this.flushQueued();
-    let placement: Placement;
     const copied = this.ring.copy([commit.params, commit.state]);
-    try {
-      placement = segments.write(copied.views);
-      placement.written.then(copied.release, copied.release);
-    } catch (err) {
-      copied.release();
-      throw new StorageError(
-        'BACKEND_UNAVAILABLE',
-        `sqlite: cannot open a segment: ${(err as Error).message}`,
-      );
-    }
     // The caller's arrays are not kept: only sizes are needed from here on.
     const rowCommit: FoldedCommit = { ...commit, params: EMPTY_PARAMS, state: NO_BYTES };
     const sizes = { params: commit.params.byteLength, state: commit.state.byteLength };
-    this.pendingBatches++;
-    const commitRow = async (): Promise<FoldedOutcome> => {
-      const checks = await placement.written;
-      const retired = segments.retiredNames.slice();
-      let outcome: FoldedOutcome;
-      try {
-        outcome = this.foldedInTx(rowCommit, responses, { placement, checks, sizes }, retired);
-      } catch (err) {
-        // Rolled back: no row points at these bytes. A reclaimed segment is not written again.
-        if (err instanceof StorageError && err.code === 'BACKEND_UNAVAILABLE')
-          segments.retire(placement.segment);
-        throw mapSqliteError(err);
-      }
-      if (outcome.result.kind === 'committed') {
-        placement.segment.registered = true;
-        segments.retiredNames.splice(0, retired.length);
-        this.commits++;
-      }
-      return outcome;
-    };
-    const row = this.commitTail.then(commitRow);
-    const done = () => {
-      this.pendingBatches--;
-    };
-    this.commitTail = row.then(done, done);
-    const outcome = await row;
+    const outcome = await this.segmentCommit(
+      segments,
+      copied.views,
+      copied.release,
+      (refs, retired) => this.foldedInTx(rowCommit, responses, { ...refs, sizes }, retired),
+      (o) => o.result.kind === 'committed',
+    );
     // Nobody hears of the commit before the WAL sync that covers it.
     await this.durable();
     return outcome;
