@@ -74,7 +74,7 @@ export class AssignmentSigner {
     this.forgetLapsed();
     if (this.issued.size < this.maxRemembered) {
       const { taskId, deviceId, version, deadline, round } = claims;
-      this.issued.set(id, round === undefined ? { taskId, deviceId, version, deadline } : { ...claims });
+      this.issued.set(id, { taskId, deviceId, version, deadline, ...(round === undefined ? {} : { round }) });
     }
     return id;
   }
