@@ -953,7 +953,15 @@ export class SqliteStorage implements Storage {
     }
     this.commits++;
     this.nudgeCheckpointer(batch.reduce((n, q) => n + q.delta.length + 1024, 0));
-    // Nobody hears of the commit before the WAL sync that covers it.
+    this.answerWhenDurable(batch, results);
+  }
+
+  /** Answers a committed batch, each append with its own result, once the WAL sync that covers it
+   *  is done: nobody hears of a commit before. */
+  private answerWhenDurable(
+    batch: readonly QueuedAppend[],
+    results: ReadonlyArray<AppendResult | StorageError>,
+  ): void {
     this.durable().then(
       () => {
         for (const [i, q] of batch.entries()) {
@@ -996,21 +1004,9 @@ export class SqliteStorage implements Storage {
         return results;
       },
     );
-    // Not holding up the next batch's rows: nobody hears of the commit before the WAL sync.
+    // Not holding up the next batch's rows.
     rows.then(
-      async (results) => {
-        try {
-          await this.durable();
-        } catch (err) {
-          for (const q of batch) q.reject(err);
-          return;
-        }
-        for (const [i, q] of batch.entries()) {
-          const r = results[i];
-          if (r instanceof StorageError) q.reject(r);
-          else q.resolve(r as AppendResult);
-        }
-      },
+      (results) => this.answerWhenDurable(batch, results),
       (err: unknown) => {
         for (const q of batch) q.reject(err);
       },
