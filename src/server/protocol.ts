@@ -206,8 +206,8 @@ export function frameFloatStart(headerLength: number): number {
   return (12 + headerLength + 3 + 4) & ~3;
 }
 
-/** Encodes a frame. The floats are copied once into the output buffer. */
 /**
+ * Encodes a frame. The floats are copied once into the output buffer.
  * `floats`: one array, or parts written one after another (saves the caller concatenating them).
  * `into`: memory to reuse when it is large enough (the frame is then a view of its start), for a
  * caller that encodes the same size again and again and hands each frame on before the next.

@@ -15,7 +15,6 @@ export function reject(reason: RejectReason, message: string, staleness?: number
     : { kind: 'rejected', reason, message, staleness };
 }
 
-/** Validates a snapshot's version and model size before a strategy adopts any of it. */
 /** A deep copy of a `view()` (optimizer slots and DP state come copied already). */
 export function copySnapshot(view: StrategySnapshot): StrategySnapshot {
   return {
@@ -27,6 +26,7 @@ export function copySnapshot(view: StrategySnapshot): StrategySnapshot {
   };
 }
 
+/** Validates a snapshot's version and model size before a strategy adopts any of it. */
 export function checkSnapshot(snapshot: StrategySnapshot, numParams: number): void {
   const { version, params } = snapshot;
   if (!(Number.isInteger(version) && version >= 0))
