@@ -23,7 +23,8 @@
  * more connections would only add queueing in socket buffers. The 8-connection pair is kept as
  * server.ingest_100k_c8, in the same run, so the latency-bound figure stays visible. Measured on
  * the shared 2-core box (full run of 2026-11-29 18:23, README "Production server"; 19:35 gave
- * 1,540 vs 4,492, ratio 0.34, rounds 0.34–0.48): medians 1,694
+ * 1,540 vs 4,492, ratio 0.34, rounds 0.34–0.48; 20:52, on a quicker machine, 2,371 vs 7,039,
+ * ratio 0.34, rounds 0.26–0.36): medians 1,694
  * updates/s vs 4,873 at 64 (ratio 0.35; rounds 0.35, 0.41 and 0.55, the last against a bare
  * server at half speed), 863 vs 4,232 at 8 (0.20), the grouped floor 2,201 (0.45; rounds
  * 0.42–0.67); goal not met. At 16:38, before the state went through the writer thread: 1,474 vs
